@@ -1,0 +1,150 @@
+// Package audit defines certgate's tamper-evident audit log: typed records
+// whose hashes form a chain, and the verifier that walks the chain.
+//
+// Each record's hash covers its own fields and the previous record's hash,
+// so editing, deleting or reordering any record breaks the chain at that
+// record, and [Verifier] names it. The store appends records (it assigns the
+// sequence number and links the hash inside the same transaction as the
+// change being audited); this package only defines the encoding and checks it.
+//
+// Dropping records from the end of the log is not detectable from the log
+// alone; that needs the head hash kept somewhere else (an external anchor).
+package audit
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Actions recorded in the audit log.
+const (
+	ActionInit        = "ca.init"
+	ActionTokenCreate = "token.create"
+	ActionIssue       = "cert.issue"
+	ActionRenew       = "cert.renew"
+	ActionRevoke      = "cert.revoke"
+	ActionAdmin       = "admin.action"
+)
+
+// Entry is what a caller asks to record.
+type Entry struct {
+	Time    time.Time // when it happened; stored with nanosecond precision in UTC
+	Actor   string    // who: an identity, or "system"
+	Action  string    // one of the Action constants
+	Subject string    // what: a serial, an identity, a token ID
+	Detail  string    // compact JSON with the rest, or ""; never a secret
+}
+
+// Record is an Entry as stored: numbered and chained.
+type Record struct {
+	Seq int64 // 1 for the first record, then +1 each
+	Entry
+	PrevHash []byte // Hash of record Seq-1; 32 zero bytes for the first
+	Hash     []byte
+}
+
+// Genesis is the PrevHash of the first record.
+var Genesis = make([]byte, sha256.Size)
+
+// domain separates this hash from any other use of SHA-256 over similar bytes.
+const domain = "certgate-audit-v1"
+
+// Link computes the hash of r, which covers every field of r and r.PrevHash.
+// r.Hash is ignored.
+func Link(r Record) []byte {
+	var b bytes.Buffer
+	field := func(p []byte) {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(p)))
+		b.Write(n[:])
+		b.Write(p)
+	}
+	num := func(v int64) {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(v))
+		field(n[:])
+	}
+	field([]byte(domain))
+	num(r.Seq)
+	num(r.Time.UTC().UnixNano())
+	field([]byte(r.Actor))
+	field([]byte(r.Action))
+	field([]byte(r.Subject))
+	field([]byte(r.Detail))
+	field(r.PrevHash)
+	sum := sha256.Sum256(b.Bytes())
+	return sum[:]
+}
+
+// Next returns the record that follows prev (nil for the first) for entry e.
+func Next(prev *Record, e Entry) Record {
+	r := Record{Seq: 1, Entry: e, PrevHash: Genesis}
+	r.Time = e.Time.UTC()
+	if prev != nil {
+		r.Seq = prev.Seq + 1
+		r.PrevHash = prev.Hash
+	}
+	r.Hash = Link(r)
+	return r
+}
+
+// ErrBroken is wrapped by every chain error.
+var ErrBroken = errors.New("audit chain broken")
+
+// ChainError names the first record that does not verify.
+type ChainError struct {
+	Seq    int64
+	Reason string
+}
+
+func (e *ChainError) Error() string {
+	return fmt.Sprintf("audit: record %d: %s", e.Seq, e.Reason)
+}
+
+func (e *ChainError) Unwrap() error { return ErrBroken }
+
+// Verifier checks records one at a time, in order, so a long log can be
+// streamed. The zero value expects record 1.
+type Verifier struct {
+	prev []byte
+	seq  int64
+}
+
+// Add checks the next record.
+func (v *Verifier) Add(r Record) error {
+	want := v.seq + 1
+	prev := v.prev
+	if prev == nil {
+		prev = Genesis
+	}
+	switch {
+	case r.Seq != want:
+		// A gap or a repeat: a record was deleted, inserted or moved.
+		return &ChainError{Seq: want, Reason: fmt.Sprintf("expected record %d, found %d (record deleted or reordered)", want, r.Seq)}
+	case !bytes.Equal(r.PrevHash, prev):
+		return &ChainError{Seq: r.Seq, Reason: "previous-hash link does not match the record before it (record inserted, deleted or reordered)"}
+	case !bytes.Equal(Link(r), r.Hash):
+		return &ChainError{Seq: r.Seq, Reason: fmt.Sprintf("hash mismatch: contents changed after it was written (stored %s)", short(r.Hash))}
+	}
+	v.prev, v.seq = r.Hash, r.Seq
+	return nil
+}
+
+// Count returns how many records verified so far.
+func (v *Verifier) Count() int64 { return v.seq }
+
+// Head returns the hash of the last verified record.
+func (v *Verifier) Head() []byte { return v.prev }
+
+func short(h []byte) string {
+	s := hex.EncodeToString(h)
+	if len(s) > 16 {
+		s = s[:16] + "…"
+	}
+	return s
+}

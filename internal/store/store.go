@@ -1,0 +1,187 @@
+// Package store keeps everything certgate must never lose: the certificates
+// it issued, revocations, enrollment tokens (hashed), the ordered event log
+// that gateways follow, and the audit log.
+//
+// There is one [Store] interface and one database/sql implementation with a
+// dialect per backend: SQLite (embedded default) and PostgreSQL. Migrations
+// are versioned and embedded. Every backend passes the conformance suite in
+// store/storetest.
+//
+// Durability contract: a method that changes state returns nil only after the
+// change is committed durably. A method that fails changes nothing. Callers
+// hand out a certificate only after [Store.RecordIssuance] returned nil.
+//
+// Client private keys are never stored; tokens are stored as a hash of their
+// secret only.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/certgate/certgate/internal/audit"
+)
+
+// Sentinel errors callers branch on. Implementations wrap them with context.
+var (
+	ErrNotFound        = errors.New("not found")
+	ErrTokenUsed       = errors.New("token already redeemed")
+	ErrTokenExpired    = errors.New("token expired")
+	ErrDuplicateSerial = errors.New("serial already exists")
+	ErrDuplicateToken  = errors.New("token ID already exists")
+	// ErrUnavailable wraps failures to reach or use the database (connection
+	// refused, disk I/O error, database locked past the timeout). The server
+	// maps it to 503.
+	ErrUnavailable = errors.New("store unavailable")
+)
+
+// How a certificate was obtained (Certificate.Obtained).
+const (
+	ObtainedInit   = "init"   // the admin certificate made by certgate init
+	ObtainedEnroll = "enroll" // redeemed an enrollment token
+	ObtainedRenew  = "renew"  // renewed over mTLS
+	ObtainedServer = "server" // a server's own serving certificate
+)
+
+// Certificate is the record of one issued certificate.
+type Certificate struct {
+	Serial      string // lowercase hex of the serial number, no leading zeros
+	Identity    string // SPIFFE ID
+	CommonName  string
+	Fingerprint string // lowercase hex SHA-256 of DER
+	NotBefore   time.Time
+	NotAfter    time.Time
+	KeyType     string // keytype.Type
+	Obtained    string // one of the Obtained constants
+	RenewedFrom string // serial of the certificate this renewed, or ""
+	TokenID     string // token redeemed for it, or ""
+	IssuedAt    time.Time
+	DER         []byte
+
+	// Revocation is filled by reads; nil when the certificate is not revoked.
+	Revocation *Revocation
+}
+
+// Token is an enrollment token as stored: never its secret, only its hash.
+type Token struct {
+	ID         string // public, unique
+	SecretHash []byte // SHA-256 of the secret
+	Identity   string // the only identity it may enroll
+	CreatedBy  string
+	CreatedAt  time.Time
+	ExpiresAt  time.Time
+	RedeemedAt time.Time // zero while unused
+	Serial     string    // the certificate it was redeemed for, or ""
+}
+
+// Revocation records that a certificate was revoked.
+type Revocation struct {
+	Serial    string
+	Reason    int // RFC 5280 CRLReason code
+	RevokedAt time.Time
+	RevokedBy string
+}
+
+// Event kinds in the ordered event log.
+const (
+	EventRevoke = "revoke"
+)
+
+// Event is one entry of the ordered event log that gateways follow.
+type Event struct {
+	Position int64 // strictly increasing, one total order
+	Time     time.Time
+	Kind     string // EventRevoke
+	Serial   string
+	Identity string
+	Reason   int
+	NotAfter time.Time // of the certificate, so followers can forget it after expiry
+}
+
+// Issuance is one certificate to record, optionally redeeming a token.
+type Issuance struct {
+	Cert Certificate
+	// TokenID, if set, is redeemed in the same transaction. It must exist
+	// (ErrNotFound), be unused (ErrTokenUsed) and unexpired at Now
+	// (ErrTokenExpired); then it is marked redeemed for Cert.Serial.
+	TokenID string
+	Now     time.Time
+	Audit   audit.Entry // appended in the same transaction
+}
+
+// RevokeRequest selects certificates to revoke. Exactly one of Serial,
+// Identity, IdentityPrefix is set.
+type RevokeRequest struct {
+	Serial string // that one certificate; ErrNotFound if unknown
+	// Identity revokes every current (unexpired at Now, unrevoked)
+	// certificate of that identity.
+	Identity string
+	// IdentityPrefix revokes every current certificate whose identity is the
+	// prefix itself or starts with prefix + "/" (segment boundary:
+	// "spiffe://td/host/a" does not match "spiffe://td/host/ab").
+	IdentityPrefix string
+	Reason         int
+	By             string
+	Now            time.Time
+}
+
+// CertFilter narrows ListCertificates. Zero fields do not filter.
+type CertFilter struct {
+	Identity       string
+	IdentityPrefix string // same segment-boundary rule as RevokeRequest
+	// Status is "", "valid" (unexpired at Now and unrevoked), "revoked" or
+	// "expired" (NotAfter before Now and unrevoked).
+	Status string
+	Now    time.Time
+	Limit  int // 0 means no limit
+}
+
+// Snapshot is a consistent view of what is revoked, for a follower that
+// starts from nothing: every revocation of a certificate unexpired at Now,
+// and the event position it is current up to.
+type Snapshot struct {
+	Position int64
+	Revoked  []Event // Kind EventRevoke, ordered by Position
+}
+
+// Store is the durable state of certgate. All methods are safe for
+// concurrent use.
+type Store interface {
+	// CreateToken stores a new token and its audit record atomically.
+	CreateToken(ctx context.Context, t Token, a audit.Entry) error
+	// GetToken returns the token with that ID, or ErrNotFound.
+	GetToken(ctx context.Context, id string) (Token, error)
+
+	// RecordIssuance records an issued certificate (and redeems a token)
+	// durably, with its audit record. On any error nothing is written.
+	RecordIssuance(ctx context.Context, is Issuance) error
+	// GetCertificate returns the certificate with that serial, or ErrNotFound.
+	GetCertificate(ctx context.Context, serial string) (Certificate, error)
+	// ListCertificates returns certificates ordered by IssuedAt, then Serial.
+	ListCertificates(ctx context.Context, f CertFilter) ([]Certificate, error)
+
+	// Revoke revokes what req selects in one transaction: a revocation row, an
+	// EventRevoke event and an audit record (action cert.revoke, subject the
+	// serial) per certificate. It returns what it revoked. A serial that is
+	// already revoked is left as it was and not returned. An unknown serial is
+	// ErrNotFound; an identity or prefix matching nothing returns no error and
+	// an empty slice.
+	Revoke(ctx context.Context, req RevokeRequest) ([]Revocation, error)
+
+	// Events returns up to limit events with Position > after, in order.
+	Events(ctx context.Context, after int64, limit int) ([]Event, error)
+	// RevocationSnapshot returns the revocations of certificates unexpired at
+	// now, and the last event position, read consistently.
+	RevocationSnapshot(ctx context.Context, now time.Time) (Snapshot, error)
+
+	// AppendAudit appends one audit record on its own.
+	AppendAudit(ctx context.Context, e audit.Entry) (audit.Record, error)
+	// AuditRecords returns up to limit records with Seq > after, in order.
+	AuditRecords(ctx context.Context, after int64, limit int) ([]audit.Record, error)
+
+	// Ping checks that the database answers.
+	Ping(ctx context.Context) error
+	// Close releases the database.
+	Close() error
+}
