@@ -1,0 +1,223 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/certgate/certgate/internal/identity"
+	"github.com/certgate/certgate/internal/keytype"
+)
+
+// FileName is the name of the CA/server config inside a certgate directory.
+const FileName = "certgate.yaml"
+
+// Server is certgate.yaml: the CA, its store and the control-plane server.
+// Relative paths are relative to the directory holding the file.
+type Server struct {
+	TrustDomain string   `yaml:"trust_domain"`
+	Store       string   `yaml:"store"`
+	CA          CA       `yaml:"ca"`
+	Profiles    Profiles `yaml:"profiles"`
+	Listen      Listen   `yaml:"server"`
+	Tokens      Tokens   `yaml:"tokens"`
+	Admin       Admin    `yaml:"admin"`
+
+	dir string // where the file was loaded from
+}
+
+// CA names the CA files.
+type CA struct {
+	KeyType          string `yaml:"key_type"`
+	RootCert         string `yaml:"root_cert"`
+	RootKey          string `yaml:"root_key"`
+	IntermediateCert string `yaml:"intermediate_cert"`
+	IntermediateKey  string `yaml:"intermediate_key"`
+	Bundle           string `yaml:"bundle"`
+}
+
+// Profiles sets certificate lifetimes.
+type Profiles struct {
+	ClientLifetime time.Duration `yaml:"client_lifetime"`
+	ServerLifetime time.Duration `yaml:"server_lifetime"`
+}
+
+// Listen configures the HTTPS server.
+type Listen struct {
+	Listen            string        `yaml:"listen"`
+	URL               string        `yaml:"url"`
+	Hostnames         []string      `yaml:"hostnames"`
+	MaxBodyBytes      int64         `yaml:"max_body_bytes"`
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	ReadTimeout       time.Duration `yaml:"read_timeout"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`
+}
+
+// Tokens configures enrollment tokens.
+type Tokens struct {
+	DefaultTTL time.Duration `yaml:"default_ttl"`
+	MaxTTL     time.Duration `yaml:"max_ttl"`
+}
+
+// Admin names the admin client certificate the CLI uses.
+type Admin struct {
+	Cert   string `yaml:"cert"`
+	Key    string `yaml:"key"`
+	Bundle string `yaml:"bundle"`
+}
+
+// DefaultServer returns the defaults for trust domain td. The listen
+// address is loopback: exposing the CA is a deliberate act.
+func DefaultServer(td string) Server {
+	return Server{
+		TrustDomain: td,
+		Store:       "sqlite://certgate.db",
+		CA: CA{
+			KeyType:          string(keytype.Default),
+			RootCert:         "ca/root.pem",
+			RootKey:          "ca/root.key",
+			IntermediateCert: "ca/intermediate.pem",
+			IntermediateKey:  "ca/intermediate.key",
+			Bundle:           "bundle.pem",
+		},
+		Profiles: Profiles{ClientLifetime: 24 * time.Hour, ServerLifetime: 7 * 24 * time.Hour},
+		Listen: Listen{
+			Listen:            "127.0.0.1:8443",
+			URL:               "https://127.0.0.1:8443",
+			Hostnames:         []string{"localhost", "127.0.0.1", "::1"},
+			MaxBodyBytes:      64 << 10,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			IdleTimeout:       120 * time.Second,
+		},
+		Tokens: Tokens{DefaultTTL: 15 * time.Minute, MaxTTL: 24 * time.Hour},
+		Admin:  Admin{Cert: "admin/cert.pem", Key: "admin/key.pem", Bundle: "admin/bundle.pem"},
+	}
+}
+
+// LoadServer reads, strictly decodes and validates DIR/certgate.yaml.
+// Fields missing from the file take their defaults.
+func LoadServer(dir string) (*Server, error) {
+	path := filepath.Join(dir, FileName)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return ParseServer(path, data)
+}
+
+// ParseServer decodes and validates a server config; path locates relative
+// file names.
+func ParseServer(path string, data []byte) (*Server, error) {
+	c := DefaultServer("")
+	if err := DecodeStrict(path, data, &c); err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	abs, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c.dir = abs
+	return &c, nil
+}
+
+// Validate checks c without changing it and reports every problem, each
+// naming its field.
+func (c Server) Validate() error {
+	var errs []error
+	bad := func(field, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, a...)))
+	}
+	if err := identity.ValidateTrustDomain(c.TrustDomain); err != nil {
+		bad("trust_domain", "%v", err)
+	}
+	if c.Store == "" {
+		bad("store", "is empty")
+	}
+	if _, err := keytype.Parse(c.CA.KeyType); err != nil {
+		bad("ca.key_type", "%v", err)
+	}
+	for field, v := range map[string]string{
+		"ca.root_cert": c.CA.RootCert, "ca.intermediate_cert": c.CA.IntermediateCert,
+		"ca.intermediate_key": c.CA.IntermediateKey, "ca.bundle": c.CA.Bundle,
+		"admin.cert": c.Admin.Cert, "admin.key": c.Admin.Key, "admin.bundle": c.Admin.Bundle,
+	} {
+		if v == "" {
+			bad(field, "is empty")
+		}
+	}
+	if c.Profiles.ClientLifetime < time.Minute {
+		bad("profiles.client_lifetime", "%s is shorter than 1m", c.Profiles.ClientLifetime)
+	}
+	if c.Profiles.ServerLifetime < time.Minute {
+		bad("profiles.server_lifetime", "%s is shorter than 1m", c.Profiles.ServerLifetime)
+	}
+	if _, _, err := net.SplitHostPort(c.Listen.Listen); err != nil {
+		bad("server.listen", "%v", err)
+	}
+	if u, err := url.Parse(c.Listen.URL); err != nil || u.Scheme != "https" || u.Host == "" {
+		bad("server.url", "%q is not an https:// URL", c.Listen.URL)
+	}
+	if c.Listen.MaxBodyBytes < 1024 || c.Listen.MaxBodyBytes > 16<<20 {
+		bad("server.max_body_bytes", "%d is outside 1024..16777216", c.Listen.MaxBodyBytes)
+	}
+	for field, d := range map[string]time.Duration{
+		"server.read_header_timeout": c.Listen.ReadHeaderTimeout, "server.read_timeout": c.Listen.ReadTimeout,
+		"server.idle_timeout": c.Listen.IdleTimeout,
+	} {
+		if d <= 0 {
+			bad(field, "must be positive")
+		}
+	}
+	if c.Tokens.DefaultTTL <= 0 || c.Tokens.MaxTTL < c.Tokens.DefaultTTL {
+		bad("tokens", "default_ttl must be positive and not above max_ttl")
+	}
+	return sortedJoin(errs)
+}
+
+// sortedJoin joins errors in a stable order (map iteration is random).
+func sortedJoin(errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	for i := 1; i < len(msgs); i++ {
+		for j := i; j > 0 && msgs[j] < msgs[j-1]; j-- {
+			msgs[j], msgs[j-1] = msgs[j-1], msgs[j]
+		}
+	}
+	return errors.New(strings.Join(msgs, "; "))
+}
+
+// Dir is the directory the config was loaded from.
+func (c *Server) Dir() string { return c.dir }
+
+// Path resolves a file name from the config against its directory.
+func (c *Server) Path(p string) string {
+	if filepath.IsAbs(p) || c.dir == "" {
+		return p
+	}
+	return filepath.Join(c.dir, p)
+}
+
+// StoreURL returns the store URL with a relative SQLite path resolved.
+func (c *Server) StoreURL() string {
+	if rest, ok := strings.CutPrefix(c.Store, "sqlite://"); ok && !strings.HasPrefix(rest, "/") {
+		return "sqlite://" + c.Path(rest)
+	}
+	if !strings.Contains(c.Store, "://") {
+		return c.Path(c.Store)
+	}
+	return c.Store
+}

@@ -1,0 +1,73 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestRenderRoundTrip(t *testing.T) {
+	want := DefaultServer("example.org")
+	data, err := want.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, FileName), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadServer(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.dir = ""
+	if !reflect.DeepEqual(*got, want) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", *got, want)
+	}
+}
+
+func TestParseServerErrors(t *testing.T) {
+	good, _ := DefaultServer("example.org").Render()
+	for name, tc := range map[string]struct {
+		data string
+		want string
+	}{
+		"misspelled field": {strings.Replace(string(good), "  max_ttl:", "  max_tll:", 1),
+			"config /x/certgate.yaml: yaml: unmarshal errors:\n  line 49: field max_tll not found in type config.Tokens"},
+		"unknown top-level": {string(good) + "extra: 1\n",
+			"config /x/certgate.yaml: yaml: unmarshal errors:\n  line 56: field extra not found in type config.Server"},
+		"bad duration": {strings.Replace(string(good), "default_ttl: 15m0s", "default_ttl: soon", 1),
+			"config /x/certgate.yaml: yaml: unmarshal errors:\n  line 47: cannot unmarshal !!str `soon` into time.Duration"},
+		"empty":     {"", "config /x/certgate.yaml: empty"},
+		"two docs":  {string(good) + "---\ntrust_domain: x\n", "config /x/certgate.yaml: more than one YAML document"},
+		"oversized": {strings.Repeat("#", MaxFileSize+1), "config /x/certgate.yaml: larger than 1048576 bytes"},
+		"invalid values": {strings.NewReplacer("trust_domain: example.org", "trust_domain: Bad", "key_type: ecdsa-p256", "key_type: dsa",
+			"url: https://127.0.0.1:8443", "url: http://x").Replace(string(good)),
+			`config /x/certgate.yaml: ca.key_type: unsupported key type "dsa" (want one of ecdsa-p256, ecdsa-p384, ed25519, rsa-2048, rsa-3072, rsa-4096); server.url: "http://x" is not an https:// URL; trust_domain: trust domain "Bad" has invalid character 'B' (lowercase letters, digits, '.', '-', '_' only)`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := ParseServer("/x/certgate.yaml", []byte(tc.data))
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("got  %v\nwant %s", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestStoreURL(t *testing.T) {
+	c := DefaultServer("example.org")
+	c.dir = "/etc/certgate"
+	for in, want := range map[string]string{
+		"sqlite://certgate.db":        "sqlite:///etc/certgate/certgate.db",
+		"sqlite:///var/lib/c.db":      "sqlite:///var/lib/c.db",
+		"data/c.db":                   "/etc/certgate/data/c.db",
+		"postgres://postgres@db/test": "postgres://postgres@db/test",
+	} {
+		c.Store = in
+		if got := c.StoreURL(); got != want {
+			t.Errorf("StoreURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

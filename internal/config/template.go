@@ -1,0 +1,73 @@
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"text/template"
+)
+
+// serverTemplate writes every setting with its value and a comment, so an
+// operator sees what can be set without reading the source.
+var serverTemplate = template.Must(template.New("certgate.yaml").Parse(`# certgate CA and server configuration, written by "certgate init".
+# Every setting is listed with its current value. Unknown fields are errors.
+# Relative paths are relative to this file's directory.
+
+# SPIFFE trust domain: every identity is spiffe://{{.TrustDomain}}/...
+trust_domain: {{.TrustDomain}}
+
+# Where certificates, revocations, tokens, events and the audit log live:
+# sqlite://relative/or/absolute/path.db or postgres://user@host:5432/db
+store: {{.Store}}
+
+ca:
+  # Key type of the CA keys: ecdsa-p256, ecdsa-p384, ed25519, rsa-2048, rsa-3072, rsa-4096
+  key_type: {{.CA.KeyType}}
+  root_cert: {{.CA.RootCert}}
+  # Encrypted PKCS#8; the passphrase comes from CERTGATE_PASSPHRASE or --passphrase-file.
+  root_key: {{.CA.RootKey}}
+  intermediate_cert: {{.CA.IntermediateCert}}
+  intermediate_key: {{.CA.IntermediateKey}}
+  # Trust bundle (the root) handed to clients and gateways.
+  bundle: {{.CA.Bundle}}
+
+profiles:
+  # Lifetime of client certificates (capped at the intermediate's expiry).
+  client_lifetime: {{.Profiles.ClientLifetime}}
+  # Lifetime of the server's own serving certificate.
+  server_lifetime: {{.Profiles.ServerLifetime}}
+
+server:
+  # Address the HTTPS API listens on.
+  listen: {{.Listen.Listen}}
+  # URL clients use to reach it (written into enrollment tokens).
+  url: {{.Listen.URL}}
+  # DNS names and IP addresses in the server's certificate.
+  hostnames:{{range .Listen.Hostnames}}
+    - "{{.}}"{{end}}
+  # Largest request body accepted, in bytes.
+  max_body_bytes: {{.Listen.MaxBodyBytes}}
+  read_header_timeout: {{.Listen.ReadHeaderTimeout}}
+  read_timeout: {{.Listen.ReadTimeout}}
+  idle_timeout: {{.Listen.IdleTimeout}}
+
+tokens:
+  # TTL of an enrollment token when "certgate token create" names none.
+  default_ttl: {{.Tokens.DefaultTTL}}
+  # Longest TTL an admin may ask for.
+  max_ttl: {{.Tokens.MaxTTL}}
+
+admin:
+  # The admin client certificate the CLI authenticates with.
+  cert: {{.Admin.Cert}}
+  key: {{.Admin.Key}}
+  bundle: {{.Admin.Bundle}}
+`))
+
+// Render writes c as a complete, commented certgate.yaml.
+func (c Server) Render() ([]byte, error) {
+	var b bytes.Buffer
+	if err := serverTemplate.Execute(&b, c); err != nil {
+		return nil, fmt.Errorf("config: render: %w", err)
+	}
+	return b.Bytes(), nil
+}
