@@ -1,0 +1,152 @@
+package revocation
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/certgate/certgate/internal/clock"
+)
+
+// Source keeps an [Updater] current until ctx is done. The pull below and
+// the push feed both implement it.
+type Source interface {
+	Run(ctx context.Context, dst Updater) error
+}
+
+// MaxSnapshotSize bounds a revocation snapshot response.
+const MaxSnapshotSize = 64 << 20
+
+// Entry is one revoked certificate in a snapshot.
+type Entry struct {
+	Serial   string    `json:"serial"`
+	Identity string    `json:"identity"`
+	Reason   int       `json:"reason"`
+	NotAfter time.Time `json:"not_after"`
+}
+
+// Snapshot is the body of GET /v1/revocations: every revoked certificate
+// that has not expired yet, as of a feed position.
+type Snapshot struct {
+	Position int64   `json:"position"`
+	Revoked  []Entry `json:"revoked"`
+}
+
+// ParseSnapshot decodes and checks a snapshot and turns it into a [Set]
+// taken at now. Unknown fields are ignored (the server may add some);
+// serials must be hexadecimal.
+func ParseSnapshot(data []byte, now time.Time) (*Set, error) {
+	if len(data) > MaxSnapshotSize {
+		return nil, fmt.Errorf("revocation: snapshot larger than %d bytes", MaxSnapshotSize)
+	}
+	var snap Snapshot
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&snap); err != nil {
+		return nil, fmt.Errorf("revocation: decode snapshot: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("revocation: decode snapshot: trailing data after JSON object")
+	}
+	if snap.Position < 0 {
+		return nil, fmt.Errorf("revocation: negative position %d", snap.Position)
+	}
+	serials := make([]string, 0, len(snap.Revoked))
+	for i, e := range snap.Revoked {
+		s, err := canonicalSerial(e.Serial)
+		if err != nil {
+			return nil, fmt.Errorf("revocation: entry %d: %w", i, err)
+		}
+		serials = append(serials, s)
+	}
+	return NewSet(snap.Position, now, serials...), nil
+}
+
+// Puller polls the server for snapshots over mTLS.
+type Puller struct {
+	url      string
+	client   *http.Client
+	interval time.Duration
+	clock    clock.Clock
+	log      *slog.Logger
+}
+
+// NewPuller returns a Puller that fetches serverURL + "/v1/revocations"
+// every interval with tlsConfig (which carries the gateway's client
+// certificate and the roots that verify the server).
+func NewPuller(serverURL string, tlsConfig *tls.Config, interval time.Duration, clk clock.Clock, log *slog.Logger) *Puller {
+	tr := &http.Transport{
+		TLSClientConfig:       tlsConfig,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConnsPerHost:   1,
+		IdleConnTimeout:       2 * interval,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 30 * time.Second,
+	}
+	return &Puller{
+		url:      strings.TrimRight(serverURL, "/") + "/v1/revocations",
+		client:   &http.Client{Transport: tr, Timeout: time.Minute},
+		interval: interval,
+		clock:    clk,
+		log:      log,
+	}
+}
+
+// Fetch gets one snapshot.
+func (p *Puller) Fetch(ctx context.Context) (*Set, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("revocation: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("revocation: fetch: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxSnapshotSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("revocation: fetch: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("revocation: fetch: server answered %s: %s", resp.Status, bytes.TrimSpace(truncate(body, 200)))
+	}
+	return ParseSnapshot(body, p.clock.Now())
+}
+
+// Run fetches at once and then every interval until ctx is done. A failed
+// fetch is logged and the previous set stays in force. It returns ctx's
+// error.
+func (p *Puller) Run(ctx context.Context, dst Updater) error {
+	t := time.NewTicker(p.interval)
+	defer t.Stop()
+	defer p.client.CloseIdleConnections()
+	for {
+		s, err := p.Fetch(ctx)
+		switch {
+		case err == nil:
+			dst.Update(s)
+		case ctx.Err() == nil:
+			p.log.Warn("revocation refresh failed; keeping the previous set", "url", p.url, "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func truncate(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[:n]
+	}
+	return b
+}
