@@ -1,0 +1,354 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/certgate/certgate/internal/identity"
+	"go.yaml.in/yaml/v3"
+)
+
+// Gateway is the schema of gateway.yaml.
+type Gateway struct {
+	// Listen is the address of the mTLS listener for HTTP routes.
+	Listen string `yaml:"listen"`
+	// TrustDomain is the trust domain client identities must belong to.
+	TrustDomain string `yaml:"trust_domain"`
+	// Bundle is the PEM file of trusted roots for client certificates.
+	Bundle string `yaml:"bundle"`
+	// Cert and Key are the gateway's own certificate chain and key.
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+
+	Server    GatewayServer    `yaml:"server"`
+	Metrics   GatewayMetrics   `yaml:"metrics"`
+	AccessLog GatewayAccessLog `yaml:"access_log"`
+	Timeouts  GatewayTimeouts  `yaml:"timeouts"`
+	// MaxHeaderBytes bounds the request line plus headers.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+
+	Routes    []Route    `yaml:"routes"`
+	TCPRoutes []TCPRoute `yaml:"tcp_routes"`
+}
+
+// GatewayServer says where revocation data comes from.
+type GatewayServer struct {
+	// URL of the certgate server; empty disables revocation refresh.
+	URL string `yaml:"url"`
+	// CA verifies the server's certificate; defaults to the bundle.
+	CA string `yaml:"ca"`
+	// RevocationRefresh is the pull interval.
+	RevocationRefresh Duration `yaml:"revocation_refresh"`
+}
+
+// GatewayMetrics configures the Prometheus listener.
+type GatewayMetrics struct {
+	// Listen is the metrics address; empty disables metrics.
+	Listen string `yaml:"listen"`
+}
+
+// GatewayAccessLog configures the access log.
+type GatewayAccessLog struct {
+	// Path is a file, or "-" (the default) for standard output.
+	Path string `yaml:"path"`
+	// MaxSizeMB rotates the file when it grows past this size.
+	MaxSizeMB int `yaml:"max_size_mb"`
+	// MaxBackups is how many rotated files are kept.
+	MaxBackups int `yaml:"max_backups"`
+	// Query logs the query string with the path.
+	Query bool `yaml:"query"`
+}
+
+// GatewayTimeouts bounds each phase of a connection.
+type GatewayTimeouts struct {
+	Handshake       Duration `yaml:"handshake"`
+	ReadHeader      Duration `yaml:"read_header"`
+	Idle            Duration `yaml:"idle"`
+	UpstreamDial    Duration `yaml:"upstream_dial"`
+	UpstreamHeader  Duration `yaml:"upstream_header"`
+	UpstreamIdle    Duration `yaml:"upstream_idle"`
+	UpstreamMaxIdle int      `yaml:"upstream_max_idle"`
+}
+
+// Route is an HTTP route: the first route whose host, path prefix and
+// methods match a request decides it.
+type Route struct {
+	Name string `yaml:"name"`
+	// Host matches the request host without port; empty matches any.
+	Host string `yaml:"host"`
+	// PathPrefix matches whole path segments: "/api" matches "/api" and
+	// "/api/x" but not "/apix". Defaults to "/".
+	PathPrefix string `yaml:"path_prefix"`
+	// Methods lists the methods the route covers; empty covers all.
+	Methods []string `yaml:"methods"`
+	// Upstream is http://host:port or https://host:port, optionally with a
+	// path prefix that replaces nothing (it is prepended).
+	Upstream string `yaml:"upstream"`
+	// UpstreamCA verifies an https upstream; defaults to system roots.
+	UpstreamCA string `yaml:"upstream_ca"`
+	// UpstreamServerName overrides the name checked in the upstream
+	// certificate.
+	UpstreamServerName string `yaml:"upstream_server_name"`
+	// UpstreamClientCert presents the gateway's certificate to the upstream.
+	UpstreamClientCert bool `yaml:"upstream_client_cert"`
+	// Allow lists exact SPIFFE IDs and patterns ending in "/*".
+	Allow []string `yaml:"allow"`
+	// Headers switches identity headers off and on (all on by default).
+	Headers IdentityHeaders `yaml:"headers"`
+}
+
+// IdentityHeaders says which identity headers go to the upstream. A nil
+// field means on.
+type IdentityHeaders struct {
+	ClientCert      *bool `yaml:"client_cert"`
+	ClientCertChain *bool `yaml:"client_cert_chain"`
+	XFCC            *bool `yaml:"xfcc"`
+	Identity        *bool `yaml:"identity"`
+	Serial          *bool `yaml:"serial"`
+}
+
+// TCPRoute pipes bytes from its own mTLS listener to a TCP backend.
+type TCPRoute struct {
+	Name    string   `yaml:"name"`
+	Listen  string   `yaml:"listen"`
+	Backend string   `yaml:"backend"`
+	Allow   []string `yaml:"allow"`
+}
+
+// Duration is a time.Duration spelled as "5s" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration such as "5s"; the error names the line.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if n.Kind != yaml.ScalarNode || err != nil {
+		return fmt.Errorf("line %d: invalid duration %q (want e.g. \"5s\")", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Std returns d as a time.Duration.
+func (d Duration) Std() time.Duration { return time.Duration(d) }
+
+// Gateway defaults.
+const (
+	DefaultGatewayListen        = ":8443"
+	DefaultRevocationRefresh    = 5 * time.Second
+	DefaultHandshakeTimeout     = 10 * time.Second
+	DefaultReadHeaderTimeout    = 10 * time.Second
+	DefaultIdleTimeout          = 120 * time.Second
+	DefaultUpstreamDialTimeout  = 5 * time.Second
+	DefaultUpstreamHeaderTimout = 30 * time.Second
+	DefaultUpstreamIdleTimeout  = 90 * time.Second
+	DefaultUpstreamMaxIdle      = 64
+	DefaultMaxHeaderBytes       = 32 << 10
+	DefaultAccessLogMaxSizeMB   = 100
+	DefaultAccessLogMaxBackups  = 5
+)
+
+// LoadGateway reads, decodes, defaults and validates a gateway config.
+// Relative file paths in it are resolved against the config's directory.
+func LoadGateway(path string) (*Gateway, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return ParseGateway(path, data)
+}
+
+// ParseGateway is LoadGateway on bytes already read from name.
+func ParseGateway(name string, data []byte) (*Gateway, error) {
+	var g Gateway
+	if err := DecodeStrict(name, data, &g); err != nil {
+		return nil, err
+	}
+	g.setDefaults(filepath.Dir(name))
+	if err := ValidateGateway(&g); err != nil {
+		return nil, fmt.Errorf("config %s: %w", name, err)
+	}
+	return &g, nil
+}
+
+func (g *Gateway) setDefaults(dir string) {
+	abs := func(p *string) {
+		if *p != "" && *p != "-" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	abs(&g.Bundle)
+	abs(&g.Cert)
+	abs(&g.Key)
+	abs(&g.Server.CA)
+	abs(&g.AccessLog.Path)
+	for i := range g.Routes {
+		abs(&g.Routes[i].UpstreamCA)
+		if g.Routes[i].PathPrefix == "" {
+			g.Routes[i].PathPrefix = "/"
+		}
+		g.Routes[i].Host = strings.ToLower(g.Routes[i].Host)
+		for j, m := range g.Routes[i].Methods {
+			g.Routes[i].Methods[j] = strings.ToUpper(m)
+		}
+	}
+	if g.Listen == "" {
+		g.Listen = DefaultGatewayListen
+	}
+	if g.Server.CA == "" {
+		g.Server.CA = g.Bundle
+	}
+	def := func(d *Duration, v time.Duration) {
+		if *d == 0 {
+			*d = Duration(v)
+		}
+	}
+	def(&g.Server.RevocationRefresh, DefaultRevocationRefresh)
+	def(&g.Timeouts.Handshake, DefaultHandshakeTimeout)
+	def(&g.Timeouts.ReadHeader, DefaultReadHeaderTimeout)
+	def(&g.Timeouts.Idle, DefaultIdleTimeout)
+	def(&g.Timeouts.UpstreamDial, DefaultUpstreamDialTimeout)
+	def(&g.Timeouts.UpstreamHeader, DefaultUpstreamHeaderTimout)
+	def(&g.Timeouts.UpstreamIdle, DefaultUpstreamIdleTimeout)
+	if g.Timeouts.UpstreamMaxIdle == 0 {
+		g.Timeouts.UpstreamMaxIdle = DefaultUpstreamMaxIdle
+	}
+	if g.MaxHeaderBytes == 0 {
+		g.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if g.AccessLog.Path == "" {
+		g.AccessLog.Path = "-"
+	}
+	if g.AccessLog.MaxSizeMB == 0 {
+		g.AccessLog.MaxSizeMB = DefaultAccessLogMaxSizeMB
+	}
+	if g.AccessLog.MaxBackups == 0 {
+		g.AccessLog.MaxBackups = DefaultAccessLogMaxBackups
+	}
+}
+
+// ValidateGateway checks a defaulted config; every error names the field.
+// It does not read the files the config names.
+func ValidateGateway(g *Gateway) error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if err := identity.ValidateTrustDomain(g.TrustDomain); err != nil {
+		bad("trust_domain", "%v", err)
+	}
+	for _, f := range []struct{ name, v string }{{"bundle", g.Bundle}, {"cert", g.Cert}, {"key", g.Key}} {
+		if f.v == "" {
+			bad(f.name, "is required")
+		}
+	}
+	if _, _, err := net.SplitHostPort(g.Listen); err != nil {
+		bad("listen", "%v", err)
+	}
+	if g.Server.URL != "" {
+		if u, err := url.Parse(g.Server.URL); err != nil || u.Scheme != "https" || u.Host == "" {
+			bad("server.url", "must be an https:// URL, got %q", g.Server.URL)
+		}
+	}
+	if g.Metrics.Listen != "" {
+		if _, _, err := net.SplitHostPort(g.Metrics.Listen); err != nil {
+			bad("metrics.listen", "%v", err)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		d    Duration
+	}{
+		{"server.revocation_refresh", g.Server.RevocationRefresh}, {"timeouts.handshake", g.Timeouts.Handshake},
+		{"timeouts.read_header", g.Timeouts.ReadHeader}, {"timeouts.idle", g.Timeouts.Idle},
+		{"timeouts.upstream_dial", g.Timeouts.UpstreamDial}, {"timeouts.upstream_header", g.Timeouts.UpstreamHeader},
+		{"timeouts.upstream_idle", g.Timeouts.UpstreamIdle},
+	} {
+		if f.d < 0 {
+			bad(f.name, "must not be negative")
+		}
+	}
+	if g.MaxHeaderBytes < 1024 || g.MaxHeaderBytes > 1<<20 {
+		bad("max_header_bytes", "must be between 1024 and 1048576, got %d", g.MaxHeaderBytes)
+	}
+	if g.AccessLog.MaxSizeMB < 0 || g.AccessLog.MaxBackups < 0 {
+		bad("access_log", "max_size_mb and max_backups must not be negative")
+	}
+	if len(g.Routes) == 0 && len(g.TCPRoutes) == 0 {
+		bad("routes", "at least one route or tcp_route is required")
+	}
+	names := map[string]bool{}
+	for i, r := range g.Routes {
+		f := fmt.Sprintf("routes[%d]", i)
+		if r.Name == "" {
+			bad(f+".name", "is required")
+		} else if names[r.Name] {
+			bad(f+".name", "duplicate route name %q", r.Name)
+		}
+		names[r.Name] = true
+		if !strings.HasPrefix(r.PathPrefix, "/") {
+			bad(f+".path_prefix", "must start with '/', got %q", r.PathPrefix)
+		}
+		if strings.ContainsAny(r.Host, "/: ") {
+			bad(f+".host", "must be a host name without port, got %q", r.Host)
+		}
+		for _, m := range r.Methods {
+			if m == "" || strings.IndexFunc(m, func(c rune) bool { return c < 'A' || c > 'Z' }) >= 0 {
+				bad(f+".methods", "invalid method %q", m)
+			}
+		}
+		u, err := url.Parse(r.Upstream)
+		switch {
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			bad(f+".upstream", "must be an http:// or https:// URL, got %q", r.Upstream)
+		case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+			bad(f+".upstream", "must not have a query, fragment or user info, got %q", r.Upstream)
+		case u.Scheme == "http" && (r.UpstreamCA != "" || r.UpstreamClientCert || r.UpstreamServerName != ""):
+			bad(f+".upstream", "upstream_ca, upstream_server_name and upstream_client_cert need an https:// upstream")
+		}
+		validateAllow(bad, f+".allow", g.TrustDomain, r.Allow)
+	}
+	for i, r := range g.TCPRoutes {
+		f := fmt.Sprintf("tcp_routes[%d]", i)
+		if r.Name == "" {
+			bad(f+".name", "is required")
+		} else if names[r.Name] {
+			bad(f+".name", "duplicate route name %q", r.Name)
+		}
+		names[r.Name] = true
+		if _, _, err := net.SplitHostPort(r.Listen); err != nil {
+			bad(f+".listen", "%v", err)
+		}
+		if _, _, err := net.SplitHostPort(r.Backend); err != nil {
+			bad(f+".backend", "%v", err)
+		}
+		validateAllow(bad, f+".allow", g.TrustDomain, r.Allow)
+	}
+	return errors.Join(errs...)
+}
+
+func validateAllow(bad func(field, format string, args ...any), field, td string, allow []string) {
+	for j, a := range allow {
+		f := fmt.Sprintf("%s[%d]", field, j)
+		id := a
+		if p, ok := strings.CutSuffix(a, "/*"); ok {
+			id = p
+		}
+		parsed, err := identity.Parse(id)
+		if err != nil {
+			bad(f, "%v", err)
+			continue
+		}
+		if td != "" && !parsed.MemberOf(td) {
+			bad(f, "%q is outside the trust domain %q", a, td)
+		}
+	}
+}
+
+// HeaderOn reports whether an identity header switch is on (nil means on).
+func HeaderOn(b *bool) bool { return b == nil || *b }
