@@ -1,0 +1,141 @@
+package accesslog
+
+import (
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// Kinds of entries.
+const (
+	KindHTTP      = "http"
+	KindTCP       = "tcp"
+	KindHandshake = "handshake"
+)
+
+// Entry is one access log line. Zero fields are left out, except decision.
+type Entry struct {
+	Time        time.Time
+	Kind        string
+	Identity    string
+	Serial      string
+	Fingerprint string // SHA-256 of the leaf, lowercase hex
+	Client      string // remote address
+	TLSVersion  string
+	Resumed     bool
+	Method      string
+	Host        string
+	Path        string
+	Route       string
+	Decision    string // "allow" or "deny"
+	Reason      string
+	Status      int
+	BytesIn     int64
+	BytesOut    int64
+	Duration    time.Duration
+	Upstream    time.Duration // time to the upstream's response header
+	Error       string
+}
+
+// AppendJSON appends e as one JSON object and a newline.
+func (e *Entry) AppendJSON(b []byte) []byte {
+	b = append(b, `{"time":"`...)
+	b = e.Time.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000Z07:00")
+	b = append(b, '"')
+	b = appendField(b, "kind", e.Kind)
+	b = appendField(b, "identity", e.Identity)
+	b = appendField(b, "serial", e.Serial)
+	b = appendField(b, "fingerprint", e.Fingerprint)
+	b = appendField(b, "client", e.Client)
+	b = appendField(b, "tls_version", e.TLSVersion)
+	if e.TLSVersion != "" {
+		b = append(b, `,"resumed":`...)
+		b = strconv.AppendBool(b, e.Resumed)
+	}
+	b = appendField(b, "method", e.Method)
+	b = appendField(b, "host", e.Host)
+	b = appendField(b, "path", e.Path)
+	b = appendField(b, "route", e.Route)
+	b = append(b, `,"decision":`...)
+	b = appendString(b, e.Decision)
+	b = appendField(b, "reason", e.Reason)
+	if e.Status != 0 {
+		b = append(b, `,"status":`...)
+		b = strconv.AppendInt(b, int64(e.Status), 10)
+	}
+	if e.Kind != KindHandshake {
+		b = append(b, `,"bytes_in":`...)
+		b = strconv.AppendInt(b, e.BytesIn, 10)
+		b = append(b, `,"bytes_out":`...)
+		b = strconv.AppendInt(b, e.BytesOut, 10)
+	}
+	b = append(b, `,"duration_ms":`...)
+	b = strconv.AppendFloat(b, float64(e.Duration)/1e6, 'f', 3, 64)
+	if e.Upstream != 0 {
+		b = append(b, `,"upstream_ms":`...)
+		b = strconv.AppendFloat(b, float64(e.Upstream)/1e6, 'f', 3, 64)
+	}
+	b = appendField(b, "error", e.Error)
+	return append(b, "}\n"...)
+}
+
+func appendField(b []byte, name, v string) []byte {
+	if v == "" {
+		return b
+	}
+	b = append(b, ',', '"')
+	b = append(b, name...)
+	b = append(b, '"', ':')
+	return appendString(b, v)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
