@@ -21,10 +21,10 @@ type path struct {
 func (p path) role(i int) string {
 	last := i == len(p.certs)-1
 	switch {
-	case last && p.rooted:
-		return "root"
 	case i == 0:
 		return "leaf"
+	case last && p.rooted:
+		return "root"
 	case last && selfSigned(p.certs[i]):
 		return "self-signed"
 	default:
