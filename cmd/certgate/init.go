@@ -1,0 +1,52 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/certgate/certgate/internal/cadir"
+	"github.com/certgate/certgate/internal/clock"
+	"github.com/certgate/certgate/internal/keytype"
+)
+
+func newInitCmd(s streams) *cobra.Command {
+	var dir, td, kt, passFile, admin, storeURL string
+	cmd := &cobra.Command{
+		Use:   "init --dir DIR --trust-domain TD",
+		Short: "Create a CA (root + online intermediate), a config, an admin certificate and the store",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := needDir(dir); err != nil {
+				return err
+			}
+			if td == "" {
+				return fmt.Errorf("--trust-domain: required (e.g. example.org)")
+			}
+			t, err := keytype.Parse(kt)
+			if err != nil {
+				return fmt.Errorf("--key-type: %w", err)
+			}
+			pass, err := readPassphrase(passFile)
+			if err != nil {
+				return err
+			}
+			if err := cadir.Init(cmd.Context(), cadir.InitOptions{
+				Dir: dir, TrustDomain: td, KeyType: t, Passphrase: pass, AdminName: admin, Store: storeURL, Clock: clock.Real{},
+			}); err != nil {
+				return err
+			}
+			fmt.Fprintf(s.out, "created certgate CA for spiffe://%s in %s\n", td, dir)
+			fmt.Fprintf(s.out, "  config:  %s/certgate.yaml\n  bundle:  %s/bundle.pem\n  admin:   spiffe://%s/admin/%s (%s/admin/)\n", dir, dir, td, admin, dir)
+			fmt.Fprintf(s.out, "next: certgate server --dir %s\n", dir)
+			return nil
+		},
+	}
+	dirFlag(cmd, &dir)
+	cmd.Flags().StringVar(&td, "trust-domain", "", "SPIFFE trust domain, e.g. example.org")
+	cmd.Flags().StringVar(&kt, "key-type", string(keytype.Default), "CA key type: ecdsa-p256, ecdsa-p384, ed25519, rsa-2048, rsa-3072, rsa-4096")
+	cmd.Flags().StringVar(&passFile, "passphrase-file", "", "file holding the passphrase that encrypts the CA keys (default $CERTGATE_PASSPHRASE)")
+	cmd.Flags().StringVar(&admin, "admin-name", "admin", "name of the admin identity spiffe://TD/admin/NAME")
+	cmd.Flags().StringVar(&storeURL, "store", "", "store URL (default: SQLite certgate.db in DIR)")
+	return cmd
+}

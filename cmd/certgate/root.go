@@ -1,0 +1,41 @@
+package main
+
+import (
+	"io"
+
+	"github.com/spf13/cobra"
+)
+
+// streams are the process's standard streams, passed to every command so
+// tests can run commands in-process.
+type streams struct {
+	in       io.Reader
+	out, err io.Writer
+}
+
+func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+	s := streams{in: stdin, out: stdout, err: stderr}
+	root := &cobra.Command{
+		Use:           "certgate",
+		Short:         "Short-lived client certificates and an mTLS gateway instead of static API keys",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	// Each command lives in its own file as newXxxCmd(s).
+	root.AddCommand(
+		// commands are registered here, one line each
+		newInitCmd(s),
+		newServerCmd(s),
+		newTokenCmd(s),
+		newEnrollCmd(s),
+		newCertCmd(s),
+		newAuditCmd(s),
+		newQuickstartCmd(s),
+		newVerifyCmd(s),
+	)
+	_ = s
+	return root
+}

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"github.com/spf13/cobra"
+
+	"github.com/certgate/certgate/internal/ca"
+	"github.com/certgate/certgate/internal/cadir"
+	"github.com/certgate/certgate/internal/clock"
+	"github.com/certgate/certgate/internal/server"
+)
+
+func newServerCmd(s streams) *cobra.Command {
+	var dir, listen, passFile string
+	cmd := &cobra.Command{
+		Use:   "server --dir DIR",
+		Short: "Run the control plane: enrollment, tokens, revocation, audit log",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := needDir(dir); err != nil {
+				return err
+			}
+			pass, err := readPassphrase(passFile)
+			if err != nil {
+				return err
+			}
+			log := slog.New(slog.NewJSONHandler(s.err, nil))
+			return runServer(cmd.Context(), log, dir, listen, pass, func(addr string) {
+				fmt.Fprintf(s.out, "certgate server listening on https://%s\n", addr)
+			})
+		},
+	}
+	dirFlag(cmd, &dir)
+	cmd.Flags().StringVar(&listen, "listen", "", "address to listen on (default: server.listen from the config)")
+	cmd.Flags().StringVar(&passFile, "passphrase-file", "", "file holding the CA passphrase (default $CERTGATE_PASSPHRASE)")
+	return cmd
+}
+
+// runServer opens DIR and serves the API until ctx is done. ready is called
+// with the bound address once the listener is up.
+func runServer(ctx context.Context, log *slog.Logger, dir, listen string, pass []byte, ready func(addr string)) error {
+	inst, err := cadir.Open(ctx, dir, pass, clock.Real{})
+	if err != nil {
+		return err
+	}
+	defer inst.Close()
+	srv, err := newServer(inst, log)
+	if err != nil {
+		return err
+	}
+	if listen == "" {
+		listen = inst.Config.Listen.Listen
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	ready(ln.Addr().String())
+	log.Info("server started", "addr", ln.Addr().String(), "trust_domain", inst.Config.TrustDomain)
+	return srv.Serve(ctx, ln)
+}
+
+func newServer(inst *cadir.Installation, log *slog.Logger) (*server.Server, error) {
+	cfg := inst.Config
+	prof := ca.ServerProfile
+	prof.Lifetime = cfg.Profiles.ServerLifetime
+	return server.New(server.Options{
+		Authority: inst.Authority, Store: inst.Store, Clock: clock.Real{}, Log: log,
+		Hostnames: cfg.Listen.Hostnames, ServerProfile: prof, MaxBodyBytes: cfg.Listen.MaxBodyBytes,
+		ReadHeaderTimeout: cfg.Listen.ReadHeaderTimeout, ReadTimeout: cfg.Listen.ReadTimeout, IdleTimeout: cfg.Listen.IdleTimeout,
+	})
+}

@@ -1,0 +1,245 @@
+// Package apiclient is the Go client of the certgate server's /v1 API, used
+// by the CLI, the agent and the gateway. It speaks HTTPS only, trusts only
+// the roots it is given (or the root a token pins), and turns the server's
+// JSON errors into [*Error] values.
+package apiclient
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/certgate/certgate/internal/server"
+)
+
+// Error is an error answer of the server.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("server said %d %s: %s", e.Status, e.Code, e.Message)
+}
+
+// Client talks to one server.
+type Client struct {
+	base string
+	hc   *http.Client
+}
+
+// Options configures a Client.
+type Options struct {
+	ServerURL string
+	Roots     *x509.CertPool
+	// Certificate is the client certificate (admin, gateway, agent); nil for
+	// enrollment.
+	Certificate *tls.Certificate
+	// GetClientCertificate, if set, is used instead of Certificate so a
+	// rotating certificate is picked up on every new connection.
+	GetClientCertificate func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
+	// VerifyConnection, if set, replaces the usual server verification
+	// (enrollment pins the root by fingerprint instead).
+	VerifyConnection func(tls.ConnectionState) error
+	Timeout          time.Duration // per request; 30 s if zero
+}
+
+// New returns a Client.
+func New(o Options) (*Client, error) {
+	u, err := url.Parse(o.ServerURL)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("apiclient: server URL %q must be an https:// URL", o.ServerURL)
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: o.Roots, CipherSuites: server.ModernCipherSuites}
+	if o.Certificate != nil {
+		c := o.Certificate
+		tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return c, nil }
+	}
+	if o.GetClientCertificate != nil {
+		tc.GetClientCertificate = o.GetClientCertificate
+	}
+	if o.VerifyConnection != nil {
+		tc.InsecureSkipVerify = true // replaced by VerifyConnection, which checks the pinned root
+		tc.VerifyConnection = o.VerifyConnection
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 30 * time.Second
+	}
+	tr := &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second}
+	return &Client{base: strings.TrimRight(o.ServerURL, "/"), hc: &http.Client{Transport: tr, Timeout: o.Timeout}}, nil
+}
+
+// PinnedRoot returns a VerifyConnection that accepts the server only if its
+// chain verifies, for serverAuth and the dialled host, up to a root whose
+// SHA-256 fingerprint is fp and which the server itself presents (the token
+// pins it, so no trust-on-first-use is involved). It returns the verified
+// root through *got.
+func PinnedRoot(fp string, host string, got **x509.Certificate) func(tls.ConnectionState) error {
+	return func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("apiclient: server sent no certificate")
+		}
+		var root *x509.Certificate
+		inters := x509.NewCertPool()
+		for _, c := range cs.PeerCertificates[1:] {
+			sum := sha256.Sum256(c.Raw)
+			if hex.EncodeToString(sum[:]) == fp {
+				root = c
+			} else {
+				inters.AddCert(c)
+			}
+		}
+		if root == nil {
+			return fmt.Errorf("apiclient: the server's chain does not contain the root the token pins (%s…)", fp[:16])
+		}
+		roots := x509.NewCertPool()
+		roots.AddCert(root)
+		if _, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{DNSName: host, Roots: roots, Intermediates: inters}); err != nil {
+			return fmt.Errorf("apiclient: server certificate: %w", err)
+		}
+		*got = root
+		return nil
+	}
+}
+
+// CloseIdleConnections closes idle keep-alive connections.
+func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
+
+// do sends a request with an optional JSON body and decodes a JSON answer.
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("apiclient: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return fmt.Errorf("apiclient: %w", err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("apiclient: %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("apiclient: %s %s: %w", method, path, err)
+	}
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error struct{ Code, Message string } `json:"error"`
+		}
+		if json.Unmarshal(data, &e) != nil || e.Error.Code == "" {
+			return &Error{Status: resp.StatusCode, Code: "http", Message: strings.TrimSpace(string(data))}
+		}
+		return &Error{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message}
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("apiclient: %s %s: bad answer: %w", method, path, err)
+	}
+	return nil
+}
+
+// CreateToken mints an enrollment token (admin).
+func (c *Client) CreateToken(ctx context.Context, identity string, ttl time.Duration) (server.CreateTokenResponse, error) {
+	var out server.CreateTokenResponse
+	req := server.CreateTokenRequest{Identity: identity}
+	if ttl != 0 {
+		req.TTL = ttl.String()
+	}
+	err := c.do(ctx, http.MethodPost, "/v1/tokens", req, &out)
+	return out, err
+}
+
+// Enroll redeems a token for a certificate.
+func (c *Client) Enroll(ctx context.Context, token, csrPEM string) (server.EnrollResponse, error) {
+	var out server.EnrollResponse
+	err := c.do(ctx, http.MethodPost, "/v1/enroll", server.EnrollRequest{Token: token, CSR: csrPEM}, &out)
+	return out, err
+}
+
+// ListFilter narrows ListCertificates.
+type ListFilter struct {
+	Identity, Prefix, Status string
+	Limit                    int
+}
+
+// ListCertificates lists certificate records (admin).
+func (c *Client) ListCertificates(ctx context.Context, f ListFilter) ([]server.CertificateJSON, error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"identity": f.Identity, "prefix": f.Prefix, "status": f.Status} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if f.Limit > 0 {
+		q.Set("limit", strconv.Itoa(f.Limit))
+	}
+	var out struct {
+		Certificates []server.CertificateJSON `json:"certificates"`
+	}
+	path := "/v1/certificates"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	err := c.do(ctx, http.MethodGet, path, nil, &out)
+	return out.Certificates, err
+}
+
+// ShowCertificate returns one certificate record with its PEM (admin).
+func (c *Client) ShowCertificate(ctx context.Context, serial string) (server.CertificateJSON, error) {
+	var out server.CertificateJSON
+	err := c.do(ctx, http.MethodGet, "/v1/certificates/"+url.PathEscape(serial), nil, &out)
+	return out, err
+}
+
+// Revoke revokes what req selects (admin).
+func (c *Client) Revoke(ctx context.Context, req server.RevokeRequest) ([]server.RevocationJSON, error) {
+	var out struct {
+		Revoked []server.RevocationJSON `json:"revoked"`
+	}
+	err := c.do(ctx, http.MethodPost, "/v1/revoke", req, &out)
+	return out.Revoked, err
+}
+
+// AuditRecords returns up to limit audit records after seq (admin).
+func (c *Client) AuditRecords(ctx context.Context, after int64, limit int) ([]server.AuditRecordJSON, error) {
+	var out struct {
+		Records []server.AuditRecordJSON `json:"records"`
+	}
+	err := c.do(ctx, http.MethodGet, fmt.Sprintf("/v1/audit?after=%d&limit=%d", after, limit), nil, &out)
+	return out.Records, err
+}
+
+// Revocations returns the snapshot of revoked, unexpired certificates
+// (gateway or admin).
+func (c *Client) Revocations(ctx context.Context) (position int64, revoked []server.RevokedJSON, err error) {
+	var out struct {
+		Position int64                `json:"position"`
+		Revoked  []server.RevokedJSON `json:"revoked"`
+	}
+	err = c.do(ctx, http.MethodGet, "/v1/revocations", nil, &out)
+	return out.Position, out.Revoked, err
+}

@@ -1,0 +1,235 @@
+package ca
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/certgate/certgate/internal/audit"
+	"github.com/certgate/certgate/internal/clock"
+	"github.com/certgate/certgate/internal/csr"
+	"github.com/certgate/certgate/internal/identity"
+	"github.com/certgate/certgate/internal/store"
+	"github.com/certgate/certgate/internal/token"
+)
+
+// Store is what the CA service needs from the store.
+type Store interface {
+	CreateToken(ctx context.Context, t store.Token, a audit.Entry) error
+	GetToken(ctx context.Context, id string) (store.Token, error)
+	RecordIssuance(ctx context.Context, is store.Issuance) error
+	Revoke(ctx context.Context, req store.RevokeRequest) ([]store.Revocation, error)
+}
+
+// Token errors. An unknown token ID and a wrong secret are the same error,
+// so probing reveals nothing about which tokens exist.
+var (
+	ErrTokenInvalid = errors.New("ca: token is not valid")
+	ErrTokenUsed    = fmt.Errorf("ca: %w", store.ErrTokenUsed)
+	ErrTokenExpired = fmt.Errorf("ca: %w", store.ErrTokenExpired)
+)
+
+// ServiceOptions configures a Service.
+type ServiceOptions struct {
+	Issuer      *Issuer
+	Roots       []*x509.Certificate // the trust bundle handed to clients
+	Store       Store
+	Clock       clock.Clock
+	ServerURL   string        // put into tokens
+	TokenTTL    time.Duration // default TTL; token.DefaultTTL if zero
+	MaxTokenTTL time.Duration // longest TTL an admin may ask for; 24h if zero
+	Client      Profile       // ClientProfile if zero
+}
+
+// Service is the authority: it mints tokens, issues and revokes
+// certificates, and records each step durably with its audit record.
+type Service struct {
+	o           ServiceOptions
+	fingerprint string
+}
+
+// NewService returns a Service.
+func NewService(o ServiceOptions) (*Service, error) {
+	if o.Issuer == nil || o.Store == nil || o.Clock == nil || len(o.Roots) == 0 {
+		return nil, errors.New("ca: service needs an issuer, roots, a store and a clock")
+	}
+	if o.TokenTTL == 0 {
+		o.TokenTTL = token.DefaultTTL
+	}
+	if o.MaxTokenTTL == 0 {
+		o.MaxTokenTTL = 24 * time.Hour
+	}
+	if o.Client.Name == "" {
+		o.Client = ClientProfile
+	}
+	sum := sha256.Sum256(o.Roots[0].Raw)
+	return &Service{o: o, fingerprint: hex.EncodeToString(sum[:])}, nil
+}
+
+// Issuer returns the issuer.
+func (s *Service) Issuer() *Issuer { return s.o.Issuer }
+
+// Roots returns the trust bundle.
+func (s *Service) Roots() []*x509.Certificate { return s.o.Roots }
+
+// RootFingerprint is the hex SHA-256 of the first root, as put in tokens.
+func (s *Service) RootFingerprint() string { return s.fingerprint }
+
+// TrustDomain is the trust domain this CA issues for.
+func (s *Service) TrustDomain() string { return s.o.Issuer.trustDomain }
+
+// CreateToken mints a token for id, valid for ttl (the default if zero),
+// and stores its hash. The returned token carries the secret: give it to
+// the client and forget it.
+func (s *Service) CreateToken(ctx context.Context, actor string, id identity.ID, ttl time.Duration) (token.Token, error) {
+	if !id.MemberOf(s.TrustDomain()) {
+		return token.Token{}, fmt.Errorf("%w: %s is outside trust domain %q", ErrIdentity, id, s.TrustDomain())
+	}
+	if ttl == 0 {
+		ttl = s.o.TokenTTL
+	}
+	if ttl < 0 || ttl > s.o.MaxTokenTTL {
+		return token.Token{}, fmt.Errorf("ca: token TTL %s is out of range (0 to %s)", ttl, s.o.MaxTokenTTL)
+	}
+	now := s.o.Clock.Now()
+	t, err := token.Mint(token.Claims{ServerURL: s.o.ServerURL, Identity: id, ExpiresAt: now.Add(ttl), RootFingerprint: s.fingerprint})
+	if err != nil {
+		return token.Token{}, fmt.Errorf("ca: %w", err)
+	}
+	detail, _ := json.Marshal(map[string]any{"identity": id.String(), "expires_at": t.ExpiresAt})
+	err = s.o.Store.CreateToken(ctx, store.Token{
+		ID: t.ID, SecretHash: token.HashSecret(t.Secret), Identity: id.String(),
+		CreatedBy: actor, CreatedAt: now, ExpiresAt: t.ExpiresAt,
+	}, audit.Entry{Time: now, Actor: actor, Action: audit.ActionTokenCreate, Subject: t.ID, Detail: string(detail)})
+	if err != nil {
+		return token.Token{}, fmt.Errorf("ca: store token: %w", err)
+	}
+	return t, nil
+}
+
+// Issued is a certificate that has been recorded and may be handed out.
+type Issued struct {
+	Cert   *x509.Certificate
+	Chain  []*x509.Certificate // intermediates, leaf excluded
+	Roots  []*x509.Certificate
+	Record store.Certificate
+}
+
+// Enroll redeems tok for the certificate the CSR asks for. The CSR must
+// prove possession of its key and ask for exactly the token's identity.
+func (s *Service) Enroll(ctx context.Context, tok token.Token, csrPEM []byte) (Issued, error) {
+	rec, err := s.o.Store.GetToken(ctx, tok.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return Issued{}, ErrTokenInvalid
+	}
+	if err != nil {
+		return Issued{}, fmt.Errorf("ca: look up token: %w", err)
+	}
+	if !token.SecretMatches(tok.Secret, rec.SecretHash) {
+		return Issued{}, ErrTokenInvalid
+	}
+	now := s.o.Clock.Now()
+	if !rec.RedeemedAt.IsZero() {
+		return Issued{}, ErrTokenUsed
+	}
+	if !now.Before(rec.ExpiresAt) {
+		return Issued{}, ErrTokenExpired
+	}
+	id, err := identity.Parse(rec.Identity)
+	if err != nil {
+		return Issued{}, fmt.Errorf("ca: stored token identity: %w", err)
+	}
+	req, err := csr.ParseAndCheck(csrPEM, id)
+	if err != nil {
+		return Issued{}, err
+	}
+	return s.issue(ctx, Request{PublicKey: req.PublicKey, Identity: id}, s.o.Client, issueMeta{
+		obtained: store.ObtainedEnroll, actor: id.String(), tokenID: rec.ID,
+	})
+}
+
+// IssueDirect issues without a token, for the CA's own use: the admin
+// certificate at init, a server's serving certificate. actor is recorded.
+func (s *Service) IssueDirect(ctx context.Context, r Request, p Profile, obtained, actor string) (Issued, error) {
+	return s.issue(ctx, r, p, issueMeta{obtained: obtained, actor: actor})
+}
+
+type issueMeta struct {
+	obtained, actor, tokenID, renewedFrom string
+}
+
+// issue is the pipeline: check (Prepare) -> sign -> record durably with its
+// audit record -> return. A serial collision (astronomically unlikely with
+// 159 random bits, but checked by the store) gets one fresh serial.
+func (s *Service) issue(ctx context.Context, r Request, p Profile, m issueMeta) (Issued, error) {
+	for attempt := 0; ; attempt++ {
+		prepared, err := s.o.Issuer.Prepare(r, p)
+		if err != nil {
+			return Issued{}, err
+		}
+		cert, err := s.o.Issuer.Issue(prepared)
+		if err != nil {
+			return Issued{}, err
+		}
+		rec := store.Certificate{
+			Serial:      SerialHex(cert.SerialNumber),
+			Identity:    r.Identity.String(),
+			CommonName:  cert.Subject.CommonName,
+			Fingerprint: Fingerprint(cert),
+			NotBefore:   cert.NotBefore,
+			NotAfter:    cert.NotAfter,
+			KeyType:     string(prepared.KeyType()),
+			Obtained:    m.obtained,
+			RenewedFrom: m.renewedFrom,
+			TokenID:     m.tokenID,
+			IssuedAt:    s.o.Clock.Now(),
+			DER:         cert.Raw,
+		}
+		action := audit.ActionIssue
+		if m.obtained == store.ObtainedRenew {
+			action = audit.ActionRenew
+		}
+		detail, _ := json.Marshal(map[string]any{
+			"identity": rec.Identity, "profile": p.Name, "obtained": m.obtained,
+			"not_after": rec.NotAfter, "fingerprint": rec.Fingerprint,
+			"token": m.tokenID, "renewed_from": m.renewedFrom,
+		})
+		err = s.o.Store.RecordIssuance(ctx, store.Issuance{
+			Cert: rec, TokenID: m.tokenID, Now: rec.IssuedAt,
+			Audit: audit.Entry{Time: rec.IssuedAt, Actor: m.actor, Action: action, Subject: rec.Serial, Detail: string(detail)},
+		})
+		switch {
+		case err == nil:
+			return Issued{Cert: cert, Chain: []*x509.Certificate{s.o.Issuer.cert}, Roots: s.o.Roots, Record: rec}, nil
+		case errors.Is(err, store.ErrDuplicateSerial) && attempt == 0:
+			continue
+		case errors.Is(err, store.ErrTokenUsed):
+			return Issued{}, ErrTokenUsed
+		case errors.Is(err, store.ErrTokenExpired):
+			return Issued{}, ErrTokenExpired
+		case errors.Is(err, store.ErrNotFound) && m.tokenID != "":
+			return Issued{}, ErrTokenInvalid
+		default:
+			// The certificate was signed but not recorded: it is dropped here
+			// and never leaves the process.
+			return Issued{}, fmt.Errorf("ca: record certificate: %w", err)
+		}
+	}
+}
+
+// Revoke revokes what req selects and returns what it revoked.
+func (s *Service) Revoke(ctx context.Context, req store.RevokeRequest) ([]store.Revocation, error) {
+	if req.Now.IsZero() {
+		req.Now = s.o.Clock.Now()
+	}
+	revs, err := s.o.Store.Revoke(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("ca: revoke: %w", err)
+	}
+	return revs, nil
+}

@@ -1,0 +1,205 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/certgate/certgate/internal/audit"
+	"github.com/certgate/certgate/internal/ca"
+	"github.com/certgate/certgate/internal/clock"
+	"github.com/certgate/certgate/internal/identity"
+	"github.com/certgate/certgate/internal/keytype"
+	"github.com/certgate/certgate/internal/store"
+)
+
+// Store is what the API reads directly; writes go through the CA service.
+type Store interface {
+	GetCertificate(ctx context.Context, serial string) (store.Certificate, error)
+	ListCertificates(ctx context.Context, f store.CertFilter) ([]store.Certificate, error)
+	AuditRecords(ctx context.Context, after int64, limit int) ([]audit.Record, error)
+	AppendAudit(ctx context.Context, e audit.Entry) (audit.Record, error)
+	RevocationSnapshot(ctx context.Context, now time.Time) (store.Snapshot, error)
+	Ping(ctx context.Context) error
+}
+
+// Options configures a Server.
+type Options struct {
+	Authority *ca.Service
+	Store     Store
+	Clock     clock.Clock
+	Log       *slog.Logger
+	// Hostnames go into the serving certificate: DNS names and IP literals.
+	Hostnames         []string
+	ServerProfile     ca.Profile
+	MaxBodyBytes      int64
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	IdleTimeout       time.Duration
+}
+
+// Server is the control-plane HTTPS server.
+type Server struct {
+	o     Options
+	roots *x509.CertPool
+
+	mu      sync.Mutex
+	serving *tls.Certificate
+}
+
+// New returns a Server. Call Run to serve.
+func New(o Options) (*Server, error) {
+	if o.Authority == nil || o.Store == nil || o.Clock == nil {
+		return nil, errors.New("server: needs an authority, a store and a clock")
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.MaxBodyBytes == 0 {
+		o.MaxBodyBytes = 64 << 10
+	}
+	if o.ServerProfile.Name == "" {
+		o.ServerProfile = ca.ServerProfile
+	}
+	for _, d := range []*time.Duration{&o.ReadHeaderTimeout, &o.ReadTimeout, &o.IdleTimeout} {
+		if *d == 0 {
+			*d = 30 * time.Second
+		}
+	}
+	pool := x509.NewCertPool()
+	for _, r := range o.Authority.Roots() {
+		pool.AddCert(r)
+	}
+	return &Server{o: o, roots: pool}, nil
+}
+
+// TLSConfig is the server's TLS configuration: TLS 1.2 minimum with AEAD
+// ECDHE suites only, client certificates verified against the roots when
+// given (enrollment has none), and a serving certificate from our own
+// intermediate that renews itself.
+func (s *Server) TLSConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		CipherSuites:   ModernCipherSuites,
+		ClientAuth:     tls.VerifyClientCertIfGiven,
+		ClientCAs:      s.roots,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.servingCert(context.Background()) },
+		NextProtos:     []string{"h2", "http/1.1"},
+	}
+}
+
+// ModernCipherSuites are the TLS 1.2 suites certgate allows: forward secret,
+// AEAD only. TLS 1.3 suites are not configurable and all modern.
+var ModernCipherSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
+// servingCert returns the current serving certificate, issuing a new one
+// when none exists or two thirds of its lifetime have passed.
+func (s *Server) servingCert(ctx context.Context) (*tls.Certificate, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.o.Clock.Now()
+	if c := s.serving; c != nil {
+		life := c.Leaf.NotAfter.Sub(c.Leaf.NotBefore)
+		if now.Before(c.Leaf.NotBefore.Add(life * 2 / 3)) {
+			return c, nil
+		}
+	}
+	c, err := s.issueServing(ctx)
+	if err != nil {
+		if s.serving != nil && now.Before(s.serving.Leaf.NotAfter) {
+			// Keep serving with the old one; the next handshake tries again.
+			s.o.Log.Error("renewing the server certificate failed; keeping the current one", "err", err)
+			return s.serving, nil
+		}
+		return nil, err
+	}
+	s.serving = c
+	return c, nil
+}
+
+func (s *Server) issueServing(ctx context.Context) (*tls.Certificate, error) {
+	key, err := keytype.Generate(keytype.ECDSAP256)
+	if err != nil {
+		return nil, fmt.Errorf("server: key: %w", err)
+	}
+	td := s.o.Authority.TrustDomain()
+	id, err := identity.New(td, "/server")
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	req := ca.Request{PublicKey: key.Public(), Identity: id}
+	for _, h := range s.o.Hostnames {
+		if ip := net.ParseIP(strings.Trim(h, "[]")); ip != nil {
+			req.IPAddresses = append(req.IPAddresses, ip)
+		} else if h != "" {
+			req.DNSNames = append(req.DNSNames, h)
+		}
+	}
+	iss, err := s.o.Authority.IssueDirect(ctx, req, s.o.ServerProfile, store.ObtainedServer, id.String())
+	if err != nil {
+		return nil, fmt.Errorf("server: serving certificate: %w", err)
+	}
+	c := &tls.Certificate{Certificate: [][]byte{iss.Cert.Raw}, PrivateKey: key, Leaf: iss.Cert}
+	for _, ic := range iss.Chain {
+		c.Certificate = append(c.Certificate, ic.Raw)
+	}
+	// The root goes last so a client holding only an enrollment token (which
+	// pins the root's fingerprint) can verify the server on first contact.
+	for _, r := range iss.Roots {
+		c.Certificate = append(c.Certificate, r.Raw)
+	}
+	s.o.Log.Info("issued server certificate", "serial", iss.Record.Serial, "not_after", iss.Cert.NotAfter)
+	return c, nil
+}
+
+// HTTPServer returns the http.Server with the API handler, timeouts and TLS.
+func (s *Server) HTTPServer() *http.Server {
+	return &http.Server{
+		Handler:           s.Handler(),
+		TLSConfig:         s.TLSConfig(),
+		ReadHeaderTimeout: s.o.ReadHeaderTimeout,
+		ReadTimeout:       s.o.ReadTimeout,
+		IdleTimeout:       s.o.IdleTimeout,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(s.o.Log.Handler(), slog.LevelDebug),
+	}
+}
+
+// Serve serves HTTPS on ln until ctx is done, then shuts down gracefully
+// (open requests get up to 10 s).
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	// Issue the serving certificate before accepting, so a store that is
+	// down is reported at start and not at the first handshake.
+	if _, err := s.servingCert(ctx); err != nil {
+		return err
+	}
+	hs := s.HTTPServer()
+	errc := make(chan error, 1)
+	go func() { errc <- hs.ServeTLS(ln, "", "") }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("server: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("server: shutdown: %w", err)
+	}
+	return nil
+}
