@@ -279,6 +279,17 @@ func TestVerifyCmdStore(t *testing.T) {
 	if err != nil || !strings.Contains(out, "\nwarning: revoked 20m after the time checked (at 2026-05-01T12:30:00Z by spiffe://example.org/admin/alice, reason keyCompromise (1))\n") {
 		t.Errorf("err = %v, output:\n%s", err, out)
 	}
+	// A certificate the store never recorded verifies, with a warning.
+	stranger := f.ca.Issue(t, testca.WithID("spiffe://example.org/svc/stranger"))
+	strangerPath := filepath.Join(f.dir, "stranger.pem")
+	if err := os.WriteFile(strangerPath, stranger.CertPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = runVerifyCmd(t, "--bundle", f.bundle, "--cert", strangerPath, "--at", "2026-05-01T13:00:00Z", "--store", dbPath)
+	want = "warning: the store has no certificate with serial " + stranger.Cert.SerialNumber.Text(16) + ", so it cannot say whether it is revoked"
+	if lines := strings.Split(out, "\n"); err != nil || !strings.HasPrefix(lines[0], "OK: ") || lines[1] != want {
+		t.Errorf("err = %v, output:\n%s\nwant second line %s", err, out, want)
+	}
 }
 
 // openssl agrees with the verdict on a valid and an expired chain.
