@@ -93,6 +93,8 @@ func (s *Server) TLSConfig() *tls.Config {
 		ClientCAs:      s.roots,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.servingCert(context.Background()) },
 		NextProtos:     []string{"h2", "http/1.1"},
+		// Client certificates are judged at the same "now" as everything else.
+		Time: s.o.Clock.Now,
 	}
 }
 
