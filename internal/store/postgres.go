@@ -1,0 +1,145 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// PostgresEventsChannel is the LISTEN/NOTIFY channel on which a commit that
+// appended events announces its last position (the payload, in decimal), so
+// replicas can wake their followers. The events table stays the source of
+// truth: a missed notification only delays a follower until its next read.
+const PostgresEventsChannel = "certgate_events"
+
+// postgresLockClass is the first key of the advisory lock that serializes
+// writers; the second is a hash of the schema, so stores in different
+// schemas of one database do not wait for each other.
+const postgresLockClass = 0x6e3662 // "n6b", arbitrary, fixed forever
+
+// postgresMaxConns bounds the pool per process: the writer uses one
+// connection at a time, the rest serve reads.
+const postgresMaxConns = 16
+
+// OpenPostgres opens the PostgreSQL database url names (a postgres:// URL or
+// a key=value connection string), applies pending migrations and starts the
+// writer. Several processes may share the database: writes are serialized
+// with a transaction-level advisory lock, so the audit chain and the event
+// positions stay one total order in commit order across replicas.
+func OpenPostgres(ctx context.Context, url string) (*SQL, error) {
+	db, err := openPostgresDB(url)
+	if err != nil {
+		return nil, err
+	}
+	d := postgresDialect{}
+	if _, _, err := migrate(ctx, db, d); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s, err := newSQL(ctx, d, db, db)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func openPostgresDB(url string) (*sql.DB, error) {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		// pgx redacts the password in its parse errors.
+		return nil, fmt.Errorf("store: postgres: %w", err)
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = 5 * time.Second
+	}
+	db := stdlib.OpenDB(*cfg)
+	db.SetMaxOpenConns(postgresMaxConns)
+	db.SetMaxIdleConns(postgresMaxConns)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	return db, nil
+}
+
+type postgresDialect struct{}
+
+func (postgresDialect) name() string { return "postgres" }
+
+func (postgresDialect) bind(q string) string { return rebindQ(q) }
+
+// lockWrites takes the store's advisory lock until the transaction ends.
+// Every write appends to the audit chain, so writers of all replicas take
+// turns here; within a process the writer batches, so the lock is taken
+// once per group commit, not once per operation.
+func (postgresDialect) lockWrites(ctx context.Context, tx *sql.Tx) error {
+	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))`, postgresLockClass)
+	return err
+}
+
+func (postgresDialect) eventsAppended(ctx context.Context, tx *sql.Tx, last int64) error {
+	_, err := tx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, PostgresEventsChannel, strconv.FormatInt(last, 10))
+	return err
+}
+
+// Two statements of a read transaction see one snapshot only at REPEATABLE
+// READ; the default READ COMMITTED takes a snapshot per statement.
+func (postgresDialect) readTx() *sql.TxOptions {
+	return &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}
+}
+
+// postgresUnique maps the constraint names of the migrations to columns.
+var postgresUnique = map[string]string{
+	"certificates_pkey":            "certificates.serial",
+	"certificates_fingerprint_key": "certificates.fingerprint",
+	"tokens_pkey":                  "tokens.id",
+	"revocations_pkey":             "revocations.serial",
+	"events_pkey":                  "events.position",
+	"audit_pkey":                   "audit.seq",
+}
+
+func (postgresDialect) uniqueViolation(err error) (string, bool) {
+	var e *pgconn.PgError
+	if !errors.As(err, &e) || e.Code != "23505" {
+		return "", false
+	}
+	if col, ok := postgresUnique[e.ConstraintName]; ok {
+		return col, true
+	}
+	return e.TableName + "." + e.ConstraintName, true
+}
+
+func (postgresDialect) unavailable(err error) bool {
+	var e *pgconn.PgError
+	if errors.As(err, &e) {
+		switch {
+		case strings.HasPrefix(e.Code, "08"), // connection exception
+			strings.HasPrefix(e.Code, "53"),  // insufficient resources: disk full, too many connections
+			strings.HasPrefix(e.Code, "57P"), // admin or crash shutdown, cannot connect now
+			strings.HasPrefix(e.Code, "58"):  // system error: I/O
+			return true
+		}
+		return false
+	}
+	var connErr *pgconn.ConnectError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &connErr), errors.As(err, &netErr), pgconn.Timeout(err),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, driver.ErrBadConn), errors.Is(err, sql.ErrConnDone),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "conn closed") || strings.Contains(msg, "sql: database is closed")
+}

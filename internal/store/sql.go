@@ -1,0 +1,209 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// dialect is what differs between backends. Everything else is shared SQL
+// written with '?' placeholders, rebound once at open.
+type dialect interface {
+	// name is "sqlite" or "postgres", also the migrations directory.
+	name() string
+	// bind rewrites '?' placeholders into the backend's form.
+	bind(query string) string
+	// lockWrites runs first in every write transaction and serializes
+	// writers across processes (SQLite: BEGIN IMMEDIATE already did).
+	lockWrites(ctx context.Context, tx *sql.Tx) error
+	// eventsAppended runs before COMMIT in a write transaction that appended
+	// events up to position last.
+	eventsAppended(ctx context.Context, tx *sql.Tx, last int64) error
+	// uniqueViolation reports the "table.column" a unique constraint
+	// violation is about.
+	uniqueViolation(err error) (string, bool)
+	// unavailable reports whether err means the database cannot be reached
+	// or used (as opposed to a bad request).
+	unavailable(err error) bool
+	// readTx are the options of a read transaction that must see one
+	// consistent snapshot across statements.
+	readTx() *sql.TxOptions
+}
+
+// SQL is the database/sql implementation of [Store]. Writes go through one
+// writer goroutine that group-commits (see writer.go); reads use a pool.
+type SQL struct {
+	d   dialect
+	wdb *sql.DB // the writer's handle (SQLite: exactly one connection)
+	rdb *sql.DB // reads (may be wdb)
+
+	stmts [numStmts]*sql.Stmt // prepared on wdb for the writer
+
+	// writeTimeout bounds one write transaction; past it the batch fails as
+	// unavailable instead of hanging callers on a stuck database.
+	writeTimeout time.Duration
+
+	queue   chan *writeOp
+	closeMu sync.RWMutex
+	closed  bool
+	stopped chan struct{} // closed when the writer goroutine has exited
+
+	closeOnce sync.Once
+	closeErr  error
+
+	evMu sync.Mutex
+	evCh chan struct{}
+
+	// beforeBatch, if set, runs at the start of every batch (tests only).
+	beforeBatch atomic.Pointer[func()]
+}
+
+var _ Store = (*SQL)(nil)
+
+const (
+	maxBatch      = 256  // write ops committed together at most
+	queueCapacity = 4096 // write ops waiting for the writer at most
+)
+
+// newSQL prepares the writer's statements and starts the writer. The schema
+// must be migrated already. On error it closes nothing; the caller does.
+func newSQL(ctx context.Context, d dialect, wdb, rdb *sql.DB) (*SQL, error) {
+	s := &SQL{
+		d:            d,
+		wdb:          wdb,
+		rdb:          rdb,
+		writeTimeout: 30 * time.Second,
+		queue:        make(chan *writeOp, queueCapacity),
+		stopped:      make(chan struct{}),
+		evCh:         make(chan struct{}),
+	}
+	for id, q := range stmtText {
+		st, err := wdb.PrepareContext(ctx, d.bind(q))
+		if err != nil {
+			s.closeStmts()
+			return nil, s.wrap("prepare statements", err)
+		}
+		s.stmts[id] = st
+	}
+	go s.writeLoop()
+	return s, nil
+}
+
+func (s *SQL) closeStmts() {
+	for _, st := range s.stmts {
+		if st != nil {
+			st.Close()
+		}
+	}
+}
+
+// errClosed is returned by every method after Close.
+var errClosed = fmt.Errorf("%w: store is closed", ErrUnavailable)
+
+// Close stops accepting writes, commits what is queued, stops the writer and
+// releases the database. It is safe to call more than once.
+func (s *SQL) Close() error {
+	s.closeOnce.Do(func() {
+		s.closeMu.Lock()
+		s.closed = true
+		close(s.queue)
+		s.closeMu.Unlock()
+		<-s.stopped
+		s.closeStmts()
+		err := s.wdb.Close()
+		if s.rdb != s.wdb {
+			err = errors.Join(err, s.rdb.Close())
+		}
+		if err != nil {
+			s.closeErr = fmt.Errorf("store: close: %w", err)
+		}
+	})
+	return s.closeErr
+}
+
+func (s *SQL) isClosed() bool {
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	return s.closed
+}
+
+// Ping checks that the database answers.
+func (s *SQL) Ping(ctx context.Context) error {
+	if s.isClosed() {
+		return fmt.Errorf("store: ping: %w", errClosed)
+	}
+	if err := s.rdb.PingContext(ctx); err != nil {
+		return s.wrap("ping", err)
+	}
+	if s.rdb != s.wdb {
+		if err := s.wdb.PingContext(ctx); err != nil {
+			return s.wrap("ping", err)
+		}
+	}
+	return nil
+}
+
+// EventsChanged returns a channel that is closed after the next commit that
+// appends events, so an in-process follower can wait for news instead of
+// polling. Take a new channel after each wake-up, then read with Events.
+func (s *SQL) EventsChanged() <-chan struct{} {
+	s.evMu.Lock()
+	defer s.evMu.Unlock()
+	return s.evCh
+}
+
+func (s *SQL) signalEvents() {
+	s.evMu.Lock()
+	close(s.evCh)
+	s.evCh = make(chan struct{})
+	s.evMu.Unlock()
+}
+
+// wrap prefixes err and marks it unavailable when the database is down.
+func (s *SQL) wrap(what string, err error) error {
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("store: %s: %w", what, err)
+	case errors.Is(err, ErrUnavailable):
+		return fmt.Errorf("store: %s: %w", what, err)
+	case s.isClosed() || s.d.unavailable(err):
+		return fmt.Errorf("store: %s: %w: %w", what, ErrUnavailable, err)
+	default:
+		return fmt.Errorf("store: %s: %w", what, err)
+	}
+}
+
+// readErr is wrap for a read that must not run after Close.
+func (s *SQL) readCheck(what string) error {
+	if s.isClosed() {
+		return fmt.Errorf("store: %s: %w", what, errClosed)
+	}
+	return nil
+}
+
+// queryer is what *sql.DB and *sql.Tx share for reads.
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// rebindQ rewrites '?' placeholders to $1, $2, ... (PostgreSQL).
+func rebindQ(q string) string {
+	var b strings.Builder
+	b.Grow(len(q) + 16)
+	n := 0
+	for i := 0; i < len(q); i++ {
+		if q[i] == '?' {
+			n++
+			fmt.Fprintf(&b, "$%d", n)
+			continue
+		}
+		b.WriteByte(q[i])
+	}
+	return b.String()
+}

@@ -1,0 +1,174 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"modernc.org/sqlite"
+)
+
+// SQLite result codes (https://sqlite.org/rescode.html); the primary code is
+// the low byte of an extended one.
+const (
+	sqlitePerm                 = 3
+	sqliteBusy                 = 5
+	sqliteLocked               = 6
+	sqliteNoMem                = 7
+	sqliteReadOnly             = 8
+	sqliteIOErr                = 10
+	sqliteCorrupt              = 11
+	sqliteFull                 = 13
+	sqliteCantOpen             = 14
+	sqliteProtocol             = 15
+	sqliteNotADB               = 26
+	sqliteConstraintPrimaryKey = 1555
+	sqliteConstraintUnique     = 2067
+)
+
+// sqliteBusyTimeoutMS is how long a writer waits for another process's
+// write lock on the same file before the store reports itself unavailable.
+const sqliteBusyTimeoutMS = 5000
+
+// sqliteReaders is the size of the read pool. WAL readers never block the
+// writer nor each other.
+const sqliteReaders = 4
+
+// OpenSQLite opens the SQLite database at path, creating the file (mode
+// 0600) if it does not exist, applies pending migrations and starts the
+// writer. The database runs in WAL mode with synchronous=FULL, so a commit
+// is on disk when it returns, and with foreign keys enforced.
+func OpenSQLite(ctx context.Context, path string) (*SQL, error) {
+	s, _, _, err := openSQLite(ctx, path)
+	return s, err
+}
+
+// openSQLite is OpenSQLite, also returning the schema versions before and
+// after migrating.
+func openSQLite(ctx context.Context, path string) (s *SQL, from, to int, err error) {
+	if path == "" {
+		return nil, 0, 0, errors.New("store: sqlite: empty database path")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("store: sqlite: %w", err)
+	}
+	// SQLite would create the file 0644; create it 0600 first. The -wal and
+	// -shm files SQLite makes later take the database file's mode.
+	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	switch {
+	case err == nil:
+		if err := f.Close(); err != nil {
+			return nil, 0, 0, fmt.Errorf("store: sqlite: %w", err)
+		}
+	case !errors.Is(err, fs.ErrExist):
+		return nil, 0, 0, fmt.Errorf("store: sqlite: %w", err)
+	}
+
+	d := sqliteDialect{}
+	name := (&url.URL{Scheme: "file", Path: abs}).String()
+	common := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)", sqliteBusyTimeoutMS)
+	wdb, err := sql.Open("sqlite", name+"?"+common+
+		"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate")
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("store: sqlite: %w", err)
+	}
+	// One connection: SQLite has one writer, and the writer goroutine is its
+	// only user.
+	wdb.SetMaxOpenConns(1)
+	wdb.SetMaxIdleConns(1)
+	wdb.SetConnMaxLifetime(0)
+	wdb.SetConnMaxIdleTime(0)
+
+	var mode string
+	if err := wdb.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil {
+		wdb.Close()
+		return nil, 0, 0, sqliteOpenErr(abs, err)
+	}
+	if mode != "wal" {
+		wdb.Close()
+		return nil, 0, 0, fmt.Errorf("store: sqlite %s: journal mode is %q, WAL could not be enabled", abs, mode)
+	}
+	from, to, err = migrate(ctx, wdb, d)
+	if err != nil {
+		wdb.Close()
+		return nil, 0, 0, err
+	}
+
+	rdb, err := sql.Open("sqlite", name+"?"+common+"&_pragma=query_only(1)")
+	if err != nil {
+		wdb.Close()
+		return nil, 0, 0, fmt.Errorf("store: sqlite: %w", err)
+	}
+	rdb.SetMaxOpenConns(sqliteReaders)
+	rdb.SetMaxIdleConns(sqliteReaders)
+	s, err = newSQL(ctx, d, wdb, rdb)
+	if err != nil {
+		wdb.Close()
+		rdb.Close()
+		return nil, 0, 0, err
+	}
+	return s, from, to, nil
+}
+
+func sqliteOpenErr(path string, err error) error {
+	if (sqliteDialect{}).unavailable(err) {
+		return fmt.Errorf("store: sqlite %s: %w: %w", path, ErrUnavailable, err)
+	}
+	return fmt.Errorf("store: sqlite %s: %w", path, err)
+}
+
+type sqliteDialect struct{}
+
+func (sqliteDialect) name() string { return "sqlite" }
+
+func (sqliteDialect) bind(q string) string { return q }
+
+// lockWrites does nothing: the writer's connection begins every transaction
+// with BEGIN IMMEDIATE (_txlock=immediate), which takes the write lock.
+func (sqliteDialect) lockWrites(context.Context, *sql.Tx) error { return nil }
+
+func (sqliteDialect) eventsAppended(context.Context, *sql.Tx, int64) error { return nil }
+
+// A read transaction in WAL mode sees one snapshot from its first read on.
+func (sqliteDialect) readTx() *sql.TxOptions { return &sql.TxOptions{ReadOnly: true} }
+
+func (sqliteDialect) uniqueViolation(err error) (string, bool) {
+	var e *sqlite.Error
+	if !errors.As(err, &e) || (e.Code() != sqliteConstraintUnique && e.Code() != sqliteConstraintPrimaryKey) {
+		return "", false
+	}
+	// "UNIQUE constraint failed: certificates.serial (2067)"
+	const marker = "constraint failed: "
+	msg := e.Error()
+	i := strings.LastIndex(msg, marker)
+	if i < 0 {
+		return "", true
+	}
+	col := msg[i+len(marker):]
+	if j := strings.IndexAny(col, " ,"); j >= 0 {
+		col = col[:j]
+	}
+	return col, true
+}
+
+func (sqliteDialect) unavailable(err error) bool {
+	var e *sqlite.Error
+	if errors.As(err, &e) {
+		switch e.Code() & 0xff {
+		case sqlitePerm, sqliteBusy, sqliteLocked, sqliteNoMem, sqliteReadOnly, sqliteIOErr,
+			sqliteCorrupt, sqliteFull, sqliteCantOpen, sqliteProtocol, sqliteNotADB:
+			return true
+		}
+		return false
+	}
+	return errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) ||
+		strings.Contains(err.Error(), "sql: database is closed")
+}

@@ -1,0 +1,63 @@
+package store
+
+// stmtID names a statement the writer prepares once at open.
+type stmtID int
+
+const (
+	stSavepoint stmtID = iota
+	stRollbackTo
+	stRelease
+	stAuditHead
+	stEventHead
+	stAuditInsert
+	stEventInsert
+	stTokenInsert
+	stTokenRedeem
+	stTokenState
+	stCertInsert
+	stCertForRevoke
+	stRevocationInsert
+	numStmts
+)
+
+// stmtText is written with '?' placeholders; each dialect rebinds it.
+var stmtText = [numStmts]string{
+	stSavepoint:  `SAVEPOINT op`,
+	stRollbackTo: `ROLLBACK TO SAVEPOINT op`,
+	stRelease:    `RELEASE SAVEPOINT op`,
+	stAuditHead:  `SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`,
+	stEventHead:  `SELECT COALESCE(MAX(position), 0) FROM events`,
+	stAuditInsert: `INSERT INTO audit (seq, time, actor, action, subject, detail, prev_hash, hash)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+	stEventInsert: `INSERT INTO events (position, time, kind, serial, identity, reason, not_after)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`,
+	stTokenInsert: `INSERT INTO tokens (id, secret_hash, identity, created_by, created_at, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?)`,
+	// The redemption is one atomic UPDATE: whoever flips redeemed_at from
+	// NULL wins; everyone else affects no row.
+	stTokenRedeem: `UPDATE tokens SET redeemed_at = ?, serial = ?
+		WHERE id = ? AND redeemed_at IS NULL AND expires_at > ?`,
+	stTokenState: `SELECT expires_at, redeemed_at FROM tokens WHERE id = ?`,
+	stCertInsert: `INSERT INTO certificates (serial, identity, common_name, fingerprint,
+		not_before, not_after, key_type, obtained, renewed_from, token_id, issued_at, der)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	stCertForRevoke: `SELECT c.identity, c.not_after, r.serial
+		FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial
+		WHERE c.serial = ?`,
+	stRevocationInsert: `INSERT INTO revocations (serial, reason, revoked_at, revoked_by)
+		VALUES (?, ?, ?, ?)`,
+}
+
+// certColumns is the select list scanned by scanCertificate.
+const certColumns = `c.serial, c.identity, c.common_name, c.fingerprint, c.not_before,
+	c.not_after, c.key_type, c.obtained, c.renewed_from, c.token_id, c.issued_at, c.der,
+	r.reason, r.revoked_at, r.revoked_by`
+
+// certFrom joins each certificate with its revocation, if any.
+const certFrom = ` FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial`
+
+// identityPrefixCond matches an identity that is the prefix itself or
+// continues it after a "/" (a path-segment boundary). It compares with
+// substr rather than LIKE, so '%' and '_' in the prefix are plain
+// characters. Arguments: prefix, rune length of prefix+"/", prefix+"/".
+const identityPrefixCond = `(c.identity = ? OR substr(c.identity, 1, ?) = ?)`

@@ -1,0 +1,231 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/certgate/certgate/internal/audit"
+)
+
+// CreateToken stores a new token and its audit record atomically.
+func (s *SQL) CreateToken(ctx context.Context, t Token, a audit.Entry) error {
+	what := "create token " + t.ID
+	if err := validateToken(t); err != nil {
+		return fmt.Errorf("store: %s: %w", what, err)
+	}
+	if err := validateEntry(a); err != nil {
+		return fmt.Errorf("store: %s: %w", what, err)
+	}
+	return s.submit(ctx, what, func(ctx context.Context, w *wtx) error {
+		_, err := w.exec(ctx, stTokenInsert, t.ID, t.SecretHash, t.Identity, t.CreatedBy,
+			t.CreatedAt.UnixNano(), t.ExpiresAt.UnixNano())
+		if err != nil {
+			if col, ok := s.d.uniqueViolation(err); ok && col == "tokens.id" {
+				return fmt.Errorf("store: %s: %w", what, ErrDuplicateToken)
+			}
+			return s.wrap(what, err)
+		}
+		if _, err := w.appendAudit(ctx, a); err != nil {
+			return s.wrap(what+": audit", err)
+		}
+		return nil
+	})
+}
+
+// RecordIssuance records an issued certificate, redeeming is.TokenID if set,
+// with its audit record, in one transaction.
+func (s *SQL) RecordIssuance(ctx context.Context, is Issuance) error {
+	if is.Cert.TokenID == "" {
+		is.Cert.TokenID = is.TokenID
+	}
+	c := is.Cert
+	what := "record issuance " + c.Serial
+	if err := validateIssuance(is); err != nil {
+		return fmt.Errorf("store: %s: %w", what, err)
+	}
+	return s.submit(ctx, what, func(ctx context.Context, w *wtx) error {
+		if is.TokenID != "" {
+			if err := s.redeem(ctx, w, what, is.TokenID, c.Serial, is.Now.UnixNano()); err != nil {
+				return err
+			}
+		}
+		_, err := w.exec(ctx, stCertInsert, c.Serial, c.Identity, c.CommonName, c.Fingerprint,
+			c.NotBefore.UnixNano(), c.NotAfter.UnixNano(), c.KeyType, c.Obtained, c.RenewedFrom,
+			c.TokenID, c.IssuedAt.UnixNano(), c.DER)
+		if err != nil {
+			switch col, _ := s.d.uniqueViolation(err); col {
+			case "certificates.serial":
+				return fmt.Errorf("store: %s: %w", what, ErrDuplicateSerial)
+			case "certificates.fingerprint":
+				return fmt.Errorf("store: %s: a certificate with fingerprint %s is already recorded", what, c.Fingerprint)
+			}
+			return s.wrap(what, err)
+		}
+		if _, err := w.appendAudit(ctx, is.Audit); err != nil {
+			return s.wrap(what+": audit", err)
+		}
+		return nil
+	})
+}
+
+// redeem marks token id redeemed for serial, or says why it cannot be.
+func (s *SQL) redeem(ctx context.Context, w *wtx, what, id, serial string, now int64) error {
+	what += ": token " + id
+	res, err := w.exec(ctx, stTokenRedeem, now, serial, id, now)
+	if err != nil {
+		return s.wrap(what, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return s.wrap(what, err)
+	}
+	if n == 1 {
+		return nil
+	}
+	var expires int64
+	var redeemed sql.NullInt64
+	switch err := w.stmt(ctx, stTokenState).QueryRowContext(ctx, id).Scan(&expires, &redeemed); {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("store: %s: %w", what, ErrNotFound)
+	case err != nil:
+		return s.wrap(what, err)
+	case redeemed.Valid:
+		return fmt.Errorf("store: %s: %w", what, ErrTokenUsed)
+	default:
+		return fmt.Errorf("store: %s: %w", what, ErrTokenExpired)
+	}
+}
+
+// AppendAudit appends one audit record on its own.
+func (s *SQL) AppendAudit(ctx context.Context, e audit.Entry) (audit.Record, error) {
+	const what = "append audit record"
+	if err := validateEntry(e); err != nil {
+		return audit.Record{}, fmt.Errorf("store: %s: %w", what, err)
+	}
+	var rec audit.Record
+	err := s.submit(ctx, what, func(ctx context.Context, w *wtx) error {
+		r, err := w.appendAudit(ctx, e)
+		if err != nil {
+			return s.wrap(what, err)
+		}
+		rec = r
+		return nil
+	})
+	if err != nil {
+		return audit.Record{}, err
+	}
+	return rec, nil
+}
+
+// Revoke revokes what req selects in one transaction; see [Store.Revoke].
+func (s *SQL) Revoke(ctx context.Context, req RevokeRequest) ([]Revocation, error) {
+	what, err := validateRevoke(req)
+	if err != nil {
+		return nil, fmt.Errorf("store: %s: %w", what, err)
+	}
+	var out []Revocation
+	err = s.submit(ctx, what, func(ctx context.Context, w *wtx) error {
+		out = nil
+		targets, err := s.revokeTargets(ctx, w, req)
+		if err != nil {
+			return err
+		}
+		for _, t := range targets {
+			rv := Revocation{Serial: t.serial, Reason: req.Reason, RevokedAt: fromNanos(req.Now.UnixNano()), RevokedBy: req.By}
+			if _, err := w.exec(ctx, stRevocationInsert, rv.Serial, rv.Reason, rv.RevokedAt.UnixNano(), rv.RevokedBy); err != nil {
+				return s.wrap(what+": "+t.serial, err)
+			}
+			ev := Event{Time: rv.RevokedAt, Kind: EventRevoke, Serial: t.serial, Identity: t.identity, Reason: rv.Reason, NotAfter: t.notAfter}
+			if _, err := w.appendEvent(ctx, ev); err != nil {
+				return s.wrap(what+": event", err)
+			}
+			detail, err := json.Marshal(struct {
+				Identity string `json:"identity"`
+				Reason   int    `json:"reason"`
+			}{t.identity, rv.Reason})
+			if err != nil {
+				return fmt.Errorf("store: %s: %w", what, err)
+			}
+			e := audit.Entry{Time: req.Now, Actor: req.By, Action: audit.ActionRevoke, Subject: t.serial, Detail: string(detail)}
+			if _, err := w.appendAudit(ctx, e); err != nil {
+				return s.wrap(what+": audit", err)
+			}
+			out = append(out, rv)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if out == nil {
+		out = []Revocation{}
+	}
+	return out, nil
+}
+
+type revokeTarget struct {
+	serial, identity string
+	notAfter         time.Time
+}
+
+// revokeTargets reads, under the write lock, the unrevoked certificates req
+// selects.
+func (s *SQL) revokeTargets(ctx context.Context, w *wtx, req RevokeRequest) ([]revokeTarget, error) {
+	if req.Serial != "" {
+		what := "revoke " + req.Serial
+		var identity string
+		var notAfter int64
+		var revoked sql.NullString
+		err := w.stmt(ctx, stCertForRevoke).QueryRowContext(ctx, req.Serial).Scan(&identity, &notAfter, &revoked)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return nil, fmt.Errorf("store: %s: certificate %w", what, ErrNotFound)
+		case err != nil:
+			return nil, s.wrap(what, err)
+		case revoked.Valid:
+			return nil, nil
+		}
+		return []revokeTarget{{req.Serial, identity, fromNanos(notAfter)}}, nil
+	}
+	q := `SELECT c.serial, c.identity, c.not_after` + certFrom + ` WHERE r.serial IS NULL AND c.not_after >= ? AND `
+	args := []any{req.Now.UnixNano()}
+	what := "revoke identity " + req.Identity
+	if req.Identity != "" {
+		q += `c.identity = ?`
+		args = append(args, req.Identity)
+	} else {
+		what = "revoke identity prefix " + req.IdentityPrefix
+		q += identityPrefixCond
+		args = append(args, prefixArgs(req.IdentityPrefix)...)
+	}
+	q += ` ORDER BY c.issued_at, c.serial`
+	rows, err := w.tx.QueryContext(ctx, s.d.bind(q), args...)
+	if err != nil {
+		return nil, s.wrap(what, err)
+	}
+	defer rows.Close()
+	var out []revokeTarget
+	for rows.Next() {
+		var t revokeTarget
+		var notAfter int64
+		if err := rows.Scan(&t.serial, &t.identity, &notAfter); err != nil {
+			return nil, s.wrap(what, err)
+		}
+		t.notAfter = fromNanos(notAfter)
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap(what, err)
+	}
+	return out, nil
+}
+
+// prefixArgs are the arguments of identityPrefixCond.
+func prefixArgs(prefix string) []any {
+	return []any{prefix, utf8.RuneCountInString(prefix) + 1, prefix + "/"}
+}

@@ -1,0 +1,268 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/certgate/certgate/internal/audit"
+)
+
+// The write path.
+//
+// SQLite has one writer at a time, and every write here also appends to the
+// audit chain, which is one total order on any backend. So all writes of a
+// process go through one goroutine that group-commits: it takes what is
+// queued (up to maxBatch operations), runs each inside its own SAVEPOINT in
+// one transaction, and COMMITs once. An operation that fails is rolled back
+// to its savepoint alone; the others commit. Every caller is answered only
+// after COMMIT returned, so a nil error always means durable. Nothing waits
+// artificially: while one batch commits (fsync), the next one queues up.
+
+// writeOp is one queued write.
+type writeOp struct {
+	what  string // for errors: "record issuance 1a2b"
+	fn    func(ctx context.Context, w *wtx) error
+	state atomic.Int32
+	done  chan error // buffered, receives exactly once
+}
+
+const (
+	opQueued    int32 = iota
+	opTaken           // the writer runs it; the caller waits for the answer
+	opAbandoned       // the caller's context ended first; never applied
+)
+
+// submit queues fn and waits for the durable answer. If ctx ends while the
+// operation is still queued it is abandoned, never applied, and ctx's error
+// returned; once the writer took it the caller waits for the commit, so a
+// returned error always means nothing was written.
+func (s *SQL) submit(ctx context.Context, what string, fn func(ctx context.Context, w *wtx) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("store: %s: %w", what, err)
+	}
+	op := &writeOp{what: what, fn: fn, done: make(chan error, 1)}
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		return fmt.Errorf("store: %s: %w", what, errClosed)
+	}
+	select {
+	case s.queue <- op:
+	case <-ctx.Done():
+		s.closeMu.RUnlock()
+		return fmt.Errorf("store: %s: %w", what, ctx.Err())
+	}
+	s.closeMu.RUnlock()
+	select {
+	case err := <-op.done:
+		return err
+	case <-ctx.Done():
+		if op.state.CompareAndSwap(opQueued, opAbandoned) {
+			return fmt.Errorf("store: %s: %w", what, ctx.Err())
+		}
+		return <-op.done
+	}
+}
+
+func (s *SQL) writeLoop() {
+	defer close(s.stopped)
+	batch := make([]*writeOp, 0, maxBatch)
+	for op := range s.queue {
+		batch = append(batch[:0], op)
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case next, ok := <-s.queue:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, next)
+			default:
+				break drain
+			}
+		}
+		s.runBatch(batch)
+		clear(batch)
+	}
+}
+
+// runBatch commits batch in one transaction and answers every caller.
+func (s *SQL) runBatch(batch []*writeOp) {
+	if hook := s.beforeBatch.Load(); hook != nil {
+		(*hook)()
+	}
+	live := make([]*writeOp, 0, len(batch))
+	for _, op := range batch {
+		if op.state.CompareAndSwap(opQueued, opTaken) {
+			live = append(live, op)
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
+	errs, appended := s.commitOps(live)
+	for i, op := range live {
+		op.done <- errs[i]
+	}
+	if appended {
+		s.signalEvents()
+	}
+}
+
+// commitOps runs ops in one transaction. It returns each op's error and
+// whether committed events were appended.
+func (s *SQL) commitOps(ops []*writeOp) (errs []error, appended bool) {
+	errs = make([]error, len(ops))
+	fail := func(stage string, err error) ([]error, bool) {
+		for i, op := range ops {
+			if errs[i] == nil {
+				errs[i] = s.batchErr(op.what, stage, err)
+			}
+		}
+		return errs, false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.writeTimeout)
+	defer cancel()
+
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return fail("begin", err)
+	}
+	w := &wtx{s: s, tx: tx}
+	if err := w.start(ctx); err != nil {
+		tx.Rollback()
+		return fail("begin", err)
+	}
+	// One op alone needs no savepoint: if it fails the whole transaction is
+	// rolled back.
+	savepoints := len(ops) > 1
+	ok := 0
+	for i, op := range ops {
+		if savepoints {
+			if _, err := w.exec(ctx, stSavepoint); err != nil {
+				tx.Rollback()
+				return fail("savepoint", err)
+			}
+		}
+		saved := w.mark()
+		err := op.fn(ctx, w)
+		if err != nil {
+			errs[i] = err
+			w.reset(saved)
+			if savepoints {
+				if _, rerr := w.exec(ctx, stRollbackTo); rerr != nil {
+					tx.Rollback()
+					return fail("rollback to savepoint", rerr)
+				}
+			}
+		} else {
+			ok++
+		}
+		if savepoints {
+			if _, err := w.exec(ctx, stRelease); err != nil {
+				tx.Rollback()
+				return fail("release savepoint", err)
+			}
+		}
+	}
+	if ok == 0 {
+		// Nothing to keep: skip the commit and its fsync.
+		tx.Rollback()
+		return errs, false
+	}
+	if w.appended {
+		if err := s.d.eventsAppended(ctx, tx, w.pos); err != nil {
+			tx.Rollback()
+			return fail("notify", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fail("commit", err)
+	}
+	return errs, w.appended
+}
+
+// batchErr wraps a failure of the batch itself (not of one operation).
+// Inside the writer a deadline means the database did not answer in time.
+func (s *SQL) batchErr(what, stage string, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return fmt.Errorf("store: %s: %s: %w: %w", what, stage, ErrUnavailable, err)
+	}
+	return s.wrap(what+": "+stage, err)
+}
+
+// wtx is the state of one write transaction: the audit chain head and the
+// last event position, both read under the write lock at the start.
+type wtx struct {
+	s        *SQL
+	tx       *sql.Tx
+	txStmts  [numStmts]*sql.Stmt
+	head     *audit.Record // only Seq and Hash are set; nil before the first
+	pos      int64
+	appended bool
+}
+
+type wtxMark struct {
+	head     *audit.Record
+	pos      int64
+	appended bool
+}
+
+func (w *wtx) mark() wtxMark { return wtxMark{w.head, w.pos, w.appended} }
+
+func (w *wtx) reset(m wtxMark) { w.head, w.pos, w.appended = m.head, m.pos, m.appended }
+
+// start takes the write lock and reads the chain heads. Reading them in
+// every transaction (two index lookups) keeps them right even when another
+// process wrote in between: a PostgreSQL replica, or a second process on the
+// same SQLite file.
+func (w *wtx) start(ctx context.Context) error {
+	if err := w.s.d.lockWrites(ctx, w.tx); err != nil {
+		return err
+	}
+	var seq int64
+	var hash []byte
+	switch err := w.stmt(ctx, stAuditHead).QueryRowContext(ctx).Scan(&seq, &hash); {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return err
+	default:
+		w.head = &audit.Record{Seq: seq, Hash: hash}
+	}
+	return w.stmt(ctx, stEventHead).QueryRowContext(ctx).Scan(&w.pos)
+}
+
+func (w *wtx) stmt(ctx context.Context, id stmtID) *sql.Stmt {
+	if w.txStmts[id] == nil {
+		w.txStmts[id] = w.tx.StmtContext(ctx, w.s.stmts[id])
+	}
+	return w.txStmts[id]
+}
+
+func (w *wtx) exec(ctx context.Context, id stmtID, args ...any) (sql.Result, error) {
+	return w.stmt(ctx, id).ExecContext(ctx, args...)
+}
+
+// appendAudit links e after the head and inserts it.
+func (w *wtx) appendAudit(ctx context.Context, e audit.Entry) (audit.Record, error) {
+	r := audit.Next(w.head, e)
+	if _, err := w.exec(ctx, stAuditInsert, r.Seq, r.Time.UnixNano(), r.Actor, r.Action, r.Subject, r.Detail, r.PrevHash, r.Hash); err != nil {
+		return audit.Record{}, err
+	}
+	w.head = &audit.Record{Seq: r.Seq, Hash: r.Hash}
+	return r, nil
+}
+
+// appendEvent gives ev the next position and inserts it.
+func (w *wtx) appendEvent(ctx context.Context, ev Event) (Event, error) {
+	ev.Position = w.pos + 1
+	if _, err := w.exec(ctx, stEventInsert, ev.Position, ev.Time.UnixNano(), ev.Kind, ev.Serial, ev.Identity, ev.Reason, ev.NotAfter.UnixNano()); err != nil {
+		return Event{}, err
+	}
+	w.pos = ev.Position
+	w.appended = true
+	return ev, nil
+}
