@@ -2,16 +2,19 @@ package main
 
 import (
 	"fmt"
+	"net/url"
+	"slices"
 
 	"github.com/spf13/cobra"
 
 	"github.com/certgate/certgate/internal/cadir"
 	"github.com/certgate/certgate/internal/clock"
+	"github.com/certgate/certgate/internal/config"
 	"github.com/certgate/certgate/internal/keytype"
 )
 
 func newInitCmd(s streams) *cobra.Command {
-	var dir, td, kt, passFile, admin, storeURL string
+	var dir, td, kt, passFile, admin, storeURL, listen, serverURL string
 	cmd := &cobra.Command{
 		Use:   "init --dir DIR --trust-domain TD",
 		Short: "Create a CA (root + online intermediate), a config, an admin certificate and the store",
@@ -31,8 +34,20 @@ func newInitCmd(s streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			cfg := config.DefaultServer(td)
+			if listen != "" {
+				cfg.Listen.Listen = listen
+				cfg.Listen.URL = "https://" + listen
+			}
+			if serverURL != "" {
+				cfg.Listen.URL = serverURL
+			}
+			if u, err := url.Parse(cfg.Listen.URL); err == nil && u.Hostname() != "" && !slices.Contains(cfg.Listen.Hostnames, u.Hostname()) {
+				// The server's certificate must name the host clients dial.
+				cfg.Listen.Hostnames = append(cfg.Listen.Hostnames, u.Hostname())
+			}
 			if err := cadir.Init(cmd.Context(), cadir.InitOptions{
-				Dir: dir, TrustDomain: td, KeyType: t, Passphrase: pass, AdminName: admin, Store: storeURL, Clock: clock.Real{},
+				Dir: dir, TrustDomain: td, KeyType: t, Passphrase: pass, AdminName: admin, Store: storeURL, Config: &cfg, Clock: clock.Real{},
 			}); err != nil {
 				return err
 			}
@@ -48,5 +63,7 @@ func newInitCmd(s streams) *cobra.Command {
 	cmd.Flags().StringVar(&passFile, "passphrase-file", "", "file holding the passphrase that encrypts the CA keys (default $CERTGATE_PASSPHRASE)")
 	cmd.Flags().StringVar(&admin, "admin-name", "admin", "name of the admin identity spiffe://TD/admin/NAME")
 	cmd.Flags().StringVar(&storeURL, "store", "", "store URL (default: SQLite certgate.db in DIR)")
+	cmd.Flags().StringVar(&listen, "listen", "", "address the server will listen on (default 127.0.0.1:8443)")
+	cmd.Flags().StringVar(&serverURL, "server-url", "", "URL clients use to reach the server, written into tokens (default https://LISTEN)")
 	return cmd
 }
