@@ -1,0 +1,171 @@
+package gateway
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/certgate/certgate/internal/revocation"
+)
+
+// peer is what the handshake established about a client, computed once per
+// connection.
+type peer struct {
+	leaf        *x509.Certificate
+	chain       []*x509.Certificate // as sent, leaf first
+	id          string
+	serial      string
+	fingerprint string
+	notAfter    time.Time // earliest NotAfter in the chain sent
+	tlsVersion  string
+	resumed     bool
+	client      string
+
+	hdrOnce         sync.Once
+	clientCert      string // RFC 9440 Client-Cert
+	clientCertChain string // RFC 9440 Client-Cert-Chain
+	xfcc            string // Envoy X-Forwarded-Client-Cert
+}
+
+func newPeer(cs *tls.ConnectionState, remote net.Addr, id string) *peer {
+	leaf := cs.PeerCertificates[0]
+	sum := sha256.Sum256(leaf.Raw)
+	p := &peer{
+		leaf:        leaf,
+		chain:       cs.PeerCertificates,
+		id:          id,
+		serial:      revocation.SerialOf(leaf),
+		fingerprint: hex.EncodeToString(sum[:]),
+		notAfter:    leaf.NotAfter,
+		tlsVersion:  tlsVersionName(cs.Version),
+		resumed:     cs.DidResume,
+		client:      remote.String(),
+	}
+	for _, c := range cs.PeerCertificates[1:] {
+		if c.NotAfter.Before(p.notAfter) {
+			p.notAfter = c.NotAfter
+		}
+	}
+	return p
+}
+
+// identityHeaders computes the header values once per connection.
+func (p *peer) identityHeaders(by string) {
+	p.hdrOnce.Do(func() {
+		p.clientCert = ":" + base64.StdEncoding.EncodeToString(p.leaf.Raw) + ":"
+		parts := make([]string, 0, len(p.chain)-1)
+		for _, c := range p.chain[1:] {
+			parts = append(parts, ":"+base64.StdEncoding.EncodeToString(c.Raw)+":")
+		}
+		p.clientCertChain = strings.Join(parts, ", ")
+		var b strings.Builder
+		if by != "" {
+			b.WriteString("By=" + by + ";")
+		}
+		b.WriteString("Hash=" + p.fingerprint)
+		b.WriteString(`;Subject="` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(p.leaf.Subject.String()) + `"`)
+		b.WriteString(";URI=" + p.id)
+		p.xfcc = b.String()
+	})
+}
+
+func tlsVersionName(v uint16) string {
+	switch v {
+	case tls.VersionTLS13:
+		return "TLS1.3"
+	case tls.VersionTLS12:
+		return "TLS1.2"
+	}
+	return tls.VersionName(v)
+}
+
+// tracked is one live client connection.
+type tracked struct {
+	conn   net.Conn
+	peer   *peer
+	closed atomic.Bool
+}
+
+func (t *tracked) close() bool {
+	if t.closed.Swap(true) {
+		return false
+	}
+	t.conn.Close()
+	return true
+}
+
+// tracker knows every live connection by certificate serial, so that a
+// connection can be closed when its certificate expires or is revoked.
+type tracker struct {
+	mu       sync.Mutex
+	bySerial map[string]map[*tracked]struct{}
+	n        int
+}
+
+func newTracker() *tracker {
+	return &tracker{bySerial: make(map[string]map[*tracked]struct{})}
+}
+
+func (tr *tracker) add(t *tracked) {
+	tr.mu.Lock()
+	m := tr.bySerial[t.peer.serial]
+	if m == nil {
+		m = make(map[*tracked]struct{}, 1)
+		tr.bySerial[t.peer.serial] = m
+	}
+	m[t] = struct{}{}
+	tr.n++
+	tr.mu.Unlock()
+}
+
+func (tr *tracker) remove(t *tracked) {
+	tr.mu.Lock()
+	if m := tr.bySerial[t.peer.serial]; m != nil {
+		if _, ok := m[t]; ok {
+			delete(m, t)
+			tr.n--
+		}
+		if len(m) == 0 {
+			delete(tr.bySerial, t.peer.serial)
+		}
+	}
+	tr.mu.Unlock()
+}
+
+func (tr *tracker) count() int {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return tr.n
+}
+
+// collect returns the connections f selects.
+func (tr *tracker) collect(f func(*tracked) bool) []*tracked {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	var out []*tracked
+	for _, m := range tr.bySerial {
+		for t := range m {
+			if f(t) {
+				out = append(out, t)
+			}
+		}
+	}
+	return out
+}
+
+func (tr *tracker) serial(s string) []*tracked {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	out := make([]*tracked, 0, len(tr.bySerial[s]))
+	for t := range tr.bySerial[s] {
+		out = append(out, t)
+	}
+	return out
+}

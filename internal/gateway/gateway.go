@@ -1,0 +1,357 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/certgate/certgate/internal/accesslog"
+	"github.com/certgate/certgate/internal/clock"
+	"github.com/certgate/certgate/internal/config"
+	"github.com/certgate/certgate/internal/identity"
+	"github.com/certgate/certgate/internal/revocation"
+)
+
+// Options are the gateway's collaborators. Zero fields get defaults.
+type Options struct {
+	Clock       clock.Clock        // default clock.Real
+	Logger      *slog.Logger       // operational log; default discards
+	AccessLog   *accesslog.Logger  // default discards
+	Metrics     Metrics            // default no-op
+	Revocations *revocation.Holder // default an empty set
+	// SweepInterval is how often connections are checked for certificate
+	// expiry (default one second).
+	SweepInterval time.Duration
+}
+
+// Gateway is the mTLS reverse proxy.
+type Gateway struct {
+	clock   clock.Clock
+	log     *slog.Logger
+	access  *accesslog.Logger
+	metrics Metrics
+	revoked *revocation.Holder
+	sweep   time.Duration
+
+	rt        atomic.Pointer[runtime]
+	tlsConfig *tls.Config
+	tracker   *tracker
+
+	mu      sync.Mutex // guards what follows
+	pools   map[string]*upstream
+	ln      net.Listener
+	tcpLns  map[string]tcpListener
+	h2      *h2server
+	started bool
+	closed  bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New builds a gateway from a validated config, reading the files it
+// names. It listens on nothing until [Gateway.Start].
+func New(cfg *config.Gateway, o Options) (*Gateway, error) {
+	g := &Gateway{
+		clock: o.Clock, log: o.Logger, access: o.AccessLog, metrics: o.Metrics,
+		revoked: o.Revocations, sweep: o.SweepInterval,
+		tracker: newTracker(), pools: map[string]*upstream{}, tcpLns: map[string]tcpListener{},
+	}
+	if g.clock == nil {
+		g.clock = clock.Real{}
+	}
+	if g.log == nil {
+		g.log = slog.New(slog.DiscardHandler)
+	}
+	if g.metrics == nil {
+		g.metrics = nopMetrics{}
+	}
+	if g.revoked == nil {
+		g.revoked = revocation.NewHolder()
+	}
+	if g.sweep <= 0 {
+		g.sweep = time.Second
+	}
+	rt, err := buildRuntime(cfg, g.pools)
+	if err != nil {
+		return nil, err
+	}
+	g.rt.Store(rt)
+	g.metrics.CertificateExpiry(rt.cert.Leaf.NotAfter)
+	g.tlsConfig = &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// The chain is verified by verifyConnection, which also runs on
+		// resumed sessions; RequestClientCert lets it name the reason when
+		// a client sends no certificate at all.
+		ClientAuth:       tls.RequestClientCert,
+		GetCertificate:   func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return g.rt.Load().cert, nil },
+		VerifyConnection: g.verifyConnection,
+		NextProtos:       []string{"h2", "http/1.1"},
+		// crypto/tls refuses to resume a session whose client certificate
+		// has expired by this clock, so no ticket outlives its certificate.
+		Time: g.clock.Now,
+	}
+	g.rotateTicketKeys()
+	g.revoked.OnChange(func(old, new *revocation.Set) {
+		g.metrics.RevocationSet(new.Len(), new.Updated())
+		for _, s := range revocation.Added(old, new) {
+			if n := g.CloseBySerial(s); n > 0 {
+				g.log.Info("closed connections of a revoked certificate", "serial", s, "connections", n)
+			}
+		}
+	})
+	return g, nil
+}
+
+// rotateTicketKeys makes every existing session ticket unusable, so that no
+// session verified against old trust material resumes.
+func (g *Gateway) rotateTicketKeys() {
+	var k [32]byte
+	if _, err := rand.Read(k[:]); err != nil {
+		panic("gateway: crypto/rand failed: " + err.Error())
+	}
+	g.tlsConfig.SetSessionTicketKeys([][32]byte{k})
+}
+
+// verifyConnection runs after every handshake, full or resumed.
+func (g *Gateway) verifyConnection(cs tls.ConnectionState) error {
+	rt := g.rt.Load()
+	now := g.clock.Now()
+	certs := cs.PeerCertificates
+	if len(certs) == 0 {
+		return refuse(ReasonNoCertificate, "no client certificate")
+	}
+	if cs.DidResume {
+		// The chain verified when the session was made (ticket keys rotate
+		// when the bundle changes); check what time and revocation change.
+		for _, c := range certs {
+			if now.After(c.NotAfter) {
+				return refuse(ReasonExpired, "certificate expired at %s, now is %s", c.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+			}
+		}
+		if _, err := identity.FromCertificateIn(certs[0], rt.trust.td); err != nil {
+			return refuse(ReasonBadIdentity, "%w", err)
+		}
+	} else if _, verr := rt.trust.verifyChain(certs, now); verr != nil {
+		return verr
+	}
+	if g.revoked.Revoked(revocation.SerialOf(certs[0])) {
+		return refuse(ReasonRevoked, "certificate serial %s is revoked", revocation.SerialOf(certs[0]))
+	}
+	return nil
+}
+
+// Start listens on the configured addresses and serves until ctx is done
+// or [Gateway.Close] is called.
+func (g *Gateway) Start(ctx context.Context) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.started {
+		return errors.New("gateway: already started")
+	}
+	rt := g.rt.Load()
+	ln, err := net.Listen("tcp", rt.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	g.ctx, g.cancel = context.WithCancel(ctx)
+	g.ln = ln
+	g.started = true
+	g.h2 = newH2Server(g)
+	g.wg.Add(2)
+	go func() { defer g.wg.Done(); g.acceptLoop(ln, g.serveHTTP) }()
+	go func() { defer g.wg.Done(); g.sweepLoop() }()
+	if err := g.startTCPLocked(rt); err != nil {
+		g.mu.Unlock()
+		g.Close()
+		g.mu.Lock()
+		return err
+	}
+	go func() {
+		<-g.ctx.Done()
+		g.Close()
+	}()
+	g.log.Info("gateway listening", "addr", ln.Addr().String(), "routes", len(rt.cfg.Routes), "tcp_routes", len(rt.cfg.TCPRoutes))
+	return nil
+}
+
+// startTCPLocked starts listeners for TCP routes that have none and stops
+// those of removed routes.
+func (g *Gateway) startTCPLocked(rt *runtime) error {
+	for name, l := range g.tcpLns {
+		if r, ok := rt.tcp[name]; !ok || r.listen != l.listen {
+			l.ln.Close()
+			delete(g.tcpLns, name)
+		}
+	}
+	names := make([]string, 0, len(rt.tcp))
+	for name := range rt.tcp {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if _, ok := g.tcpLns[name]; ok {
+			continue
+		}
+		r := rt.tcp[name]
+		ln, err := net.Listen("tcp", r.listen)
+		if err != nil {
+			return fmt.Errorf("gateway: tcp route %q: %w", name, err)
+		}
+		g.tcpLns[name] = tcpListener{ln: ln, listen: r.listen}
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			g.acceptLoop(ln, func(t *tracked) { g.serveTCP(name, t) })
+		}()
+		g.log.Info("tcp route listening", "route", name, "addr", ln.Addr().String(), "backend", r.backend)
+	}
+	return nil
+}
+
+type tcpListener struct {
+	ln     net.Listener
+	listen string // as configured
+}
+
+// Addr is the address of the HTTP listener, nil before Start.
+func (g *Gateway) Addr() net.Addr {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.ln == nil {
+		return nil
+	}
+	return g.ln.Addr()
+}
+
+// TCPAddr is the address of a TCP route's listener, nil if none.
+func (g *Gateway) TCPAddr(name string) net.Addr {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if l, ok := g.tcpLns[name]; ok {
+		return l.ln.Addr()
+	}
+	return nil
+}
+
+// Reload applies a new config to new requests and connections without
+// touching open ones. On error nothing changes. Listen addresses of the
+// HTTP listener, metrics and access log need a restart; TCP routes are
+// started and stopped.
+func (g *Gateway) Reload(cfg *config.Gateway) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return errors.New("gateway: closed")
+	}
+	old := g.rt.Load()
+	pools := map[string]*upstream{}
+	for k, v := range g.pools {
+		pools[k] = v
+	}
+	rt, err := buildRuntime(cfg, pools)
+	if err != nil {
+		return err
+	}
+	if cfg.Listen != old.cfg.Listen {
+		g.log.Warn("listen address changed; it applies after a restart", "old", old.cfg.Listen, "new", cfg.Listen)
+		rt.cfg.Listen = old.cfg.Listen
+	}
+	g.rt.Store(rt)
+	// Close the pools no route uses any more.
+	used := map[string]bool{}
+	for _, r := range rt.routes {
+		used[r.up.key] = true
+	}
+	for k, up := range pools {
+		if !used[k] {
+			up.close()
+			delete(pools, k)
+		}
+	}
+	g.pools = pools
+	if !slices.EqualFunc(old.roots, rt.roots, func(a, b *x509.Certificate) bool { return a.Equal(b) }) || old.cfg.TrustDomain != rt.cfg.TrustDomain {
+		g.rotateTicketKeys()
+	}
+	g.metrics.CertificateExpiry(rt.cert.Leaf.NotAfter)
+	if g.started {
+		if err := g.startTCPLocked(rt); err != nil {
+			g.log.Error("reload: tcp route listener", "error", err)
+		}
+	}
+	g.log.Info("configuration reloaded", "routes", len(cfg.Routes), "tcp_routes", len(cfg.TCPRoutes))
+	return nil
+}
+
+// CloseBySerial closes every live connection that authenticated with the
+// certificate of this canonical serial and returns how many it closed.
+func (g *Gateway) CloseBySerial(serial string) int {
+	n := 0
+	for _, t := range g.tracker.serial(serial) {
+		if t.close() {
+			n++
+		}
+	}
+	return n
+}
+
+// Connections returns the number of live client connections.
+func (g *Gateway) Connections() int { return g.tracker.count() }
+
+// sweepLoop closes connections whose certificate has expired by the clock.
+func (g *Gateway) sweepLoop() {
+	t := time.NewTicker(g.sweep)
+	defer t.Stop()
+	for {
+		select {
+		case <-g.ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := g.clock.Now()
+		for _, c := range g.tracker.collect(func(t *tracked) bool { return now.After(t.peer.notAfter) }) {
+			if c.close() {
+				g.log.Info("closed connection: certificate expired", "identity", c.peer.id, "serial", c.peer.serial, "not_after", c.peer.notAfter)
+			}
+		}
+	}
+}
+
+// Close stops listening, closes every connection and waits for the
+// gateway's goroutines.
+func (g *Gateway) Close() error {
+	g.mu.Lock()
+	if g.closed || !g.started {
+		g.closed = true
+		g.mu.Unlock()
+		return nil
+	}
+	g.closed = true
+	g.cancel()
+	g.ln.Close()
+	for _, l := range g.tcpLns {
+		l.ln.Close()
+	}
+	g.h2.close()
+	g.mu.Unlock()
+	for _, t := range g.tracker.collect(func(*tracked) bool { return true }) {
+		t.close()
+	}
+	g.wg.Wait()
+	g.mu.Lock()
+	for _, up := range g.pools {
+		up.close()
+	}
+	g.mu.Unlock()
+	return nil
+}

@@ -1,0 +1,429 @@
+package gateway
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/certgate/certgate/internal/accesslog"
+	"github.com/certgate/certgate/internal/authz"
+)
+
+// clientBufferSize is the read and write buffer of a client connection.
+const clientBufferSize = 8 << 10
+
+// h1session serves one HTTP/1.x client connection: requests are read,
+// checked and forwarded one after another by this one goroutine, with no
+// per-request goroutine or channel (the reason this engine exists; see
+// docs/benchmarks.md).
+type h1session struct {
+	g     *Gateway
+	t     *tracked
+	tc    *tls.Conn
+	br    *bufio.Reader
+	bw    *bufio.Writer
+	head  []byte
+	out   []byte
+	req   request
+	entry accesslog.Entry
+}
+
+var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (g *Gateway) serveH1(t *tracked) {
+	tc := t.conn.(*tls.Conn)
+	s := &h1session{
+		g: g, t: t, tc: tc,
+		br:   bufio.NewReaderSize(tc, clientBufferSize),
+		bw:   bufio.NewWriterSize(tc, clientBufferSize),
+		head: make([]byte, 0, 1024),
+		out:  make([]byte, 0, 2048),
+	}
+	for s.serveOne() {
+	}
+}
+
+// serveOne serves one request and reports whether the connection may
+// carry another.
+func (s *h1session) serveOne() bool {
+	rt := s.g.rt.Load()
+	to := &rt.cfg.Timeouts
+	p := s.t.peer
+	s.tc.SetReadDeadline(time.Now().Add(to.Idle.Std()))
+	if _, err := s.br.Peek(1); err != nil {
+		return false
+	}
+	start := time.Now()
+	s.tc.SetReadDeadline(start.Add(to.ReadHeader.Std()))
+	head, err := readHead(s.br, s.head, rt.cfg.MaxHeaderBytes)
+	s.head = head
+	e := &s.entry
+	*e = accesslog.Entry{
+		Time: start, Kind: accesslog.KindHTTP, Identity: p.id, Serial: p.serial, Fingerprint: p.fingerprint,
+		Client: p.client, TLSVersion: p.tlsVersion, Resumed: p.resumed, Decision: "deny",
+	}
+	if err != nil {
+		var he *httpError
+		switch {
+		case errors.As(err, &he):
+			s.refuse(e, he)
+		case isTimeout(err):
+			s.refuse(e, &httpError{status: 408, reason: "read_header_timeout", msg: "timed out reading the request header"})
+		}
+		return false
+	}
+	s.tc.SetReadDeadline(time.Time{})
+	req := &s.req
+	if he := parseRequest(head, req); he != nil {
+		s.refuse(e, he)
+		return false
+	}
+	host, path := string(req.host), string(req.path)
+	e.Method, e.Host, e.Path = req.method, host, path
+	if rt.cfg.AccessLog.Query {
+		e.Path = string(req.target)
+	}
+	if why := s.g.checkLive(p); why != "" {
+		e.Reason = why
+		s.finish(e, "")
+		return false
+	}
+	dec := rt.policy.Authorize(host, req.method, path, p.id)
+	if !dec.Allowed {
+		return s.forbid(e, dec, host, path)
+	}
+	route := rt.routes[dec.Route.Index]
+	e.Route, e.Decision, e.Reason = route.name, "allow", string(dec.Reason)
+	if req.expect100 {
+		s.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+		if s.bw.Flush() != nil {
+			return false
+		}
+	}
+	return s.proxy(rt, route, e)
+}
+
+func (s *h1session) forbid(e *accesslog.Entry, dec authz.Decision, host, path string) bool {
+	if dec.Route != nil {
+		e.Route = dec.Route.Name
+	}
+	e.Reason = string(dec.Reason)
+	e.Status = 403
+	// A request body is not drained: the connection closes instead.
+	closeAfter := s.req.close || s.req.chunked || s.req.contentLength > 0
+	body := forbiddenJSON(s.t.peer.id, s.req.method, host, path)
+	s.writeJSON(403, body, closeAfter)
+	s.finish(e, e.Route)
+	return !closeAfter
+}
+
+// refuse answers a request that could not be parsed and closes.
+func (s *h1session) refuse(e *accesslog.Entry, he *httpError) {
+	e.Reason, e.Status, e.Error = he.reason, he.status, he.msg
+	s.writeJSON(he.status, errorJSON(codeFor(he.status), he.msg), true)
+	s.finish(e, "")
+}
+
+func (s *h1session) finish(e *accesslog.Entry, route string) {
+	e.Duration = time.Since(e.Time)
+	s.g.metrics.Request(route, e.Status, e.Decision, e.Duration, e.Upstream)
+	s.g.logAccess(e)
+}
+
+func (s *h1session) writeJSON(status int, body []byte, closeAfter bool) {
+	b := s.out[:0]
+	b = appendStatusLine(b, status, nil)
+	b = append(b, "Content-Type: application/json\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, int64(len(body)), 10)
+	b = append(b, "\r\n"...)
+	if closeAfter {
+		b = append(b, "Connection: close\r\n"...)
+	}
+	b = append(b, "\r\n"...)
+	b = append(b, body...)
+	s.out = b
+	s.bw.Write(b)
+	s.bw.Flush()
+}
+
+// proxy forwards the parsed request to the route's upstream and relays the
+// response. It reports whether the client connection may be reused.
+func (s *h1session) proxy(rt *runtime, route *httpRoute, e *accesslog.Entry) bool {
+	req := &s.req
+	up := route.up
+	hasBody := req.chunked || req.contentLength > 0
+	var uc *upConn
+	for attempt := 0; ; attempt++ {
+		var reused bool
+		var err error
+		uc, reused, err = up.get(s.g.ctx)
+		if err != nil {
+			return s.upstreamFailed(e, route, 502, "upstream_unavailable", err, hasBody)
+		}
+		upStart := time.Now()
+		s.out = s.appendUpstreamHead(s.out[:0], rt, route)
+		uc.bw.Write(s.out)
+		if hasBody {
+			n, err := s.copyRequestBody(uc)
+			e.BytesIn = n
+			if err != nil {
+				uc.c.Close()
+				if errors.Is(err, errChunked) {
+					s.refuse(e, badRequest("bad_chunked_body", "%v", err))
+					return false
+				}
+				if uc.bw.Flush() != nil {
+					return s.upstreamFailed(e, route, 502, "upstream_write_failed", err, true)
+				}
+				e.Reason, e.Error = "client_body_error", err.Error()
+				s.finish(e, route.name)
+				return false
+			}
+		}
+		if err := uc.bw.Flush(); err != nil {
+			uc.c.Close()
+			if reused && !hasBody && attempt == 0 {
+				continue
+			}
+			return s.upstreamFailed(e, route, 502, "upstream_write_failed", err, hasBody)
+		}
+		uc.c.SetReadDeadline(time.Now().Add(up.headerTimeout))
+		var head []byte
+		for {
+			head, err = readHead(uc.br, uc.head, maxResponseHead)
+			uc.head = head
+			if err == nil {
+				err = parseResponse(head, &uc.resp)
+			}
+			// 1xx responses other than 101 are informational: skip them.
+			if err != nil || uc.resp.status/100 != 1 || uc.resp.status == 101 {
+				break
+			}
+		}
+		if err != nil {
+			uc.c.Close()
+			if reused && !hasBody && attempt == 0 && len(head) == 0 && !isTimeout(err) {
+				continue // the upstream closed an idle connection: retry once
+			}
+			if isTimeout(err) {
+				return s.upstreamFailed(e, route, 504, "upstream_timeout", err, true)
+			}
+			return s.upstreamFailed(e, route, 502, "upstream_bad_response", err, true)
+		}
+		uc.c.SetReadDeadline(time.Time{})
+		e.Upstream = time.Since(upStart)
+		break
+	}
+	return s.relayResponse(route, uc, e)
+}
+
+func (s *h1session) upstreamFailed(e *accesslog.Entry, route *httpRoute, status int, reason string, err error, closeAfter bool) bool {
+	closeAfter = closeAfter || s.req.close
+	e.Status, e.Reason, e.Error = status, reason, err.Error()
+	msg := "upstream unavailable"
+	if status == 504 {
+		msg = "upstream timed out"
+	}
+	s.writeJSON(status, errorJSON(codeFor(status), msg), closeAfter)
+	s.g.log.Warn("upstream request failed", "route", route.name, "upstream", route.up.addr, "status", status, "reason", reason, "error", err)
+	s.finish(e, route.name)
+	return !closeAfter
+}
+
+func (s *h1session) copyRequestBody(uc *upConn) (int64, error) {
+	if s.req.chunked {
+		return copyChunked(uc.bw, s.br, uc.bw.Flush, true)
+	}
+	n, err := io.CopyN(uc.bw, s.br, s.req.contentLength)
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+// body framing of a response.
+const (
+	bodyNone = iota
+	bodyLength
+	bodyChunked
+	bodyEOF
+)
+
+func (s *h1session) relayResponse(route *httpRoute, uc *upConn, e *accesslog.Entry) bool {
+	req, resp := &s.req, &uc.resp
+	e.Status = resp.status
+	if resp.status == 101 {
+		return s.upgrade(route, uc, e)
+	}
+	mode := bodyEOF
+	switch {
+	case !resp.hasBody(req.method):
+		mode = bodyNone
+	case resp.chunked:
+		mode = bodyChunked
+	case resp.contentLength >= 0:
+		mode = bodyLength
+	}
+	closeAfter := req.close || s.g.ctx.Err() != nil
+	clientChunked := false
+	if mode == bodyChunked || mode == bodyEOF {
+		if req.minor == 1 {
+			clientChunked = true
+		} else {
+			closeAfter = true
+		}
+	}
+	b := appendStatusLine(s.out[:0], resp.status, resp.reason)
+	for _, h := range resp.headers {
+		if skipResponseHeader(h.name) {
+			continue
+		}
+		b = appendHeader(b, h.name, h.value)
+	}
+	switch {
+	case mode == bodyLength || (mode == bodyNone && req.method == "HEAD" && resp.contentLength >= 0):
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, resp.contentLength, 10)
+		b = append(b, "\r\n"...)
+	case clientChunked:
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+	}
+	if closeAfter {
+		b = append(b, "Connection: close\r\n"...)
+	}
+	b = append(b, "\r\n"...)
+	s.out = b
+	s.bw.Write(b)
+
+	var n int64
+	var err error
+	switch mode {
+	case bodyLength:
+		n, err = copyStream(s.bw, uc.br, resp.contentLength, false)
+	case bodyChunked:
+		n, err = copyChunked(s.bw, uc.br, s.bw.Flush, clientChunked)
+	case bodyEOF:
+		n, err = copyStream(s.bw, uc.br, -1, clientChunked)
+	}
+	e.BytesOut = n
+	if err == nil {
+		err = s.bw.Flush()
+	}
+	if err != nil || mode == bodyEOF || resp.close {
+		uc.c.Close()
+	} else {
+		route.up.put(uc)
+	}
+	if err != nil {
+		e.Error = err.Error()
+		closeAfter = true
+	}
+	s.finish(e, route.name)
+	return !closeAfter
+}
+
+// copyStream copies n bytes (n < 0: until EOF) from src to dst, flushing
+// dst whenever src has nothing buffered, so a slow stream is not held
+// back. With chunk set, each piece is written as an HTTP chunk and the
+// last chunk is written at EOF.
+func copyStream(dst *bufio.Writer, src *bufio.Reader, n int64, chunk bool) (int64, error) {
+	bp := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(bp)
+	buf := *bp
+	var total int64
+	var sizeBuf [20]byte
+	for n < 0 || total < n {
+		want := len(buf)
+		if n >= 0 && n-total < int64(want) {
+			want = int(n - total)
+		}
+		k, err := src.Read(buf[:want])
+		if k > 0 {
+			total += int64(k)
+			if chunk {
+				dst.Write(strconv.AppendInt(sizeBuf[:0], int64(k), 16))
+				dst.WriteString("\r\n")
+			}
+			if _, werr := dst.Write(buf[:k]); werr != nil {
+				return total, werr
+			}
+			if chunk {
+				dst.WriteString("\r\n")
+			}
+			if src.Buffered() == 0 && (n < 0 || total < n) {
+				if werr := dst.Flush(); werr != nil {
+					return total, werr
+				}
+			}
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) && n < 0 {
+				break
+			}
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return total, err
+		}
+	}
+	if chunk {
+		if _, err := dst.WriteString("0\r\n\r\n"); err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// upgrade completes a WebSocket handshake and pipes bytes both ways until
+// either side closes.
+func (s *h1session) upgrade(route *httpRoute, uc *upConn, e *accesslog.Entry) bool {
+	if !s.req.upgrade {
+		uc.c.Close()
+		return s.upstreamFailed(e, route, 502, "upstream_unexpected_upgrade", errors.New("upstream switched protocols for a request that did not ask"), true)
+	}
+	b := appendStatusLine(s.out[:0], 101, uc.resp.reason)
+	for _, h := range uc.resp.headers {
+		if skipResponseHeader(h.name) {
+			continue
+		}
+		b = appendHeader(b, h.name, h.value)
+	}
+	b = append(b, "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n"...)
+	s.out = b
+	s.bw.Write(b)
+	if err := s.bw.Flush(); err != nil {
+		uc.c.Close()
+		return false
+	}
+	in, out := pipe(s.tc, s.br, uc.c, uc.br)
+	e.BytesIn, e.BytesOut = in, out
+	s.finish(e, route.name)
+	return false
+}
+
+// pipe copies a->b and b->a (each with what its reader already buffered)
+// until one side ends, then closes both.
+func pipe(a net.Conn, ar io.Reader, b net.Conn, br io.Reader) (aToB, bToA int64) {
+	done := make(chan int64, 1)
+	go func() {
+		n, _ := io.Copy(b, ar)
+		b.Close()
+		a.Close()
+		done <- n
+	}()
+	bToA, _ = io.Copy(a, br)
+	a.Close()
+	b.Close()
+	aToB = <-done
+	return aToB, bToA
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

@@ -1,0 +1,178 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"github.com/certgate/certgate/internal/accesslog"
+)
+
+// h2server serves clients that negotiated HTTP/2. Requests go upstream
+// through each upstream's http.Transport over HTTP/1.1.
+type h2server struct {
+	g      *Gateway
+	srv    *http2.Server
+	base   *http.Server
+	mu     sync.Mutex
+	closed bool
+}
+
+type trackedKey struct{}
+
+func newH2Server(g *Gateway) *h2server {
+	h := &h2server{g: g}
+	rt := g.rt.Load()
+	h.srv = &http2.Server{IdleTimeout: rt.cfg.Timeouts.Idle.Std(), MaxConcurrentStreams: 250}
+	h.base = &http.Server{MaxHeaderBytes: rt.cfg.MaxHeaderBytes, ReadHeaderTimeout: rt.cfg.Timeouts.ReadHeader.Std()}
+	return h
+}
+
+func (h *h2server) close() {
+	h.mu.Lock()
+	h.closed = true
+	h.mu.Unlock()
+}
+
+func (g *Gateway) serveH2(t *tracked) {
+	ctx := context.WithValue(g.ctx, trackedKey{}, t)
+	g.h2.srv.ServeConn(t.conn, &http2.ServeConnOpts{Context: ctx, BaseConfig: g.h2.base, Handler: http.HandlerFunc(g.h2.serveHTTP)})
+}
+
+func (h *h2server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	g := h.g
+	t := r.Context().Value(trackedKey{}).(*tracked)
+	p := t.peer
+	rt := g.rt.Load()
+	start := time.Now()
+	path := r.URL.EscapedPath()
+	e := &accesslog.Entry{
+		Time: start, Kind: accesslog.KindHTTP, Identity: p.id, Serial: p.serial, Fingerprint: p.fingerprint,
+		Client: p.client, TLSVersion: p.tlsVersion, Resumed: p.resumed, Decision: "deny",
+		Method: r.Method, Host: r.Host, Path: path,
+	}
+	if rt.cfg.AccessLog.Query {
+		e.Path = r.URL.RequestURI()
+	}
+	finish := func(route string) {
+		e.Duration = time.Since(start)
+		g.metrics.Request(route, e.Status, e.Decision, e.Duration, e.Upstream)
+		g.logAccess(e)
+	}
+	if why := g.checkLive(p); why != "" {
+		e.Reason = why
+		finish("")
+		t.close()
+		return
+	}
+	if !strings.HasPrefix(path, "/") || hasDotSegment([]byte(path)) {
+		e.Status, e.Reason = 400, "bad_target"
+		writeJSONResponse(w, 400, errorJSON("bad_request", "request path has a '.' or '..' segment"))
+		finish("")
+		return
+	}
+	dec := rt.policy.Authorize(r.Host, r.Method, path, p.id)
+	if !dec.Allowed {
+		route := ""
+		if dec.Route != nil {
+			route = dec.Route.Name
+		}
+		e.Route, e.Reason, e.Status = route, string(dec.Reason), 403
+		writeJSONResponse(w, 403, forbiddenJSON(p.id, r.Method, r.Host, path))
+		finish(route)
+		return
+	}
+	route := rt.routes[dec.Route.Index]
+	up := route.up
+	e.Route, e.Decision, e.Reason = route.name, "allow", string(dec.Reason)
+
+	out := r.Clone(r.Context())
+	out.RequestURI = ""
+	out.URL.Scheme, out.URL.Host = up.scheme, up.addr
+	out.URL.Path, out.URL.RawPath = up.basePath+r.URL.Path, up.basePath+r.URL.EscapedPath()
+	out.Host = r.Host
+	out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/1.1", 1, 1
+	if r.ContentLength == 0 {
+		out.Body = nil
+	}
+	for _, k := range []string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Proxy-Authorization", "X-Forwarded-For", "X-Forwarded-Proto"} {
+		delete(out.Header, k)
+	}
+	setIdentityHeaders(out.Header, p, route.hdr, rt.selfID)
+	out.Header.Set("X-Forwarded-For", p.clientIP())
+	out.Header.Set("X-Forwarded-Proto", "https")
+	counter := &countingReader{r: r.Body}
+	if out.Body != nil {
+		out.Body = counter
+	}
+	resp, err := up.transport.RoundTrip(out)
+	e.BytesIn = counter.n
+	if err != nil {
+		status, reason, msg := 502, "upstream_unavailable", "upstream unavailable"
+		if isTimeout(err) || errors.Is(err, context.DeadlineExceeded) {
+			status, reason, msg = 504, "upstream_timeout", "upstream timed out"
+		}
+		e.Status, e.Reason, e.Error = status, reason, err.Error()
+		g.log.Warn("upstream request failed", "route", route.name, "upstream", up.addr, "status", status, "reason", reason, "error", err)
+		writeJSONResponse(w, status, errorJSON(codeFor(status), msg))
+		finish(route.name)
+		return
+	}
+	defer resp.Body.Close()
+	e.Upstream = time.Since(start)
+	e.Status = resp.StatusCode
+	for _, k := range []string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Proxy-Authenticate"} {
+		delete(resp.Header, k)
+	}
+	for k, v := range resp.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(resp.StatusCode)
+	rc := http.NewResponseController(w)
+	rc.Flush()
+	bp := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(bp)
+	for {
+		n, rerr := resp.Body.Read(*bp)
+		if n > 0 {
+			e.BytesOut += int64(n)
+			if _, werr := w.Write((*bp)[:n]); werr != nil {
+				e.Error = werr.Error()
+				break
+			}
+			rc.Flush()
+		}
+		if rerr != nil {
+			if !errors.Is(rerr, io.EOF) {
+				e.Error = rerr.Error()
+			}
+			break
+		}
+	}
+	finish(route.name)
+}
+
+func writeJSONResponse(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+type countingReader struct {
+	r io.ReadCloser
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *countingReader) Close() error { return c.r.Close() }

@@ -1,0 +1,120 @@
+package gateway
+
+import (
+	"crypto/tls"
+	"errors"
+	"net"
+	"time"
+
+	"github.com/certgate/certgate/internal/accesslog"
+	"github.com/certgate/certgate/internal/identity"
+	"github.com/certgate/certgate/internal/revocation"
+)
+
+// acceptLoop accepts connections until ln is closed and hands each one,
+// after a successful handshake, to serve in its own goroutine.
+func (g *Gateway) acceptLoop(ln net.Listener, serve func(*tracked)) {
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if g.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: wait, as net/http does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			g.log.Error("accept failed", "error", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			g.handshake(c, serve)
+		}()
+	}
+}
+
+// handshake runs the TLS handshake with its timeout, logs a failure, and
+// tracks the connection while serve runs.
+func (g *Gateway) handshake(c net.Conn, serve func(*tracked)) {
+	start := time.Now()
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	rt := g.rt.Load()
+	tc := tls.Server(c, g.tlsConfig)
+	c.SetDeadline(start.Add(rt.cfg.Timeouts.Handshake.Std()))
+	if err := tc.Handshake(); err != nil {
+		g.handshakeFailed(tc, c.RemoteAddr(), err, start)
+		c.Close()
+		return
+	}
+	c.SetDeadline(time.Time{})
+	cs := tc.ConnectionState()
+	id, _ := identity.FromCertificate(cs.PeerCertificates[0])
+	t := &tracked{conn: tc, peer: newPeer(&cs, c.RemoteAddr(), id.String())}
+	g.tracker.add(t)
+	g.metrics.Handshake(ReasonOK.String())
+	g.metrics.ActiveConnections(1)
+	defer func() {
+		g.tracker.remove(t)
+		t.close()
+		g.metrics.ActiveConnections(-1)
+	}()
+	if g.ctx.Err() != nil {
+		return
+	}
+	serve(t)
+}
+
+func (g *Gateway) handshakeFailed(tc *tls.Conn, remote net.Addr, err error, start time.Time) {
+	reason := ReasonHandshakeError
+	var ve *VerifyError
+	if errors.As(err, &ve) {
+		reason = ve.Reason
+	}
+	e := accesslog.Entry{
+		Time: start, Kind: accesslog.KindHandshake, Client: remote.String(),
+		Decision: "deny", Reason: reason.String(), Error: err.Error(), Duration: time.Since(start),
+	}
+	if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
+		if id, err := identity.FromCertificate(certs[0]); err == nil {
+			e.Identity = id.String()
+		}
+		e.Serial = revocation.SerialOf(certs[0])
+	}
+	g.metrics.Handshake(reason.String())
+	if g.access != nil {
+		g.access.Log(&e)
+	}
+	g.log.Debug("handshake refused", "client", e.Client, "reason", e.Reason, "error", err)
+}
+
+// serveHTTP dispatches on the negotiated protocol.
+func (g *Gateway) serveHTTP(t *tracked) {
+	if t.conn.(*tls.Conn).ConnectionState().NegotiatedProtocol == "h2" {
+		g.serveH2(t)
+		return
+	}
+	g.serveH1(t)
+}
+
+// checkLive reports why a connection may no longer be used, or "" if it
+// may: the certificate expired since the handshake, or was revoked.
+func (g *Gateway) checkLive(p *peer) string {
+	if g.clock.Now().After(p.notAfter) {
+		return ReasonExpired.String()
+	}
+	if g.revoked.Revoked(p.serial) {
+		return ReasonRevoked.String()
+	}
+	return ""
+}
+
+func (g *Gateway) logAccess(e *accesslog.Entry) {
+	if g.access != nil {
+		g.access.Log(e)
+	}
+}

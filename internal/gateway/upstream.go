@@ -1,0 +1,294 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// upstreamBufferSize is the read and write buffer of an upstream
+// connection: big enough for a typical response head and small body in one
+// read, small enough for thousands of pooled connections.
+const upstreamBufferSize = 16 << 10
+
+// maxResponseHead bounds an upstream's status line and headers.
+const maxResponseHead = 64 << 10
+
+// upstream is one backend address with its pool of idle keep-alive
+// connections.
+type upstream struct {
+	key       string
+	scheme    string
+	addr      string // host:port
+	basePath  string // prepended to the request target, "" for none
+	hostName  string // for TLS server name verification
+	tlsConfig *tls.Config
+
+	dialTimeout   time.Duration
+	headerTimeout time.Duration
+	idleTimeout   time.Duration
+	maxIdle       int
+
+	mu     sync.Mutex
+	idle   []*upConn
+	closed bool
+
+	// transport serves requests that came in over HTTP/2.
+	transport *http.Transport
+}
+
+func (u *upstream) initTransport() {
+	d := &net.Dialer{Timeout: u.dialTimeout}
+	u.transport = &http.Transport{
+		DialContext:           d.DialContext,
+		TLSClientConfig:       u.tlsConfig,
+		TLSHandshakeTimeout:   u.dialTimeout,
+		ResponseHeaderTimeout: u.headerTimeout,
+		IdleConnTimeout:       u.idleTimeout,
+		MaxIdleConnsPerHost:   u.maxIdle,
+		DisableCompression:    true,
+	}
+	if u.tlsConfig != nil {
+		u.tlsConfig.ClientSessionCache = tls.NewLRUClientSessionCache(u.maxIdle)
+	}
+}
+
+type upstreamOptions struct {
+	rawURL        string
+	tlsConfig     *tls.Config // nil for http://
+	dialTimeout   time.Duration
+	headerTimeout time.Duration
+	idleTimeout   time.Duration
+	maxIdle       int
+}
+
+func newUpstream(o upstreamOptions) (*upstream, error) {
+	u, err := url.Parse(o.rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: upstream %q: %w", o.rawURL, err)
+	}
+	addr := u.Host
+	if u.Port() == "" {
+		port := "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+		addr = net.JoinHostPort(u.Hostname(), port)
+	}
+	up := &upstream{
+		key:           o.rawURL,
+		scheme:        u.Scheme,
+		addr:          addr,
+		basePath:      strings.TrimSuffix(u.EscapedPath(), "/"),
+		hostName:      u.Hostname(),
+		tlsConfig:     o.tlsConfig,
+		dialTimeout:   o.dialTimeout,
+		headerTimeout: o.headerTimeout,
+		idleTimeout:   o.idleTimeout,
+		maxIdle:       o.maxIdle,
+	}
+	return up, nil
+}
+
+// upConn is one connection to an upstream.
+type upConn struct {
+	c         net.Conn
+	br        *bufio.Reader
+	bw        *bufio.Writer
+	head      []byte
+	resp      response
+	idleSince time.Time
+}
+
+// get returns an idle connection, or dials a new one. reused tells the
+// caller whether a failure before the first response byte may be retried.
+func (u *upstream) get(ctx context.Context) (uc *upConn, reused bool, err error) {
+	now := time.Now()
+	u.mu.Lock()
+	for len(u.idle) > 0 {
+		uc = u.idle[len(u.idle)-1]
+		u.idle[len(u.idle)-1] = nil
+		u.idle = u.idle[:len(u.idle)-1]
+		if now.Sub(uc.idleSince) < u.idleTimeout {
+			u.mu.Unlock()
+			return uc, true, nil
+		}
+		uc.c.Close()
+	}
+	u.mu.Unlock()
+	uc, err = u.dial(ctx)
+	return uc, false, err
+}
+
+func (u *upstream) dial(ctx context.Context) (*upConn, error) {
+	ctx, cancel := context.WithTimeout(ctx, u.dialTimeout)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", u.addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", u.addr, err)
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	if u.tlsConfig != nil {
+		tc := tls.Client(c, u.tlsConfig)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("TLS handshake with %s: %w", u.addr, err)
+		}
+		c = tc
+	}
+	return &upConn{
+		c:  c,
+		br: bufio.NewReaderSize(c, upstreamBufferSize),
+		bw: bufio.NewWriterSize(c, upstreamBufferSize),
+	}, nil
+}
+
+// put returns a connection whose last response was read completely.
+func (u *upstream) put(uc *upConn) {
+	uc.idleSince = time.Now()
+	u.mu.Lock()
+	if u.closed || len(u.idle) >= u.maxIdle || uc.br.Buffered() > 0 {
+		u.mu.Unlock()
+		uc.c.Close()
+		return
+	}
+	u.idle = append(u.idle, uc)
+	u.mu.Unlock()
+}
+
+// close closes idle connections and makes put close the rest.
+func (u *upstream) close() {
+	u.mu.Lock()
+	u.closed = true
+	idle := u.idle
+	u.idle = nil
+	u.mu.Unlock()
+	for _, uc := range idle {
+		uc.c.Close()
+	}
+	u.transport.CloseIdleConnections()
+}
+
+// response is a parsed upstream response head; slices point into the
+// connection's head buffer.
+type response struct {
+	status        int
+	minor         int
+	reason        []byte
+	headers       []header
+	contentLength int64
+	chunked       bool
+	close         bool
+	upgrade       bool
+}
+
+var errBadResponse = errors.New("malformed response from upstream")
+
+func parseResponse(head []byte, r *response) error {
+	*r = response{headers: r.headers[:0], contentLength: -1}
+	line, rest := nextLine(head)
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
+		return fmt.Errorf("%w: status line %q", errBadResponse, truncateBytes(line, 64))
+	}
+	switch line[7] {
+	case '0':
+		r.minor = 0
+	case '1':
+		r.minor = 1
+	default:
+		return fmt.Errorf("%w: status line %q", errBadResponse, truncateBytes(line, 64))
+	}
+	for _, c := range line[9:12] {
+		if c < '0' || c > '9' {
+			return fmt.Errorf("%w: status line %q", errBadResponse, truncateBytes(line, 64))
+		}
+		r.status = r.status*10 + int(c-'0')
+	}
+	if r.status < 100 {
+		return fmt.Errorf("%w: status %d", errBadResponse, r.status)
+	}
+	if len(line) > 12 {
+		if line[12] != ' ' {
+			return fmt.Errorf("%w: status line %q", errBadResponse, truncateBytes(line, 64))
+		}
+		r.reason = line[13:]
+	}
+	var nCL int
+	for {
+		line, rest = nextLine(rest)
+		if line == nil {
+			return fmt.Errorf("%w: header line", errBadResponse)
+		}
+		if len(line) == 0 {
+			break
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 || line[0] == ' ' || line[0] == '\t' || !isToken(line[:colon]) {
+			return fmt.Errorf("%w: header line %q", errBadResponse, truncateBytes(line, 64))
+		}
+		name, value := line[:colon], trimOWS(line[colon+1:])
+		for _, c := range value {
+			if (c < ' ' && c != '\t') || c == 0x7f {
+				return fmt.Errorf("%w: control character in header %q", errBadResponse, name)
+			}
+		}
+		if len(r.headers) >= maxHeaders {
+			return fmt.Errorf("%w: more than %d headers", errBadResponse, maxHeaders)
+		}
+		r.headers = append(r.headers, header{name: name, value: value})
+		switch {
+		case asciiEqualFold(name, "content-length"):
+			n, ok := parseContentLength(value)
+			if !ok || (nCL > 0 && n != r.contentLength) {
+				return fmt.Errorf("%w: invalid Content-Length", errBadResponse)
+			}
+			nCL++
+			r.contentLength = n
+		case asciiEqualFold(name, "transfer-encoding"):
+			if !asciiEqualFold(value, "chunked") || r.chunked {
+				return fmt.Errorf("%w: unsupported Transfer-Encoding %q", errBadResponse, value)
+			}
+			r.chunked = true
+		case asciiEqualFold(name, "connection"):
+			forEachToken(value, func(tok []byte) {
+				if asciiEqualFold(tok, "close") {
+					r.close = true
+				}
+			})
+		}
+	}
+	if r.chunked && nCL > 0 {
+		return fmt.Errorf("%w: both Content-Length and Transfer-Encoding", errBadResponse)
+	}
+	if r.minor == 0 {
+		r.close = true
+	}
+	return nil
+}
+
+// hasBody reports whether a response to method has a body (RFC 9112 6.3).
+func (r *response) hasBody(method string) bool {
+	if method == "HEAD" || r.status/100 == 1 || r.status == 204 || r.status == 304 {
+		return false
+	}
+	return true
+}
+
+func truncateBytes(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[:n]
+	}
+	return b
+}
