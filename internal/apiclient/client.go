@@ -180,6 +180,14 @@ func (c *Client) Enroll(ctx context.Context, token, csrPEM string) (server.Enrol
 	return out, err
 }
 
+// Renew asks for a successor of the client certificate this client
+// presents, for the key of csrPEM.
+func (c *Client) Renew(ctx context.Context, csrPEM string) (server.EnrollResponse, error) {
+	var out server.EnrollResponse
+	err := c.do(ctx, http.MethodPost, "/v1/renew", server.RenewRequest{CSR: csrPEM}, &out)
+	return out, err
+}
+
 // ListFilter narrows ListCertificates.
 type ListFilter struct {
 	Identity, Prefix, Status string

@@ -2,6 +2,7 @@ package ca
 
 import (
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -23,6 +24,7 @@ type Store interface {
 	CreateToken(ctx context.Context, t store.Token, a audit.Entry) error
 	GetToken(ctx context.Context, id string) (store.Token, error)
 	RecordIssuance(ctx context.Context, is store.Issuance) error
+	GetCertificate(ctx context.Context, serial string) (store.Certificate, error)
 	Revoke(ctx context.Context, req store.RevokeRequest) ([]store.Revocation, error)
 }
 
@@ -148,9 +150,58 @@ func (s *Service) Enroll(ctx context.Context, tok token.Token, csrPEM []byte) (I
 	if err != nil {
 		return Issued{}, err
 	}
-	return s.issue(ctx, Request{PublicKey: req.PublicKey, Identity: id}, s.o.Client, issueMeta{
+	return s.issue(ctx, Request{PublicKey: req.PublicKey, Identity: id}, s.profileFor(id), issueMeta{
 		obtained: store.ObtainedEnroll, actor: id.String(), tokenID: rec.ID,
 	})
+}
+
+// Renewal errors. A client that gets one of these must enroll again with a
+// new token.
+var (
+	ErrRenewRevoked = errors.New("ca: certificate is revoked; enroll again with a new token")
+	ErrRenewExpired = errors.New("ca: certificate has expired; enroll again with a new token")
+	ErrRenewUnknown = errors.New("ca: certificate was not issued by this CA")
+	ErrSameKey      = errors.New("ca: renewal must use a new key")
+)
+
+// Renew issues a successor of current, the verified certificate the client
+// authenticated with, for the CSR's new key. The identity stays the same;
+// current must be one this CA recorded, unexpired and unrevoked.
+func (s *Service) Renew(ctx context.Context, current *x509.Certificate, csrPEM []byte) (Issued, error) {
+	id, err := identity.FromCertificateIn(current, s.TrustDomain())
+	if err != nil {
+		return Issued{}, fmt.Errorf("%w: %w", ErrIdentity, err)
+	}
+	serial := SerialHex(current.SerialNumber)
+	rec, err := s.o.Store.GetCertificate(ctx, serial)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return Issued{}, ErrRenewUnknown
+	case err != nil:
+		return Issued{}, fmt.Errorf("ca: look up certificate: %w", err)
+	case rec.Fingerprint != Fingerprint(current):
+		return Issued{}, ErrRenewUnknown
+	case rec.Revocation != nil:
+		return Issued{}, ErrRenewRevoked
+	case !s.o.Clock.Now().Before(rec.NotAfter):
+		return Issued{}, ErrRenewExpired
+	}
+	req, err := csr.ParseAndCheck(csrPEM, id)
+	if err != nil {
+		return Issued{}, err
+	}
+	type equaler interface{ Equal(crypto.PublicKey) bool }
+	if k, ok := req.PublicKey.(equaler); ok && k.Equal(current.PublicKey) {
+		return Issued{}, ErrSameKey
+	}
+	return s.issue(ctx, Request{PublicKey: req.PublicKey, Identity: id}, s.profileFor(id), issueMeta{
+		obtained: store.ObtainedRenew, actor: id.String(), renewedFrom: serial,
+	})
+}
+
+// profileFor picks the profile of a token or renewal by identity.
+func (s *Service) profileFor(id identity.ID) Profile {
+	return s.o.Client
 }
 
 // IssueDirect issues without a token, for the CA's own use: the admin

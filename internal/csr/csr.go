@@ -131,7 +131,7 @@ func requestedID(c *x509.CertificateRequest, want identity.ID) (identity.ID, err
 		return identity.ID{}, refuse(ErrIdentity, nil, "identity %s is outside trust domain %s", id, want.TrustDomain())
 	}
 	if id != want {
-		return identity.ID{}, refuse(ErrIdentity, nil, "asks for identity %s but the token grants %s", id, want)
+		return identity.ID{}, refuse(ErrIdentity, nil, "asks for identity %s but may only have %s", id, want)
 	}
 	return id, nil
 }

@@ -199,7 +199,7 @@ func TestParseAndCheckRefuses(t *testing.T) {
 		is   error
 	}{
 		{"broken signature", brokenSig, "csr: signature does not verify: x509: ECDSA verification failure", ErrSignature},
-		{"another identity", other, "csr: asks for identity spiffe://example.org/svc/payroll but the token grants spiffe://example.org/svc/billing", ErrIdentity},
+		{"another identity", other, "csr: asks for identity spiffe://example.org/svc/payroll but may only have spiffe://example.org/svc/billing", ErrIdentity},
 		{"another trust domain", otherTD, "csr: identity spiffe://evil.example/svc/billing is outside trust domain example.org", ErrIdentity},
 		{"RSA-1024", readFile(t, "testdata/rsa-1024.csr.pem"), "csr: key type not allowed: RSA 1024 bits (want 2048, 3072 or 4096)", ErrKeyType},
 		{"P-224", readFile(t, "testdata/p-224.csr.pem"), "csr: key type not allowed: ECDSA curve P-224", ErrKeyType},

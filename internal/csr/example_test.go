@@ -28,5 +28,5 @@ func Example() {
 	fmt.Println(err)
 	// Output:
 	// spiffe://example.org/svc/billing ecdsa-p256 <nil>
-	// csr: asks for identity spiffe://example.org/svc/billing but the token grants spiffe://example.org/svc/payroll
+	// csr: asks for identity spiffe://example.org/svc/billing but may only have spiffe://example.org/svc/payroll
 }

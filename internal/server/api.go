@@ -27,6 +27,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/tokens", s.handle(s.createToken))
 	mux.HandleFunc("POST /v1/enroll", s.handle(s.enroll))
+	mux.HandleFunc("POST /v1/renew", s.handle(s.renew))
 	mux.HandleFunc("GET /v1/certificates", s.handle(s.listCertificates))
 	mux.HandleFunc("GET /v1/certificates/{serial}", s.handle(s.showCertificate))
 	mux.HandleFunc("POST /v1/revoke", s.handle(s.revoke))
@@ -228,6 +229,52 @@ func (s *Server) enroll(r *http.Request) (int, any, error) {
 		Chain:       string(pemutil.EncodeCertificates(iss.Chain...)),
 		Bundle:      string(pemutil.EncodeCertificates(iss.Roots...)),
 	}, nil
+}
+
+// RenewRequest is the body of POST /v1/renew.
+type RenewRequest struct {
+	CSR string `json:"csr"` // PEM, for a new key and the same identity
+}
+
+// renew issues a successor certificate to a client authenticated by its
+// current certificate (verified against the roots by the handshake).
+func (s *Server) renew(r *http.Request) (int, any, error) {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return 0, nil, apiError(http.StatusUnauthorized, "unauthenticated", "renewal needs the current client certificate", nil)
+	}
+	var req RenewRequest
+	if err := decode(r, &req); err != nil {
+		return 0, nil, err
+	}
+	current := r.TLS.PeerCertificates[0]
+	iss, err := s.o.Authority.Renew(r.Context(), current, []byte(req.CSR))
+	if err != nil {
+		return 0, nil, renewError(err)
+	}
+	s.o.Log.Info("certificate renewed", "serial", iss.Record.Serial, "renewed_from", iss.Record.RenewedFrom,
+		"identity", iss.Record.Identity, "not_after", iss.Record.NotAfter)
+	return http.StatusCreated, EnrollResponse{
+		Serial:      iss.Record.Serial,
+		Identity:    iss.Record.Identity,
+		NotAfter:    iss.Cert.NotAfter,
+		Certificate: string(pemutil.EncodeCertificates(iss.Cert)),
+		Chain:       string(pemutil.EncodeCertificates(iss.Chain...)),
+		Bundle:      string(pemutil.EncodeCertificates(iss.Roots...)),
+	}, nil
+}
+
+func renewError(err error) error {
+	switch {
+	case errors.Is(err, ca.ErrRenewRevoked):
+		return apiError(http.StatusForbidden, "revoked", "certificate is revoked; enroll again with a new token", nil)
+	case errors.Is(err, ca.ErrRenewExpired):
+		return apiError(http.StatusForbidden, "expired", "certificate has expired; enroll again with a new token", nil)
+	case errors.Is(err, ca.ErrRenewUnknown):
+		return apiError(http.StatusForbidden, "unknown_certificate", "certificate was not issued by this CA", nil)
+	case errors.Is(err, ca.ErrSameKey):
+		return apiError(http.StatusBadRequest, "same_key", "renewal must use a new key", nil)
+	}
+	return enrollError(err)
 }
 
 func enrollError(err error) error {

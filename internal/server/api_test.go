@@ -133,7 +133,7 @@ func TestEnrollBadInput(t *testing.T) {
 			400, "bad_csr", "csr: signature does not verify: x509: ECDSA verification failure"},
 		{"another identity", func(tok string) any {
 			return server.EnrollRequest{Token: tok, CSR: newCSR(t, keytype.ECDSAP256, "spiffe://example.org/admin/alice")}
-		}, 400, "bad_csr", "csr: asks for identity spiffe://example.org/admin/alice but the token grants spiffe://example.org/svc/billing"},
+		}, 400, "bad_csr", "csr: asks for identity spiffe://example.org/admin/alice but may only have spiffe://example.org/svc/billing"},
 		{"another trust domain", func(tok string) any {
 			return server.EnrollRequest{Token: tok, CSR: newCSR(t, keytype.ECDSAP256, "spiffe://evil.org/svc/billing")}
 		}, 400, "bad_csr", "csr: identity spiffe://evil.org/svc/billing is outside trust domain example.org"},

@@ -1,0 +1,119 @@
+package server_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"strings"
+	"testing"
+
+	"github.com/certgate/certgate/internal/ca"
+	"github.com/certgate/certgate/internal/csr"
+	"github.com/certgate/certgate/internal/identity"
+	"github.com/certgate/certgate/internal/keytype"
+	"github.com/certgate/certgate/internal/pemutil"
+	"github.com/certgate/certgate/internal/store"
+	"github.com/certgate/certgate/internal/testca"
+)
+
+func csrFor(t *testing.T, key crypto.Signer, id string) string {
+	t.Helper()
+	p, err := csr.Create(key, identity.MustParse(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(p)
+}
+
+func TestRenew(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	cur := e.clientCert("/svc/billing", ca.ClientProfile)
+	oldSerial := ca.SerialHex(cur.Leaf.SerialNumber)
+	before := e.certCount()
+
+	resp, err := e.client(&cur).Renew(ctx, newCSR(t, keytype.ECDSAP256, svcID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := pemutil.ParseCertificates([]byte(resp.Certificate))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Identity != svcID || leaf[0].URIs[0].String() != svcID {
+		t.Fatalf("renewed identity %s", resp.Identity)
+	}
+	rec, err := e.store.GetCertificate(ctx, resp.Serial)
+	if err != nil || rec.Obtained != store.ObtainedRenew || rec.RenewedFrom != oldSerial {
+		t.Fatalf("record %+v %v", rec, err)
+	}
+	if e.certCount() != before+1 {
+		t.Fatal("renewal did not store exactly one certificate")
+	}
+	recs, _ := e.store.AuditRecords(ctx, 0, 10000)
+	if last := recs[len(recs)-1]; last.Action != "cert.renew" || last.Subject != resp.Serial || last.Actor != svcID {
+		t.Fatalf("audit %+v", last)
+	}
+}
+
+func TestRenewRefuses(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	cur := e.clientCert("/svc/billing", ca.ClientProfile)
+	revoked := e.clientCert("/svc/billing", ca.ClientProfile)
+	if _, err := e.authz.Revoke(ctx, store.RevokeRequest{Serial: ca.SerialHex(revoked.Leaf.SerialNumber), Reason: 1, By: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	foreign := testca.New(t, "example.org").Issue(t, testca.WithID(svcID)).TLSCertificate()
+
+	for _, tc := range []struct {
+		name            string
+		cert            *tls.Certificate
+		csr             string
+		status          int
+		code, msg, tlsE string
+	}{
+		{name: "no certificate", csr: newCSR(t, keytype.ECDSAP256, svcID), status: 401, code: "unauthenticated", msg: "renewal needs the current client certificate"},
+		{name: "same key", cert: &cur, csr: csrFor(t, cur.PrivateKey.(crypto.Signer), svcID), status: 400, code: "same_key", msg: "renewal must use a new key"},
+		{name: "another identity", cert: &cur, csr: newCSR(t, keytype.ECDSAP256, "spiffe://example.org/admin/alice"), status: 400, code: "bad_csr",
+			msg: "csr: asks for identity spiffe://example.org/admin/alice but may only have spiffe://example.org/svc/billing"},
+		{name: "revoked", cert: &revoked, csr: newCSR(t, keytype.ECDSAP256, svcID), status: 403, code: "revoked", msg: "certificate is revoked; enroll again with a new token"},
+		{name: "malformed CSR", cert: &cur, csr: "garbage", status: 400, code: "bad_csr", msg: "csr: malformed request: pemutil: no PEM data found"},
+		// A certificate of another CA never gets past the handshake.
+		{name: "another CA", cert: &foreign, csr: newCSR(t, keytype.ECDSAP256, svcID), tlsE: "tls: unknown certificate authority"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := e.certCount()
+			_, err := e.client(tc.cert).Renew(ctx, tc.csr)
+			if tc.tlsE != "" {
+				// TLS 1.3 reports the server's alert on the first read, so
+				// the client may see the alert or just a closed connection.
+				if err == nil || strings.Contains(err.Error(), "server said") {
+					t.Fatalf("got %v, want the handshake refused", err)
+				}
+			} else {
+				wantAPIError(t, err, tc.status, tc.code, tc.msg)
+			}
+			if e.certCount() != before {
+				t.Fatal("a refused renewal stored a certificate")
+			}
+		})
+	}
+}
+
+// TestRenewExpired: an expired certificate is refused by the handshake, and
+// by the authority itself should one reach it (a clock skew between them).
+func TestRenewExpired(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	cur := e.clientCert("/svc/billing", ca.ClientProfile)
+	e.clock.Advance(ca.DefaultClientLifetime + 1)
+	_, err := e.authz.Renew(ctx, cur.Leaf, []byte(newCSR(t, keytype.ECDSAP256, svcID)))
+	if err != ca.ErrRenewExpired || err.Error() != "ca: certificate has expired; enroll again with a new token" {
+		t.Fatalf("authority: %v", err)
+	}
+	_, err = e.client(&cur).Renew(ctx, newCSR(t, keytype.ECDSAP256, svcID))
+	if err == nil || strings.Contains(err.Error(), "server said") {
+		t.Fatalf("handshake: %v", err)
+	}
+}
