@@ -124,7 +124,7 @@ func (s *h1session) forbid(e *accesslog.Entry, dec authz.Decision, host, path st
 
 // refuse answers a request that could not be parsed and closes.
 func (s *h1session) refuse(e *accesslog.Entry, he *httpError) {
-	e.Reason, e.Status, e.Error = he.reason, he.status, he.msg
+	e.Decision, e.Reason, e.Status, e.Error = "deny", he.reason, he.status, he.msg
 	s.writeJSON(he.status, errorJSON(codeFor(he.status), he.msg), true)
 	s.finish(e, "")
 }

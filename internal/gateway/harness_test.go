@@ -150,7 +150,7 @@ cert: gateway.pem
 key: gateway.key
 timeouts:
   read_header: 300ms
-  upstream_header: 2s
+  upstream_header: 700ms
 max_header_bytes: 4096
 %s`, strings.ReplaceAll(routes, "UPSTREAM", e.upstream.URL))
 	if err := os.WriteFile(e.cfgPath, []byte(y), 0o600); err != nil {
@@ -180,7 +180,10 @@ func (e *env) serveUpstream(w http.ResponseWriter, r *http.Request) {
 		serveWebSocketEcho(w, r)
 		return
 	case r.URL.Path == "/slow":
-		time.Sleep(3 * time.Second)
+		select {
+		case <-r.Context().Done():
+		case <-time.After(3 * time.Second):
+		}
 	case r.URL.Path == "/status/204":
 		w.WriteHeader(204)
 		return
