@@ -98,6 +98,16 @@ func newEnv(t *testing.T) *env {
 			t.Errorf("serve: %v", err)
 		}
 	})
+	// Wait until the server answers, so its serving certificate is recorded
+	// before a test counts certificates.
+	for i := 0; ; i++ {
+		if _, _, err := e.client(&e.admin).Revocations(ctx); err == nil {
+			break
+		} else if i == 100 {
+			t.Fatalf("server not ready: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	return e
 }
 
