@@ -1,0 +1,109 @@
+package metrics
+
+import (
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Gateway implements the gateway's Metrics interface with Prometheus.
+type Gateway struct {
+	handshakes  *prometheus.CounterVec
+	requests    *prometheus.CounterVec
+	latency     *prometheus.HistogramVec
+	upstream    *prometheus.HistogramVec
+	tcp         *prometheus.CounterVec
+	active      prometheus.Gauge
+	revSize     prometheus.Gauge
+	revUpdated  atomic.Int64 // unix nanoseconds
+	certExpiry  prometheus.Gauge
+	statusCache sync.Map // int -> string
+	now         func() time.Time
+}
+
+// NewGateway registers the gateway's collectors on reg. now tells the
+// time for the revocation set's age.
+func NewGateway(reg prometheus.Registerer, now func() time.Time) *Gateway {
+	buckets := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+	g := &Gateway{
+		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "certgate_gateway_handshakes_total", Help: "TLS handshakes by result: ok or the refusal reason.",
+		}, []string{"result"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "certgate_gateway_requests_total", Help: "HTTP requests by route, status and decision.",
+		}, []string{"route", "status", "decision"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "certgate_gateway_request_duration_seconds", Help: "Total time to serve a request.", Buckets: buckets,
+		}, []string{"route"}),
+		upstream: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "certgate_gateway_upstream_duration_seconds", Help: "Time to the upstream's response header.", Buckets: buckets,
+		}, []string{"route"}),
+		tcp: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "certgate_gateway_tcp_connections_total", Help: "TCP route connections by route and decision.",
+		}, []string{"route", "decision"}),
+		active: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "certgate_gateway_active_connections", Help: "Open client connections.",
+		}),
+		revSize: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "certgate_gateway_revocation_set_size", Help: "Revoked serials held in memory.",
+		}),
+		certExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "certgate_gateway_certificate_expiry_timestamp_seconds", Help: "NotAfter of the gateway's own certificate.",
+		}),
+		now: now,
+	}
+	revAge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "certgate_gateway_revocation_set_age_seconds", Help: "Seconds since the revocation set was last confirmed current (-1: never).",
+	}, func() float64 {
+		u := g.revUpdated.Load()
+		if u == 0 {
+			return -1
+		}
+		return g.now().Sub(time.Unix(0, u)).Seconds()
+	})
+	reg.MustRegister(g.handshakes, g.requests, g.latency, g.upstream, g.tcp, g.active, g.revSize, revAge, g.certExpiry)
+	return g
+}
+
+// Handshake counts a handshake result.
+func (g *Gateway) Handshake(result string) { g.handshakes.WithLabelValues(result).Inc() }
+
+// Request counts a request and observes its latencies.
+func (g *Gateway) Request(route string, status int, decision string, total, upstream time.Duration) {
+	g.requests.WithLabelValues(route, g.status(status), decision).Inc()
+	g.latency.WithLabelValues(route).Observe(total.Seconds())
+	if upstream > 0 {
+		g.upstream.WithLabelValues(route).Observe(upstream.Seconds())
+	}
+}
+
+// TCPConnection counts a TCP route connection.
+func (g *Gateway) TCPConnection(route, decision string, _ time.Duration) {
+	g.tcp.WithLabelValues(route, decision).Inc()
+}
+
+// ActiveConnections moves the open connections gauge.
+func (g *Gateway) ActiveConnections(delta int) { g.active.Add(float64(delta)) }
+
+// RevocationSet records the set's size and freshness.
+func (g *Gateway) RevocationSet(size int, updated time.Time) {
+	g.revSize.Set(float64(size))
+	if !updated.IsZero() {
+		g.revUpdated.Store(updated.UnixNano())
+	}
+}
+
+// CertificateExpiry records the gateway certificate's NotAfter.
+func (g *Gateway) CertificateExpiry(notAfter time.Time) { g.certExpiry.Set(float64(notAfter.Unix())) }
+
+func (g *Gateway) status(code int) string {
+	if s, ok := g.statusCache.Load(code); ok {
+		return s.(string)
+	}
+	s := strconv.Itoa(code)
+	g.statusCache.Store(code, s)
+	return s
+}
