@@ -1,0 +1,458 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/certgate/certgate/internal/apiclient"
+	"github.com/certgate/certgate/internal/audit"
+	"github.com/certgate/certgate/internal/ca"
+	"github.com/certgate/certgate/internal/cadir"
+	"github.com/certgate/certgate/internal/csr"
+	"github.com/certgate/certgate/internal/identity"
+	"github.com/certgate/certgate/internal/keytype"
+	"github.com/certgate/certgate/internal/pemutil"
+	"github.com/certgate/certgate/internal/server"
+	"github.com/certgate/certgate/internal/store"
+)
+
+// TestCrashDurability SIGKILLs a real "certgate server" process in the
+// middle of a burst of concurrent enrollments, restarts it on the same
+// directory and checks what issue 2 promises: every certificate a client
+// received is in the store with the same fingerprint, no serial repeats,
+// every stored certificate has its audit record, the audit chain verifies,
+// and a token is redeemed exactly when a certificate was recorded for it.
+func TestCrashDurability(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the certgate binary; skipped with -short")
+	}
+	const (
+		tokens  = 320 // minted; the kill lands long before all are used
+		workers = 16  // concurrent enrollment clients
+		killAt  = 48  // successful enrollments before the kill
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	bin := buildCertgate(t)
+	t.Setenv("CERTGATE_PASSPHRASE", testPassphrase)
+	dir := filepath.Join(t.TempDir(), "ca")
+	addr := freeAddr(t)
+	mustCLI(t, "init", "--dir", dir, "--trust-domain", "example.org", "--listen", addr)
+	url := "https://" + addr
+
+	first := startServerProcess(ctx, t, bin, dir)
+	adminCert, roots, _, err := cadir.AdminCredentials(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := apiclient.New(apiclient.Options{ServerURL: url, Roots: roots, Certificate: &adminCert, Timeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.CloseIdleConnections()
+	jobs := mintCrashJobs(ctx, t, admin, tokens, workers)
+
+	// The burst: workers enroll until the server is killed under them.
+	var (
+		okCount, inflight atomic.Int64
+		killed            atomic.Bool
+		next              atomic.Int64
+		wg                sync.WaitGroup
+	)
+	for range workers {
+		cl, err := apiclient.New(apiclient.Options{ServerURL: url, Roots: roots, Timeout: 20 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.CloseIdleConnections()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !killed.Load() {
+				i := next.Add(1) - 1
+				if i >= int64(len(jobs)) {
+					return
+				}
+				j := &jobs[i]
+				j.attempted = true
+				inflight.Add(1)
+				resp, err := cl.Enroll(ctx, j.token, string(j.csr))
+				inflight.Add(-1)
+				j.resp, j.err = resp, err
+				if err == nil {
+					okCount.Add(1)
+				}
+			}
+		}()
+	}
+	// Kill once enough enrollments succeeded, while others are in flight.
+	for okCount.Load() < killAt || inflight.Load() < workers/2 {
+		if ctx.Err() != nil {
+			t.Fatalf("only %d enrollments succeeded before the deadline; server log:\n%s", okCount.Load(), first.log())
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	killed.Store(true)
+	first.kill(t)
+	wg.Wait()
+
+	received, cut := 0, 0
+	for i := range jobs {
+		j := &jobs[i]
+		var apiErr *apiclient.Error
+		switch {
+		case !j.attempted:
+		case j.err == nil:
+			received++
+		case errors.As(j.err, &apiErr):
+			t.Fatalf("enrollment %d refused before the kill: %v", i, j.err)
+		default:
+			cut++ // the connection died with the server
+		}
+	}
+	t.Logf("killed the server with %d certificates received and %d requests cut off", received, cut)
+	if cut == 0 {
+		t.Fatal("no request was in flight when the server was killed; the test proved nothing")
+	}
+
+	// Restart on the same directory: the store must hold what was handed out.
+	second := startServerProcess(ctx, t, bin, dir)
+	stored, err := admin.ListCertificates(ctx, apiclient.ListFilter{Limit: 10000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bySerial := map[string]server.CertificateJSON{}
+	for _, c := range stored {
+		if _, dup := bySerial[c.Serial]; dup {
+			t.Fatalf("serial %s is stored twice", c.Serial)
+		}
+		bySerial[c.Serial] = c
+	}
+	seenSerial := map[string]int{}
+	for i := range jobs {
+		j := &jobs[i]
+		if !j.attempted || j.err != nil {
+			continue
+		}
+		leaf := parseLeaf(t, j.resp.Certificate)
+		serial := ca.SerialHex(leaf.SerialNumber)
+		if prev, dup := seenSerial[serial]; dup {
+			t.Fatalf("serial %s was handed to clients %d and %d", serial, prev, i)
+		}
+		seenSerial[serial] = i
+		sum := sha256.Sum256(leaf.Raw)
+		c, ok := bySerial[serial]
+		switch {
+		case !ok:
+			t.Fatalf("client %d received certificate %s but the store does not have it", i, serial)
+		case c.Fingerprint != hex.EncodeToString(sum[:]):
+			t.Fatalf("certificate %s: stored fingerprint %s, client holds %x", serial, c.Fingerprint, sum)
+		case c.Identity != j.identity || j.resp.Serial != serial:
+			t.Fatalf("certificate %s: stored for %s, answer said serial %s, want %s", serial, c.Identity, j.resp.Serial, j.identity)
+		}
+	}
+
+	// Every stored certificate has exactly one issuance audit record, and
+	// the chain verifies end to end.
+	issued := map[string]int{}
+	for after := int64(0); ; {
+		recs, err := admin.AuditRecords(ctx, after, 5000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			if r.Action == audit.ActionIssue {
+				issued[r.Subject]++
+			}
+			after = r.Seq
+		}
+		if len(recs) < 5000 {
+			break
+		}
+	}
+	for serial := range bySerial {
+		if issued[serial] != 1 {
+			t.Fatalf("certificate %s has %d issuance audit records, want 1", serial, issued[serial])
+		}
+	}
+	if len(issued) != len(bySerial) {
+		t.Fatalf("%d issuance audit records for %d stored certificates", len(issued), len(bySerial))
+	}
+	if got := mustCLI(t, "audit", "verify", "--dir", dir); !strings.HasPrefix(got, "OK: ") {
+		t.Fatalf("audit verify after the crash: %q", got)
+	}
+
+	// The restarted server works: an unused token enrolls.
+	var spare *crashJob
+	for i := range jobs {
+		if !jobs[i].attempted {
+			spare = &jobs[i]
+			break
+		}
+	}
+	if spare == nil {
+		t.Fatal("every token was attempted before the kill; mint more")
+	}
+	enroller, err := apiclient.New(apiclient.Options{ServerURL: url, Roots: roots, Timeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enroller.CloseIdleConnections()
+	if _, err := enroller.Enroll(ctx, spare.token, string(spare.csr)); err != nil {
+		t.Fatalf("enrollment after restart: %v", err)
+	}
+	admin.CloseIdleConnections()
+	second.stop(t)
+
+	// Straight from the database: a token is redeemed if and only if a
+	// certificate was recorded for it, and for that certificate.
+	st, err := store.OpenSQLite(ctx, filepath.Join(dir, "certgate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	certs, err := st.ListCertificates(ctx, store.CertFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byToken := map[string]store.Certificate{}
+	for _, c := range certs {
+		if c.TokenID != "" {
+			if prev, dup := byToken[c.TokenID]; dup {
+				t.Fatalf("token %s issued two certificates: %s and %s", c.TokenID, prev.Serial, c.Serial)
+			}
+			byToken[c.TokenID] = c
+		}
+	}
+	redeemed := 0
+	for i := range jobs {
+		j := &jobs[i]
+		tok, err := st.GetToken(ctx, j.tokenID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, hasCert := byToken[j.tokenID]
+		switch {
+		case tok.RedeemedAt.IsZero() != !hasCert:
+			t.Fatalf("token %s: redeemed=%v but certificate recorded=%v", j.tokenID, !tok.RedeemedAt.IsZero(), hasCert)
+		case hasCert && tok.Serial != c.Serial:
+			t.Fatalf("token %s redeemed for %s, certificate %s recorded for it", j.tokenID, tok.Serial, c.Serial)
+		case !j.attempted && j != spare && hasCert:
+			t.Fatalf("token %s was never used but has certificate %s", j.tokenID, c.Serial)
+		case j.attempted && j.err == nil && !hasCert:
+			t.Fatalf("token %s got a certificate but is not redeemed", j.tokenID)
+		}
+		if hasCert {
+			redeemed++
+		}
+	}
+	t.Logf("after restart: %d tokens redeemed (%d received + 1 after restart + %d cut off but committed)",
+		redeemed, received, redeemed-received-1)
+}
+
+// crashJob is one enrollment of the burst: a pre-minted token and a
+// pre-made CSR, and what came back.
+type crashJob struct {
+	token, tokenID, identity string
+	csr                      []byte
+	attempted                bool
+	resp                     server.EnrollResponse
+	err                      error
+}
+
+// mintCrashJobs mints n tokens through the admin API (concurrently, so the
+// store group-commits them) and makes a key and CSR for each.
+func mintCrashJobs(ctx context.Context, t *testing.T, admin *apiclient.Client, n, par int) []crashJob {
+	t.Helper()
+	jobs := make([]crashJob, n)
+	errc := make(chan error, par)
+	var next atomic.Int64
+	for range par {
+		go func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					errc <- nil
+					return
+				}
+				id := identity.MustParse(fmt.Sprintf("spiffe://example.org/crash/client-%d", i))
+				tok, err := admin.CreateToken(ctx, id.String(), 10*time.Minute)
+				if err != nil {
+					errc <- err
+					return
+				}
+				key, err := keytype.Generate(keytype.ECDSAP256)
+				if err != nil {
+					errc <- err
+					return
+				}
+				req, err := csr.Create(key, id)
+				if err != nil {
+					errc <- err
+					return
+				}
+				jobs[i] = crashJob{token: tok.Token, tokenID: tok.ID, identity: id.String(), csr: req}
+			}
+		}()
+	}
+	for range par {
+		if err := <-errc; err != nil {
+			t.Fatalf("minting tokens: %v", err)
+		}
+	}
+	return jobs
+}
+
+func parseLeaf(t *testing.T, pemText string) *x509.Certificate {
+	t.Helper()
+	certs, err := pemutil.ParseCertificates([]byte(pemText))
+	if err != nil {
+		t.Fatalf("certificate in the answer: %v", err)
+	}
+	return certs[0]
+}
+
+// buildCertgate compiles this command into a temporary directory.
+func buildCertgate(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "certgate")
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skipf("the go tool is not on PATH: %v", err)
+	}
+	out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// serverProcess is a "certgate server" child process.
+type serverProcess struct {
+	cmd    *exec.Cmd
+	done   chan struct{}
+	mu     sync.Mutex
+	stderr bytes.Buffer
+}
+
+func (p *serverProcess) log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stderr.String()
+}
+
+type lockedWriter struct{ p *serverProcess }
+
+func (w lockedWriter) Write(b []byte) (int, error) {
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	return w.p.stderr.Write(b)
+}
+
+// startServerProcess runs "certgate server --dir dir" and returns once it
+// answers /healthz over TLS. The process is killed when the test ends.
+func startServerProcess(ctx context.Context, t *testing.T, bin, dir string) *serverProcess {
+	t.Helper()
+	p := &serverProcess{done: make(chan struct{})}
+	p.cmd = exec.Command(bin, "server", "--dir", dir)
+	p.cmd.Env = append(os.Environ(), "CERTGATE_PASSPHRASE="+testPassphrase)
+	p.cmd.Stderr = lockedWriter{p}
+	stdout, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	listening := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if after, ok := strings.CutPrefix(sc.Text(), "certgate server listening on "); ok {
+				listening <- after
+			}
+		}
+		io.Copy(io.Discard, stdout)
+	}()
+	go func() {
+		p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+	})
+	var url string
+	select {
+	case url = <-listening:
+	case <-p.done:
+		t.Fatalf("certgate server exited: %s\n%s", p.cmd.ProcessState, p.log())
+	case <-ctx.Done():
+		t.Fatalf("certgate server did not start:\n%s", p.log())
+	}
+	_, roots, _, err := cadir.AdminCredentials(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}, Timeout: 2 * time.Second}
+	defer hc.CloseIdleConnections()
+	for {
+		resp, err := hc.Get(url + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p
+			}
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("certgate server exited: %s\n%s", p.cmd.ProcessState, p.log())
+		case <-ctx.Done():
+			t.Fatalf("certgate server never became healthy: %v\n%s", err, p.log())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// kill sends SIGKILL: no shutdown, no flush, nothing but what is on disk.
+func (p *serverProcess) kill(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
+}
+
+// stop asks for a graceful shutdown and waits for it.
+func (p *serverProcess) stop(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("certgate server did not stop on SIGTERM:\n%s", p.log())
+	}
+	if !p.cmd.ProcessState.Success() {
+		t.Fatalf("certgate server: %s\n%s", p.cmd.ProcessState, p.log())
+	}
+}
