@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/certgate/certgate/internal/audit"
@@ -146,11 +147,12 @@ func (s *Service) Enroll(ctx context.Context, tok token.Token, csrPEM []byte) (I
 	if err != nil {
 		return Issued{}, fmt.Errorf("ca: stored token identity: %w", err)
 	}
-	req, err := csr.ParseAndCheck(csrPEM, id)
+	prof, opts := s.profileFor(id)
+	req, err := csr.ParseAndCheck(csrPEM, id, opts...)
 	if err != nil {
 		return Issued{}, err
 	}
-	return s.issue(ctx, Request{PublicKey: req.PublicKey, Identity: id}, s.profileFor(id), issueMeta{
+	return s.issue(ctx, requestOf(req), prof, issueMeta{
 		obtained: store.ObtainedEnroll, actor: id.String(), tokenID: rec.ID,
 	})
 }
@@ -186,7 +188,8 @@ func (s *Service) Renew(ctx context.Context, current *x509.Certificate, csrPEM [
 	case !s.o.Clock.Now().Before(rec.NotAfter):
 		return Issued{}, ErrRenewExpired
 	}
-	req, err := csr.ParseAndCheck(csrPEM, id)
+	prof, opts := s.profileFor(id)
+	req, err := csr.ParseAndCheck(csrPEM, id, opts...)
 	if err != nil {
 		return Issued{}, err
 	}
@@ -194,14 +197,27 @@ func (s *Service) Renew(ctx context.Context, current *x509.Certificate, csrPEM [
 	if k, ok := req.PublicKey.(equaler); ok && k.Equal(current.PublicKey) {
 		return Issued{}, ErrSameKey
 	}
-	return s.issue(ctx, Request{PublicKey: req.PublicKey, Identity: id}, s.profileFor(id), issueMeta{
+	return s.issue(ctx, requestOf(req), prof, issueMeta{
 		obtained: store.ObtainedRenew, actor: id.String(), renewedFrom: serial,
 	})
 }
 
-// profileFor picks the profile of a token or renewal by identity.
-func (s *Service) profileFor(id identity.ID) Profile {
-	return s.o.Client
+// GatewayPathPrefix marks gateway identities: their certificates also
+// serve TLS (serverAuth, with the host names the CSR asks for).
+const GatewayPathPrefix = "/gateway/"
+
+// profileFor picks the profile of an enrollment or renewal by identity.
+func (s *Service) profileFor(id identity.ID) (Profile, []csr.Option) {
+	if strings.HasPrefix(id.Path(), GatewayPathPrefix) {
+		p := GatewayProfile
+		p.Lifetime = s.o.Client.Lifetime
+		return p, []csr.Option{csr.AllowHostnames()}
+	}
+	return s.o.Client, nil
+}
+
+func requestOf(r csr.Request) Request {
+	return Request{PublicKey: r.PublicKey, Identity: r.Identity, DNSNames: r.DNSNames, IPAddresses: r.IPAddresses}
 }
 
 // IssueDirect issues without a token, for the CA's own use: the admin

@@ -8,6 +8,7 @@ import (
 	"encoding/asn1"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 
@@ -38,7 +39,23 @@ type Request struct {
 	PublicKey crypto.PublicKey
 	KeyType   keytype.Type
 	Identity  identity.ID
+	// Host names, only with AllowHostnames (gateway certificates).
+	DNSNames    []string
+	IPAddresses []net.IP
 }
+
+// MaxHostnames bounds the DNS and IP SANs of one request.
+const MaxHostnames = 32
+
+// Option changes what Check accepts.
+type Option func(*options)
+
+type options struct{ hostnames bool }
+
+// AllowHostnames lets a request carry DNS and IP SANs besides its SPIFFE
+// ID, for certificates that also serve TLS (gateways). Wildcards, email
+// and other name types stay refused.
+func AllowHostnames() Option { return func(o *options) { o.hostnames = true } }
 
 // checkError carries a full message for the user while matching both its
 // sentinel and, when there is one, the underlying cause with errors.Is.
@@ -75,12 +92,12 @@ func Parse(pemBytes []byte) (*x509.CertificateRequest, error) {
 }
 
 // ParseAndCheck is Parse followed by Check.
-func ParseAndCheck(pemBytes []byte, want identity.ID) (Request, error) {
+func ParseAndCheck(pemBytes []byte, want identity.ID, opts ...Option) (Request, error) {
 	c, err := Parse(pemBytes)
 	if err != nil {
 		return Request{}, err
 	}
-	return Check(c, want)
+	return Check(c, want, opts...)
 }
 
 // Check decides whether c may be issued for want. In order: its signature
@@ -88,7 +105,11 @@ func ParseAndCheck(pemBytes []byte, want identity.ID) (Request, error) {
 // it names exactly one URI SAN, a SPIFFE ID in want's trust domain and
 // equal to want ([ErrIdentity]), and no other subject alternative name
 // ([ErrExtraSAN]). The subject is ignored.
-func Check(c *x509.CertificateRequest, want identity.ID) (Request, error) {
+func Check(c *x509.CertificateRequest, want identity.ID, opts ...Option) (Request, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if c == nil {
 		return Request{}, fmt.Errorf("%w: no request", ErrMalformed)
 	}
@@ -109,10 +130,14 @@ func Check(c *x509.CertificateRequest, want identity.ID) (Request, error) {
 	if err != nil {
 		return Request{}, err
 	}
-	if err := checkNoExtraSAN(c); err != nil {
+	if err := checkNoExtraSAN(c, o.hostnames); err != nil {
 		return Request{}, err
 	}
-	return Request{CSR: c, PublicKey: c.PublicKey, KeyType: kt, Identity: id}, nil
+	r := Request{CSR: c, PublicKey: c.PublicKey, KeyType: kt, Identity: id}
+	if o.hostnames {
+		r.DNSNames, r.IPAddresses = c.DNSNames, c.IPAddresses
+	}
+	return r, nil
 }
 
 func requestedID(c *x509.CertificateRequest, want identity.ID) (identity.ID, error) {
@@ -157,11 +182,19 @@ var generalNameTypes = [...]string{
 // checkNoExtraSAN refuses every name but the one URI SAN. crypto/x509 only
 // surfaces DNS, email, IP and URI names, so the extension is read again to
 // catch the other kinds a relying party might honour.
-func checkNoExtraSAN(c *x509.CertificateRequest) error {
-	if len(c.DNSNames) > 0 {
+func checkNoExtraSAN(c *x509.CertificateRequest, hostnames bool) error {
+	if hostnames {
+		if n := len(c.DNSNames) + len(c.IPAddresses); n > MaxHostnames {
+			return refuse(ErrExtraSAN, nil, "request has %d DNS and IP SANs (limit %d)", n, MaxHostnames)
+		}
+		for _, d := range c.DNSNames {
+			if err := checkDNSName(d); err != nil {
+				return refuse(ErrExtraSAN, nil, "DNS SAN %q: %v", d, err)
+			}
+		}
+	} else if len(c.DNSNames) > 0 {
 		return refuse(ErrExtraSAN, nil, "request has DNS SANs %v (only the SPIFFE ID is allowed)", c.DNSNames)
-	}
-	if len(c.IPAddresses) > 0 {
+	} else if len(c.IPAddresses) > 0 {
 		return refuse(ErrExtraSAN, nil, "request has IP SANs %v (only the SPIFFE ID is allowed)", c.IPAddresses)
 	}
 	if len(c.EmailAddresses) > 0 {
@@ -189,6 +222,9 @@ func checkNoExtraSAN(c *x509.CertificateRequest) error {
 			if n.Class == asn1.ClassContextSpecific && n.Tag == 6 {
 				continue // the URI, checked above
 			}
+			if hostnames && n.Class == asn1.ClassContextSpecific && (n.Tag == 2 || n.Tag == 7) {
+				continue // DNS and IP, checked above
+			}
 			kind := fmt.Sprintf("[%d] (class %d)", n.Tag, n.Class)
 			if n.Class == asn1.ClassContextSpecific && n.Tag < len(generalNameTypes) {
 				kind = generalNameTypes[n.Tag]
@@ -197,6 +233,40 @@ func checkNoExtraSAN(c *x509.CertificateRequest) error {
 		}
 	}
 	return nil
+}
+
+// checkDNSName accepts a plain host name: letters, digits, '-' and '.',
+// labels of 1 to 63 bytes, no wildcard.
+func checkDNSName(d string) error {
+	if d == "" || len(d) > 253 {
+		return errors.New("empty or longer than 253 bytes")
+	}
+	for _, label := range strings.Split(d, ".") {
+		if label == "" || len(label) > 63 {
+			return errors.New("empty label or label longer than 63 bytes")
+		}
+		for _, ch := range label {
+			if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-') {
+				return fmt.Errorf("invalid character %q (no wildcards)", ch)
+			}
+		}
+	}
+	return nil
+}
+
+// CreateWithHosts is Create with DNS and IP SANs, for a gateway's serving
+// certificate.
+func CreateWithHosts(key crypto.Signer, id identity.ID, dns []string, ips []net.IP) ([]byte, error) {
+	if id.IsZero() {
+		return nil, errors.New("csr: no identity")
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: id.Name()}, URIs: []*url.URL{id.URL()}, DNSNames: dns, IPAddresses: ips,
+	}, key)
+	if err != nil {
+		return nil, fmt.Errorf("csr: %w", err)
+	}
+	return pemutil.EncodeCSR(der), nil
 }
 
 // Create makes the PEM certificate request certgate's server accepts for

@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"net/url"
@@ -245,7 +246,7 @@ func TestParseAndCheckRefuses(t *testing.T) {
 			if !errors.Is(err, tc.is) {
 				t.Errorf("errors.Is(err, %v) = false", tc.is)
 			}
-			if req != (Request{}) {
+			if req.CSR != nil {
 				t.Errorf("returned a request with an error: %+v", req)
 			}
 		})
@@ -327,4 +328,44 @@ func TestLargestAcceptedRequestFits(t *testing.T) {
 		t.Fatalf("RSA-4096 request is %d bytes", len(pemBytes))
 	}
 	t.Logf("largest request: %d bytes", len(pemBytes))
+}
+
+func TestAllowHostnames(t *testing.T) {
+	key, _ := keytype.Generate(keytype.ECDSAP256)
+	gw := identity.MustParse("spiffe://example.org/gateway/edge")
+	p, err := CreateWithHosts(key, gw, []string{"gw.example.org", "localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseAndCheck(p, gw); err == nil || err.Error() != "csr: request has DNS SANs [gw.example.org localhost] (only the SPIFFE ID is allowed)" {
+		t.Fatalf("without AllowHostnames: %v", err)
+	}
+	req, err := ParseAndCheck(p, gw, AllowHostnames())
+	if err != nil || len(req.DNSNames) != 2 || len(req.IPAddresses) != 1 {
+		t.Fatalf("with AllowHostnames: %+v %v", req, err)
+	}
+	for name, tc := range map[string]struct {
+		dns  []string
+		want string
+	}{
+		"wildcard":    {[]string{"*.example.org"}, `csr: DNS SAN "*.example.org": invalid character '*' (no wildcards)`},
+		"empty label": {[]string{"a..b"}, `csr: DNS SAN "a..b": empty label or label longer than 63 bytes`},
+		"too many": {func() []string {
+			var d []string
+			for i := range MaxHostnames + 1 {
+				d = append(d, fmt.Sprintf("h%d.example.org", i))
+			}
+			return d
+		}(), "csr: request has 33 DNS and IP SANs (limit 32)"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p, err := CreateWithHosts(key, gw, tc.dns, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := ParseAndCheck(p, gw, AllowHostnames()); err == nil || err.Error() != tc.want || !errors.Is(err, ErrExtraSAN) {
+				t.Fatalf("got %v\nwant %s", err, tc.want)
+			}
+		})
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto"
 	"crypto/tls"
+	"crypto/x509"
+	"net"
 	"strings"
 	"testing"
 
@@ -115,5 +117,48 @@ func TestRenewExpired(t *testing.T) {
 	_, err = e.client(&cur).Renew(ctx, newCSR(t, keytype.ECDSAP256, svcID))
 	if err == nil || strings.Contains(err.Error(), "server said") {
 		t.Fatalf("handshake: %v", err)
+	}
+}
+
+// TestGatewayEnroll: a /gateway/ identity gets a certificate that also
+// serves TLS, with the host names its CSR asks for, and keeps them on renewal.
+func TestGatewayEnroll(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	gwID := "spiffe://example.org/gateway/edge"
+	key, _ := keytype.Generate(keytype.ECDSAP256)
+	csrPEM, err := csr.CreateWithHosts(key, identity.MustParse(gwID), []string{"gw.example.org"}, []net.IP{net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := e.client(nil).Enroll(ctx, e.newToken(gwID, 0), string(csrPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := pemutil.ParseCertificates([]byte(resp.Certificate))
+	eku := leaf[0].ExtKeyUsage
+	if len(eku) != 2 || eku[0] != x509.ExtKeyUsageServerAuth || eku[1] != x509.ExtKeyUsageClientAuth ||
+		leaf[0].DNSNames[0] != "gw.example.org" || !leaf[0].IPAddresses[0].Equal(net.IPv4(127, 0, 0, 1)) {
+		t.Fatalf("gateway certificate: EKU %v DNS %v IP %v", eku, leaf[0].DNSNames, leaf[0].IPAddresses)
+	}
+	// A client identity may not ask for host names.
+	_, err = e.client(nil).Enroll(ctx, e.newToken(svcID, 0), func() string {
+		k, _ := keytype.Generate(keytype.ECDSAP256)
+		p, _ := csr.CreateWithHosts(k, identity.MustParse(svcID), []string{"evil.example.org"}, nil)
+		return string(p)
+	}())
+	wantAPIError(t, err, 400, "bad_csr", "csr: request has DNS SANs [evil.example.org] (only the SPIFFE ID is allowed)")
+	// Renewal keeps the gateway profile.
+	inter, _ := pemutil.ParseCertificates([]byte(resp.Chain))
+	cur := tls.Certificate{Certificate: [][]byte{leaf[0].Raw, inter[0].Raw}, PrivateKey: key, Leaf: leaf[0]}
+	k2, _ := keytype.Generate(keytype.ECDSAP256)
+	csr2, _ := csr.CreateWithHosts(k2, identity.MustParse(gwID), []string{"gw.example.org"}, nil)
+	resp2, err := e.client(&cur).Renew(ctx, string(csr2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf2, _ := pemutil.ParseCertificates([]byte(resp2.Certificate))
+	if len(leaf2[0].ExtKeyUsage) != 2 || leaf2[0].DNSNames[0] != "gw.example.org" {
+		t.Fatalf("renewed gateway certificate: %v %v", leaf2[0].ExtKeyUsage, leaf2[0].DNSNames)
 	}
 }
