@@ -35,6 +35,8 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newAuditCmd(s),
 		newQuickstartCmd(s),
 		newVerifyCmd(s),
+		newGatewayCmd(s),
+		newPolicyCmd(s),
 	)
 	_ = s
 	return root
