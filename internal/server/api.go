@@ -16,6 +16,7 @@ import (
 	"github.com/certgate/certgate/internal/audit"
 	"github.com/certgate/certgate/internal/ca"
 	"github.com/certgate/certgate/internal/csr"
+	"github.com/certgate/certgate/internal/feed"
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/pemutil"
 	"github.com/certgate/certgate/internal/store"
@@ -33,6 +34,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/revoke", s.handle(s.revoke))
 	mux.HandleFunc("GET /v1/audit", s.handle(s.auditRecords))
 	mux.HandleFunc("GET /v1/revocations", s.handle(s.revocations))
+	mux.HandleFunc("GET /v1/feed", s.feedHandler)
 	mux.HandleFunc("GET /v1/bundle", s.bundle)
 	mux.HandleFunc("GET /healthz", s.health)
 	mux.HandleFunc("/", s.handle(func(*http.Request) (int, any, error) {
@@ -526,6 +528,24 @@ func (s *Server) revocations(r *http.Request) (int, any, error) {
 		out[i] = RevokedJSON{Serial: e.Serial, Identity: e.Identity, Reason: e.Reason, NotAfter: e.NotAfter.UTC()}
 	}
 	return http.StatusOK, map[string]any{"position": snap.Position, "revoked": out}, nil
+}
+
+// feedHandler streams the change feed to a gateway (or an admin watching
+// by hand with curl -N).
+func (s *Server) feedHandler(w http.ResponseWriter, r *http.Request) {
+	c, err := s.authenticate(r, "/admin/", "/gateway/")
+	if err != nil {
+		writeError(w, r, s.o.Log, classify(err))
+		return
+	}
+	after, err := feed.ParseAfter(r)
+	if err != nil {
+		writeError(w, r, s.o.Log, apiError(http.StatusBadRequest, "bad_request", err.Error(), nil))
+		return
+	}
+	s.o.Log.Info("feed follower connected", "identity", c.ID.String(), "serial", c.Serial, "after", after)
+	err = s.feed.Stream(r.Context(), w, after)
+	s.o.Log.Info("feed follower gone", "identity", c.ID.String(), "serial", c.Serial, "err", err)
 }
 
 func (s *Server) bundle(w http.ResponseWriter, r *http.Request) {

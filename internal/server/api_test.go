@@ -3,7 +3,9 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -11,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -384,5 +387,64 @@ func TestRevokeAndList(t *testing.T) {
 	revs, err = admin.Revoke(ctx, server.RevokeRequest{Serial: serials[0]})
 	if err != nil || len(revs) != 0 {
 		t.Fatalf("second revoke: %+v %v", revs, err)
+	}
+}
+
+// TestFeedByHand: the change feed is JSON lines that the real curl can
+// follow; a non-gateway identity and a bad position are refused.
+func TestFeedByHand(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		p := dir + "/" + name
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	keyPEM, _ := pemutil.EncodePrivateKey(e.admin.PrivateKey.(crypto.Signer))
+	inter, _ := x509.ParseCertificate(e.admin.Certificate[1])
+	certFile := write("admin.pem", pemutil.EncodeCertificates(e.admin.Leaf, inter))
+	keyFile := write("admin.key", keyPEM)
+	bundle := write("bundle.pem", pemutil.EncodeCertificates(e.root))
+
+	victim := e.clientCert("/svc/billing", ca.ClientProfile)
+	cmd := exec.Command("curl", "-sS", "-N", "--max-time", "2", "--cacert", bundle, "--cert", certFile, "--key", keyFile, e.url+"/v1/feed")
+	var out, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	serial := ca.SerialHex(victim.Leaf.SerialNumber)
+	if _, err := e.client(&e.admin).Revoke(ctx, server.RevokeRequest{Serial: serial}); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait() // curl exits 28 at --max-time, which is the point
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) < 2 || !strings.HasPrefix(lines[0], `{"type":"snapshot","position":0`) {
+		t.Fatalf("feed output:\n%s\n%s", out.String(), stderr.String())
+	}
+	found := false
+	for _, l := range lines[1:] {
+		found = found || strings.Contains(l, `"type":"revoke","position":1,`) && strings.Contains(l, `"serial":"`+serial+`"`)
+	}
+	if !found {
+		t.Fatalf("no revoke line for %s in:\n%s", serial, out.String())
+	}
+
+	svc := e.clientCert("/svc/other", ca.ClientProfile)
+	status, code, msg := e.raw("GET", "/v1/feed", nil, &svc)
+	if status != 403 || code != "forbidden" || msg != "identity spiffe://example.org/svc/other may not use this endpoint" {
+		t.Fatalf("non-gateway: %d %s %s", status, code, msg)
+	}
+	status, code, msg = e.raw("GET", "/v1/feed?after=x", nil, &e.admin)
+	if status != 400 || code != "bad_request" || msg != `after "x" is not a feed position` {
+		t.Fatalf("bad after: %d %s %s", status, code, msg)
+	}
+	status, code, _ = e.raw("GET", "/v1/feed", nil, nil)
+	if status != 401 || code != "unauthenticated" {
+		t.Fatalf("no cert: %d %s", status, code)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/certgate/certgate/internal/audit"
 	"github.com/certgate/certgate/internal/ca"
 	"github.com/certgate/certgate/internal/clock"
+	"github.com/certgate/certgate/internal/feed"
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/keytype"
 	"github.com/certgate/certgate/internal/store"
@@ -28,6 +29,7 @@ type Store interface {
 	AuditRecords(ctx context.Context, after int64, limit int) ([]audit.Record, error)
 	AppendAudit(ctx context.Context, e audit.Entry) (audit.Record, error)
 	RevocationSnapshot(ctx context.Context, now time.Time) (store.Snapshot, error)
+	Events(ctx context.Context, after int64, limit int) ([]store.Event, error)
 	Ping(ctx context.Context) error
 }
 
@@ -44,12 +46,16 @@ type Options struct {
 	ReadHeaderTimeout time.Duration
 	ReadTimeout       time.Duration
 	IdleTimeout       time.Duration
+	// FeedHeartbeat is how often an idle change feed says it is alive.
+	FeedHeartbeat time.Duration
 }
 
 // Server is the control-plane HTTPS server.
 type Server struct {
 	o     Options
 	roots *x509.CertPool
+
+	feed *feed.Server
 
 	mu      sync.Mutex
 	serving *tls.Certificate
@@ -78,7 +84,11 @@ func New(o Options) (*Server, error) {
 	for _, r := range o.Authority.Roots() {
 		pool.AddCert(r)
 	}
-	return &Server{o: o, roots: pool}, nil
+	fo := feed.ServerOptions{Store: o.Store, Clock: o.Clock, Log: o.Log, Heartbeat: o.FeedHeartbeat}
+	if n, ok := o.Store.(feed.Notifier); ok {
+		fo.Notifier = n
+	}
+	return &Server{o: o, roots: pool, feed: feed.NewServer(fo)}, nil
 }
 
 // TLSConfig is the server's TLS configuration: TLS 1.2 minimum with AEAD

@@ -1,0 +1,66 @@
+package feed
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Message types.
+const (
+	TypeSnapshot  = "snapshot"
+	TypeRevoke    = "revoke"
+	TypeHeartbeat = "heartbeat"
+)
+
+// Revoked is one revoked certificate in a snapshot.
+type Revoked struct {
+	Serial   string    `json:"serial"`
+	Identity string    `json:"identity"`
+	Reason   int       `json:"reason"`
+	NotAfter time.Time `json:"not_after"`
+}
+
+// Message is one line of the stream.
+type Message struct {
+	Type     string    `json:"type"`
+	Position int64     `json:"position"`
+	Time     time.Time `json:"time,omitzero"`
+	// Snapshot
+	Revoked []Revoked `json:"revoked,omitempty"`
+	// Revoke
+	Serial   string    `json:"serial,omitempty"`
+	Identity string    `json:"identity,omitempty"`
+	Reason   int       `json:"reason,omitempty"`
+	NotAfter time.Time `json:"not_after,omitzero"`
+}
+
+// MaxLine bounds one line of the stream. A snapshot of a million
+// revocations is about 150 MB; a line this large is refused instead of
+// buffered, which bounds a follower's memory against a broken server.
+const MaxLine = 256 << 20
+
+// ErrBadMessage is wrapped by every decoding error.
+var ErrBadMessage = errors.New("feed: bad message")
+
+// ParseMessage decodes and checks one line.
+func ParseMessage(line []byte) (Message, error) {
+	var m Message
+	if err := json.Unmarshal(line, &m); err != nil {
+		return Message{}, fmt.Errorf("%w: %v", ErrBadMessage, err)
+	}
+	if m.Position < 0 {
+		return Message{}, fmt.Errorf("%w: negative position %d", ErrBadMessage, m.Position)
+	}
+	switch m.Type {
+	case TypeSnapshot, TypeHeartbeat:
+	case TypeRevoke:
+		if m.Serial == "" || m.Position == 0 {
+			return Message{}, fmt.Errorf("%w: revoke without serial or position", ErrBadMessage)
+		}
+	default:
+		return Message{}, fmt.Errorf("%w: unknown type %q", ErrBadMessage, m.Type)
+	}
+	return m, nil
+}
