@@ -35,7 +35,7 @@ const td = "example.org"
 // env is a gateway on 127.0.0.1 in front of a recording upstream, with a
 // test CA and an access log the test can read.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	ca       *testca.CA
 	dir      string
 	cfgPath  string
@@ -61,7 +61,10 @@ type envOpts struct {
 	routes    string // replaces the default routes
 	clock     *clock.Fake
 	ca        *testca.CA
+	quiet     bool // no operational log, access log discarded
 }
+
+func quiet() envOption { return func(o *envOpts) { o.quiet = true } }
 
 func withRoutes(r string) envOption       { return func(o *envOpts) { o.routes = r } }
 func withClock(c *clock.Fake) envOption   { return func(o *envOpts) { o.clock = c } }
@@ -92,7 +95,7 @@ routes:
     allow: ["spiffe://example.org/svc/*"]
 `
 
-func newEnv(t *testing.T, opts ...envOption) *env {
+func newEnv(t testing.TB, opts ...envOption) *env {
 	t.Helper()
 	var o envOpts
 	for _, f := range opts {
@@ -121,10 +124,15 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		t.Fatal(err)
 	}
 	e.access = accesslog.New(e.logWriter())
+	logger := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if o.quiet {
+		e.access = accesslog.New(io.Discard)
+		logger = slog.New(slog.DiscardHandler)
+	}
 	e.revoked = revocation.NewHolder()
 	e.gw, err = New(cfg, Options{
 		Clock: e.clock, AccessLog: e.access, Revocations: e.revoked, SweepInterval: 10 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger: logger,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -158,7 +166,7 @@ max_header_bytes: 4096
 	}
 }
 
-type testLogWriter struct{ t *testing.T }
+type testLogWriter struct{ t testing.TB }
 
 func (w testLogWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
