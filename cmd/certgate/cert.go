@@ -94,28 +94,39 @@ func newCertShowCmd(s streams) *cobra.Command {
 
 func newCertRevokeCmd(s streams) *cobra.Command {
 	var f adminFlags
-	var serial, id, reason string
+	var serial, id, prefix, reason string
+	var dryRun bool
 	cmd := &cobra.Command{
-		Use:   "revoke (--serial S | --identity ID) [--reason keyCompromise]",
-		Short: "Revoke a certificate, or every current certificate of an identity",
+		Use:   "revoke (--serial S | --identity ID | --prefix ID) [--reason keyCompromise] [--dry-run]",
+		Short: "Revoke a certificate, every current certificate of an identity, or of every identity under a prefix",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if (serial == "") == (id == "") {
-				return fmt.Errorf("--serial, --identity: give exactly one")
+			n := 0
+			for _, v := range []string{serial, id, prefix} {
+				if v != "" {
+					n++
+				}
+			}
+			if n != 1 {
+				return fmt.Errorf("--serial, --identity, --prefix: give exactly one")
 			}
 			cl, err := f.client()
 			if err != nil {
 				return err
 			}
-			revs, err := cl.Revoke(cmd.Context(), server.RevokeRequest{Serial: serial, Identity: id, Reason: reason})
+			revs, err := cl.Revoke(cmd.Context(), server.RevokeRequest{Serial: serial, Identity: id, IdentityPrefix: prefix, Reason: reason, DryRun: dryRun})
 			if err != nil {
 				return err
 			}
+			verb := "revoked"
+			if dryRun {
+				verb = "would revoke"
+			}
 			if len(revs) == 0 {
-				fmt.Fprintln(s.out, "nothing revoked (already revoked, or no current certificate)")
+				fmt.Fprintf(s.out, "nothing %s (already revoked, or no current certificate)\n", strings.TrimPrefix(verb, "would "))
 			}
 			for _, r := range revs {
-				fmt.Fprintf(s.out, "revoked %s (%s)\n", r.Serial, r.ReasonName)
+				fmt.Fprintf(s.out, "%s %s (%s)\n", verb, r.Serial, r.ReasonName)
 			}
 			return nil
 		},
@@ -123,6 +134,8 @@ func newCertRevokeCmd(s streams) *cobra.Command {
 	f.add(cmd)
 	cmd.Flags().StringVar(&serial, "serial", "", "serial number (hex)")
 	cmd.Flags().StringVar(&id, "identity", "", "revoke every current certificate of this SPIFFE ID")
+	cmd.Flags().StringVar(&prefix, "prefix", "", "revoke every current certificate of every identity under this SPIFFE ID (segment-wise)")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "list what would be revoked; change nothing")
 	cmd.Flags().StringVar(&reason, "reason", "unspecified", "RFC 5280 reason: unspecified, keyCompromise, cACompromise, affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn, aACompromise")
 	return cmd
 }

@@ -407,6 +407,8 @@ type RevokeRequest struct {
 	Identity       string `json:"identity,omitempty"`
 	IdentityPrefix string `json:"identity_prefix,omitempty"`
 	Reason         string `json:"reason,omitempty"` // RFC 5280 name or code
+	// DryRun lists what would be revoked and changes nothing.
+	DryRun bool `json:"dry_run,omitempty"`
 }
 
 func (s *Server) revoke(r *http.Request) (int, any, error) {
@@ -446,6 +448,17 @@ func (s *Server) revoke(r *http.Request) (int, any, error) {
 		}
 		sreq.IdentityPrefix = id.String()
 	}
+	if req.DryRun {
+		revs, err := s.wouldRevoke(r.Context(), sreq)
+		if err != nil {
+			return 0, nil, err
+		}
+		out := make([]*RevocationJSON, len(revs))
+		for i, rv := range revs {
+			out[i] = revocationJSON(rv)
+		}
+		return http.StatusOK, map[string]any{"revoked": out, "dry_run": true}, nil
+	}
 	revs, err := s.o.Authority.Revoke(r.Context(), sreq)
 	if errors.Is(err, store.ErrNotFound) {
 		return 0, nil, apiError(http.StatusNotFound, "not_found", fmt.Sprintf("no certificate with serial %s", sreq.Serial), nil)
@@ -459,6 +472,36 @@ func (s *Server) revoke(r *http.Request) (int, any, error) {
 		s.o.Log.Info("certificate revoked", "serial", rv.Serial, "reason", ca.ReasonName(rv.Reason), "by", rv.RevokedBy)
 	}
 	return http.StatusOK, map[string]any{"revoked": out}, nil
+}
+
+// wouldRevoke lists what req would revoke, by the same rules as the store:
+// the one serial unless already revoked, or every current certificate of
+// the identity or under the prefix.
+func (s *Server) wouldRevoke(ctx context.Context, req store.RevokeRequest) ([]store.Revocation, error) {
+	var certs []store.Certificate
+	if req.Serial != "" {
+		c, err := s.o.Store.GetCertificate(ctx, req.Serial)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, apiError(http.StatusNotFound, "not_found", fmt.Sprintf("no certificate with serial %s", req.Serial), nil)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if c.Revocation == nil {
+			certs = append(certs, c)
+		}
+	} else {
+		var err error
+		certs, err = s.o.Store.ListCertificates(ctx, store.CertFilter{Identity: req.Identity, IdentityPrefix: req.IdentityPrefix, Status: "valid", Now: req.Now})
+		if err != nil {
+			return nil, err
+		}
+	}
+	out := make([]store.Revocation, len(certs))
+	for i, c := range certs {
+		out[i] = store.Revocation{Serial: c.Serial, Reason: req.Reason, RevokedAt: req.Now, RevokedBy: req.By}
+	}
+	return out, nil
 }
 
 // AuditRecordJSON is an audit record in API responses.

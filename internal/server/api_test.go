@@ -448,3 +448,55 @@ func TestFeedByHand(t *testing.T) {
 		t.Fatalf("no cert: %d %s", status, code)
 	}
 }
+
+// TestRevokeByPrefix: a prefix revokes exactly the identities at or under
+// it, segment-wise; the dry run lists the same and changes nothing.
+func TestRevokeByPrefix(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	admin := e.client(&e.admin)
+	serialOf := func(path string) string {
+		c := e.clientCert(path, ca.ClientProfile)
+		return ca.SerialHex(c.Leaf.SerialNumber)
+	}
+	match := map[string]bool{serialOf("/host/a"): true, serialOf("/host/a/web"): true, serialOf("/host/a/db/replica"): true}
+	for _, p := range []string{"/host/ab", "/host/b/a", "/host", "/svc/host/a"} {
+		match[serialOf(p)] = false
+	}
+	eventsBefore, _ := e.store.Events(ctx, 0, 1000)
+	dry, err := admin.Revoke(ctx, server.RevokeRequest{IdentityPrefix: "spiffe://example.org/host/a", Reason: "cessationOfOperation", DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventsAfter, _ := e.store.Events(ctx, 0, 1000)
+	if len(eventsAfter) != len(eventsBefore) {
+		t.Fatal("the dry run wrote events")
+	}
+	if revoked, _ := e.store.ListCertificates(ctx, store.CertFilter{Status: "revoked", Now: e.clock.Now()}); len(revoked) != 0 {
+		t.Fatal("the dry run revoked something")
+	}
+	revs, err := admin.Revoke(ctx, server.RevokeRequest{IdentityPrefix: "spiffe://example.org/host/a", Reason: "cessationOfOperation"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, list := range map[string][]server.RevocationJSON{"dry run": dry, "revoke": revs} {
+		got := map[string]bool{}
+		for _, r := range list {
+			got[r.Serial] = true
+			if !match[r.Serial] || r.ReasonName != "cessationOfOperation" {
+				t.Fatalf("%s: %s revoked but does not match the prefix", name, r.Serial)
+			}
+		}
+		for s, m := range match {
+			if m && !got[s] {
+				t.Fatalf("%s: %s matches but was not listed", name, s)
+			}
+		}
+	}
+	for s, m := range match {
+		c, _ := e.store.GetCertificate(ctx, s)
+		if (c.Revocation != nil) != m {
+			t.Fatalf("%s (%s): revoked=%v, want %v", s, c.Identity, c.Revocation != nil, m)
+		}
+	}
+}
