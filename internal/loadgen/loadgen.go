@@ -1,0 +1,319 @@
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/certgate/certgate/internal/clock"
+)
+
+// Options configures a load run.
+type Options struct {
+	ServerURL string // https://host:port of the certgate server
+	Roots     *x509.CertPool
+	// Clients is the number of concurrent clients, each with one keep-alive
+	// TLS connection; 32 if zero.
+	Clients int
+	// Duration bounds the run: no enrollment is started after it (those in
+	// flight finish). Zero means no bound: the run ends when every prepared
+	// enrollment was sent.
+	Duration time.Duration
+	// HTTP2 speaks HTTP/2 (one connection per client all the same); the
+	// default is HTTP/1.1.
+	HTTP2   bool
+	Timeout time.Duration // per request; 30 s if zero
+	Clock   clock.Clock   // clock.Real{} if nil; must carry a monotonic reading
+}
+
+// Error kinds that are not an API error code.
+const (
+	KindTransport = "transport"  // no HTTP answer: connection refused, reset, TLS failure
+	KindBadAnswer = "bad_answer" // a 201 without a certificate in it
+	KindCancelled = "cancelled"  // the run's context ended while in flight
+)
+
+// Result is what a run measured.
+type Result struct {
+	Clients int
+	Proto   string // HTTP/1.1 or HTTP/2.0
+	// Connections is the number of TLS connections dialled, warm-up
+	// included. Equal to Clients, no request paid for a handshake.
+	Connections int
+	Sent, OK    int
+	// Errors counts failures by kind: "STATUS code" for an API error (e.g.
+	// "403 token_used") or one of the Kind constants. ErrorSamples holds
+	// one message of each kind.
+	Errors       map[string]int
+	ErrorSamples map[string]string
+	// Elapsed runs from the first enrollment sent to the last answer.
+	Elapsed time.Duration
+	// Latency is the distribution of successful enrollments, request sent
+	// to answer read.
+	Latency *Histogram
+}
+
+// Rate is successful enrollments per second.
+func (r *Result) Rate() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.OK) / r.Elapsed.Seconds()
+}
+
+// Failed is the number of enrollments that did not return a certificate.
+func (r *Result) Failed() int { return r.Sent - r.OK }
+
+// Run sends the prepared enrollments to the server, o.Clients at a time,
+// and measures them. Each client first makes one warm-up request (GET
+// /healthz) outside the measurement, so its connection is open and its
+// handshake done before the clock starts. If ctx ends, Run stops sending,
+// returns what it measured so far, and ctx's error.
+func Run(ctx context.Context, o Options, work []Enrollment) (*Result, error) {
+	u, err := url.Parse(o.ServerURL)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("loadgen: server URL %q must be an https:// URL", o.ServerURL)
+	}
+	if len(work) == 0 {
+		return nil, errors.New("loadgen: nothing to send")
+	}
+	if o.Clients == 0 {
+		o.Clients = 32
+	}
+	if o.Clients < 0 {
+		return nil, fmt.Errorf("loadgen: clients %d: need at least one", o.Clients)
+	}
+	if o.Duration < 0 {
+		return nil, fmt.Errorf("loadgen: duration %s is negative", o.Duration)
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 30 * time.Second
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	base := strings.TrimRight(o.ServerURL, "/")
+	var dials atomic.Int64
+	clients := make([]*http.Client, o.Clients)
+	for i := range clients {
+		clients[i] = newClient(o, u.Hostname(), &dials)
+	}
+	defer func() {
+		for _, c := range clients {
+			c.CloseIdleConnections()
+		}
+	}()
+	proto, err := warmUp(ctx, clients, base+"/healthz")
+	if err != nil {
+		return nil, err
+	}
+
+	res := &Result{Clients: o.Clients, Proto: proto, Errors: map[string]int{}, ErrorSamples: map[string]string{}, Latency: &Histogram{}}
+	parts := make([]*part, o.Clients)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := o.Clock.Now()
+	for c := range clients {
+		p := &part{errors: map[string]int{}, samples: map[string]string{}}
+		parts[c] = p
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				if o.Duration > 0 && o.Clock.Now().Sub(start) >= o.Duration {
+					return
+				}
+				i := next.Add(1) - 1
+				if i >= int64(len(work)) {
+					return
+				}
+				t0 := o.Clock.Now()
+				kind, msg := enroll(ctx, clients[c], base+"/v1/enroll", work[i].Body)
+				lat := o.Clock.Now().Sub(t0)
+				p.sent++
+				if kind == "" {
+					p.ok++
+					p.latency.Add(lat)
+					continue
+				}
+				if ctx.Err() != nil {
+					kind = KindCancelled
+				}
+				p.errors[kind]++
+				if _, ok := p.samples[kind]; !ok {
+					p.samples[kind] = msg
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	res.Elapsed = o.Clock.Now().Sub(start)
+	for _, p := range parts {
+		res.Sent += p.sent
+		res.OK += p.ok
+		res.Latency.Merge(&p.latency)
+		for k, n := range p.errors {
+			res.Errors[k] += n
+			if _, ok := res.ErrorSamples[k]; !ok {
+				res.ErrorSamples[k] = p.samples[k]
+			}
+		}
+	}
+	res.Connections = int(dials.Load())
+	return res, ctx.Err()
+}
+
+// part is one client's share of the result, merged at the end.
+type part struct {
+	sent, ok int
+	latency  Histogram
+	errors   map[string]int
+	samples  map[string]string
+}
+
+// newClient returns an HTTP client with at most one connection, whose
+// dials are counted.
+func newClient(o Options, serverName string, dials *atomic.Int64) *http.Client {
+	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			dials.Add(1)
+			return d.DialContext(ctx, network, addr)
+		},
+		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: o.Roots, ServerName: serverName},
+		TLSHandshakeTimeout: 10 * time.Second,
+		ForceAttemptHTTP2:   o.HTTP2,
+		MaxConnsPerHost:     1,
+		MaxIdleConnsPerHost: 1,
+		DisableCompression:  true,
+	}
+	return &http.Client{Transport: tr, Timeout: o.Timeout}
+}
+
+// warmUp opens every client's connection with one GET and returns the
+// negotiated protocol.
+func warmUp(ctx context.Context, clients []*http.Client, healthURL string) (string, error) {
+	protos := make([]string, len(clients))
+	errs := make([]error, len(clients))
+	var wg sync.WaitGroup
+	for i, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, healthURL, nil)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			resp, err := c.Do(req)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			if resp.StatusCode != http.StatusOK {
+				errs[i] = fmt.Errorf("%s: %s: %s", healthURL, resp.Status, bytes.TrimSpace(body))
+				return
+			}
+			protos[i] = resp.Proto
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return "", fmt.Errorf("loadgen: warm-up: %w", err)
+	}
+	slices.Sort(protos)
+	return strings.Join(slices.Compact(protos), ","), nil
+}
+
+// enroll sends one prepared enrollment. It returns "" on success, else the
+// kind of failure and its message.
+func enroll(ctx context.Context, c *http.Client, enrollURL string, body []byte) (kind, msg string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, enrollURL, bytes.NewReader(body))
+	if err != nil {
+		return KindTransport, err.Error()
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		return KindTransport, err.Error()
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	if err != nil {
+		return KindTransport, err.Error()
+	}
+	if resp.StatusCode != http.StatusCreated {
+		var e struct {
+			Error struct{ Code, Message string } `json:"error"`
+		}
+		if json.Unmarshal(data, &e) != nil || e.Error.Code == "" {
+			return fmt.Sprintf("%d http", resp.StatusCode), strings.TrimSpace(string(data))
+		}
+		return fmt.Sprintf("%d %s", resp.StatusCode, e.Error.Code), e.Error.Message
+	}
+	var ok struct {
+		Serial      string `json:"serial"`
+		Certificate string `json:"certificate"`
+	}
+	if err := json.Unmarshal(data, &ok); err != nil {
+		return KindBadAnswer, err.Error()
+	}
+	if ok.Serial == "" || !strings.HasPrefix(ok.Certificate, "-----BEGIN CERTIFICATE-----") {
+		return KindBadAnswer, "201 without a serial and a certificate"
+	}
+	return "", ""
+}
+
+// Print writes the figures in plain words.
+func (r *Result) Print(w io.Writer) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "enrollments  %d sent, %d ok, %d failed in %s\n", r.Sent, r.OK, r.Failed(), r.Elapsed.Round(time.Millisecond))
+	fmt.Fprintf(&b, "clients      %d over %s keep-alive TLS (%d connections dialled, warm-up included)\n", r.Clients, r.Proto, r.Connections)
+	fmt.Fprintf(&b, "rate         %.1f enrollments/s\n", r.Rate())
+	l := r.Latency
+	fmt.Fprintf(&b, "latency      p50 %s  p90 %s  p99 %s  max %s  mean %s\n",
+		round(l.Quantile(0.50)), round(l.Quantile(0.90)), round(l.Quantile(0.99)), round(l.Max()), round(l.Mean()))
+	if l.Count() > 0 {
+		b.WriteString("histogram (successful enrollments)\n")
+		l.Print(&b)
+	}
+	if len(r.Errors) > 0 {
+		b.WriteString("errors\n")
+		kinds := make([]string, 0, len(r.Errors))
+		for k := range r.Errors {
+			kinds = append(kinds, k)
+		}
+		slices.Sort(kinds)
+		for _, k := range kinds {
+			fmt.Fprintf(&b, "  %-24s %8d  e.g. %s\n", k, r.Errors[k], r.ErrorSamples[k])
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func round(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Second:
+		return d.Round(time.Millisecond)
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond)
+	default:
+		return d.Round(time.Microsecond)
+	}
+}
