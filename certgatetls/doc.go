@@ -1,0 +1,76 @@
+// Package certgatetls lets a Go program use certgate certificates directly:
+// as a client that calls APIs behind a certgate gateway with a certificate
+// that rotates itself, and as a server that accepts certgate clients
+// without a gateway in front.
+//
+// # Credentials on disk
+//
+// `certgate enroll --out DIR` and `certgate agent --dir DIR` keep three
+// files in a directory: key.pem (the private key, 0600, generated on this
+// machine), cert.pem (the leaf, then the intermediate) and bundle.pem (the
+// trusted roots). The agent replaces them before the certificate expires,
+// each file atomically, the key first.
+//
+// A [Source] loads the three files, checks them against each other (the key
+// must match the leaf, the chain must verify against the bundle, the leaf
+// must carry one SPIFFE ID) and looks at them again every few seconds
+// ([WithPollInterval]) or when asked ([Source.Reload]). New files replace
+// the credentials in use atomically; files that fail a check, such as a new
+// key beside the old certificate between the agent's two writes, are
+// ignored, the current credentials stay, and the source looks again within
+// milliseconds. Readers never block.
+//
+// # Client
+//
+// [NewHTTPClient] returns an [net/http.Client] that presents the source's
+// certificate ([Source.GetClientCertificate]) and trusts only servers whose
+// certificate chains to the bundle, over TLS 1.2 or 1.3 with forward-secret
+// AEAD suites. After a rotation the next request opens a new connection
+// pool, so new requests use the new certificate while requests in flight
+// finish on their connections: a rotation fails no request. For other
+// protocols (gRPC, raw TLS) put [Source.GetClientCertificate] and
+// [Source.Roots] into a [crypto/tls.Config] yourself.
+//
+// # Server
+//
+// [ServerConfig] returns a [crypto/tls.Config] for a Go service that
+// terminates certgate mTLS itself. It refuses a client that sends no
+// certificate, whose chain does not verify against the bundle, whose leaf is
+// expired or lacks the clientAuth extended key usage, whose SPIFFE ID is of
+// another trust domain, whose certificate is revoked, or whose identity the
+// [Authorizer] rejects; each refusal wraps an Err* variable of this package
+// and is logged with its reason. [IdentityFromRequest] gives a handler the
+// caller's SPIFFE ID.
+//
+// # Revocation and the service's identity
+//
+// Revocation is checked against an in-memory set that [StartRevocations]
+// keeps fresh from the certgate server's GET /v1/revocations, as the
+// gateway does; when the server cannot be reached the last set stays in
+// force, and past [RevocationOptions.MaxStaleness] every client is refused
+// (fail closed).
+//
+// The server hands that list only to gateways and admins, and a Go service
+// that accepts certgate clients does exactly what a gateway does, so it is
+// enrolled as one: its identity is spiffe://TD/gateway/<name>, with a
+// gateway certificate (serverAuth and clientAuth, with the service's host
+// names). One credentials directory then serves TLS, verifies clients and
+// fetches revocations, and the agent renews it like any other. We chose this
+// over a new kind of identity because it needs no new server policy, and
+// because an operator reading the inventory sees at a glance every place
+// that enforces certgate access: a "gateway" is anything that lets certgate
+// clients in.
+//
+// What a [crypto/tls.Config] cannot do is close a connection that is already
+// open when its certificate is revoked: the check runs at each handshake,
+// full or resumed. Keep http.Server.IdleTimeout short (a minute) so that
+// keep-alive connections handshake again soon, or put the gateway in front
+// when revocation must also cut live connections.
+//
+// # What this package is not
+//
+// It does not enroll or renew (that is `certgate enroll` and `certgate
+// agent`, which write the files this package reads), it does not route or
+// proxy (that is the gateway), and it has no per-route policy language
+// beyond the [Authorizer] hook.
+package certgatetls

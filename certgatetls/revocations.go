@@ -1,0 +1,176 @@
+package certgatetls
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/certgate/certgate/internal/revocation"
+)
+
+// Revocation defaults.
+const (
+	// DefaultRevocationRefresh matches the gateway's default pull interval.
+	DefaultRevocationRefresh = 5 * time.Second
+	// DefaultMaxStaleness is how old the revoked set may grow while the
+	// server cannot be reached before every client is refused: long enough
+	// to ride out a server restart, short enough that a revocation made
+	// during an outage is not ignored for long.
+	DefaultMaxStaleness = 5 * time.Minute
+)
+
+var (
+	// ErrRevoked means the client's certificate is revoked.
+	ErrRevoked = errors.New("certgatetls: client certificate is revoked")
+	// ErrRevocationStale means the revoked set has not been refreshed for
+	// longer than the configured staleness, so no client is let in.
+	ErrRevocationStale = errors.New("certgatetls: revocation data is stale")
+)
+
+// RevocationChecker says whether a verified client certificate may still
+// be used. [*Revocations] is the implementation that follows the certgate
+// server; a test may plug in its own.
+type RevocationChecker interface {
+	Check(cert *x509.Certificate) error
+}
+
+// RevocationOptions configures [StartRevocations].
+type RevocationOptions struct {
+	// ServerURL is the certgate server, e.g. "https://certgate.internal:8443".
+	ServerURL string
+	// Source holds this service's own certificate, presented to the server,
+	// and the bundle that verifies the server. The server lists revocations
+	// only to gateway identities (spiffe://TD/gateway/<name>) and admins.
+	Source *Source
+	// Refresh is the pull interval (default DefaultRevocationRefresh).
+	Refresh time.Duration
+	// MaxStaleness is how long the set may go without a successful refresh
+	// before every check fails (default DefaultMaxStaleness).
+	MaxStaleness time.Duration
+	Clock        Clock        // default the system clock
+	Logger       *slog.Logger // default discards
+}
+
+// Revocations is the set of revoked certificates, kept fresh from the
+// certgate server's GET /v1/revocations. A check is one map lookup.
+type Revocations struct {
+	o      RevocationOptions
+	holder *revocation.Holder
+
+	mu     sync.Mutex // guards puller and gen
+	puller *revocation.Puller
+	gen    uint64
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+}
+
+// StartRevocations fetches the revoked set once, failing if it cannot, and
+// then refreshes it every o.Refresh until [Revocations.Close]. A failed
+// refresh keeps the previous set; past o.MaxStaleness, checks fail closed.
+func StartRevocations(ctx context.Context, o RevocationOptions) (*Revocations, error) {
+	if o.ServerURL == "" || o.Source == nil {
+		return nil, errors.New("certgatetls: revocations need a server URL and a source")
+	}
+	if o.Refresh <= 0 {
+		o.Refresh = DefaultRevocationRefresh
+	}
+	if o.MaxStaleness <= 0 {
+		o.MaxStaleness = DefaultMaxStaleness
+	}
+	if o.Clock == nil {
+		o.Clock = systemClock{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Revocations{o: o, holder: revocation.NewHolder(), done: make(chan struct{})}
+	if err := r.Refresh(ctx); err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	go r.run(rctx)
+	return r, nil
+}
+
+// Refresh fetches the revoked set now.
+func (r *Revocations) Refresh(ctx context.Context) error {
+	s, err := r.pullerFor(r.o.Source.Current()).Fetch(ctx)
+	if err != nil {
+		return fmt.Errorf("certgatetls: %w", err)
+	}
+	r.holder.Update(s)
+	return nil
+}
+
+// pullerFor returns a puller whose TLS configuration trusts the bundle of
+// c: the source's certificate rotates under any puller (it asks the source
+// at each handshake), but the roots are fixed per puller.
+func (r *Revocations) pullerFor(c *Credentials) *revocation.Puller {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.puller == nil || r.gen != c.Generation {
+		tc := &tls.Config{
+			MinVersion:           tls.VersionTLS12,
+			CipherSuites:         ModernCipherSuites,
+			RootCAs:              c.Roots,
+			GetClientCertificate: r.o.Source.GetClientCertificate,
+		}
+		r.puller = revocation.NewPuller(r.o.ServerURL, tc, r.o.Refresh, r.o.Clock, r.o.Logger)
+		r.gen = c.Generation
+	}
+	return r.puller
+}
+
+func (r *Revocations) run(ctx context.Context) {
+	defer close(r.done)
+	t := time.NewTicker(r.o.Refresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := r.Refresh(ctx); err != nil && ctx.Err() == nil {
+			r.o.Logger.Warn("certgatetls: revocation refresh failed; keeping the previous set",
+				"error", err, "age", r.o.Clock.Now().Sub(r.holder.Load().Updated()).Round(time.Second))
+		}
+	}
+}
+
+// Check returns nil if cert is not revoked and the set is fresh; an error
+// wrapping [ErrRevoked] or [ErrRevocationStale] otherwise.
+func (r *Revocations) Check(cert *x509.Certificate) error {
+	s := r.holder.Load()
+	if age := r.o.Clock.Now().Sub(s.Updated()); age > r.o.MaxStaleness {
+		return fmt.Errorf("%w: last refreshed %s ago (limit %s)", ErrRevocationStale, age.Round(time.Second), r.o.MaxStaleness)
+	}
+	if serial := revocation.SerialOf(cert); s.Contains(serial) {
+		return fmt.Errorf("%w: serial %s", ErrRevoked, serial)
+	}
+	return nil
+}
+
+// Len returns the number of revoked certificates in the current set.
+func (r *Revocations) Len() int { return r.holder.Load().Len() }
+
+// Updated returns when the set was last refreshed.
+func (r *Revocations) Updated() time.Time { return r.holder.Load().Updated() }
+
+// Close stops refreshing. Checks keep answering from the last set until it
+// grows stale.
+func (r *Revocations) Close() error {
+	r.once.Do(func() {
+		r.cancel()
+		<-r.done
+	})
+	return nil
+}
