@@ -1,0 +1,292 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults of [Options].
+const (
+	DefaultMinBackoff  = time.Second
+	DefaultMaxBackoff  = 5 * time.Minute
+	DefaultHookTimeout = 30 * time.Second
+	// DefaultRequestTimeout bounds one renewal request, handshake included.
+	DefaultRequestTimeout = 30 * time.Second
+)
+
+// The renewal point is drawn uniformly in [renewFrom, renewFrom+renewSpread]
+// of the lifetime: about two thirds, leaving a third of the lifetime for
+// retries, and spread so a fleet enrolled together does not renew together.
+const (
+	renewFrom   = 0.6
+	renewSpread = 0.1
+)
+
+// Options configures an [Agent].
+type Options struct {
+	// Dir holds key.pem, cert.pem and bundle.pem as `certgate enroll`
+	// wrote them; the agent replaces them there.
+	Dir string
+	// ServerURL is the certgate server, https://HOST:PORT.
+	ServerURL string
+	Clock     Clock        // RealClock if nil
+	Log       *slog.Logger // discards if nil
+	// OnRenew is a shell command (sh -c) run after every renewal, once all
+	// files are written; empty runs nothing.
+	OnRenew     string
+	HookTimeout time.Duration // DefaultHookTimeout if zero
+	// MinBackoff and MaxBackoff bound the retry delay after a failure.
+	MinBackoff, MaxBackoff time.Duration
+	RequestTimeout         time.Duration // DefaultRequestTimeout if zero
+	// Rand returns a number in [0, 1) for jitter; math/rand/v2 if nil.
+	Rand func() float64
+}
+
+// Agent renews one directory's certificate. Its methods are safe for
+// concurrent use; Run is called once.
+type Agent struct {
+	o   Options
+	cur atomic.Pointer[credentials]
+
+	mu      sync.Mutex // guards what follows
+	status  Status
+	rotated []func()
+}
+
+// New loads the credentials in o.Dir. It does not contact the server.
+func New(o Options) (*Agent, error) {
+	if o.Dir == "" {
+		return nil, errors.New("agent: no directory")
+	}
+	if err := checkServerURL(o.ServerURL); err != nil {
+		return nil, err
+	}
+	if o.Clock == nil {
+		o.Clock = RealClock{}
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.HookTimeout <= 0 {
+		o.HookTimeout = DefaultHookTimeout
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = DefaultMinBackoff
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = DefaultMaxBackoff
+	}
+	if o.MaxBackoff < o.MinBackoff {
+		o.MaxBackoff = o.MinBackoff
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = DefaultRequestTimeout
+	}
+	if o.Rand == nil {
+		o.Rand = rand.Float64
+	}
+	c, err := loadCredentials(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{o: o}
+	a.cur.Store(c)
+	a.status = Status{Identity: c.id.String(), Serial: c.serial, NotBefore: c.leaf().NotBefore, NotAfter: c.leaf().NotAfter, State: StateStarting}
+	return a, nil
+}
+
+// GetClientCertificate returns the current certificate, for
+// tls.Config.GetClientCertificate: each new connection gets the newest one.
+func (a *Agent) GetClientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	return a.cur.Load().cert, nil
+}
+
+// Status returns the agent's current state.
+func (a *Agent) Status() Status {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.status
+}
+
+// onRotate registers f to be called after each renewal, once the new
+// certificate is current.
+func (a *Agent) onRotate(f func()) {
+	a.mu.Lock()
+	a.rotated = append(a.rotated, f)
+	a.mu.Unlock()
+}
+
+// renewalPoint draws the time to renew c.
+func (a *Agent) renewalPoint(c *credentials) time.Time {
+	nb, na := c.leaf().NotBefore, c.leaf().NotAfter
+	frac := renewFrom + renewSpread*a.o.Rand()
+	return nb.Add(time.Duration(frac * float64(na.Sub(nb))))
+}
+
+// backoff is the delay before retry number n (1 for the first retry):
+// MinBackoff doubling up to MaxBackoff, times a factor in [0.8, 1.2), and
+// never more than MaxBackoff.
+func (a *Agent) backoff(n int) time.Duration {
+	d := a.o.MinBackoff
+	for i := 1; i < n && d < a.o.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = time.Duration(float64(min(d, a.o.MaxBackoff)) * (0.8 + 0.4*a.o.Rand()))
+	return min(d, a.o.MaxBackoff)
+}
+
+// sleep waits d by the agent's clock; false if ctx ended first.
+func (a *Agent) sleep(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-a.o.Clock.After(d):
+		return true
+	}
+}
+
+// Run renews the certificate until ctx ends (it then returns nil) or
+// renewal becomes impossible: the certificate expired, or the server
+// refused it for good. Those errors are *[StoppedError] and say what to do.
+func (a *Agent) Run(ctx context.Context) error {
+	cur := a.cur.Load()
+	if !cur.combinedCurrent(a.o.Dir) {
+		if err := cur.writeCombined(a.o.Dir); err != nil {
+			return err
+		}
+	}
+	next := a.renewalPoint(cur)
+	a.o.Log.Info("agent started", "identity", cur.id.String(), "serial", cur.serial,
+		"not_after", cur.leaf().NotAfter, "next_renewal", next, "valid_for", a.left(cur))
+	failures := 0
+	for {
+		cur = a.cur.Load()
+		now := a.o.Clock.Now()
+		if !now.Before(cur.leaf().NotAfter) {
+			return a.stop(&StoppedError{Err: ErrExpired, Serial: cur.serial, NotAfter: cur.leaf().NotAfter})
+		}
+		if now.Before(next) {
+			a.update(func(s *Status) {
+				s.NextRenewal = next
+				if s.State == StateStarting {
+					s.State = StateWaiting
+				}
+			})
+			if !a.sleep(ctx, next.Sub(now)) {
+				return nil
+			}
+			continue
+		}
+		fresh, err := a.renew(ctx, cur)
+		now = a.o.Clock.Now()
+		if ctx.Err() != nil {
+			return nil
+		}
+		var stopped *StoppedError
+		switch {
+		case err == nil:
+			failures = 0
+			next = a.renewalPoint(fresh)
+			a.o.Log.Info("certificate renewed", "identity", fresh.id.String(), "serial", fresh.serial,
+				"renewed_from", cur.serial, "not_after", fresh.leaf().NotAfter, "next_renewal", next)
+			a.update(func(s *Status) {
+				*s = Status{Identity: fresh.id.String(), Serial: fresh.serial, NotBefore: fresh.leaf().NotBefore,
+					NotAfter: fresh.leaf().NotAfter, State: StateWaiting, NextRenewal: next, LastAttempt: now,
+					LastRenewal: now, Renewals: s.Renewals + 1}
+			})
+			a.runHook(ctx, fresh)
+		case errors.As(err, &stopped):
+			a.update(func(s *Status) { s.LastAttempt = now; s.Failures++ })
+			return a.stop(err)
+		default:
+			failures++
+			left := cur.leaf().NotAfter.Sub(now)
+			delay := a.backoff(failures)
+			if delay >= left {
+				// Never wait past expiry: one more try halfway there if
+				// that is still worth a retry, else wake at expiry to stop.
+				delay = left
+				if left/2 >= a.o.MinBackoff {
+					delay = left / 2
+				}
+			}
+			next = now.Add(delay)
+			a.o.Log.Warn("renewal failed; keeping the current certificate",
+				"err", err, "attempt", failures, "retry_in", delay.Round(time.Millisecond),
+				"valid_for", left.Round(time.Second), "not_after", cur.leaf().NotAfter, "serial", cur.serial)
+			a.update(func(s *Status) {
+				s.State = StateRetrying
+				s.LastAttempt = now
+				s.LastError = err.Error()
+				s.Failures = failures
+				s.NextRenewal = next
+			})
+		}
+	}
+}
+
+// left is how long c stays valid, by the agent's clock.
+func (a *Agent) left(c *credentials) time.Duration {
+	return c.leaf().NotAfter.Sub(a.o.Clock.Now()).Round(time.Second)
+}
+
+// stop records and logs the error that ends Run.
+func (a *Agent) stop(err error) error {
+	a.o.Log.Error("renewal stopped", "err", err)
+	a.update(func(s *Status) {
+		s.State = StateStopped
+		s.LastError = err.Error()
+		s.NextRenewal = time.Time{}
+	})
+	return err
+}
+
+// update changes the status and writes it to the status file. A failed
+// write is logged: the status file is a report, not a reason to stop.
+func (a *Agent) update(f func(*Status)) {
+	a.mu.Lock()
+	f(&a.status)
+	a.status.UpdatedAt = a.o.Clock.Now()
+	st := a.status
+	a.mu.Unlock()
+	if err := writeStatus(a.o.Dir, st); err != nil {
+		a.o.Log.Error("writing the status file failed", "err", err)
+	}
+}
+
+// ErrRevoked, ErrExpired and ErrUnknown are why renewal stopped; a
+// *[StoppedError] wraps one of them.
+var (
+	ErrRevoked = errors.New("agent: certificate revoked")
+	ErrExpired = errors.New("agent: certificate expired")
+	ErrUnknown = errors.New("agent: certificate unknown to the server")
+)
+
+// StoppedError says renewal is no longer possible and what to do.
+type StoppedError struct {
+	Err      error // ErrRevoked, ErrExpired or ErrUnknown
+	Serial   string
+	NotAfter time.Time
+}
+
+const enrollAgain = "enroll again with a new token (certgate enroll --token ...)"
+
+func (e *StoppedError) Error() string {
+	switch e.Err {
+	case ErrRevoked:
+		return fmt.Sprintf("agent: certificate revoked (serial %s): %s", e.Serial, enrollAgain)
+	case ErrExpired:
+		return fmt.Sprintf("agent: certificate expired at %s (serial %s): %s", e.NotAfter.UTC().Format(time.RFC3339), e.Serial, enrollAgain)
+	default:
+		return fmt.Sprintf("agent: certificate unknown to the server, which did not issue serial %s: %s", e.Serial, enrollAgain)
+	}
+}
+
+func (e *StoppedError) Unwrap() error { return e.Err }

@@ -1,0 +1,154 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+
+	"github.com/certgate/certgate/internal/apiclient"
+	"github.com/certgate/certgate/internal/csr"
+	"github.com/certgate/certgate/internal/identity"
+	"github.com/certgate/certgate/internal/keytype"
+	"github.com/certgate/certgate/internal/pemutil"
+	"github.com/certgate/certgate/internal/server"
+)
+
+// renew makes a new key of cur's type, has the server certify it over a
+// connection authenticated with cur, checks the answer, writes the files
+// and makes the new credentials current. A refusal that no retry can fix is
+// a *StoppedError.
+func (a *Agent) renew(ctx context.Context, cur *credentials) (*credentials, error) {
+	kt, err := keytype.Of(cur.key.Public())
+	if err != nil {
+		return nil, fmt.Errorf("agent: current key: %w", err)
+	}
+	key, err := keytype.Generate(kt)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	csrPEM, err := csr.Create(key, cur.id)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	u, _ := url.Parse(a.o.ServerURL) // checked by New
+	cl, err := apiclient.New(apiclient.Options{
+		ServerURL:        a.o.ServerURL,
+		Certificate:      cur.cert,
+		VerifyConnection: a.verifyServer(u.Hostname(), cur.roots),
+		Timeout:          a.o.RequestTimeout,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	defer cl.CloseIdleConnections()
+	resp, err := cl.Renew(ctx, string(csrPEM))
+	if err != nil {
+		return nil, a.classify(err, cur)
+	}
+	fresh, err := a.checkAnswer(resp, key, cur)
+	if err != nil {
+		return nil, err
+	}
+	if err := fresh.write(a.o.Dir); err != nil {
+		return nil, err
+	}
+	a.cur.Store(fresh)
+	a.mu.Lock()
+	hooks := append([]func(){}, a.rotated...)
+	a.mu.Unlock()
+	for _, f := range hooks {
+		f()
+	}
+	return fresh, nil
+}
+
+// verifyServer checks the server's certificate against the roots we
+// already trust, for serverAuth and host, at the agent's "now" (the same
+// clock that decides when our own certificate expires).
+func (a *Agent) verifyServer(host string, roots *x509.CertPool) func(tls.ConnectionState) error {
+	return func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("agent: the server sent no certificate")
+		}
+		inters := x509.NewCertPool()
+		for _, c := range cs.PeerCertificates[1:] {
+			inters.AddCert(c)
+		}
+		_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{
+			DNSName: host, Roots: roots, Intermediates: inters, CurrentTime: a.o.Clock.Now(),
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		})
+		if err != nil {
+			return fmt.Errorf("agent: server certificate: %w", err)
+		}
+		return nil
+	}
+}
+
+// classify turns the server's final refusals into a *StoppedError and
+// leaves every other failure as a retryable error.
+func (a *Agent) classify(err error, cur *credentials) error {
+	var ae *apiclient.Error
+	if errors.As(err, &ae) && ae.Status == http.StatusForbidden {
+		stop := &StoppedError{Serial: cur.serial, NotAfter: cur.leaf().NotAfter}
+		switch ae.Code {
+		case "revoked":
+			stop.Err = ErrRevoked
+		case "expired":
+			stop.Err = ErrExpired
+		case "unknown_certificate":
+			stop.Err = ErrUnknown
+		}
+		if stop.Err != nil {
+			return stop
+		}
+	}
+	return fmt.Errorf("agent: renewal: %w", err)
+}
+
+// checkAnswer makes sure the server certified our new key, for the same
+// identity, with a chain the roots we trust verify for client auth.
+func (a *Agent) checkAnswer(resp server.EnrollResponse, key crypto.Signer, cur *credentials) (*credentials, error) {
+	leaves, err := pemutil.ParseCertificates([]byte(resp.Certificate))
+	if err != nil {
+		return nil, fmt.Errorf("agent: server's certificate: %w", err)
+	}
+	var chain []*x509.Certificate
+	if resp.Chain != "" {
+		if chain, err = pemutil.ParseCertificates([]byte(resp.Chain)); err != nil {
+			return nil, fmt.Errorf("agent: server's chain: %w", err)
+		}
+	}
+	bundle, err := pemutil.ParseCertificates([]byte(resp.Bundle))
+	if err != nil {
+		return nil, fmt.Errorf("agent: server's bundle: %w", err)
+	}
+	leaf := leaves[0]
+	if id, err := identity.FromCertificate(leaf); err != nil || id != cur.id {
+		return nil, fmt.Errorf("agent: the server returned a certificate for %v, not %s", id, cur.id)
+	}
+	if bytes.Equal(leaf.Raw, cur.leaf().Raw) {
+		return nil, errors.New("agent: the server returned the current certificate")
+	}
+	fresh, err := newCredentials(key, append([]*x509.Certificate{leaf}, chain...), bundle)
+	if err != nil {
+		return nil, fmt.Errorf("agent: the server's answer: %w", err)
+	}
+	inters := x509.NewCertPool()
+	for _, c := range chain {
+		inters.AddCert(c)
+	}
+	for _, roots := range []*x509.CertPool{cur.roots, fresh.roots} {
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inters, CurrentTime: a.o.Clock.Now(),
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+			return nil, fmt.Errorf("agent: the new certificate does not verify: %w", err)
+		}
+	}
+	return fresh, nil
+}
