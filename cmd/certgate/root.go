@@ -37,6 +37,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newVerifyCmd(s),
 		newGatewayCmd(s),
 		newPolicyCmd(s),
+		newBenchCmd(s),
 	)
 	_ = s
 	return root
