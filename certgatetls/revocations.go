@@ -1,12 +1,16 @@
 package certgatetls
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -62,8 +66,9 @@ type Revocations struct {
 	o      RevocationOptions
 	holder *revocation.Holder
 
-	mu     sync.Mutex // guards puller and gen
-	puller *revocation.Puller
+	url    string
+	mu     sync.Mutex // guards client and gen
+	client *http.Client
 	gen    uint64
 
 	cancel context.CancelFunc
@@ -90,7 +95,7 @@ func StartRevocations(ctx context.Context, o RevocationOptions) (*Revocations, e
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Revocations{o: o, holder: revocation.NewHolder(), done: make(chan struct{})}
+	r := &Revocations{o: o, url: strings.TrimRight(o.ServerURL, "/") + "/v1/revocations", holder: revocation.NewHolder(), done: make(chan struct{})}
 	if err := r.Refresh(ctx); err != nil {
 		return nil, err
 	}
@@ -102,31 +107,73 @@ func StartRevocations(ctx context.Context, o RevocationOptions) (*Revocations, e
 
 // Refresh fetches the revoked set now.
 func (r *Revocations) Refresh(ctx context.Context) error {
-	s, err := r.pullerFor(r.o.Source.Current()).Fetch(ctx)
+	s, err := r.fetch(ctx)
 	if err != nil {
-		return fmt.Errorf("certgatetls: %w", err)
+		return err
 	}
 	r.holder.Update(s)
 	return nil
 }
 
-// pullerFor returns a puller whose TLS configuration trusts the bundle of
-// c: the source's certificate rotates under any puller (it asks the source
-// at each handshake), but the roots are fixed per puller.
-func (r *Revocations) pullerFor(c *Credentials) *revocation.Puller {
+func (r *Revocations) fetch(ctx context.Context) (*revocation.Set, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("certgatetls: revocations: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := r.clientFor(r.o.Source.Current()).Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("certgatetls: revocations: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, revocation.MaxSnapshotSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("certgatetls: revocations: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		if len(body) > 200 {
+			body = body[:200]
+		}
+		return nil, fmt.Errorf("certgatetls: revocations: %s answered %s: %s", r.url, resp.Status, bytes.TrimSpace(body))
+	}
+	s, err := revocation.ParseSnapshot(body, r.o.Clock.Now())
+	if err != nil {
+		return nil, fmt.Errorf("certgatetls: %w", err)
+	}
+	return s, nil
+}
+
+// clientFor returns an HTTP client whose TLS configuration trusts the
+// bundle of c. The source's certificate rotates under any client (it is
+// asked for at each handshake) but the roots are fixed per client, so a
+// new generation of credentials gets a new client and the old one's
+// connections are closed.
+func (r *Revocations) clientFor(c *Credentials) *http.Client {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.puller == nil || r.gen != c.Generation {
-		tc := &tls.Config{
-			MinVersion:           tls.VersionTLS12,
-			CipherSuites:         ModernCipherSuites,
-			RootCAs:              c.Roots,
-			GetClientCertificate: r.o.Source.GetClientCertificate,
+	if r.client == nil || r.gen != c.Generation {
+		if r.client != nil {
+			r.client.CloseIdleConnections()
 		}
-		r.puller = revocation.NewPuller(r.o.ServerURL, tc, r.o.Refresh, r.o.Clock, r.o.Logger)
+		r.client = &http.Client{
+			Transport: &http.Transport{
+				TLSClientConfig: &tls.Config{
+					MinVersion:           tls.VersionTLS12,
+					CipherSuites:         ModernCipherSuites,
+					RootCAs:              c.Roots,
+					GetClientCertificate: r.o.Source.GetClientCertificate,
+				},
+				ForceAttemptHTTP2:     true,
+				MaxIdleConnsPerHost:   1,
+				IdleConnTimeout:       2 * r.o.Refresh,
+				TLSHandshakeTimeout:   10 * time.Second,
+				ResponseHeaderTimeout: 30 * time.Second,
+			},
+			Timeout: time.Minute,
+		}
 		r.gen = c.Generation
 	}
-	return r.puller
+	return r.client
 }
 
 func (r *Revocations) run(ctx context.Context) {
@@ -171,6 +218,9 @@ func (r *Revocations) Close() error {
 	r.once.Do(func() {
 		r.cancel()
 		<-r.done
+		r.mu.Lock()
+		r.client.CloseIdleConnections()
+		r.mu.Unlock()
 	})
 	return nil
 }
