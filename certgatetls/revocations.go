@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -97,6 +98,7 @@ func StartRevocations(ctx context.Context, o RevocationOptions) (*Revocations, e
 	}
 	r := &Revocations{o: o, url: strings.TrimRight(o.ServerURL, "/") + "/v1/revocations", holder: revocation.NewHolder(), done: make(chan struct{})}
 	if err := r.Refresh(ctx); err != nil {
+		r.client.CloseIdleConnections()
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.Background())
@@ -131,10 +133,7 @@ func (r *Revocations) fetch(ctx context.Context) (*revocation.Set, error) {
 		return nil, fmt.Errorf("certgatetls: revocations: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		if len(body) > 200 {
-			body = body[:200]
-		}
-		return nil, fmt.Errorf("certgatetls: revocations: %s answered %s: %s", r.url, resp.Status, bytes.TrimSpace(body))
+		return nil, fmt.Errorf("certgatetls: revocations: %s answered %s: %s", r.url, resp.Status, apiMessage(body))
 	}
 	s, err := revocation.ParseSnapshot(body, r.o.Clock.Now())
 	if err != nil {
@@ -223,4 +222,20 @@ func (r *Revocations) Close() error {
 		r.mu.Unlock()
 	})
 	return nil
+}
+
+// apiMessage returns the message of a certgate API error body, or the start
+// of any other body.
+func apiMessage(body []byte) string {
+	var e struct {
+		Error struct{ Code, Message string }
+	}
+	if json.Unmarshal(body, &e) == nil && e.Error.Message != "" {
+		return e.Error.Code + ": " + e.Error.Message
+	}
+	body = bytes.TrimSpace(body)
+	if len(body) > 200 {
+		body = body[:200]
+	}
+	return fmt.Sprintf("%q", body)
 }

@@ -59,24 +59,22 @@ func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
-// find returns the "error" attribute of the records at level whose message
-// is msg.
-func (l *logRecorder) find(level slog.Level, msg string) []string {
+// find returns the attributes, as strings, of the records at level whose
+// message is msg.
+func (l *logRecorder) find(level slog.Level, msg string) []map[string]string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var out []string
+	var out []map[string]string
 	for _, r := range l.recs {
 		if r.Level != level || r.Message != msg {
 			continue
 		}
-		e := ""
+		m := map[string]string{}
 		r.Attrs(func(a slog.Attr) bool {
-			if a.Key == "error" {
-				e = a.Value.String()
-			}
+			m[a.Key] = a.Value.String()
 			return true
 		})
-		out = append(out, e)
+		out = append(out, m)
 	}
 	return out
 }
@@ -210,7 +208,7 @@ func TestSourceMismatchedPairNotLoaded(t *testing.T) {
 	if !cert.Leaf.Equal(first.Cert) {
 		t.Fatal("GetClientCertificate returned something else than the first pair")
 	}
-	if w := logs.find(slog.LevelWarn, "certgatetls: cannot load the new files; keeping the current certificate"); len(w) != 1 || w[0] != want {
+	if w := logs.find(slog.LevelWarn, "certgatetls: cannot load the new files; keeping the current certificate"); len(w) != 1 || w[0]["error"] != want {
 		t.Fatalf("warnings = %q, want one with %q", w, want)
 	}
 
