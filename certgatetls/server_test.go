@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -86,7 +85,7 @@ func newService(t *testing.T) *service {
 		t.Fatal(err)
 	}
 	srv := &http.Server{
-		TLSConfig: cfg, ReadHeaderTimeout: 5 * time.Second, ErrorLog: log.New(io.Discard, "", 0),
+		TLSConfig: cfg, ReadHeaderTimeout: 5 * time.Second, ErrorLog: discardLog,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			id, err := certgatetls.IdentityFromRequest(r)
 			if err != nil {
