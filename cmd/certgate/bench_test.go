@@ -43,7 +43,12 @@ func TestBenchAgainstBaseline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		if !strings.HasPrefix(l, "  ") {
+			lines = append(lines, l)
+		}
+	}
 	if len(lines) != 7 || !strings.HasPrefix(lines[0], "mode ") {
 		t.Fatalf("output:\n%s", out.String())
 	}
