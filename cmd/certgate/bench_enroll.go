@@ -22,6 +22,7 @@ type benchEnrollOptions struct {
 	duration    time.Duration
 	keyType     string
 	http2       bool
+	serverPID   int
 }
 
 func newBenchEnrollCmd(s streams) *cobra.Command {
@@ -35,7 +36,9 @@ connections and prints enrollments/s, p50/p90/p99 latency, a histogram and
 errors by code. The run stops when every enrollment was sent or after
 --duration. Connections are opened before the clock starts: this measures
 enrollments (token + CSR -> durable record -> certificate), not handshakes.
-It fills the store with --count certificates: run it against a test CA.`,
+With --server-pid (a server on this machine, Linux) it also reports the
+server's CPU time per enrollment. It fills the store with --count
+certificates: run it against a test CA.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runBenchEnroll(cmd.Context(), s.out, s.err, o)
@@ -48,6 +51,7 @@ It fills the store with --count certificates: run it against a test CA.`,
 	cmd.Flags().DurationVar(&o.duration, "duration", 60*time.Second, "stop sending after this long (0: no bound)")
 	cmd.Flags().StringVar(&o.keyType, "key-type", string(keytype.Default), "client key type of the CSRs")
 	cmd.Flags().BoolVar(&o.http2, "http2", false, "speak HTTP/2 instead of HTTP/1.1")
+	cmd.Flags().IntVar(&o.serverPID, "server-pid", 0, "process ID of a local server: report its CPU time per enrollment (Linux)")
 	return cmd
 }
 
@@ -63,6 +67,13 @@ func runBenchEnroll(ctx context.Context, out, errw io.Writer, o benchEnrollOptio
 	}
 	if o.duration < 0 {
 		return fmt.Errorf("--duration: %s is negative", o.duration)
+	}
+	var serverCPU func() (time.Duration, error)
+	if o.serverPID != 0 {
+		if _, err := loadgen.ProcessCPU(o.serverPID); err != nil {
+			return fmt.Errorf("--server-pid: %w", err)
+		}
+		serverCPU = func() (time.Duration, error) { return loadgen.ProcessCPU(o.serverPID) }
 	}
 	kt, err := keytype.Parse(o.keyType)
 	if err != nil {
@@ -88,7 +99,7 @@ func runBenchEnroll(ctx context.Context, out, errw io.Writer, o benchEnrollOptio
 		return err
 	}
 	fmt.Fprintf(errw, "prepared in %s; enrolling with %d clients against %s...\n", time.Since(t0).Round(time.Millisecond), o.clients, o.server)
-	res, err := loadgen.Run(ctx, loadgen.Options{ServerURL: o.server, Roots: roots, Clients: o.clients, Duration: o.duration, HTTP2: o.http2}, work)
+	res, err := loadgen.Run(ctx, loadgen.Options{ServerURL: o.server, Roots: roots, Clients: o.clients, Duration: o.duration, HTTP2: o.http2, ServerCPU: serverCPU}, work)
 	if res != nil {
 		if perr := res.Print(out); perr != nil {
 			return perr

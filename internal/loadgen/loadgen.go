@@ -37,6 +37,9 @@ type Options struct {
 	HTTP2   bool
 	Timeout time.Duration // per request; 30 s if zero
 	Clock   clock.Clock   // clock.Real{} if nil; must carry a monotonic reading
+	// ServerCPU, if set, reads the CPU time the server has used so far (see
+	// [ProcessCPU]); it is called as the measurement starts and ends.
+	ServerCPU func() (time.Duration, error)
 }
 
 // Error kinds that are not an API error code.
@@ -64,6 +67,9 @@ type Result struct {
 	// Latency is the distribution of successful enrollments, request sent
 	// to answer read.
 	Latency *Histogram
+	// ServerCPU is the CPU time the server used during the measurement;
+	// zero when Options.ServerCPU was not set.
+	ServerCPU time.Duration
 }
 
 // Rate is successful enrollments per second.
@@ -125,6 +131,12 @@ func Run(ctx context.Context, o Options, work []Enrollment) (*Result, error) {
 	parts := make([]*part, o.Clients)
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	var cpu0 time.Duration
+	if o.ServerCPU != nil {
+		if cpu0, err = o.ServerCPU(); err != nil {
+			return nil, err
+		}
+	}
 	start := o.Clock.Now()
 	for c := range clients {
 		p := &part{errors: map[string]int{}, samples: map[string]string{}}
@@ -161,6 +173,13 @@ func Run(ctx context.Context, o Options, work []Enrollment) (*Result, error) {
 	}
 	wg.Wait()
 	res.Elapsed = o.Clock.Now().Sub(start)
+	if o.ServerCPU != nil {
+		cpu1, err := o.ServerCPU()
+		if err != nil {
+			return nil, err
+		}
+		res.ServerCPU = cpu1 - cpu0
+	}
 	for _, p := range parts {
 		res.Sent += p.sent
 		res.OK += p.ok
@@ -285,6 +304,11 @@ func (r *Result) Print(w io.Writer) error {
 	fmt.Fprintf(&b, "enrollments  %d sent, %d ok, %d failed in %s\n", r.Sent, r.OK, r.Failed(), r.Elapsed.Round(time.Millisecond))
 	fmt.Fprintf(&b, "clients      %d over %s keep-alive TLS (%d connections dialled, warm-up included)\n", r.Clients, r.Proto, r.Connections)
 	fmt.Fprintf(&b, "rate         %.1f enrollments/s\n", r.Rate())
+	if r.ServerCPU > 0 && r.OK > 0 {
+		fmt.Fprintf(&b, "server CPU   %s, %.0f%% of one core: %s per enrollment, %.0f enrollments per CPU-second\n",
+			r.ServerCPU.Round(10*time.Millisecond), 100*r.ServerCPU.Seconds()/r.Elapsed.Seconds(),
+			round(r.ServerCPU/time.Duration(r.OK)), float64(r.OK)/r.ServerCPU.Seconds())
+	}
 	l := r.Latency
 	fmt.Fprintf(&b, "latency      p50 %s  p90 %s  p99 %s  max %s  mean %s\n",
 		round(l.Quantile(0.50)), round(l.Quantile(0.90)), round(l.Quantile(0.99)), round(l.Max()), round(l.Mean()))

@@ -247,3 +247,28 @@ func TestPrepareRefusesNothing(t *testing.T) {
 		t.Fatalf("Prepare with a bad trust domain = %v, want %s", err, want)
 	}
 }
+
+func TestRunServerCPU(t *testing.T) {
+	srv, roots := fakeServer(t, false)
+	var calls int
+	cpu := func() (time.Duration, error) {
+		calls++
+		return time.Duration(calls) * 700 * time.Millisecond, nil
+	}
+	res, err := Run(context.Background(), Options{ServerURL: srv.URL, Roots: roots, Clients: 2, ServerCPU: cpu}, work(repeat("ok", 10)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls != 2 || res.ServerCPU != 700*time.Millisecond {
+		t.Fatalf("%d calls, server CPU %s; want 2 calls, 700ms", calls, res.ServerCPU)
+	}
+	var out bytes.Buffer
+	res.Print(&out)
+	if !strings.Contains(out.String(), "server CPU   700ms, ") || !strings.Contains(out.String(), ": 70ms per enrollment, 14 enrollments per CPU-second\n") {
+		t.Fatalf("report:\n%s", out.String())
+	}
+	failing := func() (time.Duration, error) { return 0, errors.New("loadgen: no such process") }
+	if _, err := Run(context.Background(), Options{ServerURL: srv.URL, Roots: roots, ServerCPU: failing}, work("ok")); err == nil || err.Error() != "loadgen: no such process" {
+		t.Fatalf("failing probe: %v", err)
+	}
+}
