@@ -142,12 +142,13 @@ func (a *Agent) backoff(n int) time.Duration {
 	return min(d, a.o.MaxBackoff)
 }
 
-// sleep waits d by the agent's clock; false if ctx ended first.
-func (a *Agent) sleep(ctx context.Context, d time.Duration) bool {
+// sleepUntil waits until the agent's clock reaches t; false if ctx ended
+// first.
+func (a *Agent) sleepUntil(ctx context.Context, t time.Time) bool {
 	select {
 	case <-ctx.Done():
 		return false
-	case <-a.o.Clock.After(d):
+	case <-a.o.Clock.Until(t):
 		return true
 	}
 }
@@ -179,7 +180,7 @@ func (a *Agent) Run(ctx context.Context) error {
 					s.State = StateWaiting
 				}
 			})
-			if !a.sleep(ctx, next.Sub(now)) {
+			if !a.sleepUntil(ctx, next) {
 				return nil
 			}
 			continue

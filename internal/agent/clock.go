@@ -10,12 +10,15 @@ import (
 // and a way to wait that tests can drive.
 type Clock interface {
 	clock.Clock
-	// After returns a channel that receives once d has passed by this clock.
-	After(d time.Duration) <-chan time.Time
+	// Until returns a channel that receives once this clock reaches t (at
+	// once if it already has). An absolute deadline, not a duration, so a
+	// clock that moves between reading "now" and starting to wait cannot
+	// push the wake-up later.
+	Until(t time.Time) <-chan time.Time
 }
 
 // RealClock is the wall clock.
 type RealClock struct{ clock.Real }
 
-// After is time.After.
-func (RealClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+// Until waits for the wall clock to reach t.
+func (RealClock) Until(t time.Time) <-chan time.Time { return time.After(time.Until(t)) }
