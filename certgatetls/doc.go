@@ -22,7 +22,7 @@
 //
 // # Client
 //
-// [NewHTTPClient] returns an [net/http.Client] that presents the source's
+// [NewHTTPClient] returns a [net/http.Client] that presents the source's
 // certificate ([Source.GetClientCertificate]) and trusts only servers whose
 // certificate chains to the bundle, over TLS 1.2 or 1.3 with forward-secret
 // AEAD suites. After a rotation the next request opens a new connection
@@ -61,11 +61,11 @@
 // that enforces certgate access: a "gateway" is anything that lets certgate
 // clients in.
 //
-// What a [crypto/tls.Config] cannot do is close a connection that is already
-// open when its certificate is revoked: the check runs at each handshake,
-// full or resumed. Keep http.Server.IdleTimeout short (a minute) so that
-// keep-alive connections handshake again soon, or put the gateway in front
-// when revocation must also cut live connections.
+// A [crypto/tls.Config] checks at each handshake, full or resumed, so it
+// cannot stop a keep-alive connection that is already open when its
+// certificate is revoked. Wrap the handler with [RejectRevoked] to check
+// every request as well, and keep http.Server.IdleTimeout short; or put the
+// gateway in front, which also closes such connections.
 //
 // # What this package is not
 //

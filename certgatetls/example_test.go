@@ -100,20 +100,22 @@ func ExampleServerConfig() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	hello := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, err := certgatetls.IdentityFromRequest(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		fmt.Fprintf(w, "hello %s", id)
+	})
 	srv := &http.Server{
-		TLSConfig:         tlsConfig,
+		TLSConfig: tlsConfig,
+		// The handshake checks revocation; RejectRevoked checks every
+		// request too, so an open keep-alive connection of a certificate
+		// revoked since is answered 403.
+		Handler:           certgatetls.RejectRevoked(revs, hello),
 		ReadHeaderTimeout: 10 * time.Second,
-		// Revocation is checked at each handshake: short-lived keep-alive
-		// connections make a revoked client handshake again soon.
-		IdleTimeout: time.Minute,
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			id, err := certgatetls.IdentityFromRequest(r)
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusUnauthorized)
-				return
-			}
-			fmt.Fprintf(w, "hello %s", id)
-		}),
+		IdleTimeout:       time.Minute,
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -3,6 +3,7 @@ package certgatetls
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -188,4 +189,37 @@ func IdentityFromRequest(r *http.Request) (string, error) {
 		return "", fmt.Errorf("%w: %w", ErrBadIdentity, err)
 	}
 	return id.String(), nil
+}
+
+// RejectRevoked wraps next so that every request, not only every
+// handshake, is checked against rc: a client whose certificate is revoked
+// while its keep-alive connection is open gets 403 on its next request, and
+// the connection is closed (HTTP/1.1). Use it behind a server configured by
+// [ServerConfig]; the check is one map lookup.
+func RejectRevoked(rc RevocationChecker, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+			writeError(w, http.StatusUnauthorized, "unauthenticated", ErrNoClientCertificate.Error())
+			return
+		}
+		if err := rc.Check(r.TLS.PeerCertificates[0]); err != nil {
+			code := "revoked"
+			if errors.Is(err, ErrRevocationStale) {
+				code = "unavailable"
+			}
+			if r.ProtoMajor == 1 {
+				w.Header().Set("Connection", "close")
+			}
+			writeError(w, http.StatusForbidden, code, err.Error())
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// writeError answers in certgate's API error format.
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": msg}})
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"strings"
 	"testing"
 	"time"
@@ -86,14 +87,14 @@ func newService(t *testing.T) *service {
 	}
 	srv := &http.Server{
 		TLSConfig: cfg, ReadHeaderTimeout: 5 * time.Second, ErrorLog: discardLog,
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		Handler: certgatetls.RejectRevoked(s.revs, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			id, err := certgatetls.IdentityFromRequest(r)
 			if err != nil {
 				http.Error(w, err.Error(), http.StatusUnauthorized)
 				return
 			}
 			io.WriteString(w, id)
-		}),
+		})),
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -214,6 +215,21 @@ func TestServerConfigRevocation(t *testing.T) {
 	if s.revs.Len() != 1 {
 		t.Fatalf("revoked set has %d entries", s.revs.Len())
 	}
+	// The keep-alive connection made before the refresh is still open:
+	// RejectRevoked answers its next request with 403.
+	reused := false
+	req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+		GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused },
+	}), "GET", s.url, nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := `{"error":{"code":"revoked","message":"certgatetls: client certificate is revoked: serial ` + serial + `"}}` + "\n"; resp.StatusCode != 403 || string(body) != want || !reused {
+		t.Fatalf("live connection after revocation: %s %q (reused %v), want 403 %q", resp.Status, body, reused, want)
+	}
 	c.CloseIdleConnections()
 	got := s.refused(t, c)
 	if want := "certgatetls: client certificate is revoked: serial " + serial; got["error"] != want || got["identity"] != "spiffe://example.org/svc/mobile" {
@@ -313,5 +329,34 @@ func TestIdentityFromRequest(t *testing.T) {
 	r.TLS.PeerCertificates = []*x509.Certificate{leaf.Cert}
 	if _, err := certgatetls.IdentityFromRequest(r); err == nil || err.Error() != "certgatetls: client certificate has no SPIFFE ID of the trust domain: certificate has no SPIFFE ID" {
 		t.Errorf("no SPIFFE ID: %v", err)
+	}
+}
+
+func TestRejectRevoked(t *testing.T) {
+	leaf := testca.New(t, "example.org").Issue(t)
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	for _, tc := range []struct {
+		name   string
+		tls    *tls.ConnectionState
+		err    error
+		status int
+		body   string
+		close  bool
+	}{
+		{"plain HTTP", nil, nil, 401, `{"error":{"code":"unauthenticated","message":"certgatetls: client sent no certificate"}}` + "\n", false},
+		{"good", &tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf.Cert}}, nil, 200, "ok", false},
+		{"revoked", &tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf.Cert}}, fmt.Errorf("%w: serial 1", certgatetls.ErrRevoked), 403,
+			`{"error":{"code":"revoked","message":"certgatetls: client certificate is revoked: serial 1"}}` + "\n", true},
+		{"stale", &tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf.Cert}}, fmt.Errorf("%w: old", certgatetls.ErrRevocationStale), 403,
+			`{"error":{"code":"unavailable","message":"certgatetls: revocation data is stale: old"}}` + "\n", true},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.TLS = tc.tls
+		w := httptest.NewRecorder()
+		err := tc.err
+		certgatetls.RejectRevoked(checker(func() error { return err }), next).ServeHTTP(w, r)
+		if w.Code != tc.status || w.Body.String() != tc.body || (w.Header().Get("Connection") == "close") != tc.close {
+			t.Errorf("%s: %d %q %v", tc.name, w.Code, w.Body.String(), w.Header())
+		}
 	}
 }
