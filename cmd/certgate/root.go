@@ -35,6 +35,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newAuditCmd(s),
 		newQuickstartCmd(s),
 		newVerifyCmd(s),
+		newAgentCmd(s),
 		newGatewayCmd(s),
 		newPolicyCmd(s),
 		newBenchCmd(s),

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/certgate/certgate/internal/agent"
+)
+
+// agentFlags are the flags of `certgate agent`.
+type agentFlags struct {
+	dir, server, onRenew, listen, upstream, logFormat string
+	hookTimeout                                       time.Duration
+	allowRemote                                       bool
+}
+
+func newAgentCmd(s streams) *cobra.Command {
+	var f agentFlags
+	cmd := &cobra.Command{
+		Use:   "agent --dir DIR [--server URL] [--on-renew CMD] [--listen 127.0.0.1:PORT --upstream https://GATEWAY]",
+		Short: "Keep an enrolled client's certificate renewed; optionally proxy plain HTTP to the gateway over mTLS",
+		Long: `Renews the certificate in DIR (written by certgate enroll) at about two thirds
+of its lifetime, with a new key each time, replacing key.pem, cert.pem,
+bundle.pem and combined.pem atomically, then runs --on-renew. On failure it
+retries with backoff and keeps the current certificate until it expires.
+
+With --listen and --upstream it also serves a local plain-HTTP proxy that
+reaches the gateway over mTLS with the current certificate.
+
+The server URL is given once with --server and remembered in DIR/server.url.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runAgent(cmd.Context(), s, f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.dir, "dir", "", "directory written by certgate enroll (key.pem, cert.pem, bundle.pem)")
+	fl.StringVar(&f.server, "server", "", "certgate server URL, https://HOST:PORT (default: DIR/server.url, written the first time --server is given)")
+	fl.StringVar(&f.onRenew, "on-renew", "", "shell command run (sh -c) after each renewal, once every file is written")
+	fl.DurationVar(&f.hookTimeout, "on-renew-timeout", agent.DefaultHookTimeout, "how long --on-renew may run before it is killed")
+	fl.StringVar(&f.listen, "listen", "", "serve a plain-HTTP proxy to --upstream on this loopback address, e.g. 127.0.0.1:8080")
+	fl.StringVar(&f.upstream, "upstream", "", "gateway the proxy forwards to over mTLS, https://HOST:PORT")
+	fl.BoolVar(&f.allowRemote, "allow-remote", false, "let --listen be a non-loopback address (anyone who can connect acts as this client)")
+	fl.StringVar(&f.logFormat, "log-format", "text", "log format on stderr: text or json")
+	cmd.AddCommand(newAgentStatusCmd(s))
+	return cmd
+}
+
+// runAgent runs the agent, and its proxy if asked, until ctx ends or
+// renewal becomes impossible.
+func runAgent(ctx context.Context, s streams, f agentFlags) error {
+	if f.dir == "" {
+		return errors.New("--dir: required (the directory certgate enroll wrote)")
+	}
+	if (f.listen == "") != (f.upstream == "") {
+		return errors.New("--listen and --upstream go together: the proxy needs both")
+	}
+	if f.listen != "" {
+		if err := agent.CheckListen(f.listen, f.allowRemote); err != nil {
+			return err
+		}
+	}
+	var log *slog.Logger
+	switch f.logFormat {
+	case "text":
+		log = slog.New(slog.NewTextHandler(s.err, nil))
+	case "json":
+		log = slog.New(slog.NewJSONHandler(s.err, nil))
+	default:
+		return fmt.Errorf("--log-format: %q is not text or json", f.logFormat)
+	}
+	serverURL, err := agent.ServerURL(f.dir, f.server)
+	if err != nil {
+		return err
+	}
+	a, err := agent.New(agent.Options{Dir: f.dir, ServerURL: serverURL, Log: log, OnRenew: f.onRenew, HookTimeout: f.hookTimeout})
+	if err != nil {
+		return err
+	}
+	st := a.Status()
+	fmt.Fprintf(s.out, "certgate agent for %s: certificate %s valid until %s; renewing through %s\n",
+		st.Identity, st.Serial, st.NotAfter.UTC().Format(time.RFC3339), serverURL)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	proxyDone := make(chan error, 1)
+	if f.listen != "" {
+		p, err := agent.NewProxy(a, f.upstream, log)
+		if err != nil {
+			return err
+		}
+		ln, err := net.Listen("tcp", f.listen)
+		if err != nil {
+			return fmt.Errorf("--listen: %w", err)
+		}
+		fmt.Fprintf(s.out, "proxy listening on http://%s -> %s (mTLS as %s)\n", ln.Addr(), f.upstream, st.Identity)
+		go func() { proxyDone <- p.Serve(ctx, ln) }()
+	} else {
+		proxyDone <- nil
+	}
+	runErr := a.Run(ctx)
+	cancel()
+	if err := <-proxyDone; err != nil && runErr == nil {
+		runErr = err
+	}
+	return runErr
+}
+
+func newAgentStatusCmd(s streams) *cobra.Command {
+	var dir string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status --dir DIR",
+		Short: "Show the identity, expiry, next renewal and last error of an agent's certificate",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runAgentStatus(s, dir, asJSON, time.Now())
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "the agent's directory")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (the agent's agent-status.json, or the same fields from cert.pem)")
+	return cmd
+}
+
+func runAgentStatus(s streams, dir string, asJSON bool, now time.Time) error {
+	if dir == "" {
+		return errors.New("--dir: required (the agent's directory)")
+	}
+	st, err := agent.ReadStatus(dir)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		b, err := json.MarshalIndent(st, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(s.out, "%s\n", b)
+		return err
+	}
+	return st.WriteText(s.out, now)
+}
