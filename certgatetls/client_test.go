@@ -241,6 +241,14 @@ func TestClientRefusesServers(t *testing.T) {
 		t.Errorf("misnamed server: %v, want x509.HostnameError", err)
 	}
 
+	// Unless the client is told that name.
+	named := certgatetls.NewHTTPClient(src, certgatetls.ClientOptions{ServerName: "api.example.org"})
+	if resp, err := named.Get(serve(&tls.Config{Certificates: []tls.Certificate{misnamed}})); err != nil {
+		t.Errorf("misnamed server with ServerName: %v", err)
+	} else {
+		resp.Body.Close()
+	}
+
 	// A server stuck at TLS 1.1.
 	good := ca.Issue(t, testca.Server("spiffe://example.org/server")).TLSCertificate()
 	_, err = client.Get(serve(&tls.Config{Certificates: []tls.Certificate{good}, MaxVersion: tls.VersionTLS11}))

@@ -110,7 +110,8 @@ func ServerConfig(o ServerOptions) (*tls.Config, error) {
 }
 
 type clientVerifier struct {
-	o ServerOptions
+	o      ServerOptions
+	chains chainCache
 }
 
 func (v *clientVerifier) verifyConnection(cs tls.ConnectionState) error {
@@ -145,14 +146,7 @@ func (v *clientVerifier) verify(certs []*x509.Certificate) (string, error) {
 	if !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageClientAuth) && !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageAny) {
 		return "", fmt.Errorf("%w: its extended key usage lacks clientAuth", ErrNotClientAuth)
 	}
-	inter := x509.NewCertPool()
-	for _, c := range certs[1:] {
-		inter.AddCert(c)
-	}
-	if _, err := leaf.Verify(x509.VerifyOptions{
-		Roots: v.o.Source.Roots(), Intermediates: inter, CurrentTime: now,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}); err != nil {
+	if err := v.chains.verify(certs, v.o.Source.Current(), now); err != nil {
 		return "", fmt.Errorf("%w: %w", ErrUntrusted, err)
 	}
 	id, err := identity.FromCertificateIn(leaf, v.o.TrustDomain)

@@ -360,3 +360,49 @@ func TestRejectRevoked(t *testing.T) {
 		}
 	}
 }
+
+// Chains that verified once are remembered, but not past the validity of
+// any certificate in them, and not after the bundle changes.
+func TestServerConfigChainCache(t *testing.T) {
+	now := time.Now().UTC().Truncate(time.Second)
+	clk := clock.NewFake(now)
+	shortCA := testca.New(t, "example.org", testca.WithNow(now), testca.WithCALifetime(2*time.Hour)) // intermediate ends in 1 h
+	otherCA := testca.New(t, "example.com", testca.WithNow(now)) // another root name: a plain "unknown authority"
+	dir := t.TempDir()
+	writeCreds(t, dir, otherCA.Issue(t, testca.Server("spiffe://example.org/gateway/svc")), append(otherCA.BundlePEM(), shortCA.BundlePEM()...))
+	src, err := certgatetls.NewSource(dir, certgatetls.WithPollInterval(0), certgatetls.WithClock(clk))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	cfg, err := certgatetls.ServerConfig(certgatetls.ServerOptions{Source: src, Revocations: checker(nil), Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := shortCA.Issue(t, testca.WithValidity(now.Add(-time.Hour), now.Add(24*time.Hour)))
+	cs := tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf.Cert, shortCA.Intermediate}}
+	for range 2 {
+		if err := cfg.VerifyConnection(cs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Advance(90 * time.Minute)
+	err = cfg.VerifyConnection(cs)
+	if !errors.Is(err, certgatetls.ErrUntrusted) || !strings.Contains(err.Error(), "x509: certificate has expired or is not yet valid") {
+		t.Fatalf("chain with an expired intermediate: %v", err)
+	}
+
+	// A new bundle without the short CA: a chain cached before is refused.
+	clk.Set(now)
+	if err := cfg.VerifyConnection(cs); err != nil {
+		t.Fatal(err)
+	}
+	writeCreds(t, dir, otherCA.Issue(t, testca.Server("spiffe://example.org/gateway/svc")), otherCA.BundlePEM())
+	if changed, err := src.Reload(); !changed || err != nil {
+		t.Fatalf("Reload = %v, %v", changed, err)
+	}
+	err = cfg.VerifyConnection(cs)
+	if want := "certgatetls: client certificate does not verify against the trust bundle: x509: certificate signed by unknown authority"; err == nil || err.Error() != want {
+		t.Fatalf("after the bundle dropped its CA: %v, want %s", err, want)
+	}
+}

@@ -20,7 +20,7 @@ import (
 
 // writeCreds writes leaf's key, chain and bundle into dir as the agent
 // does: key first, each file replaced atomically.
-func writeCreds(t *testing.T, dir string, leaf *testca.Leaf, bundle []byte) {
+func writeCreds(t testing.TB, dir string, leaf *testca.Leaf, bundle []byte) {
 	t.Helper()
 	writeKey(t, dir, leaf)
 	writeCert(t, dir, leaf)
@@ -29,14 +29,14 @@ func writeCreds(t *testing.T, dir string, leaf *testca.Leaf, bundle []byte) {
 	}
 }
 
-func writeKey(t *testing.T, dir string, leaf *testca.Leaf) {
+func writeKey(t testing.TB, dir string, leaf *testca.Leaf) {
 	t.Helper()
 	if err := atomicfile.Write(filepath.Join(dir, certgatetls.KeyFile), leaf.KeyPEM(t), 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func writeCert(t *testing.T, dir string, leaf *testca.Leaf) {
+func writeCert(t testing.TB, dir string, leaf *testca.Leaf) {
 	t.Helper()
 	if err := atomicfile.Write(filepath.Join(dir, certgatetls.CertFile), leaf.CertPEM(), 0o644); err != nil {
 		t.Fatal(err)
