@@ -367,7 +367,7 @@ func TestServerConfigChainCache(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Second)
 	clk := clock.NewFake(now)
 	shortCA := testca.New(t, "example.org", testca.WithNow(now), testca.WithCALifetime(2*time.Hour)) // intermediate ends in 1 h
-	otherCA := testca.New(t, "example.com", testca.WithNow(now)) // another root name: a plain "unknown authority"
+	otherCA := testca.New(t, "example.com", testca.WithNow(now))                                     // another root name: a plain "unknown authority"
 	dir := t.TempDir()
 	writeCreds(t, dir, otherCA.Issue(t, testca.Server("spiffe://example.org/gateway/svc")), append(otherCA.BundlePEM(), shortCA.BundlePEM()...))
 	src, err := certgatetls.NewSource(dir, certgatetls.WithPollInterval(0), certgatetls.WithClock(clk))
