@@ -26,6 +26,8 @@ type Profile struct {
 	// AllowHostnames permits DNS and IP SANs (servers, gateways). Client
 	// certificates carry the SPIFFE ID only.
 	AllowHostnames bool
+	// OCSPNoCheck adds id-pkix-ocsp-nocheck (delegated OCSP responders).
+	OCSPNoCheck bool
 }
 
 // The built-in profiles; lifetimes are overridden from the config.
@@ -151,6 +153,9 @@ func (i *Issuer) Prepare(r Request, p Profile) (*Prepared, error) {
 	}
 	if i.OCSPURL != "" {
 		tmpl.OCSPServer = []string{i.OCSPURL}
+	}
+	if p.OCSPNoCheck {
+		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, ocspNoCheck)
 	}
 	return &Prepared{issuer: i, tmpl: tmpl, pub: r.PublicKey, keyTyp: kt}, nil
 }

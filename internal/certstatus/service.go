@@ -1,0 +1,282 @@
+package certstatus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/certgate/certgate/internal/ca"
+	"github.com/certgate/certgate/internal/clock"
+	"github.com/certgate/certgate/internal/store"
+)
+
+// Store is what the status service reads.
+type Store interface {
+	GetCertificate(ctx context.Context, serial string) (store.Certificate, error)
+	Events(ctx context.Context, after int64, limit int) ([]store.Event, error)
+	RevocationSnapshot(ctx context.Context, now time.Time) (store.Snapshot, error)
+}
+
+// Notifier wakes the service when events were committed (the SQL store does,
+// in-process). Without one the service polls only.
+type Notifier interface {
+	EventsChanged() <-chan struct{}
+}
+
+// Authority is what the service needs from the CA: the intermediate that
+// signs CRLs and whose certificates it answers for, and issuance of the
+// delegated OCSP signer. *ca.Service implements it.
+type Authority interface {
+	Issuer() *ca.Issuer
+	TrustDomain() string
+	IssueDirect(ctx context.Context, r ca.Request, p ca.Profile, obtained, actor string) (ca.Issued, error)
+}
+
+// Settings are the validity periods and refresh intervals; zero fields take
+// the defaults below.
+type Settings struct {
+	// CRLValidity is nextUpdate - thisUpdate of a CRL (DefaultCRLValidity).
+	CRLValidity time.Duration
+	// OCSPValidity is nextUpdate - thisUpdate of an OCSP response
+	// (DefaultOCSPValidity).
+	OCSPValidity time.Duration
+	// SignerLifetime is the life of the delegated OCSP signing certificate
+	// (ca.DefaultOCSPSignerLifetime).
+	SignerLifetime time.Duration
+	// MaxAge caps the HTTP Cache-Control max-age of CRLs and OCSP responses
+	// (DefaultMaxAge).
+	MaxAge time.Duration
+	// Poll is how often the store is asked for new events without a
+	// notification, which is how revocations made by another replica arrive
+	// (one second if zero).
+	Poll time.Duration
+}
+
+// Defaults of [Settings].
+const (
+	// DefaultCRLValidity is short because the CRL serves verifiers that do
+	// not follow the change feed: a verifier may cache a CRL until its
+	// nextUpdate, so this is how long a revocation can go unseen by one.
+	// Against 24 h leaves, a day would be useless; an hour keeps the window
+	// small, and rebuilding 100,000 entries costs a fraction of a second.
+	// The CRL is rebuilt on every revocation and at half its validity.
+	DefaultCRLValidity = time.Hour
+	// DefaultOCSPValidity is an hour for the same reason; cached responses
+	// are re-signed at half of it.
+	DefaultOCSPValidity = time.Hour
+	// DefaultMaxAge bounds how long an HTTP cache between us and a verifier
+	// may hide a revocation, independent of nextUpdate.
+	DefaultMaxAge = 5 * time.Minute
+)
+
+// backdate is subtracted from thisUpdate, as the CA does for NotBefore: a
+// verifier whose clock is a little behind ours (OpenSSL allows no skew for a
+// CRL's thisUpdate) still accepts a CRL or response fresh off the press.
+const backdate = time.Minute
+
+// Options configures a Service.
+type Options struct {
+	Authority Authority
+	Store     Store
+	Notifier  Notifier // nil: poll only
+	Clock     clock.Clock
+	Log       *slog.Logger
+	Settings
+}
+
+// Service builds CRLs and answers OCSP requests for one intermediate.
+type Service struct {
+	o    Options
+	hash issuerHashes
+
+	// syncMu serializes reads of the store into the view.
+	syncMu sync.Mutex
+	mu     sync.RWMutex
+	loaded bool
+	pos    int64                  // last event position applied
+	revs   map[string]store.Event // serial -> revocation, unexpired (plus one CRL validity)
+	wake   <-chan struct{}        // closed when the store has news after pos
+	synced time.Time              // when the store was last read
+
+	crlMu sync.Mutex
+	crl   *CRL
+
+	signerMu sync.Mutex
+	signer   *signer
+
+	cache responseCache
+}
+
+// New returns a Service. Nothing is read or issued until first use or
+// [Service.Start].
+func New(o Options) (*Service, error) {
+	if o.Authority == nil || o.Store == nil || o.Clock == nil {
+		return nil, errors.New("certstatus: needs an authority, a store and a clock")
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{
+		{&o.CRLValidity, DefaultCRLValidity},
+		{&o.OCSPValidity, DefaultOCSPValidity},
+		{&o.SignerLifetime, ca.DefaultOCSPSignerLifetime},
+		{&o.MaxAge, DefaultMaxAge},
+		{&o.Poll, time.Second},
+	} {
+		if *d.v < 0 {
+			return nil, fmt.Errorf("certstatus: negative duration %s", *d.v)
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	if o.OCSPValidity >= o.SignerLifetime {
+		return nil, fmt.Errorf("certstatus: OCSP validity %s must be shorter than the signer lifetime %s", o.OCSPValidity, o.SignerLifetime)
+	}
+	h, err := newIssuerHashes(o.Authority.Issuer().Certificate())
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{o: o, hash: h, revs: make(map[string]store.Event)}
+	s.cache.init(maxCached)
+	return s, nil
+}
+
+// Start loads the revocation view, issues the OCSP signer and builds the
+// first CRL, so a store that is down is reported at server start.
+func (s *Service) Start(ctx context.Context) error {
+	if _, err := s.currentSigner(ctx); err != nil {
+		return err
+	}
+	_, err := s.CRL(ctx)
+	return err
+}
+
+// Run keeps the CRL current and the OCSP signer renewed until ctx is done:
+// it rebuilds the CRL after every revocation and before it goes stale, so a
+// request rarely waits for a build.
+func (s *Service) Run(ctx context.Context) {
+	for {
+		wait := s.o.Poll
+		if crl, err := s.CRL(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			s.o.Log.Error("building the CRL failed; retrying", "err", err)
+		} else if d := crl.refreshAt.Sub(s.o.Clock.Now()); d < wait {
+			wait = max(d, 0)
+		}
+		if _, err := s.currentSigner(ctx); err != nil && ctx.Err() == nil {
+			s.o.Log.Error("renewing the OCSP signer failed", "err", err)
+		}
+		var wake <-chan struct{}
+		if s.o.Notifier != nil {
+			wake = s.o.Notifier.EventsChanged()
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// pageSize is how many events one store read takes.
+const pageSize = 1000
+
+// position brings the view up to date if the store signalled news or the
+// poll interval passed, and returns the current event position.
+func (s *Service) position(ctx context.Context) (int64, error) {
+	if pos, ok := s.fresh(); ok {
+		return pos, nil
+	}
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	if pos, ok := s.fresh(); ok {
+		return pos, nil
+	}
+	now := s.o.Clock.Now()
+	// Take the notification channel before reading, so a commit during the
+	// read wakes the next call instead of being missed.
+	var wake <-chan struct{}
+	if s.o.Notifier != nil {
+		wake = s.o.Notifier.EventsChanged()
+	}
+	s.mu.RLock()
+	loaded, pos := s.loaded, s.pos
+	s.mu.RUnlock()
+	if !loaded {
+		// Revocations of certificates that expired within the last CRL
+		// validity are kept, so each appears on one CRL after its expiry.
+		snap, err := s.o.Store.RevocationSnapshot(ctx, now.Add(-s.o.CRLValidity))
+		if err != nil {
+			return 0, fmt.Errorf("certstatus: read revocations: %w", err)
+		}
+		s.mu.Lock()
+		for _, ev := range snap.Revoked {
+			s.revs[ev.Serial] = ev
+		}
+		s.pos, s.loaded, s.wake, s.synced = snap.Position, true, wake, now
+		s.mu.Unlock()
+		return snap.Position, nil
+	}
+	var news []store.Event
+	for {
+		evs, err := s.o.Store.Events(ctx, pos, pageSize)
+		if err != nil {
+			return 0, fmt.Errorf("certstatus: read events: %w", err)
+		}
+		news = append(news, evs...)
+		if len(evs) > 0 {
+			pos = evs[len(evs)-1].Position
+		}
+		if len(evs) < pageSize {
+			break
+		}
+	}
+	s.mu.Lock()
+	for _, ev := range news {
+		if ev.Kind == store.EventRevoke {
+			s.revs[ev.Serial] = ev
+			s.cache.forget(ev.Serial)
+		}
+	}
+	s.pos, s.wake, s.synced = pos, wake, now
+	s.mu.Unlock()
+	return pos, nil
+}
+
+// fresh reports the position if the view needs no store read.
+func (s *Service) fresh() (int64, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if !s.loaded || s.o.Clock.Now().Sub(s.synced) >= s.o.Poll {
+		return 0, false
+	}
+	if s.wake != nil {
+		select {
+		case <-s.wake:
+			return 0, false
+		default:
+		}
+	}
+	return s.pos, true
+}
+
+// revocation returns the revocation of serial in the view, if any.
+func (s *Service) revocation(serial string) (store.Event, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ev, ok := s.revs[serial]
+	return ev, ok
+}
