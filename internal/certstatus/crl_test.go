@@ -148,9 +148,9 @@ func TestCRLNumberFitsAndOrders(t *testing.T) {
 		a, b   int64
 		ta, tb time.Time
 	}{
-		{1, 2, t0, t0},                    // a revocation
-		{5, 5, t0, t0.Add(time.Second)},   // a re-issue
-		{5, 6, t0.Add(time.Hour), t0},     // a later position wins even if built earlier by another replica
+		{1, 2, t0, t0},                  // a revocation
+		{5, 5, t0, t0.Add(time.Second)}, // a re-issue
+		{5, 6, t0.Add(time.Hour), t0},   // a later position wins even if built earlier by another replica
 		{0, 1 << 40, t0, t0.Add(-time.Hour)},
 	}
 	for _, c := range cases {
