@@ -21,9 +21,7 @@ func (s *SQL) GetToken(ctx context.Context, id string) (Token, error) {
 	var created, expires int64
 	var redeemed sql.NullInt64
 	var serial sql.NullString
-	err := s.rdb.QueryRowContext(ctx, s.d.bind(
-		`SELECT id, secret_hash, identity, created_by, created_at, expires_at, redeemed_at, serial
-		FROM tokens WHERE id = ?`), id).
+	err := s.rstmts[rsToken].QueryRowContext(ctx, id).
 		Scan(&t.ID, &t.SecretHash, &t.Identity, &t.CreatedBy, &created, &expires, &redeemed, &serial)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Token{}, fmt.Errorf("store: %s: %w", what, ErrNotFound)
@@ -45,7 +43,7 @@ func (s *SQL) GetCertificate(ctx context.Context, serial string) (Certificate, e
 	if err := s.readCheck(what); err != nil {
 		return Certificate{}, err
 	}
-	rows, err := s.rdb.QueryContext(ctx, s.d.bind(`SELECT `+certColumns+certFrom+` WHERE c.serial = ?`), serial)
+	rows, err := s.rstmts[rsCertificate].QueryContext(ctx, serial)
 	if err != nil {
 		return Certificate{}, s.wrap(what, err)
 	}

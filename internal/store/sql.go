@@ -42,7 +42,8 @@ type SQL struct {
 	wdb *sql.DB // the writer's handle (SQLite: exactly one connection)
 	rdb *sql.DB // reads (may be wdb)
 
-	stmts [numStmts]*sql.Stmt // prepared on wdb for the writer
+	stmts  [numStmts]*sql.Stmt     // prepared on wdb for the writer
+	rstmts [numReadStmts]*sql.Stmt // prepared on rdb for hot reads
 
 	// writeTimeout bounds one write transaction; past it the batch fails as
 	// unavailable instead of hanging callers on a stuck database.
@@ -90,12 +91,20 @@ func newSQL(ctx context.Context, d dialect, wdb, rdb *sql.DB) (*SQL, error) {
 		}
 		s.stmts[id] = st
 	}
+	for id, q := range readStmtText {
+		st, err := rdb.PrepareContext(ctx, d.bind(q))
+		if err != nil {
+			s.closeStmts()
+			return nil, s.wrap("prepare statements", err)
+		}
+		s.rstmts[id] = st
+	}
 	go s.writeLoop()
 	return s, nil
 }
 
 func (s *SQL) closeStmts() {
-	for _, st := range s.stmts {
+	for _, st := range append(s.stmts[:], s.rstmts[:]...) {
 		if st != nil {
 			st.Close()
 		}

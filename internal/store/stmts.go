@@ -48,6 +48,25 @@ var stmtText = [numStmts]string{
 		VALUES (?, ?, ?, ?)`,
 }
 
+// readStmtID names a read prepared once on the read pool: the reads on the
+// path of every enrollment (the token) and every authenticated request (the
+// caller's certificate). Parsing and planning the SQL again on each call
+// cost as much as running it.
+type readStmtID int
+
+const (
+	rsToken readStmtID = iota
+	rsCertificate
+	numReadStmts
+)
+
+// readStmtText is written with '?' placeholders; each dialect rebinds it.
+var readStmtText = [numReadStmts]string{
+	rsToken: `SELECT id, secret_hash, identity, created_by, created_at, expires_at, redeemed_at, serial
+		FROM tokens WHERE id = ?`,
+	rsCertificate: `SELECT ` + certColumns + certFrom + ` WHERE c.serial = ?`,
+}
+
 // certColumns is the select list scanned by scanCertificate.
 const certColumns = `c.serial, c.identity, c.common_name, c.fingerprint, c.not_before,
 	c.not_after, c.key_type, c.obtained, c.renewed_from, c.token_id, c.issued_at, c.der,
