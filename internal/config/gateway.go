@@ -26,10 +26,11 @@ type Gateway struct {
 	Cert string `yaml:"cert"`
 	Key  string `yaml:"key"`
 
-	Server    GatewayServer    `yaml:"server"`
-	Metrics   GatewayMetrics   `yaml:"metrics"`
-	AccessLog GatewayAccessLog `yaml:"access_log"`
-	Timeouts  GatewayTimeouts  `yaml:"timeouts"`
+	Server     GatewayServer     `yaml:"server"`
+	Revocation GatewayRevocation `yaml:"revocation"`
+	Metrics    GatewayMetrics    `yaml:"metrics"`
+	AccessLog  GatewayAccessLog  `yaml:"access_log"`
+	Timeouts   GatewayTimeouts   `yaml:"timeouts"`
 	// MaxHeaderBytes bounds the request line plus headers.
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
 
@@ -39,12 +40,42 @@ type Gateway struct {
 
 // GatewayServer says where revocation data comes from.
 type GatewayServer struct {
-	// URL of the certgate server; empty disables revocation refresh.
+	// URL of the certgate server. With neither URL nor URLs the gateway
+	// follows no revocations.
 	URL string `yaml:"url"`
+	// URLs lists server replicas; the gateway follows one at a time and
+	// fails over to the next. URL, if set too, comes first.
+	URLs []string `yaml:"urls"`
 	// CA verifies the server's certificate; defaults to the bundle.
 	CA string `yaml:"ca"`
 	// RevocationRefresh is the pull interval.
 	RevocationRefresh Duration `yaml:"revocation_refresh"`
+}
+
+// Revocation modes.
+const (
+	// RevocationFeed follows the server's change feed (GET /v1/feed): a
+	// revocation reaches the gateway as soon as it is committed.
+	RevocationFeed = "feed"
+	// RevocationPull polls GET /v1/revocations every
+	// server.revocation_refresh, for servers without the feed.
+	RevocationPull = "pull"
+)
+
+// GatewayRevocation configures how the gateway keeps its revoked set
+// current and what it does when it cannot.
+type GatewayRevocation struct {
+	// Mode is "feed" (the default with a server URL) or "pull".
+	Mode string `yaml:"mode"`
+	// MaxStaleness is how long the gateway keeps serving on the set it
+	// knows after it last heard from the server; past it, every request
+	// gets 503 until the server is back (fail closed).
+	MaxStaleness Duration `yaml:"max_staleness"`
+	// IdleTimeout drops a feed connection that delivered nothing, not
+	// even a heartbeat, for this long, and reconnects.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// MaxBackoff bounds the delay between feed reconnection attempts.
+	MaxBackoff Duration `yaml:"max_backoff"`
 }
 
 // GatewayMetrics configures the Prometheus listener.
@@ -141,6 +172,9 @@ func (d Duration) Std() time.Duration { return time.Duration(d) }
 const (
 	DefaultGatewayListen        = ":8443"
 	DefaultRevocationRefresh    = 5 * time.Second
+	DefaultMaxStaleness         = 5 * time.Minute
+	DefaultFeedIdleTimeout      = 10 * time.Second
+	DefaultFeedMaxBackoff       = 15 * time.Second
 	DefaultHandshakeTimeout     = 10 * time.Second
 	DefaultReadHeaderTimeout    = 10 * time.Second
 	DefaultIdleTimeout          = 120 * time.Second
@@ -209,6 +243,12 @@ func (g *Gateway) setDefaults(dir string) {
 		}
 	}
 	def(&g.Server.RevocationRefresh, DefaultRevocationRefresh)
+	if g.Revocation.Mode == "" && len(g.ServerURLs()) > 0 {
+		g.Revocation.Mode = RevocationFeed
+	}
+	def(&g.Revocation.MaxStaleness, DefaultMaxStaleness)
+	def(&g.Revocation.IdleTimeout, DefaultFeedIdleTimeout)
+	def(&g.Revocation.MaxBackoff, DefaultFeedMaxBackoff)
 	def(&g.Timeouts.Handshake, DefaultHandshakeTimeout)
 	def(&g.Timeouts.ReadHeader, DefaultReadHeaderTimeout)
 	def(&g.Timeouts.Idle, DefaultIdleTimeout)
@@ -254,6 +294,29 @@ func ValidateGateway(g *Gateway) error {
 		if u, err := url.Parse(g.Server.URL); err != nil || u.Scheme != "https" || u.Host == "" {
 			bad("server.url", "must be an https:// URL, got %q", g.Server.URL)
 		}
+	}
+	for i, s := range g.Server.URLs {
+		if u, err := url.Parse(s); err != nil || u.Scheme != "https" || u.Host == "" {
+			bad(fmt.Sprintf("server.urls[%d]", i), "must be an https:// URL, got %q", s)
+		}
+	}
+	switch g.Revocation.Mode {
+	case "":
+	case RevocationFeed, RevocationPull:
+		if len(g.ServerURLs()) == 0 {
+			bad("revocation.mode", "%q needs server.url or server.urls", g.Revocation.Mode)
+		}
+	default:
+		bad("revocation.mode", "must be %q or %q, got %q", RevocationFeed, RevocationPull, g.Revocation.Mode)
+	}
+	if g.Revocation.MaxStaleness < Duration(time.Second) {
+		bad("revocation.max_staleness", "must be at least 1s, got %s", g.Revocation.MaxStaleness.Std())
+	}
+	if g.Revocation.IdleTimeout < Duration(100*time.Millisecond) {
+		bad("revocation.idle_timeout", "must be at least 100ms, got %s", g.Revocation.IdleTimeout.Std())
+	}
+	if g.Revocation.MaxBackoff < Duration(100*time.Millisecond) {
+		bad("revocation.max_backoff", "must be at least 100ms, got %s", g.Revocation.MaxBackoff.Std())
 	}
 	if g.Metrics.Listen != "" {
 		if _, _, err := net.SplitHostPort(g.Metrics.Listen); err != nil {
@@ -348,6 +411,20 @@ func validateAllow(bad func(field, format string, args ...any), field, td string
 			bad(f, "%q is outside the trust domain %q", a, td)
 		}
 	}
+}
+
+// ServerURLs returns the configured server URLs, server.url first, without
+// duplicates.
+func (g *Gateway) ServerURLs() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, u := range append([]string{g.Server.URL}, g.Server.URLs...) {
+		if u != "" && !seen[u] {
+			seen[u] = true
+			out = append(out, u)
+		}
+	}
+	return out
 }
 
 // HeaderOn reports whether an identity header switch is on (nil means on).
