@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/certgate/certgate/internal/accesslog"
 	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/config"
+	"github.com/certgate/certgate/internal/feed"
 	"github.com/certgate/certgate/internal/gateway"
 	"github.com/certgate/certgate/internal/metrics"
 	"github.com/certgate/certgate/internal/pemutil"
@@ -51,12 +53,33 @@ routes without dropping connections.`,
 // runGateway serves the gateway described by cfgPath until ctx is done.
 // ready is called once the listeners are up.
 func runGateway(ctx context.Context, log *slog.Logger, cfgPath string, s streams, ready func(*gateway.Gateway)) error {
+	return runGatewayWith(ctx, log, cfgPath, s, gatewayRun{clock: clock.Real{}}, ready)
+}
+
+// gatewayRun holds what tests replace in runGatewayWith.
+type gatewayRun struct {
+	clock clock.Clock
+	// firstSet bounds the wait for the first revocation set before the
+	// gateway starts listening (firstSetWait if zero).
+	firstSet time.Duration
+}
+
+// firstSetWait is how long the gateway waits for its first revocation set
+// before it listens anyway (and answers 503 until the set arrives): long
+// enough for a server on the same network, short enough that a gateway
+// whose server is down still comes up and says so.
+const firstSetWait = 5 * time.Second
+
+func runGatewayWith(ctx context.Context, log *slog.Logger, cfgPath string, s streams, o gatewayRun, ready func(*gateway.Gateway)) error {
 	if cfgPath == "" {
 		return errors.New("--config: no gateway config given")
 	}
 	cfg, err := config.LoadGateway(cfgPath)
 	if err != nil {
 		return err
+	}
+	if o.firstSet == 0 {
+		o.firstSet = firstSetWait
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -70,35 +93,53 @@ func runGateway(ctx context.Context, log *slog.Logger, cfgPath string, s streams
 	defer access.Close()
 
 	holder := revocation.NewHolder()
-	opts := gateway.Options{Clock: clock.Real{}, Logger: log, AccessLog: access, Revocations: holder}
+	opts := gateway.Options{Clock: o.clock, Logger: log, AccessLog: access, Revocations: holder}
+	var m *metrics.Gateway
 	if cfg.Metrics.Listen != "" {
 		reg := metrics.NewRegistry()
-		opts.Metrics = metrics.NewGateway(reg, time.Now)
+		m = metrics.NewGateway(reg, o.clock.Now)
+		opts.Metrics = m
 		addr, err := metrics.Serve(ctx, cfg.Metrics.Listen, reg)
 		if err != nil {
 			return err
 		}
 		log.Info("metrics listening", "addr", addr.String())
 	}
+	src, err := revocationSource(cfg, o.clock, log, m)
+	if err != nil {
+		return err
+	}
+	if src != nil {
+		opts.MaxStaleness = cfg.Revocation.MaxStaleness.Std()
+	} else {
+		log.Warn("server.url is not set: revocations are not followed")
+	}
 	gw, err := gateway.New(cfg, opts)
 	if err != nil {
 		return err
+	}
+	if src != nil {
+		first := make(chan struct{})
+		var once sync.Once
+		holder.OnChange(func(_, _ *revocation.Set) { once.Do(func() { close(first) }) })
+		srcDone := make(chan struct{})
+		go func() {
+			defer close(srcDone)
+			src.Run(ctx, holder)
+		}()
+		defer func() { cancel(); <-srcDone }()
+		select {
+		case <-first:
+		case <-time.After(o.firstSet):
+			log.Warn("no revocation data yet; listening anyway, requests get 503 until it arrives", "servers", cfg.ServerURLs(), "waited", o.firstSet)
+		case <-ctx.Done():
+			return nil
+		}
 	}
 	if err := gw.Start(ctx); err != nil {
 		return err
 	}
 	defer gw.Close()
-
-	if cfg.Server.URL != "" {
-		tc, err := revocationTLS(cfg)
-		if err != nil {
-			return err
-		}
-		p := revocation.NewPuller(cfg.Server.URL, tc, cfg.Server.RevocationRefresh.Std(), clock.Real{}, log)
-		go p.Run(ctx, holder)
-	} else {
-		log.Warn("server.url is not set: revocations are not refreshed")
-	}
 
 	sighup := make(chan os.Signal, 1)
 	signal.Notify(sighup, syscall.SIGHUP)
@@ -108,6 +149,37 @@ func runGateway(ctx context.Context, log *slog.Logger, cfgPath string, s streams
 	ready(gw)
 	<-ctx.Done()
 	return nil
+}
+
+// revocationSource builds the configured revocation source, nil when no
+// server is configured.
+func revocationSource(cfg *config.Gateway, clk clock.Clock, log *slog.Logger, m *metrics.Gateway) (revocation.Source, error) {
+	urls := cfg.ServerURLs()
+	if len(urls) == 0 {
+		return nil, nil
+	}
+	tc, err := revocationTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
+	switch cfg.Revocation.Mode {
+	case config.RevocationPull:
+		log.Info("revocations: polling", "servers", urls, "interval", cfg.Server.RevocationRefresh.Std(), "max_staleness", cfg.Revocation.MaxStaleness.Std())
+		return revocation.NewPuller(urls, tc, cfg.Server.RevocationRefresh.Std(), clk, log), nil
+	default:
+		f, err := feed.NewFollower(feed.FollowerOptions{
+			URLs: urls, TLSConfig: tc, Clock: clk, Log: log,
+			IdleTimeout: cfg.Revocation.IdleTimeout.Std(), MaxBackoff: cfg.Revocation.MaxBackoff.Std(),
+		})
+		if err != nil {
+			return nil, err
+		}
+		if m != nil {
+			m.ObserveFeed(f)
+		}
+		log.Info("revocations: following the change feed", "servers", urls, "max_staleness", cfg.Revocation.MaxStaleness.Std())
+		return f, nil
+	}
 }
 
 // revocationTLS authenticates the gateway to the server with its own

@@ -88,9 +88,15 @@ func tlsVersionName(v uint16) string {
 
 // tracked is one live client connection.
 type tracked struct {
-	conn   net.Conn
+	conn   net.Conn // the TLS connection
+	raw    net.Conn // the TCP connection under it
 	peer   *peer
+	start  time.Time
 	closed atomic.Bool
+	// tunnel is set once the connection pipes raw bytes (WebSocket, TCP
+	// route), where no request is checked again; route names its route.
+	tunnel atomic.Bool
+	route  atomic.Pointer[string]
 }
 
 func (t *tracked) close() bool {

@@ -29,8 +29,15 @@ type Options struct {
 	Metrics     Metrics            // default no-op
 	Revocations *revocation.Holder // default an empty set
 	// SweepInterval is how often connections are checked for certificate
-	// expiry (default one second).
+	// expiry and the revocation data for staleness (default one second).
 	SweepInterval time.Duration
+	// MaxStaleness, when positive, is how old the revocation set may get
+	// (by its Updated time and Clock) before the gateway fails closed:
+	// every request is answered 503, new TCP route connections are
+	// refused and tunnels are cut, until the set is updated again. A set
+	// that was never updated is stale. Zero means revocation data never
+	// goes stale (no source is configured).
+	MaxStaleness time.Duration
 }
 
 // Gateway is the mTLS reverse proxy.
@@ -41,6 +48,7 @@ type Gateway struct {
 	metrics Metrics
 	revoked *revocation.Holder
 	sweep   time.Duration
+	fresh   freshness
 
 	rt        atomic.Pointer[runtime]
 	tlsConfig *tls.Config
@@ -64,7 +72,7 @@ type Gateway struct {
 func New(cfg *config.Gateway, o Options) (*Gateway, error) {
 	g := &Gateway{
 		clock: o.Clock, log: o.Logger, access: o.AccessLog, metrics: o.Metrics,
-		revoked: o.Revocations, sweep: o.SweepInterval,
+		revoked: o.Revocations, sweep: o.SweepInterval, fresh: freshness{max: o.MaxStaleness},
 		tracker: newTracker(), pools: map[string]*upstream{}, tcpLns: map[string]tcpListener{},
 	}
 	if g.clock == nil {
@@ -102,14 +110,7 @@ func New(cfg *config.Gateway, o Options) (*Gateway, error) {
 		Time: g.clock.Now,
 	}
 	g.rotateTicketKeys()
-	g.revoked.OnChange(func(old, new *revocation.Set) {
-		g.metrics.RevocationSet(new.Len(), new.Updated())
-		for _, s := range revocation.Added(old, new) {
-			if n := g.CloseBySerial(s); n > 0 {
-				g.log.Info("closed connections of a revoked certificate", "serial", s, "connections", n)
-			}
-		}
-	})
+	g.revoked.OnChange(g.onRevocations)
 	return g, nil
 }
 
@@ -294,16 +295,22 @@ func (g *Gateway) Reload(cfg *config.Gateway) error {
 }
 
 // CloseBySerial closes every live connection that authenticated with the
-// certificate of this canonical serial and returns how many it closed.
+// certificate of this canonical serial, logging each as cut because the
+// certificate is revoked, and returns how many it closed. The revocation
+// set's change hook calls it for every newly revoked serial.
 func (g *Gateway) CloseBySerial(serial string) int {
 	n := 0
 	for _, t := range g.tracker.serial(serial) {
-		if t.close() {
+		if g.cut(t, CutRevoked) {
 			n++
 		}
 	}
 	return n
 }
+
+// Stale reports whether the gateway is failing closed because its
+// revocation data is older than Options.MaxStaleness.
+func (g *Gateway) Stale() bool { return g.checkStale(g.clock.Now()) }
 
 // Connections returns the number of live client connections.
 func (g *Gateway) Connections() int { return g.tracker.count() }
@@ -320,10 +327,11 @@ func (g *Gateway) sweepLoop() {
 		}
 		now := g.clock.Now()
 		for _, c := range g.tracker.collect(func(t *tracked) bool { return now.After(t.peer.notAfter) }) {
-			if c.close() {
+			if g.cut(c, CutExpired) {
 				g.log.Info("closed connection: certificate expired", "identity", c.peer.id, "serial", c.peer.serial, "not_after", c.peer.notAfter)
 			}
 		}
+		g.checkStale(now)
 	}
 }
 

@@ -88,10 +88,19 @@ func (s *h1session) serveOne() bool {
 	if rt.cfg.AccessLog.Query {
 		e.Path = string(req.target)
 	}
-	if why := s.g.checkLive(p); why != "" {
+	now := s.g.clock.Now()
+	if why := s.g.checkLive(p, now); why != "" {
 		e.Reason = why
 		s.finish(e, "")
 		return false
+	}
+	if s.g.checkStale(now) {
+		e.Reason, e.Status = reasonStale, 503
+		// A request body is not drained: the connection closes instead.
+		closeAfter := req.close || req.chunked || req.contentLength > 0
+		s.writeJSON(503, s.g.staleJSON(now), closeAfter)
+		s.finish(e, "")
+		return !closeAfter
 	}
 	dec := rt.policy.Authorize(host, req.method, path, p.id)
 	if !dec.Allowed {
@@ -398,6 +407,12 @@ func (s *h1session) upgrade(route *httpRoute, uc *upConn, e *accesslog.Entry) bo
 	s.bw.Write(b)
 	if err := s.bw.Flush(); err != nil {
 		uc.c.Close()
+		return false
+	}
+	if !s.g.startTunnel(s.t, route.name) {
+		uc.c.Close()
+		e.Reason = CutStale
+		s.finish(e, route.name)
 		return false
 	}
 	in, out := pipe(s.tc, s.br, uc.c, uc.br)

@@ -65,10 +65,17 @@ func (h *h2server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		g.metrics.Request(route, e.Status, e.Decision, e.Duration, e.Upstream)
 		g.logAccess(e)
 	}
-	if why := g.checkLive(p); why != "" {
+	now := g.clock.Now()
+	if why := g.checkLive(p, now); why != "" {
 		e.Reason = why
 		finish("")
 		t.close()
+		return
+	}
+	if g.checkStale(now) {
+		e.Status, e.Reason = 503, reasonStale
+		writeJSONResponse(w, 503, g.staleJSON(now))
+		finish("")
 		return
 	}
 	if !strings.HasPrefix(path, "/") || hasDotSegment([]byte(path)) {

@@ -14,9 +14,15 @@ type Metrics interface {
 	TCPConnection(route, decision string, total time.Duration)
 	// ActiveConnections moves the gauge of open client connections.
 	ActiveConnections(delta int)
-	// RevocationSet reports the size of the revoked set and when it was
-	// last confirmed current.
-	RevocationSet(size int, updated time.Time)
+	// RevocationSet reports the size of the revoked set, the feed
+	// position it reflects and when it was last confirmed current.
+	RevocationSet(size int, position int64, updated time.Time)
+	// RevocationStale reports entering (true) and leaving (false) the
+	// fail-closed state of revocation data older than max_staleness.
+	RevocationStale(stale bool)
+	// ConnectionCut counts a live connection the gateway closed: reason
+	// is CutRevoked, CutExpired or CutStale.
+	ConnectionCut(reason string)
 	// CertificateExpiry reports the NotAfter of the gateway's own
 	// certificate.
 	CertificateExpiry(notAfter time.Time)
@@ -28,5 +34,7 @@ func (nopMetrics) Handshake(string)                                          {}
 func (nopMetrics) Request(string, int, string, time.Duration, time.Duration) {}
 func (nopMetrics) TCPConnection(string, string, time.Duration)               {}
 func (nopMetrics) ActiveConnections(int)                                     {}
-func (nopMetrics) RevocationSet(int, time.Time)                              {}
+func (nopMetrics) RevocationSet(int, int64, time.Time)                       {}
+func (nopMetrics) RevocationStale(bool)                                      {}
+func (nopMetrics) ConnectionCut(string)                                      {}
 func (nopMetrics) CertificateExpiry(time.Time)                               {}

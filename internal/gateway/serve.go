@@ -54,7 +54,7 @@ func (g *Gateway) handshake(c net.Conn, serve func(*tracked)) {
 	c.SetDeadline(time.Time{})
 	cs := tc.ConnectionState()
 	id, _ := identity.FromCertificate(cs.PeerCertificates[0])
-	t := &tracked{conn: tc, peer: newPeer(&cs, c.RemoteAddr(), id.String())}
+	t := &tracked{conn: tc, raw: c, peer: newPeer(&cs, c.RemoteAddr(), id.String()), start: start}
 	g.tracker.add(t)
 	g.metrics.Handshake(ReasonOK.String())
 	g.metrics.ActiveConnections(1)
@@ -64,6 +64,13 @@ func (g *Gateway) handshake(c net.Conn, serve func(*tracked)) {
 		g.metrics.ActiveConnections(-1)
 	}()
 	if g.ctx.Err() != nil {
+		return
+	}
+	// A revocation that landed between verifyConnection and add above
+	// found nothing to close: the set is swapped before its hooks run, so
+	// checking again after add leaves no gap.
+	if g.revoked.Revoked(t.peer.serial) {
+		g.cut(t, CutRevoked)
 		return
 	}
 	serve(t)
@@ -103,8 +110,8 @@ func (g *Gateway) serveHTTP(t *tracked) {
 
 // checkLive reports why a connection may no longer be used, or "" if it
 // may: the certificate expired since the handshake, or was revoked.
-func (g *Gateway) checkLive(p *peer) string {
-	if g.clock.Now().After(p.notAfter) {
+func (g *Gateway) checkLive(p *peer, now time.Time) string {
+	if now.After(p.notAfter) {
 		return ReasonExpired.String()
 	}
 	if g.revoked.Revoked(p.serial) {

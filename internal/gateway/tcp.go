@@ -32,11 +32,20 @@ func (g *Gateway) serveTCP(name string, t *tracked) {
 		e.Reason = "identity_not_allowed"
 		return
 	}
+	if g.checkStale(g.clock.Now()) {
+		e.Reason = reasonStale
+		return
+	}
 	d := net.Dialer{Timeout: rt.cfg.Timeouts.UpstreamDial.Std()}
 	bc, err := d.DialContext(g.ctx, "tcp", r.backend)
 	if err != nil {
 		e.Reason, e.Error = "upstream_unavailable", err.Error()
 		g.log.Warn("tcp backend unavailable", "route", name, "backend", r.backend, "error", err)
+		return
+	}
+	if !g.startTunnel(t, name) {
+		bc.Close()
+		e.Reason = reasonStale
 		return
 	}
 	e.Decision, e.Reason = "allow", "allowed"

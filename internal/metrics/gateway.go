@@ -18,7 +18,11 @@ type Gateway struct {
 	tcp         *prometheus.CounterVec
 	active      prometheus.Gauge
 	revSize     prometheus.Gauge
+	revPosition prometheus.Gauge
 	revUpdated  atomic.Int64 // unix nanoseconds
+	revStale    prometheus.Gauge
+	cuts        *prometheus.CounterVec
+	feed        atomic.Pointer[feedBox]
 	certExpiry  prometheus.Gauge
 	statusCache sync.Map // int -> string
 	now         func() time.Time
@@ -50,6 +54,15 @@ func NewGateway(reg prometheus.Registerer, now func() time.Time) *Gateway {
 		revSize: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "certgate_gateway_revocation_set_size", Help: "Revoked serials held in memory.",
 		}),
+		revPosition: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "certgate_gateway_revocation_position", Help: "Feed position of the revocation set in force.",
+		}),
+		revStale: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "certgate_gateway_revocation_stale", Help: "1 while the revocation data is older than max_staleness and every request is refused with 503.",
+		}),
+		cuts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "certgate_gateway_connections_cut_total", Help: "Live client connections the gateway closed, by reason: revoked, expired, revocation_stale.",
+		}, []string{"reason"}),
 		certExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "certgate_gateway_certificate_expiry_timestamp_seconds", Help: "NotAfter of the gateway's own certificate.",
 		}),
@@ -64,9 +77,67 @@ func NewGateway(reg prometheus.Registerer, now func() time.Time) *Gateway {
 		}
 		return g.now().Sub(time.Unix(0, u)).Seconds()
 	})
-	reg.MustRegister(g.handshakes, g.requests, g.latency, g.upstream, g.tcp, g.active, g.revSize, revAge, g.certExpiry)
+	feedConnected := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "certgate_gateway_feed_connected", Help: "1 while the revocation feed stream is open.",
+	}, func() float64 {
+		if f := g.feed.Load(); f != nil {
+			if ok, _ := f.Connected(); ok {
+				return 1
+			}
+		}
+		return 0
+	})
+	feedPosition := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "certgate_gateway_feed_position", Help: "Position of the last feed event applied.",
+	}, func() float64 {
+		if f := g.feed.Load(); f != nil {
+			return float64(f.Position())
+		}
+		return 0
+	})
+	feedLag := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "certgate_gateway_feed_lag_seconds", Help: "Seconds since the last feed message, event or heartbeat (-1: none yet).",
+	}, func() float64 {
+		f := g.feed.Load()
+		if f == nil {
+			return -1
+		}
+		last := f.LastContact()
+		if last.IsZero() {
+			return -1
+		}
+		return g.now().Sub(last).Seconds()
+	})
+	g.cuts.WithLabelValues("revoked")
+	reg.MustRegister(g.handshakes, g.requests, g.latency, g.upstream, g.tcp, g.active, g.revSize, revAge, g.certExpiry,
+		g.revPosition, g.revStale, g.cuts, feedConnected, feedPosition, feedLag)
 	return g
 }
+
+// Feed is what the feed metrics read; feed.Follower implements it.
+type Feed interface {
+	Connected() (bool, string)
+	Position() int64
+	LastContact() time.Time
+}
+
+type feedBox struct{ Feed }
+
+// ObserveFeed makes the feed gauges (connected, position, lag) read f.
+// Without it they read 0, 0 and -1.
+func (g *Gateway) ObserveFeed(f Feed) { g.feed.Store(&feedBox{f}) }
+
+// RevocationStale sets the staleness gauge.
+func (g *Gateway) RevocationStale(stale bool) {
+	v := 0.0
+	if stale {
+		v = 1
+	}
+	g.revStale.Set(v)
+}
+
+// ConnectionCut counts a connection the gateway closed.
+func (g *Gateway) ConnectionCut(reason string) { g.cuts.WithLabelValues(reason).Inc() }
 
 // Handshake counts a handshake result.
 func (g *Gateway) Handshake(result string) { g.handshakes.WithLabelValues(result).Inc() }
@@ -88,9 +159,10 @@ func (g *Gateway) TCPConnection(route, decision string, _ time.Duration) {
 // ActiveConnections moves the open connections gauge.
 func (g *Gateway) ActiveConnections(delta int) { g.active.Add(float64(delta)) }
 
-// RevocationSet records the set's size and freshness.
-func (g *Gateway) RevocationSet(size int, updated time.Time) {
+// RevocationSet records the set's size, position and freshness.
+func (g *Gateway) RevocationSet(size int, position int64, updated time.Time) {
 	g.revSize.Set(float64(size))
+	g.revPosition.Set(float64(position))
 	if !updated.IsZero() {
 		g.revUpdated.Store(updated.UnixNano())
 	}

@@ -20,7 +20,12 @@ func TestGatewayMetricsServed(t *testing.T) {
 	g.TCPConnection("pg", "allow", time.Second)
 	g.ActiveConnections(2)
 	g.ActiveConnections(-1)
-	g.RevocationSet(7, time.Unix(990, 0))
+	g.RevocationSet(7, 42, time.Unix(990, 0))
+	g.RevocationStale(true)
+	g.ConnectionCut("revoked")
+	g.ConnectionCut("revoked")
+	g.ConnectionCut("revocation_stale")
+	g.ObserveFeed(fakeFeed{})
 	g.CertificateExpiry(time.Unix(5000, 0))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -46,6 +51,13 @@ func TestGatewayMetricsServed(t *testing.T) {
 		`certgate_gateway_revocation_set_size 7`,
 		`certgate_gateway_revocation_set_age_seconds 10`,
 		`certgate_gateway_certificate_expiry_timestamp_seconds 5000`,
+		`certgate_gateway_revocation_position 42`,
+		`certgate_gateway_revocation_stale 1`,
+		`certgate_gateway_connections_cut_total{reason="revoked"} 2`,
+		`certgate_gateway_connections_cut_total{reason="revocation_stale"} 1`,
+		`certgate_gateway_feed_connected 1`,
+		`certgate_gateway_feed_position 43`,
+		`certgate_gateway_feed_lag_seconds 2.5`,
 		`go_goroutines`,
 	} {
 		if !strings.Contains(string(b), want) {
@@ -54,5 +66,29 @@ func TestGatewayMetricsServed(t *testing.T) {
 	}
 	if _, err := Serve(ctx, "bad addr", reg); err == nil || !strings.HasPrefix(err.Error(), "metrics: listen tcp: address bad addr") {
 		t.Errorf("Serve error = %v", err)
+	}
+}
+
+type fakeFeed struct{}
+
+func (fakeFeed) Connected() (bool, string) { return true, "https://server" }
+func (fakeFeed) Position() int64           { return 43 }
+func (fakeFeed) LastContact() time.Time    { return time.Unix(997, 500e6) }
+
+func TestFeedGaugesWithoutFeed(t *testing.T) {
+	reg := NewRegistry()
+	NewGateway(reg, time.Now)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if len(mf.Metric) == 1 && mf.Metric[0].Gauge != nil {
+			got[mf.GetName()] = mf.Metric[0].Gauge.GetValue()
+		}
+	}
+	if got["certgate_gateway_feed_connected"] != 0 || got["certgate_gateway_feed_lag_seconds"] != -1 || got["certgate_gateway_revocation_stale"] != 0 {
+		t.Fatalf("gauges without a feed: %v", got)
 	}
 }

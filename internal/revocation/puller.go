@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/certgate/certgate/internal/clock"
@@ -69,19 +70,25 @@ func ParseSnapshot(data []byte, now time.Time) (*Set, error) {
 	return NewSet(snap.Position, now, serials...), nil
 }
 
-// Puller polls the server for snapshots over mTLS.
+// Puller polls the server for snapshots over mTLS. With several server
+// URLs it uses one until a fetch fails, then the next.
 type Puller struct {
-	url      string
+	urls     []string
+	next     atomic.Int64 // index into urls of the server in use
 	client   *http.Client
 	interval time.Duration
 	clock    clock.Clock
 	log      *slog.Logger
 }
 
-// NewPuller returns a Puller that fetches serverURL + "/v1/revocations"
-// every interval with tlsConfig (which carries the gateway's client
-// certificate and the roots that verify the server).
-func NewPuller(serverURL string, tlsConfig *tls.Config, interval time.Duration, clk clock.Clock, log *slog.Logger) *Puller {
+// NewPuller returns a Puller that fetches URL + "/v1/revocations" from
+// one of serverURLs every interval with tlsConfig (which carries the
+// gateway's client certificate and the roots that verify the server).
+func NewPuller(serverURLs []string, tlsConfig *tls.Config, interval time.Duration, clk clock.Clock, log *slog.Logger) *Puller {
+	urls := make([]string, len(serverURLs))
+	for i, u := range serverURLs {
+		urls[i] = strings.TrimRight(u, "/") + "/v1/revocations"
+	}
 	tr := &http.Transport{
 		TLSClientConfig:       tlsConfig,
 		ForceAttemptHTTP2:     true,
@@ -91,7 +98,7 @@ func NewPuller(serverURL string, tlsConfig *tls.Config, interval time.Duration, 
 		ResponseHeaderTimeout: 30 * time.Second,
 	}
 	return &Puller{
-		url:      strings.TrimRight(serverURL, "/") + "/v1/revocations",
+		urls:     urls,
 		client:   &http.Client{Transport: tr, Timeout: time.Minute},
 		interval: interval,
 		clock:    clk,
@@ -99,9 +106,22 @@ func NewPuller(serverURL string, tlsConfig *tls.Config, interval time.Duration, 
 	}
 }
 
-// Fetch gets one snapshot.
+// Fetch gets one snapshot from the server in use; when that fails, the
+// next fetch tries the next server.
 func (p *Puller) Fetch(ctx context.Context) (*Set, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.url, nil)
+	if len(p.urls) == 0 {
+		return nil, errors.New("revocation: no server URL")
+	}
+	i := p.next.Load()
+	s, err := p.fetch(ctx, p.urls[int(i)%len(p.urls)])
+	if err != nil {
+		p.next.CompareAndSwap(i, i+1)
+	}
+	return s, err
+}
+
+func (p *Puller) fetch(ctx context.Context, url string) (*Set, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, fmt.Errorf("revocation: %w", err)
 	}
@@ -116,7 +136,7 @@ func (p *Puller) Fetch(ctx context.Context) (*Set, error) {
 		return nil, fmt.Errorf("revocation: fetch: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("revocation: fetch: server answered %s: %s", resp.Status, bytes.TrimSpace(truncate(body, 200)))
+		return nil, fmt.Errorf("revocation: fetch: %s answered %s: %s", url, resp.Status, bytes.TrimSpace(truncate(body, 200)))
 	}
 	return ParseSnapshot(body, p.clock.Now())
 }
@@ -134,7 +154,7 @@ func (p *Puller) Run(ctx context.Context, dst Updater) error {
 		case err == nil:
 			dst.Update(s)
 		case ctx.Err() == nil:
-			p.log.Warn("revocation refresh failed; keeping the previous set", "url", p.url, "error", err)
+			p.log.Warn("revocation refresh failed; keeping the previous set", "error", err)
 		}
 		select {
 		case <-ctx.Done():

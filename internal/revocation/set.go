@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -170,10 +171,19 @@ func Added(old, new *Set) []string {
 	if new == nil {
 		return nil
 	}
+	if old != nil && sameMap(old.serials, new.serials) {
+		// A heartbeat's set (Set.Touched) shares its map: nothing was
+		// added, and a large set is not walked every few seconds.
+		return nil
+	}
 	for s := range new.serials {
 		if !old.Contains(s) {
 			out = append(out, s)
 		}
 	}
 	return out
+}
+
+func sameMap(a, b map[string]struct{}) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
