@@ -165,7 +165,7 @@ func revocationSource(cfg *config.Gateway, clk clock.Clock, log *slog.Logger, m 
 	switch cfg.Revocation.Mode {
 	case config.RevocationPull:
 		log.Info("revocations: polling", "servers", urls, "interval", cfg.Server.RevocationRefresh.Std(), "max_staleness", cfg.Revocation.MaxStaleness.Std())
-		return revocation.NewPuller(urls, tc, cfg.Server.RevocationRefresh.Std(), clk, log), nil
+		return revocation.NewFailoverPuller(urls, tc, cfg.Server.RevocationRefresh.Std(), clk, log), nil
 	default:
 		f, err := feed.NewFollower(feed.FollowerOptions{
 			URLs: urls, TLSConfig: tc, Clock: clk, Log: log,

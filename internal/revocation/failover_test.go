@@ -34,7 +34,7 @@ func TestPullerFailsOver(t *testing.T) {
 	down := "https://" + ln.Addr().String()
 	ln.Close()
 
-	p := NewPuller([]string{down, srv.URL}, &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{gwLeaf.TLSCertificate()}},
+	p := NewFailoverPuller([]string{down, srv.URL}, &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{gwLeaf.TLSCertificate()}},
 		time.Second, clock.NewFake(time.Now()), slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -47,7 +47,7 @@ func TestPullerFailsOver(t *testing.T) {
 			t.Fatalf("fetch after failover: %v, %v", s, err)
 		}
 	}
-	if _, err := NewPuller(nil, &tls.Config{}, time.Second, clock.Real{}, slog.New(slog.DiscardHandler)).Fetch(ctx); err == nil || err.Error() != "revocation: no server URL" {
+	if _, err := NewFailoverPuller(nil, &tls.Config{}, time.Second, clock.Real{}, slog.New(slog.DiscardHandler)).Fetch(ctx); err == nil || err.Error() != "revocation: no server URL" {
 		t.Fatalf("no URL: %v", err)
 	}
 }

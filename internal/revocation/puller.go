@@ -81,10 +81,16 @@ type Puller struct {
 	log      *slog.Logger
 }
 
-// NewPuller returns a Puller that fetches URL + "/v1/revocations" from
-// one of serverURLs every interval with tlsConfig (which carries the
-// gateway's client certificate and the roots that verify the server).
-func NewPuller(serverURLs []string, tlsConfig *tls.Config, interval time.Duration, clk clock.Clock, log *slog.Logger) *Puller {
+// NewPuller returns a Puller that fetches serverURL + "/v1/revocations"
+// every interval with tlsConfig (which carries the gateway's client
+// certificate and the roots that verify the server).
+func NewPuller(serverURL string, tlsConfig *tls.Config, interval time.Duration, clk clock.Clock, log *slog.Logger) *Puller {
+	return NewFailoverPuller([]string{serverURL}, tlsConfig, interval, clk, log)
+}
+
+// NewFailoverPuller is [NewPuller] over server replicas: it fetches from
+// one of serverURLs and moves to the next when a fetch fails.
+func NewFailoverPuller(serverURLs []string, tlsConfig *tls.Config, interval time.Duration, clk clock.Clock, log *slog.Logger) *Puller {
 	urls := make([]string, len(serverURLs))
 	for i, u := range serverURLs {
 		urls[i] = strings.TrimRight(u, "/") + "/v1/revocations"

@@ -138,7 +138,7 @@ func TestPullerOverMTLS(t *testing.T) {
 	defer srv.Close()
 
 	clk := clock.NewFake(time.Now())
-	p := NewPuller([]string{srv.URL + "/"}, &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{gwLeaf.TLSCertificate()}}, 20*time.Millisecond, clk, slog.New(slog.DiscardHandler))
+	p := NewPuller(srv.URL+"/", &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{gwLeaf.TLSCertificate()}}, 20*time.Millisecond, clk, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, err := p.Fetch(ctx)
@@ -163,7 +163,7 @@ func TestPullerOverMTLS(t *testing.T) {
 	}
 
 	// Without a client certificate the server refuses the handshake.
-	p2 := NewPuller([]string{srv.URL}, &tls.Config{RootCAs: ca.Pool()}, time.Second, clk, slog.New(slog.DiscardHandler))
+	p2 := NewPuller(srv.URL, &tls.Config{RootCAs: ca.Pool()}, time.Second, clk, slog.New(slog.DiscardHandler))
 	if _, err := p2.Fetch(context.Background()); err == nil {
 		t.Fatal("fetch without client certificate succeeded")
 	}
