@@ -313,6 +313,10 @@ func newService(cfg *config.Server, root, inter *x509.Certificate, interKey cryp
 	if err != nil {
 		return nil, err
 	}
+	// Every certificate names where its status is published (served by
+	// "certgate server", package certstatus).
+	base := strings.TrimSuffix(cfg.Listen.URL, "/")
+	iss.CRLURL, iss.OCSPURL = base+"/crl", base+"/ocsp"
 	client := ca.ClientProfile
 	client.Lifetime = cfg.Profiles.ClientLifetime
 	return ca.NewService(ca.ServiceOptions{

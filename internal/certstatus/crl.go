@@ -51,6 +51,10 @@ func (s *Service) CRL(ctx context.Context) (*CRL, error) {
 // expired more than one CRL validity ago are dropped from the view here: by
 // then they appeared on at least one CRL issued after their expiry, as
 // RFC 5280 section 3.3 asks.
+//
+// thisUpdate is backdated even when that puts a revocation of the last
+// minute after it: OpenSSL refuses a CRL whose thisUpdate is a second in its
+// future, so a CRL stamped "now" would fail verifiers whose clocks lag.
 func (s *Service) buildCRL(pos int64, now time.Time) (*CRL, error) {
 	thisUpdate := now.Add(-backdate).Truncate(time.Second)
 	cutoff := now.Add(-s.o.CRLValidity)

@@ -171,6 +171,12 @@ var (
 // sign builds and signs the response for req with status st at now.
 func (s *Service) sign(sg *signer, req Request, st certStatus, now time.Time) (Response, error) {
 	thisUpdate := now.Add(-backdate).UTC().Truncate(time.Second)
+	if at := st.revokedAt.UTC().Truncate(time.Second); st.status == ocsp.Revoked && at.After(thisUpdate) {
+		// thisUpdate is when the status was known correct (RFC 6960 section
+		// 4.2.2.1): never before the revocation it reports. OCSP clients
+		// allow minutes of skew on it, unlike CRL verifiers (see crl.go).
+		thisUpdate = at
+	}
 	nextUpdate := thisUpdate.Add(s.o.OCSPValidity)
 	if nextUpdate.After(sg.cert.NotAfter) {
 		nextUpdate = sg.cert.NotAfter.UTC()

@@ -36,6 +36,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/revocations", s.handle(s.revocations))
 	mux.HandleFunc("GET /v1/feed", s.feedHandler)
 	mux.HandleFunc("GET /v1/bundle", s.bundle)
+	mux.HandleFunc("GET /crl", s.crl)
+	mux.HandleFunc("GET /ocsp/{req...}", s.ocspGET)
+	mux.HandleFunc("POST /ocsp", s.ocspPOST)
 	mux.HandleFunc("GET /healthz", s.health)
 	mux.HandleFunc("/", s.handle(func(*http.Request) (int, any, error) {
 		return 0, nil, apiError(http.StatusNotFound, "not_found", "no such endpoint", nil)

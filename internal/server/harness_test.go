@@ -77,6 +77,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	e.url = "https://" + ln.Addr().String()
+	iss.CRLURL, iss.OCSPURL = e.url+"/crl", e.url+"/ocsp"
 	e.authz, err = ca.NewService(ca.ServiceOptions{Issuer: iss, Roots: []*x509.Certificate{root}, Store: e.faults, Clock: e.clock, ServerURL: e.url})
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/certgate/certgate/internal/audit"
 	"github.com/certgate/certgate/internal/ca"
+	"github.com/certgate/certgate/internal/certstatus"
 	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/feed"
 	"github.com/certgate/certgate/internal/identity"
@@ -48,6 +49,8 @@ type Options struct {
 	IdleTimeout       time.Duration
 	// FeedHeartbeat is how often an idle change feed says it is alive.
 	FeedHeartbeat time.Duration
+	// Status tunes the CRL and OCSP responder; zero fields are defaults.
+	Status certstatus.Settings
 }
 
 // Server is the control-plane HTTPS server.
@@ -55,7 +58,8 @@ type Server struct {
 	o     Options
 	roots *x509.CertPool
 
-	feed *feed.Server
+	feed   *feed.Server
+	status *certstatus.Service
 
 	mu      sync.Mutex
 	serving *tls.Certificate
@@ -85,10 +89,16 @@ func New(o Options) (*Server, error) {
 		pool.AddCert(r)
 	}
 	fo := feed.ServerOptions{Store: o.Store, Clock: o.Clock, Log: o.Log, Heartbeat: o.FeedHeartbeat}
+	so := certstatus.Options{Authority: o.Authority, Store: o.Store, Clock: o.Clock, Log: o.Log, Settings: o.Status}
 	if n, ok := o.Store.(feed.Notifier); ok {
 		fo.Notifier = n
+		so.Notifier = n
 	}
-	return &Server{o: o, roots: pool, feed: feed.NewServer(fo)}, nil
+	status, err := certstatus.New(so)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	return &Server{o: o, roots: pool, feed: feed.NewServer(fo), status: status}, nil
 }
 
 // TLSConfig is the server's TLS configuration: TLS 1.2 minimum with AEAD
@@ -200,6 +210,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if _, err := s.servingCert(ctx); err != nil {
 		return err
 	}
+	// Likewise the OCSP signer and the first CRL; then keep them current.
+	if err := s.status.Start(ctx); err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	statusCtx, stopStatus := context.WithCancel(ctx)
+	statusDone := make(chan struct{})
+	go func() { defer close(statusDone); s.status.Run(statusCtx) }()
+	defer func() { stopStatus(); <-statusDone }()
 	hs := s.HTTPServer()
 	errc := make(chan error, 1)
 	go func() { errc <- hs.ServeTLS(ln, "", "") }()
