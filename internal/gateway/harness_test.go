@@ -62,6 +62,15 @@ type envOpts struct {
 	clock     *clock.Fake
 	ca        *testca.CA
 	quiet     bool // no operational log, access log discarded
+	maxStale  time.Duration
+	metrics   Metrics
+	opLog     io.Writer // also receives the operational log
+}
+
+// withStaleness fails the gateway closed past d, with metrics and the
+// operational log (text) going to m and w as well.
+func withStaleness(d time.Duration, m Metrics, w io.Writer) envOption {
+	return func(o *envOpts) { o.maxStale, o.metrics, o.opLog = d, m, w }
 }
 
 func quiet() envOption { return func(o *envOpts) { o.quiet = true } }
@@ -129,10 +138,13 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		e.access = accesslog.New(io.Discard)
 		logger = slog.New(slog.DiscardHandler)
 	}
+	if o.opLog != nil {
+		logger = slog.New(slog.NewTextHandler(io.MultiWriter(testLogWriter{t}, o.opLog), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	e.revoked = revocation.NewHolder()
 	e.gw, err = New(cfg, Options{
 		Clock: e.clock, AccessLog: e.access, Revocations: e.revoked, SweepInterval: 10 * time.Millisecond,
-		Logger: logger,
+		Logger: logger, MaxStaleness: o.maxStale, Metrics: o.metrics,
 	})
 	if err != nil {
 		t.Fatal(err)
