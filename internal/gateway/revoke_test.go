@@ -351,8 +351,12 @@ func TestStaleRevocationDataFailsClosed(t *testing.T) {
 	}
 	tcpc.Close()
 	e.waitLog(func(l map[string]any) bool { return l["kind"] == "tcp" && l["reason"] == "revocation_stale" })
-	e.waitLog(func(l map[string]any) bool { return l["kind"] == KindCut && l["reason"] == "revocation_stale" && l["route"] == "echo" })
-	e.waitLog(func(l map[string]any) bool { return l["kind"] == KindCut && l["reason"] == "revocation_stale" && l["route"] == "api" })
+	e.waitLog(func(l map[string]any) bool {
+		return l["kind"] == KindCut && l["reason"] == "revocation_stale" && l["route"] == "echo"
+	})
+	e.waitLog(func(l map[string]any) bool {
+		return l["kind"] == KindCut && l["reason"] == "revocation_stale" && l["route"] == "api"
+	})
 	e.waitLog(func(l map[string]any) bool { return l["status"] == float64(503) && l["reason"] == "revocation_stale" })
 	if !e.gw.Stale() {
 		t.Fatal("Stale() = false")
