@@ -65,7 +65,7 @@ func Migrate(ctx context.Context, url string) (from, to int, err error) {
 		defer db.Close()
 		return migrate(ctx, db, postgresDialect{})
 	}
-	s, from, to, err := openSQLite(ctx, target)
+	s, from, to, err := openSQLite(ctx, target, sqliteBusyTimeout)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"modernc.org/sqlite"
 )
@@ -33,9 +34,9 @@ const (
 	sqliteConstraintUnique     = 2067
 )
 
-// sqliteBusyTimeoutMS is how long a writer waits for another process's
-// write lock on the same file before the store reports itself unavailable.
-const sqliteBusyTimeoutMS = 5000
+// sqliteBusyTimeout is how long a writer waits for another process's write
+// lock on the same file before the store reports itself unavailable.
+const sqliteBusyTimeout = 5 * time.Second
 
 // sqliteReaders is the size of the read pool. WAL readers never block the
 // writer nor each other.
@@ -46,13 +47,13 @@ const sqliteReaders = 4
 // writer. The database runs in WAL mode with synchronous=FULL, so a commit
 // is on disk when it returns, and with foreign keys enforced.
 func OpenSQLite(ctx context.Context, path string) (*SQL, error) {
-	s, _, _, err := openSQLite(ctx, path)
+	s, _, _, err := openSQLite(ctx, path, sqliteBusyTimeout)
 	return s, err
 }
 
 // openSQLite is OpenSQLite, also returning the schema versions before and
 // after migrating.
-func openSQLite(ctx context.Context, path string) (s *SQL, from, to int, err error) {
+func openSQLite(ctx context.Context, path string, busyTimeout time.Duration) (s *SQL, from, to int, err error) {
 	if path == "" {
 		return nil, 0, 0, errors.New("store: sqlite: empty database path")
 	}
@@ -74,9 +75,10 @@ func openSQLite(ctx context.Context, path string) (s *SQL, from, to int, err err
 
 	d := sqliteDialect{}
 	name := (&url.URL{Scheme: "file", Path: abs}).String()
-	common := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)", sqliteBusyTimeoutMS)
+	common := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)", busyTimeout.Milliseconds())
 	wdb, err := sql.Open("sqlite", name+"?"+common+
-		"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate")
+		"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate"+
+		"&_pragma=cache_size(-65536)")
 	if err != nil {
 		return nil, 0, 0, fmt.Errorf("store: sqlite: %w", err)
 	}

@@ -112,7 +112,7 @@ func concurrentMixed(t *testing.T, e *env) {
 			for r := range rounds {
 				id := fmt.Sprintf("spiffe://example.org/w%d/r%d", w, r)
 				tok := NewToken(id, T0, time.Hour)
-				if err := e.s.CreateToken(e.ctx, tok, tokenEntry(tok)); err != nil {
+				if err := e.s.CreateToken(e.ctx, tok, TokenEntry(tok)); err != nil {
 					t.Errorf("CreateToken: %v", err)
 					return
 				}

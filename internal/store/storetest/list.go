@@ -122,7 +122,7 @@ var lifecycleTests = []subtest{
 		_, eventsErr := e.s.Events(ctx, 0, 0)
 		for name, err := range map[string]error{
 			"RecordIssuance": e.s.RecordIssuance(ctx, NewIssuance(NewCertificate("spiffe://example.org/svc/a", T0), "")),
-			"CreateToken":    e.s.CreateToken(ctx, tok, tokenEntry(tok)),
+			"CreateToken":    e.s.CreateToken(ctx, tok, TokenEntry(tok)),
 			"Revoke":         revokeErr,
 			"GetCertificate": getErr,
 			"AppendAudit":    appendErr,

@@ -134,14 +134,15 @@ func NewToken(identity string, created time.Time, ttl time.Duration) store.Token
 	}
 }
 
-func tokenEntry(tok store.Token) audit.Entry {
+// TokenEntry is the audit entry of creating tok.
+func TokenEntry(tok store.Token) audit.Entry {
 	return audit.Entry{Time: tok.CreatedAt, Actor: tok.CreatedBy, Action: audit.ActionTokenCreate, Subject: tok.ID}
 }
 
 func (e *env) createToken(identity string, ttl time.Duration) store.Token {
 	e.t.Helper()
 	tok := NewToken(identity, T0, ttl)
-	if err := e.s.CreateToken(e.ctx, tok, tokenEntry(tok)); err != nil {
+	if err := e.s.CreateToken(e.ctx, tok, TokenEntry(tok)); err != nil {
 		e.t.Fatalf("CreateToken: %v", err)
 	}
 	return tok

@@ -26,8 +26,8 @@ var tokenTests = []subtest{
 			t.Errorf("GetToken = %+v, want %+v", got, tok)
 		}
 		recs := e.auditLog()
-		if len(recs) != 1 || recs[0].Entry != tokenEntry(tok) {
-			t.Errorf("audit log = %+v, want one record of %+v", recs, tokenEntry(tok))
+		if len(recs) != 1 || recs[0].Entry != TokenEntry(tok) {
+			t.Errorf("audit log = %+v, want one record of %+v", recs, TokenEntry(tok))
 		}
 	}},
 	{"NotFound", func(t *testing.T, e *env) {
@@ -38,7 +38,7 @@ var tokenTests = []subtest{
 		tok := e.createToken("spiffe://example.org/svc/a", time.Minute)
 		again := NewToken("spiffe://example.org/svc/b", T0, time.Minute)
 		again.ID = tok.ID
-		err := e.s.CreateToken(e.ctx, again, tokenEntry(again))
+		err := e.s.CreateToken(e.ctx, again, TokenEntry(again))
 		wantErr(t, err, store.ErrDuplicateToken, "store: create token "+tok.ID+": token ID already exists")
 		got, err := e.s.GetToken(e.ctx, tok.ID)
 		if err != nil || got.Identity != tok.Identity {
@@ -72,7 +72,7 @@ var tokenTests = []subtest{
 			{"audit without actor", func(_ *store.Token, a *audit.Entry) { a.Actor = "" }, "store: create token tok1: audit entry actor is empty"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				tok, a := good, tokenEntry(good)
+				tok, a := good, TokenEntry(good)
 				tc.edit(&tok, &a)
 				wantErr(t, e.s.CreateToken(e.ctx, tok, a), nil, tc.error)
 			})
@@ -88,7 +88,7 @@ var tokenTests = []subtest{
 		ctx, cancel := context.WithCancel(e.ctx)
 		cancel()
 		tok := NewToken("spiffe://example.org/svc/a", T0, time.Minute)
-		err := e.s.CreateToken(ctx, tok, tokenEntry(tok))
+		err := e.s.CreateToken(ctx, tok, TokenEntry(tok))
 		wantErr(t, err, context.Canceled, "store: create token "+tok.ID+": context canceled")
 		if _, err := e.s.GetToken(e.ctx, tok.ID); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("GetToken: %v, want not found", err)

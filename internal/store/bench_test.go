@@ -1,0 +1,73 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/certgate/certgate/internal/store"
+	"github.com/certgate/certgate/internal/store/storetest"
+)
+
+// benchParallelism times GOMAXPROCS is the number of concurrent callers:
+// a server handles many enrollments at once, and group commit needs them.
+const benchParallelism = 64
+
+// BenchmarkRecordIssuance measures durable issuance records per second
+// (certificate + audit record, one fsync'ed commit per batch), with many
+// concurrent callers.
+func BenchmarkRecordIssuance(b *testing.B) {
+	b.Run("sqlite", func(b *testing.B) { benchRecordIssuance(b, storetest.NewSQLite(b), false) })
+	b.Run("sqlite-token", func(b *testing.B) { benchRecordIssuance(b, storetest.NewSQLite(b), true) })
+	b.Run("postgres", func(b *testing.B) { benchRecordIssuance(b, openPostgres(b), false) })
+	b.Run("postgres-token", func(b *testing.B) { benchRecordIssuance(b, openPostgres(b), true) })
+}
+
+// benchRecordIssuance records b.N issuances; withToken redeems a token
+// (created before the timer starts) in each.
+func benchRecordIssuance(b *testing.B, s store.Store, withToken bool) {
+	ctx := context.Background()
+	issuances := make([]store.Issuance, b.N)
+	for i := range issuances {
+		// Like a server's: issuance times increase, identities differ.
+		c := storetest.NewCertificate(fmt.Sprintf("spiffe://example.org/bench/%d", i), storetest.T0.Add(time.Duration(i)*time.Microsecond))
+		tokenID := ""
+		if withToken {
+			tok := storetest.NewToken(c.Identity, storetest.T0, time.Hour)
+			if err := s.CreateToken(ctx, tok, storetest.TokenEntry(tok)); err != nil {
+				b.Fatal(err)
+			}
+			tokenID = tok.ID
+		}
+		issuances[i] = storetest.NewIssuance(c, tokenID)
+	}
+	var next atomic.Int64
+	b.SetParallelism(benchParallelism)
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			is := issuances[next.Add(1)-1]
+			if err := s.RecordIssuance(ctx, is); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "issuances/s")
+	// CPU per issuance is steadier than wall time on a shared machine.
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+}
+
+// cpuTime is the CPU time (user + system) this process used so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
