@@ -33,12 +33,11 @@ func NewSQLite(t testing.TB) *store.SQL {
 // project; CERTGATE_TEST_POSTGRES overrides it.
 const DefaultPostgresURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 
-// PostgresURL creates a fresh schema in the test PostgreSQL database and
-// returns a URL whose connections use it (search_path), so tests and
-// packages running in parallel never see each other's tables. The schema
-// is dropped when the test ends. If PostgreSQL is not reachable the test
-// is skipped, or fails when CERTGATE_REQUIRE_POSTGRES=1.
-func PostgresURL(t testing.TB) string {
+// RequirePostgres checks that the test PostgreSQL database answers and
+// returns its URL. If it does not, the test is skipped with a message
+// saying so, or fails when CERTGATE_REQUIRE_POSTGRES=1 (as in CI, where
+// PostgreSQL must be there).
+func RequirePostgres(t testing.TB) string {
 	t.Helper()
 	base := os.Getenv("CERTGATE_TEST_POSTGRES")
 	if base == "" {
@@ -48,20 +47,42 @@ func PostgresURL(t testing.TB) string {
 	if err != nil {
 		t.Fatalf("storetest: CERTGATE_TEST_POSTGRES: %v", err)
 	}
-	admin, err := sql.Open("pgx", base)
+	db, err := sql.Open("pgx", base)
 	if err != nil {
 		t.Fatalf("storetest: %v", err)
 	}
-	defer admin.Close()
+	defer db.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := admin.PingContext(ctx); err != nil {
+	if err := db.PingContext(ctx); err != nil {
 		msg := fmt.Sprintf("PostgreSQL not reachable at %s (%v): skipping; set CERTGATE_REQUIRE_POSTGRES=1 to fail instead", u.Redacted(), err)
 		if os.Getenv("CERTGATE_REQUIRE_POSTGRES") == "1" {
 			t.Fatal(msg)
 		}
 		t.Skip(msg)
 	}
+	return base
+}
+
+// PostgresURL creates a fresh schema in the test PostgreSQL database and
+// returns a URL whose connections use it (search_path), so tests and
+// packages running in parallel never see each other's tables. The schema
+// is dropped when the test ends. If PostgreSQL is not reachable the test
+// is skipped or fails, as with [RequirePostgres].
+func PostgresURL(t testing.TB) string {
+	t.Helper()
+	base := RequirePostgres(t)
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("storetest: %v", err)
+	}
+	admin, err := sql.Open("pgx", base)
+	if err != nil {
+		t.Fatalf("storetest: %v", err)
+	}
+	defer admin.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	b := make([]byte, 8)
 	rand.Read(b)
 	schema := "certgate_test_" + hex.EncodeToString(b)
