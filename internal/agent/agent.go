@@ -142,14 +142,29 @@ func (a *Agent) backoff(n int) time.Duration {
 	return min(d, a.o.MaxBackoff)
 }
 
+// maxNap bounds one wait. Timers run on the monotonic clock, which stops
+// while a machine is suspended; a laptop that slept through its renewal
+// time must notice within a minute of waking, so long waits are cut into
+// naps after each of which the wall clock is read again.
+const maxNap = time.Minute
+
 // sleepUntil waits until the agent's clock reaches t; false if ctx ended
 // first.
 func (a *Agent) sleepUntil(ctx context.Context, t time.Time) bool {
-	select {
-	case <-ctx.Done():
-		return false
-	case <-a.o.Clock.Until(t):
-		return true
+	for {
+		now := a.o.Clock.Now()
+		if !now.Before(t) {
+			return true
+		}
+		wake := t
+		if t.Sub(now) > maxNap {
+			wake = now.Add(maxNap)
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-a.o.Clock.Until(wake):
+		}
 	}
 }
 

@@ -48,6 +48,7 @@ func (a *Agent) runHook(ctx context.Context, c *credentials) {
 	out := &limitedBuffer{max: hookOutputLimit}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.WaitDelay = hookWaitDelay
+	killGroupOnCancel(cmd)
 	start := time.Now() // real time: the hook is a real process
 	err := cmd.Run()
 	took := time.Since(start).Round(time.Millisecond)

@@ -188,8 +188,7 @@ func TestStatus(t *testing.T) {
 		t.Fatalf("from the agent: %+v %v", st, err)
 	}
 	e.clock.AdvanceTo(st.NextRenewal)
-	waitFor(t, "the renewal", func() bool { return a.Status().Renewals == 1 })
-	st, err = ReadStatus(dir)
+	waitFor(t, "the renewal in agent-status.json", func() bool { st, err = ReadStatus(dir); return err == nil && st.Renewals == 1 })
 	if err != nil || st.Renewals != 1 || st.Serial == serial || st.Serial != readLeaf(t, dir).SerialNumber.Text(16) || !st.LastRenewal.Equal(e.clock.Now()) {
 		t.Fatalf("after a renewal: %+v %v", st, err)
 	}
