@@ -212,3 +212,21 @@ func (f *fixture) lastAudit(t testing.TB) audit.Record {
 	}
 	return recs[len(recs)-1]
 }
+
+// The ASN.1 of RFC 6960 section 4.1.1 for encoding test requests.
+type ocspRequestASN1 struct {
+	TBSRequest        tbsRequestASN1
+	OptionalSignature asn1.RawValue `asn1:"explicit,tag:0,optional"`
+}
+
+type tbsRequestASN1 struct {
+	Version           int           `asn1:"explicit,tag:0,default:0,optional"`
+	RequestorName     asn1.RawValue `asn1:"explicit,tag:1,optional"`
+	RequestList       []singleRequestASN1
+	RequestExtensions []pkix.Extension `asn1:"explicit,tag:2,optional"`
+}
+
+type singleRequestASN1 struct {
+	ReqCert                 certIDASN1
+	SingleRequestExtensions []pkix.Extension `asn1:"explicit,tag:0,optional"`
+}

@@ -12,6 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+
+	"golang.org/x/crypto/cryptobyte"
+	casn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
 // Errors of [ParseRequest] and [Service.Respond] that map to OCSP error
@@ -36,25 +39,7 @@ type Request struct {
 	Nonce []byte
 }
 
-// The ASN.1 of RFC 6960 section 4.1.1, read loosely enough to see every
-// field and then checked by hand.
-type ocspRequestASN1 struct {
-	TBSRequest        tbsRequestASN1
-	OptionalSignature asn1.RawValue `asn1:"explicit,tag:0,optional"`
-}
-
-type tbsRequestASN1 struct {
-	Version           int           `asn1:"explicit,tag:0,default:0,optional"`
-	RequestorName     asn1.RawValue `asn1:"explicit,tag:1,optional"`
-	RequestList       []singleRequestASN1
-	RequestExtensions []pkix.Extension `asn1:"explicit,tag:2,optional"`
-}
-
-type singleRequestASN1 struct {
-	ReqCert                 certIDASN1
-	SingleRequestExtensions []pkix.Extension `asn1:"explicit,tag:0,optional"`
-}
-
+// certIDASN1 is RFC 6960's CertID, as written in responses.
 type certIDASN1 struct {
 	HashAlgorithm  pkix.AlgorithmIdentifier
 	IssuerNameHash []byte
@@ -84,82 +69,170 @@ const maxNonce = 32
 // Unlike golang.org/x/crypto/ocsp.ParseRequest it reads the request
 // extensions (the nonce; an unknown critical extension is refused, as
 // RFC 6960 section 4.4 asks) and refuses requests listing several
-// certificates instead of silently answering the first. A request signature
-// is accepted and not checked: this responder answers anyone. Every error
+// certificates instead of silently answering the first. A requestor name
+// and a request signature are accepted and not checked: this responder
+// answers anyone. It reads strict DER with cryptobyte, without reflection:
+// this is the hot path of every OCSP request, cached or not. Every error
 // wraps [ErrMalformed].
 func ParseRequest(der []byte) (Request, error) {
 	bad := func(format string, a ...any) (Request, error) {
 		return Request{}, fmt.Errorf("%w: "+format, append([]any{ErrMalformed}, a...)...)
 	}
+	cannot := func(what string) (Request, error) { return bad("cannot read the %s", what) }
 	if len(der) == 0 {
 		return bad("empty request")
 	}
-	var raw ocspRequestASN1
-	rest, err := asn1.Unmarshal(der, &raw)
-	var syntax asn1.SyntaxError
+	input := cryptobyte.String(der)
+	var outer, tbs cryptobyte.String
+	if !input.ReadASN1(&outer, casn1.SEQUENCE) {
+		return bad("not a DER-encoded OCSPRequest")
+	}
+	if !input.Empty() {
+		return bad("%d bytes of trailing data", len(input))
+	}
+	if !outer.ReadASN1(&tbs, casn1.SEQUENCE) {
+		return cannot("tbsRequest")
+	}
+	if !outer.SkipOptionalASN1(explicit(0)) || !outer.Empty() {
+		return cannot("optionalSignature")
+	}
+	var version int64
+	if !tbs.ReadOptionalASN1Integer(&version, explicit(0), int64(0)) {
+		return cannot("version")
+	}
+	if version != 0 {
+		return bad("version v%d is not v1", version+1)
+	}
+	var list, exts cryptobyte.String
+	var hasExts bool
+	if !tbs.SkipOptionalASN1(explicit(1)) {
+		return cannot("requestorName")
+	}
+	if !tbs.ReadASN1(&list, casn1.SEQUENCE) {
+		return cannot("requestList")
+	}
+	if !tbs.ReadOptionalASN1(&exts, &hasExts, explicit(2)) || !tbs.Empty() {
+		return cannot("requestExtensions")
+	}
+	var one cryptobyte.String
+	n := 0
+	for rest := list; !rest.Empty(); n++ {
+		var r cryptobyte.String
+		if !rest.ReadASN1(&r, casn1.SEQUENCE) {
+			return cannot("requestList")
+		}
+		one = r
+	}
 	switch {
-	case errors.As(err, &syntax):
-		return bad("not DER: %s", syntax.Msg)
-	case err != nil:
-		// encoding/asn1's structural errors name Go types and field tags:
-		// say what it means instead.
-		return bad("not an OCSP request: unexpected ASN.1 structure")
-	}
-	if len(rest) > 0 {
-		return bad("%d bytes of trailing data", len(rest))
-	}
-	tbs := raw.TBSRequest
-	if tbs.Version != 0 {
-		return bad("version v%d is not v1", tbs.Version+1)
-	}
-	switch n := len(tbs.RequestList); {
 	case n == 0:
 		return bad("no certificate asked about")
 	case n > 1:
 		return bad("%d certificates asked about; this responder answers one per request", n)
 	}
-	one := tbs.RequestList[0]
-	req := Request{
-		IssuerNameHash: one.ReqCert.IssuerNameHash,
-		IssuerKeyHash:  one.ReqCert.IssuerKeyHash,
-		Serial:         one.ReqCert.SerialNumber,
+	var certID, algID, singleExts cryptobyte.String
+	var hasSingleExts bool
+	if !one.ReadASN1(&certID, casn1.SEQUENCE) {
+		return cannot("reqCert")
+	}
+	if !one.ReadOptionalASN1(&singleExts, &hasSingleExts, explicit(0)) || !one.Empty() {
+		return cannot("singleRequestExtensions")
+	}
+	var oid asn1.ObjectIdentifier
+	if !certID.ReadASN1(&algID, casn1.SEQUENCE) || !algID.ReadASN1ObjectIdentifier(&oid) {
+		return cannot("hashAlgorithm")
+	}
+	// Parameters are absent or NULL.
+	if !algID.Empty() && (!algID.SkipASN1(casn1.NULL) || !algID.Empty()) {
+		return cannot("hashAlgorithm")
+	}
+	var req Request
+	req.Serial = new(big.Int)
+	if !certID.ReadASN1Bytes(&req.IssuerNameHash, casn1.OCTET_STRING) {
+		return cannot("issuerNameHash")
+	}
+	if !certID.ReadASN1Bytes(&req.IssuerKeyHash, casn1.OCTET_STRING) {
+		return cannot("issuerKeyHash")
+	}
+	if !certID.ReadASN1Integer(req.Serial) || !certID.Empty() {
+		return cannot("serialNumber")
 	}
 	for _, h := range hashOIDs {
-		if one.ReqCert.HashAlgorithm.Algorithm.Equal(h.oid) {
+		if oid.Equal(h.oid) {
 			req.HashAlgorithm = h.hash
 		}
 	}
 	if req.HashAlgorithm == 0 {
-		return bad("hash algorithm %s is not supported", one.ReqCert.HashAlgorithm.Algorithm)
+		return bad("hash algorithm %s is not supported", oid)
 	}
 	if n := req.HashAlgorithm.Size(); len(req.IssuerNameHash) != n || len(req.IssuerKeyHash) != n {
 		return bad("issuer hashes of %d and %d bytes do not fit %s", len(req.IssuerNameHash), len(req.IssuerKeyHash), req.HashAlgorithm)
 	}
-	for _, ext := range one.SingleRequestExtensions {
-		if ext.Critical {
-			return bad("unsupported critical extension %s", ext.Id)
+	if hasSingleExts {
+		err := readExtensions(singleExts, func(id asn1.ObjectIdentifier, critical bool, _ []byte) error {
+			if critical {
+				return fmt.Errorf("unsupported critical extension %s", id)
+			}
+			return nil
+		})
+		if err != nil {
+			return bad("%v", err)
 		}
 	}
-	for _, ext := range tbs.RequestExtensions {
-		switch {
-		case ext.Id.Equal(oidNonce):
-			if req.Nonce != nil {
-				return bad("more than one nonce")
+	if hasExts {
+		err := readExtensions(exts, func(id asn1.ObjectIdentifier, critical bool, value []byte) error {
+			switch {
+			case id.Equal(oidNonce):
+				if req.Nonce != nil {
+					return errors.New("more than one nonce")
+				}
+				v := cryptobyte.String(value)
+				var nonce []byte
+				if !v.ReadASN1Bytes(&nonce, casn1.OCTET_STRING) || !v.Empty() {
+					return errors.New("nonce is not an OCTET STRING")
+				}
+				if len(nonce) < 1 || len(nonce) > maxNonce {
+					return fmt.Errorf("nonce of %d bytes (want 1 to %d)", len(nonce), maxNonce)
+				}
+				req.Nonce = bytes.Clone(value)
+			case critical:
+				return fmt.Errorf("unsupported critical extension %s", id)
 			}
-			var nonce []byte
-			rest, err := asn1.Unmarshal(ext.Value, &nonce)
-			if err != nil || len(rest) > 0 {
-				return bad("nonce is not an OCTET STRING")
-			}
-			if len(nonce) < 1 || len(nonce) > maxNonce {
-				return bad("nonce of %d bytes (want 1 to %d)", len(nonce), maxNonce)
-			}
-			req.Nonce = bytes.Clone(ext.Value)
-		case ext.Critical:
-			return bad("unsupported critical extension %s", ext.Id)
+			return nil
+		})
+		if err != nil {
+			return bad("%v", err)
 		}
 	}
+	req.IssuerNameHash = bytes.Clone(req.IssuerNameHash)
+	req.IssuerKeyHash = bytes.Clone(req.IssuerKeyHash)
 	return req, nil
+}
+
+// explicit is the tag of an [n] EXPLICIT field.
+func explicit(n uint8) casn1.Tag { return casn1.Tag(n).Constructed().ContextSpecific() }
+
+// readExtensions calls f for each Extension of the explicitly tagged
+// SEQUENCE OF Extension in s (RFC 5280 section 4.1).
+func readExtensions(s cryptobyte.String, f func(id asn1.ObjectIdentifier, critical bool, value []byte) error) error {
+	var seq cryptobyte.String
+	if !s.ReadASN1(&seq, casn1.SEQUENCE) || !s.Empty() {
+		return errors.New("cannot read the extensions")
+	}
+	for !seq.Empty() {
+		var ext cryptobyte.String
+		var id asn1.ObjectIdentifier
+		var critical bool
+		var value []byte
+		if !seq.ReadASN1(&ext, casn1.SEQUENCE) || !ext.ReadASN1ObjectIdentifier(&id) ||
+			ext.PeekASN1Tag(casn1.BOOLEAN) && !ext.ReadASN1Boolean(&critical) ||
+			!ext.ReadASN1Bytes(&value, casn1.OCTET_STRING) || !ext.Empty() {
+			return errors.New("cannot read an extension")
+		}
+		if err := f(id, critical, value); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // issuerHashes are the intermediate's name and key hashes per CertID hash

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/crypto/cryptobyte"
+	casn1 "golang.org/x/crypto/cryptobyte/asn1"
 	"golang.org/x/crypto/ocsp"
 )
 
@@ -48,7 +50,10 @@ func TestParseRequestAccepts(t *testing.T) {
 			nonceExt(t, []byte("sixteen byte nce")),
 		}
 		r.TBSRequest.RequestList[0].SingleRequestExtensions = []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 2, 4}, Value: []byte{5, 0}}}
-		// A signed request is answered like any other: the signature is not checked.
+		// A named, signed request is answered like any other: neither is checked.
+		// requestorName [1] EXPLICIT GeneralName: dNSName [2] IA5String.
+		name, _ := asn1.Marshal(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 2, Bytes: []byte("client.example.org")})
+		r.TBSRequest.RequestorName = asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 1, IsCompound: true, Bytes: name}
 		r.OptionalSignature = asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: []byte{0x30, 0x00}}
 	})
 	req, err := ParseRequest(der)
@@ -75,6 +80,30 @@ func TestParseRequestAccepts(t *testing.T) {
 	}
 }
 
+// rawRequest encodes a request whose serialNumber is serialDER as is, and
+// whose hash algorithm claims SHA-1 with 2-byte hashes.
+func rawRequest(serialDER []byte) []byte {
+	var b cryptobyte.Builder
+	b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) { // OCSPRequest
+		b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) { // tbsRequest
+			b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) { // requestList
+				b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) { // Request
+					b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) { // CertID
+						b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) {
+							b.AddASN1ObjectIdentifier(hashOIDs[0].oid)
+							b.AddASN1NULL()
+						})
+						b.AddASN1OctetString([]byte{1, 2})
+						b.AddASN1OctetString([]byte{3, 4})
+						b.AddBytes(serialDER)
+					})
+				})
+			})
+		})
+	})
+	return b.BytesOrPanic()
+}
+
 func TestParseRequestRefuses(t *testing.T) {
 	valid := encodeRequest(t, nil)
 	two := func(r *ocspRequestASN1) {
@@ -86,9 +115,9 @@ func TestParseRequestRefuses(t *testing.T) {
 		want string
 	}{
 		{"empty", nil, "empty request"},
-		{"garbage", []byte("GET / HTTP/1.1\r\n"), "not an OCSP request: unexpected ASN.1 structure"},
-		{"truncated", valid[:len(valid)-3], "not DER: data truncated"},
-		{"a certificate list", []byte{0x30, 0x03, 0x02, 0x01, 0x01}, "not an OCSP request: unexpected ASN.1 structure"},
+		{"garbage", []byte("GET / HTTP/1.1\r\n"), "not a DER-encoded OCSPRequest"},
+		{"truncated", valid[:len(valid)-3], "not a DER-encoded OCSPRequest"},
+		{"a certificate list", []byte{0x30, 0x03, 0x02, 0x01, 0x01}, "cannot read the tbsRequest"},
 		{"trailing data", append(bytes.Clone(valid), 0x00, 0x00), "2 bytes of trailing data"},
 		{"version 2", encodeRequest(t, func(r *ocspRequestASN1) { r.TBSRequest.Version = 1 }), "version v2 is not v1"},
 		{"no certificate", encodeRequest(t, func(r *ocspRequestASN1) {
@@ -99,6 +128,12 @@ func TestParseRequestRefuses(t *testing.T) {
 		{"MD5", encodeRequest(t, func(r *ocspRequestASN1) {
 			r.TBSRequest.RequestList[0].ReqCert.HashAlgorithm.Algorithm = asn1.ObjectIdentifier{1, 2, 840, 113549, 2, 5}
 		}), "hash algorithm 1.2.840.113549.2.5 is not supported"},
+		{"hash parameters not NULL", encodeRequest(t, func(r *ocspRequestASN1) {
+			r.TBSRequest.RequestList[0].ReqCert.HashAlgorithm.Parameters = asn1.RawValue{Tag: asn1.TagInteger, Bytes: []byte{1}}
+		}), "cannot read the hashAlgorithm"},
+		{"minimal serial, short hashes", rawRequest([]byte{0x02, 0x02, 0x12, 0x34}), "issuer hashes of 2 and 2 bytes do not fit SHA-1"},
+		{"non-minimal serial", rawRequest([]byte{0x02, 0x03, 0x00, 0x12, 0x34}), "cannot read the serialNumber"},
+		{"serial not an INTEGER", rawRequest([]byte{0x04, 0x02, 0x12, 0x34}), "cannot read the serialNumber"},
 		{"short hash", encodeRequest(t, func(r *ocspRequestASN1) { r.TBSRequest.RequestList[0].ReqCert.IssuerKeyHash = []byte{1, 2, 3} }),
 			"issuer hashes of 20 and 3 bytes do not fit SHA-1"},
 		{"empty nonce", encodeRequest(t, func(r *ocspRequestASN1) {

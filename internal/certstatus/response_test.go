@@ -324,7 +324,7 @@ func TestOCSPRefusals(t *testing.T) {
 		{"same name other key", request(t, &impostor, c.SerialNumber, crypto.SHA256, nil), ErrUnauthorized,
 			fmt.Sprintf("certstatus: not authorized for this issuer: issuer name hash %x and key hash %x (SHA-256) are not this CA's intermediate", h2[0], h2[1])},
 		{"garbage", []byte("not an OCSP request"), ErrMalformed,
-			"certstatus: malformed OCSP request: not an OCSP request: unexpected ASN.1 structure"},
+			"certstatus: malformed OCSP request: not a DER-encoded OCSPRequest"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := f.svc.Respond(ctx, tc.der)
