@@ -27,8 +27,20 @@
 // separately may see the new key with the old certificate, for as long as
 // one rename takes. Readers that cannot tolerate even that read combined.pem,
 // which always holds a matching pair, or reload from the --on-renew hook,
-// which runs only once every file is written. The agent also writes
-// agent-status.json after every attempt; [ReadStatus] reads it.
+// which runs only once every file is written. combined.pem is also written
+// at start when it does not hold the current certificate (enroll does not
+// write it). The agent writes agent-status.json after every attempt;
+// [ReadStatus] reads it. The server URL, given once, is kept in server.url
+// (see [ServerURL]).
+//
+// # Time
+//
+// Every decision uses the injected [Clock]: when to renew, whether the
+// certificate has expired, and the validity of the server's and the
+// gateway's certificates, so that tests can run whole lifetimes on a fake
+// clock shared with a real server and gateway. Waits are absolute
+// deadlines, cut into naps of at most a minute so that a machine waking
+// from suspend notices a renewal that fell due while it slept.
 //
 // # Forward proxy
 //
