@@ -36,7 +36,7 @@ import (
 
 // TestCrashDurability SIGKILLs a real "certgate server" process in the
 // middle of a burst of concurrent enrollments, restarts it on the same
-// directory and checks what issue 2 promises: every certificate a client
+// directory, three times over, and checks what issue 2 promises: every certificate a client
 // received is in the store with the same fingerprint, no serial repeats,
 // every stored certificate has its audit record, the audit chain verifies,
 // and a token is redeemed exactly when a certificate was recorded for it.
@@ -45,9 +45,10 @@ func TestCrashDurability(t *testing.T) {
 		t.Skip("builds and runs the certgate binary; skipped with -short")
 	}
 	const (
-		tokens  = 320 // minted; the kill lands long before all are used
+		tokens  = 320 // minted; the kills land long before all are used
 		workers = 16  // concurrent enrollment clients
-		killAt  = 48  // successful enrollments before the kill
+		killAt  = 40  // successful enrollments before each kill
+		rounds  = 3   // kill, restart, kill again...
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -58,7 +59,7 @@ func TestCrashDurability(t *testing.T) {
 	mustCLI(t, "init", "--dir", dir, "--trust-domain", "example.org", "--listen", addr)
 	url := "https://" + addr
 
-	first := startServerProcess(ctx, t, bin, dir)
+	p := startServerProcess(ctx, t, bin, dir)
 	adminCert, roots, _, err := cadir.AdminCredentials(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -70,71 +71,25 @@ func TestCrashDurability(t *testing.T) {
 	defer admin.CloseIdleConnections()
 	jobs := mintCrashJobs(ctx, t, admin, tokens, workers)
 
-	// The burst: workers enroll until the server is killed under them.
-	var (
-		okCount, inflight atomic.Int64
-		killed            atomic.Bool
-		next              atomic.Int64
-		wg                sync.WaitGroup
-	)
-	for range workers {
-		cl, err := apiclient.New(apiclient.Options{ServerURL: url, Roots: roots, Timeout: 20 * time.Second})
-		if err != nil {
-			t.Fatal(err)
+	// Bursts of enrollments, each ended by SIGKILL while requests are in
+	// flight, each followed by a restart on the same directory.
+	var next atomic.Int64
+	received := 0
+	for round := 1; ; round++ {
+		got, cut := crashBurst(ctx, t, p, url, roots, jobs, &next, workers, killAt)
+		received += got
+		t.Logf("round %d: killed the server with %d certificates received and %d requests cut off", round, got, cut)
+		if cut == 0 {
+			t.Fatal("no request was in flight when the server was killed; the test proved nothing")
 		}
-		defer cl.CloseIdleConnections()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for !killed.Load() {
-				i := next.Add(1) - 1
-				if i >= int64(len(jobs)) {
-					return
-				}
-				j := &jobs[i]
-				j.attempted = true
-				inflight.Add(1)
-				resp, err := cl.Enroll(ctx, j.token, string(j.csr))
-				inflight.Add(-1)
-				j.resp, j.err = resp, err
-				if err == nil {
-					okCount.Add(1)
-				}
-			}
-		}()
-	}
-	// Kill once enough enrollments succeeded, while others are in flight.
-	for okCount.Load() < killAt || inflight.Load() < workers/2 {
-		if ctx.Err() != nil {
-			t.Fatalf("only %d enrollments succeeded before the deadline; server log:\n%s", okCount.Load(), first.log())
+		admin.CloseIdleConnections()
+		p = startServerProcess(ctx, t, bin, dir)
+		if round == rounds {
+			break
 		}
-		time.Sleep(200 * time.Microsecond)
-	}
-	killed.Store(true)
-	first.kill(t)
-	wg.Wait()
-
-	received, cut := 0, 0
-	for i := range jobs {
-		j := &jobs[i]
-		var apiErr *apiclient.Error
-		switch {
-		case !j.attempted:
-		case j.err == nil:
-			received++
-		case errors.As(j.err, &apiErr):
-			t.Fatalf("enrollment %d refused before the kill: %v", i, j.err)
-		default:
-			cut++ // the connection died with the server
-		}
-	}
-	t.Logf("killed the server with %d certificates received and %d requests cut off", received, cut)
-	if cut == 0 {
-		t.Fatal("no request was in flight when the server was killed; the test proved nothing")
 	}
 
-	// Restart on the same directory: the store must hold what was handed out.
-	second := startServerProcess(ctx, t, bin, dir)
+	// The store must hold what was handed out.
 	stored, err := admin.ListCertificates(ctx, apiclient.ListFilter{Limit: 10000})
 	if err != nil {
 		t.Fatal(err)
@@ -220,7 +175,7 @@ func TestCrashDurability(t *testing.T) {
 		t.Fatalf("enrollment after restart: %v", err)
 	}
 	admin.CloseIdleConnections()
-	second.stop(t)
+	p.stop(t)
 
 	// Straight from the database: a token is redeemed if and only if a
 	// certificate was recorded for it, and for that certificate.
@@ -264,8 +219,74 @@ func TestCrashDurability(t *testing.T) {
 			redeemed++
 		}
 	}
-	t.Logf("after restart: %d tokens redeemed (%d received + 1 after restart + %d cut off but committed)",
+	t.Logf("after %d crashes: %d tokens redeemed (%d received + 1 after the last restart + %d cut off but committed)", rounds,
 		redeemed, received, redeemed-received-1)
+}
+
+// crashBurst has workers enroll the next jobs against the server p until
+// killAt enrollments succeeded and at least half the workers have a request
+// in flight, then SIGKILLs p. It returns how many certificates clients
+// received and how many requests the kill cut off.
+func crashBurst(ctx context.Context, t *testing.T, p *serverProcess, url string, roots *x509.CertPool, jobs []crashJob, next *atomic.Int64, workers, killAt int) (received, cut int) {
+	t.Helper()
+	var (
+		okCount, inflight atomic.Int64
+		killed            atomic.Bool
+		wg                sync.WaitGroup
+		mu                sync.Mutex
+		mine              []int // indexes of the jobs this burst attempted
+	)
+	for range workers {
+		cl, err := apiclient.New(apiclient.Options{ServerURL: url, Roots: roots, Timeout: 20 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.CloseIdleConnections()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !killed.Load() {
+				i := next.Add(1) - 1
+				if i >= int64(len(jobs)) {
+					return
+				}
+				mu.Lock()
+				mine = append(mine, int(i))
+				mu.Unlock()
+				j := &jobs[i]
+				j.attempted = true
+				inflight.Add(1)
+				resp, err := cl.Enroll(ctx, j.token, string(j.csr))
+				inflight.Add(-1)
+				j.resp, j.err = resp, err
+				if err == nil {
+					okCount.Add(1)
+				}
+			}
+		}()
+	}
+	for okCount.Load() < int64(killAt) || inflight.Load() < int64(workers/2) {
+		if ctx.Err() != nil {
+			killed.Store(true)
+			t.Fatalf("only %d enrollments succeeded before the deadline; server log:\n%s", okCount.Load(), p.log())
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	killed.Store(true)
+	p.kill(t)
+	wg.Wait()
+	for _, i := range mine {
+		var apiErr *apiclient.Error
+		switch err := jobs[i].err; {
+		case err == nil:
+			received++
+		case errors.As(err, &apiErr):
+			t.Fatalf("enrollment %d refused before the kill: %v", i, err)
+		default:
+			cut++ // the connection died with the server
+		}
+	}
+	return received, cut
 }
 
 // crashJob is one enrollment of the burst: a pre-minted token and a
