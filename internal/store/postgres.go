@@ -87,6 +87,12 @@ func (postgresDialect) lockWrites(ctx context.Context, tx *sql.Tx) error {
 	return err
 }
 
+// Each operation of a batch runs in its own savepoint, a subtransaction.
+// PostgreSQL caches 64 subtransaction IDs per backend; past that every
+// other session's snapshot checks get slower (suboverflow), so a batch
+// stays at 64.
+func (postgresDialect) maxBatch() int { return 64 }
+
 func (postgresDialect) eventsAppended(ctx context.Context, tx *sql.Tx, last int64) error {
 	_, err := tx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, PostgresEventsChannel, strconv.FormatInt(last, 10))
 	return err

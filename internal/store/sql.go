@@ -33,6 +33,9 @@ type dialect interface {
 	// readTx are the options of a read transaction that must see one
 	// consistent snapshot across statements.
 	readTx() *sql.TxOptions
+	// maxBatch is how many write operations one transaction commits at
+	// most.
+	maxBatch() int
 }
 
 // SQL is the database/sql implementation of [Store]. Writes go through one
@@ -66,10 +69,8 @@ type SQL struct {
 
 var _ Store = (*SQL)(nil)
 
-const (
-	maxBatch      = 256  // write ops committed together at most
-	queueCapacity = 4096 // write ops waiting for the writer at most
-)
+// queueCapacity bounds the write operations waiting for the writer.
+const queueCapacity = 4096
 
 // newSQL prepares the writer's statements and starts the writer. The schema
 // must be migrated already. On error it closes nothing; the caller does.
@@ -187,7 +188,7 @@ func (s *SQL) wrap(what string, err error) error {
 	}
 }
 
-// readErr is wrap for a read that must not run after Close.
+// readCheck fails a read once the store is closed.
 func (s *SQL) readCheck(what string) error {
 	if s.isClosed() {
 		return fmt.Errorf("store: %s: %w", what, errClosed)

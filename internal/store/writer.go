@@ -16,7 +16,7 @@ import (
 // SQLite has one writer at a time, and every write here also appends to the
 // audit chain, which is one total order on any backend. So all writes of a
 // process go through one goroutine that group-commits: it takes what is
-// queued (up to maxBatch operations), runs each inside its own SAVEPOINT in
+// queued (up to the dialect's maxBatch operations), runs each inside its own SAVEPOINT in
 // one transaction, and COMMITs once. An operation that fails is rolled back
 // to its savepoint alone; the others commit. Every caller is answered only
 // after COMMIT returned, so a nil error always means durable. Nothing waits
@@ -81,12 +81,13 @@ func (s *SQL) submit(ctx context.Context, what string, fn func(ctx context.Conte
 
 func (s *SQL) writeLoop() {
 	defer close(s.stopped)
-	batch := make([]*writeOp, 0, maxBatch)
+	limit := s.d.maxBatch()
+	batch := make([]*writeOp, 0, limit)
 	for op := range s.queue {
 		runtime.Gosched()
 		batch = append(batch[:0], op)
 	drain:
-		for len(batch) < maxBatch {
+		for len(batch) < limit {
 			select {
 			case next, ok := <-s.queue:
 				if !ok {
