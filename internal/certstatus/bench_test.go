@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/certgate/certgate/internal/ca"
-	"github.com/certgate/certgate/internal/store"
 )
 
 // BenchmarkOCSP measures answering one OCSP request (parse, issuer check,
@@ -85,15 +84,14 @@ func BenchmarkCRL100k(b *testing.B) {
 	const n = 100_000
 	f := newFixture(b, Settings{})
 	now := f.clock.Now()
-	evs := make(map[string]store.Event, n)
+	evs := make(map[string]*revoked, n)
 	for i := range n {
 		serial, err := ca.NewSerial()
 		if err != nil {
 			b.Fatal(err)
 		}
-		s := ca.SerialHex(serial)
-		evs[s] = store.Event{Position: int64(i + 1), Time: now.Add(-time.Duration(i) * time.Second), Kind: store.EventRevoke,
-			Serial: s, Reason: []int{0, 1, 4, 5}[i%4], NotAfter: now.Add(time.Hour)}
+		evs[ca.SerialHex(serial)] = &revoked{serial: serial, position: int64(i + 1), at: now.Add(-time.Duration(i) * time.Second),
+			reason: []int{0, 1, 4, 5}[i%4], notAfter: now.Add(time.Hour)}
 	}
 	f.svc.mu.Lock()
 	f.svc.revs, f.svc.pos, f.svc.loaded = evs, n, true
@@ -110,14 +108,11 @@ func BenchmarkCRL100k(b *testing.B) {
 		}
 		b.ReportMetric(float64(size), "CRL-bytes")
 	})
-	list := make([]store.Event, 0, n)
-	for _, ev := range evs {
-		list = append(list, ev)
+	list := make([]*revoked, 0, n)
+	for _, r := range evs {
+		list = append(list, r)
 	}
-	entries, err := revocationEntries(list)
-	if err != nil {
-		b.Fatal(err)
-	}
+	entries := revocationEntries(list)
 	b.Run("stdlib-create", func(b *testing.B) {
 		tmpl := &x509.RevocationList{Number: big.NewInt(1), ThisUpdate: now, NextUpdate: now.Add(time.Hour), RevokedCertificateEntries: entries}
 		for b.Loop() {

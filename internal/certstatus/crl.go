@@ -1,15 +1,13 @@
 package certstatus
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"fmt"
 	"math/big"
 	"slices"
-	"strings"
 	"time"
-
-	"github.com/certgate/certgate/internal/store"
 )
 
 // CRL is a signed certificate revocation list.
@@ -59,19 +57,16 @@ func (s *Service) buildCRL(pos int64, now time.Time) (*CRL, error) {
 	thisUpdate := now.Add(-backdate).Truncate(time.Second)
 	cutoff := now.Add(-s.o.CRLValidity)
 	s.mu.Lock()
-	entries := make([]store.Event, 0, len(s.revs))
-	for serial, ev := range s.revs {
-		if ev.NotAfter.Before(cutoff) {
+	entries := make([]*revoked, 0, len(s.revs))
+	for serial, r := range s.revs {
+		if r.notAfter.Before(cutoff) {
 			delete(s.revs, serial)
 			continue
 		}
-		entries = append(entries, ev)
+		entries = append(entries, r)
 	}
 	s.mu.Unlock()
-	list, err := revocationEntries(entries)
-	if err != nil {
-		return nil, err
-	}
+	list := revocationEntries(entries)
 	tmpl := &x509.RevocationList{
 		Number:                    crlNumber(pos, thisUpdate),
 		ThisUpdate:                thisUpdate,
@@ -93,25 +88,17 @@ func (s *Service) buildCRL(pos int64, now time.Time) (*CRL, error) {
 	}, nil
 }
 
-// revocationEntries turns revocation events into CRL entries, ordered by
-// serial so the same view always encodes the same way. Reason code 0
-// (unspecified) is left out of the entry, as RFC 5280 section 5.3.1 asks.
-func revocationEntries(evs []store.Event) ([]x509.RevocationListEntry, error) {
-	slices.SortFunc(evs, func(a, b store.Event) int {
-		if c := len(a.Serial) - len(b.Serial); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Serial, b.Serial)
-	})
-	list := make([]x509.RevocationListEntry, len(evs))
-	for i, ev := range evs {
-		n, ok := new(big.Int).SetString(ev.Serial, 16)
-		if !ok || n.Sign() <= 0 {
-			return nil, fmt.Errorf("certstatus: stored serial %q is not a positive hex number", ev.Serial)
-		}
-		list[i] = x509.RevocationListEntry{SerialNumber: n, RevocationTime: ev.Time.UTC(), ReasonCode: ev.Reason}
+// revocationEntries turns revocations into CRL entries in the order they
+// happened (event position), so the same view always encodes the same way.
+// Reason code 0 (unspecified) is left out of the entry, as RFC 5280 section
+// 5.3.1 asks.
+func revocationEntries(rs []*revoked) []x509.RevocationListEntry {
+	slices.SortFunc(rs, func(a, b *revoked) int { return cmp.Compare(a.position, b.position) })
+	list := make([]x509.RevocationListEntry, len(rs))
+	for i, r := range rs {
+		list[i] = x509.RevocationListEntry{SerialNumber: r.serial, RevocationTime: r.at.UTC(), ReasonCode: r.reason}
 	}
-	return list, nil
+	return list
 }
 
 // crlNumber is position × 2³² + thisUpdate in Unix seconds. The position

@@ -179,3 +179,26 @@ func TestCRLStoreDown(t *testing.T) {
 		t.Fatalf("error %q, want %q", err, want)
 	}
 }
+
+func TestViewIgnoresMalformedSerials(t *testing.T) {
+	f := newFixture(t, Settings{})
+	now := f.clock.Now()
+	f.svc.mu.Lock()
+	for i, s := range []string{"", "xyz", "ABC", "abc", "1"} {
+		f.svc.add(store.Event{Position: int64(i + 1), Serial: s, Time: now, NotAfter: now.Add(time.Hour)})
+	}
+	f.svc.pos, f.svc.loaded, f.svc.synced = 5, true, now
+	got := len(f.svc.revs)
+	f.svc.mu.Unlock()
+	if got != 2 {
+		t.Fatalf("%d revocations in the view, want 2 (abc and 1)", got)
+	}
+	c, err := f.svc.buildCRL(5, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl := parseCRL(t, f, c)
+	if len(rl.RevokedCertificateEntries) != 2 || rl.RevokedCertificateEntries[0].SerialNumber.Int64() != 0xabc || rl.RevokedCertificateEntries[1].SerialNumber.Int64() != 1 {
+		t.Fatalf("entries %v, want abc then 1 (event order)", rl.RevokedCertificateEntries)
+	}
+}

@@ -92,8 +92,8 @@ func (s *Service) revokedSince(c cached) bool {
 	if c.resp.Status != ocsp.Good {
 		return false
 	}
-	ev, ok := s.revocation(c.resp.Serial)
-	return ok && ev.Position > c.pos
+	r, ok := s.revocation(c.resp.Serial)
+	return ok && r.position > c.pos
 }
 
 type certStatus struct {
@@ -108,8 +108,8 @@ func (s *Service) status(ctx context.Context, serial string) (certStatus, error)
 	if serial == "" {
 		return certStatus{status: ocsp.Unknown}, nil
 	}
-	if ev, ok := s.revocation(serial); ok {
-		return certStatus{status: ocsp.Revoked, revokedAt: ev.Time, reason: ev.Reason}, nil
+	if r, ok := s.revocation(serial); ok {
+		return certStatus{status: ocsp.Revoked, revokedAt: r.at, reason: r.reason}, nil
 	}
 	rec, err := s.o.Store.GetCertificate(ctx, serial)
 	switch {

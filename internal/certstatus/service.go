@@ -2,9 +2,12 @@ package certstatus
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
+	"strings"
 	"sync"
 	"time"
 
@@ -96,10 +99,10 @@ type Service struct {
 	syncMu sync.Mutex
 	mu     sync.RWMutex
 	loaded bool
-	pos    int64                  // last event position applied
-	revs   map[string]store.Event // serial -> revocation, unexpired (plus one CRL validity)
-	wake   <-chan struct{}        // closed when the store has news after pos
-	synced time.Time              // when the store was last read
+	pos    int64               // last event position applied
+	revs   map[string]*revoked // by serial: revocations of unexpired certificates (plus one CRL validity)
+	wake   <-chan struct{}     // closed when the store has news after pos
+	synced time.Time           // when the store was last read
 
 	crlMu sync.Mutex
 	crl   *CRL
@@ -143,7 +146,7 @@ func New(o Options) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{o: o, hash: h, revs: make(map[string]store.Event)}
+	s := &Service{o: o, hash: h, revs: make(map[string]*revoked)}
 	s.cache.init(maxCached)
 	return s, nil
 }
@@ -224,7 +227,7 @@ func (s *Service) position(ctx context.Context) (int64, error) {
 		}
 		s.mu.Lock()
 		for _, ev := range snap.Revoked {
-			s.revs[ev.Serial] = ev
+			s.add(ev)
 		}
 		s.pos, s.loaded, s.wake, s.synced = snap.Position, true, wake, now
 		s.mu.Unlock()
@@ -247,7 +250,7 @@ func (s *Service) position(ctx context.Context) (int64, error) {
 	s.mu.Lock()
 	for _, ev := range news {
 		if ev.Kind == store.EventRevoke {
-			s.revs[ev.Serial] = ev
+			s.add(ev)
 			s.cache.forget(ev.Serial)
 		}
 	}
@@ -273,10 +276,30 @@ func (s *Service) fresh() (int64, bool) {
 	return s.pos, true
 }
 
+// revoked is one revocation in the view, its serial parsed once.
+type revoked struct {
+	serial   *big.Int
+	position int64 // of its event; orders CRL entries
+	at       time.Time
+	reason   int
+	notAfter time.Time
+}
+
+// add puts a revocation event into the view; s.mu is held.
+func (s *Service) add(ev store.Event) {
+	b, err := hex.DecodeString(strings.Repeat("0", len(ev.Serial)%2) + ev.Serial)
+	if err != nil || len(b) == 0 || ev.Serial != strings.ToLower(ev.Serial) {
+		// No certificate has this serial: nothing to list or answer for.
+		s.o.Log.Error("ignoring a revocation with a malformed serial", "serial", ev.Serial, "position", ev.Position)
+		return
+	}
+	s.revs[ev.Serial] = &revoked{serial: new(big.Int).SetBytes(b), position: ev.Position, at: ev.Time, reason: ev.Reason, notAfter: ev.NotAfter}
+}
+
 // revocation returns the revocation of serial in the view, if any.
-func (s *Service) revocation(serial string) (store.Event, bool) {
+func (s *Service) revocation(serial string) (*revoked, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	ev, ok := s.revs[serial]
-	return ev, ok
+	r, ok := s.revs[serial]
+	return r, ok
 }
