@@ -202,3 +202,29 @@ func TestViewIgnoresMalformedSerials(t *testing.T) {
 		t.Fatalf("entries %v, want abc then 1 (event order)", rl.RevokedCertificateEntries)
 	}
 }
+
+// Run rebuilds the CRL as soon as a revocation commits, before anyone asks.
+func TestRunRebuildsOnRevocation(t *testing.T) {
+	f := newFixture(t, Settings{})
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := f.svc.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); f.svc.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	current := func() *CRL {
+		f.svc.crlMu.Lock()
+		defer f.svc.crlMu.Unlock()
+		return f.svc.crl
+	}
+	first := current()
+	f.revoke(t, f.leaf(t, "/svc/a"), 1)
+	deadline := time.Now().Add(5 * time.Second)
+	for c := current(); c == first || c.Entries != 1; c = current() {
+		if time.Now().After(deadline) {
+			t.Fatalf("CRL not rebuilt after a revocation: %d entries at position %d", c.Entries, c.Position)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
