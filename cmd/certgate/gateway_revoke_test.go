@@ -564,3 +564,45 @@ func TestFeedCatchUpAndStaleness(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestServerStopsWhileFollowed: a server with a follower on its change
+// feed stops at once and cleanly; the feed stream, which never goes idle,
+// does not hold the graceful shutdown for its whole grace period.
+func TestServerStopsWhileFollowed(t *testing.T) {
+	t.Setenv("CERTGATE_PASSPHRASE", testPassphrase)
+	dir := filepath.Join(t.TempDir(), "ca")
+	mustCLI(t, "init", "--dir", dir, "--trust-domain", "example.org", "--listen", freeAddr(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- runServer(ctx, slog.New(slog.DiscardHandler), dir, "", []byte(testPassphrase), func(string) { close(ready) })
+	}()
+	<-ready
+	cert, roots, cfg, err := cadir.AdminCredentials(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert}}}}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Get(cfg.Listen.URL + "/v1/feed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, `{"type":"snapshot"`) {
+		t.Fatalf("first feed line %q %v", line, err)
+	}
+	cancel()
+	start := time.Now()
+	select {
+	case err := <-done:
+		if err != nil || time.Since(start) > 3*time.Second {
+			t.Fatalf("server stopped after %v: %v", time.Since(start), err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("server did not stop")
+	}
+}

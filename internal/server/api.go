@@ -590,7 +590,10 @@ func (s *Server) feedHandler(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.o.Log.Info("feed follower connected", "identity", c.ID.String(), "serial", c.Serial, "after", after)
-	err = s.feed.Stream(r.Context(), w, after)
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	defer context.AfterFunc(s.streams, cancel)()
+	err = s.feed.Stream(ctx, w, after)
 	s.o.Log.Info("feed follower gone", "identity", c.ID.String(), "serial", c.Serial, "err", err)
 }
 

@@ -60,6 +60,10 @@ type Server struct {
 
 	feed   *feed.Server
 	status *certstatus.Service
+	// streams is cancelled when a graceful shutdown starts: feed streams
+	// never go idle, so Shutdown would otherwise wait them out.
+	streams     context.Context
+	stopStreams context.CancelFunc
 
 	mu      sync.Mutex
 	serving *tls.Certificate
@@ -98,7 +102,8 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	return &Server{o: o, roots: pool, feed: feed.NewServer(fo), status: status}, nil
+	streams, stopStreams := context.WithCancel(context.Background())
+	return &Server{o: o, roots: pool, feed: feed.NewServer(fo), status: status, streams: streams, stopStreams: stopStreams}, nil
 }
 
 // TLSConfig is the server's TLS configuration: TLS 1.2 minimum with AEAD
@@ -219,6 +224,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	go func() { defer close(statusDone); s.status.Run(statusCtx) }()
 	defer func() { stopStatus(); <-statusDone }()
 	hs := s.HTTPServer()
+	hs.RegisterOnShutdown(s.stopStreams)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.ServeTLS(ln, "", "") }()
 	select {
