@@ -32,8 +32,31 @@
 //
 // Every connection is tracked by certificate serial: it is closed when the
 // certificate expires (by the injected clock) and, through
-// [Gateway.CloseBySerial], when it is revoked.
+// [Gateway.CloseBySerial], when it is revoked. The revocation Holder's
+// change hook runs CloseBySerial for every newly revoked serial as soon as
+// the set is swapped, so an HTTP/1.1 keep-alive connection, a whole HTTP/2
+// connection, a WebSocket and a TCP route connection of that certificate
+// are cut together, by closing the TCP connection (a revoked client is owed
+// no close_notify, and one that does not read cannot delay the cut). A
+// handshake that was verified just before the swap is checked again once
+// its connection is tracked, so none slips between the two. Each cut is an
+// access log entry of kind [KindCut] with its reason ([CutRevoked],
+// [CutExpired], [CutStale]) and is counted by [Metrics.ConnectionCut].
+//
+// # Stale revocation data
+//
+// With [Options.MaxStaleness] set, the gateway fails closed when its
+// revocation set was last confirmed current (Set.Updated, which the change
+// feed refreshes on every event and heartbeat) longer ago than that by the
+// injected clock, or never: every HTTP request gets 503 with a JSON body
+// naming the reason (code "revocation_stale"), new TCP route connections
+// are refused, and tunnels (WebSocket, TCP) are cut, since no later request
+// would check them. Until then it enforces the set it knows. Entering and
+// leaving the state are logged once each and reported by
+// [Metrics.RevocationStale]; the first update after the source is back
+// ends it.
 //
 // This package does not issue certificates, fetch revocations (see
-// internal/revocation) or read config files (see internal/config).
+// internal/revocation and internal/feed) or read config files (see
+// internal/config).
 package gateway
