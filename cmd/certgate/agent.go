@@ -84,6 +84,9 @@ func runAgent(ctx context.Context, s streams, f agentFlags) error {
 	if err != nil {
 		return err
 	}
+	if err := agent.RememberServerURL(f.dir, serverURL); err != nil {
+		return err
+	}
 	st := a.Status()
 	fmt.Fprintf(s.out, "certgate agent for %s: certificate %s valid until %s; renewing through %s\n",
 		st.Identity, st.Serial, st.NotAfter.UTC().Format(time.RFC3339), serverURL)

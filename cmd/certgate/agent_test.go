@@ -167,4 +167,7 @@ func TestAgentRefuses(t *testing.T) {
 			}
 		})
 	}
+	if entries, _ := os.ReadDir(empty); len(entries) != 0 {
+		t.Fatalf("refused commands left %d files in the directory", len(entries))
+	}
 }

@@ -146,21 +146,13 @@ func (c *credentials) combinedCurrent(dir string) bool {
 	return err == nil && len(certs) > 0 && bytes.Equal(certs[0].Raw, c.leaf().Raw)
 }
 
-// ServerURL returns the server URL for the agent of dir: flag if given
-// (remembered in dir/server.url for the next start), else what server.url
-// holds.
+// ServerURL returns the server URL for the agent of dir: flag if given,
+// else what dir/server.url holds. Once the agent is set up, pass the result
+// to [RememberServerURL] so the next start needs no flag.
 func ServerURL(dir, flag string) (string, error) {
 	path := filepath.Join(dir, ServerURLFile)
 	if flag != "" {
-		if err := checkServerURL(flag); err != nil {
-			return "", err
-		}
-		if b, err := os.ReadFile(path); err != nil || strings.TrimSpace(string(b)) != flag {
-			if err := atomicfile.Write(path, []byte(flag+"\n"), 0o644); err != nil {
-				return "", fmt.Errorf("agent: remember the server URL: %w", err)
-			}
-		}
-		return flag, nil
+		return flag, checkServerURL(flag)
 	}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -174,6 +166,18 @@ func ServerURL(dir, flag string) (string, error) {
 		return "", fmt.Errorf("%w (in %s)", err, path)
 	}
 	return u, nil
+}
+
+// RememberServerURL writes u to dir/server.url unless it already holds it.
+func RememberServerURL(dir, u string) error {
+	path := filepath.Join(dir, ServerURLFile)
+	if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) == u {
+		return nil
+	}
+	if err := atomicfile.Write(path, []byte(u+"\n"), 0o644); err != nil {
+		return fmt.Errorf("agent: remember the server URL: %w", err)
+	}
+	return nil
 }
 
 func checkServerURL(s string) error {

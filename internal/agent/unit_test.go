@@ -121,6 +121,12 @@ func TestServerURL(t *testing.T) {
 	if u, err := ServerURL(dir, "https://ca.example:8443"); err != nil || u != "https://ca.example:8443" {
 		t.Fatalf("flag: %q %v", u, err)
 	}
+	if _, err := os.Stat(path); err == nil {
+		t.Fatal("ServerURL wrote server.url before the agent was set up")
+	}
+	if err := RememberServerURL(dir, "https://ca.example:8443"); err != nil {
+		t.Fatal(err)
+	}
 	if u, err := ServerURL(dir, ""); err != nil || u != "https://ca.example:8443" {
 		t.Fatalf("remembered: %q %v", u, err)
 	}
