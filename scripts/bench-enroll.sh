@@ -12,9 +12,10 @@
 #
 # Settings (environment): CLIENTS (32), COUNT (20000), DURATION (60s),
 # SERVER_CPU (0), CLIENT_CPU (1), HTTP2 (0; 1 speaks HTTP/2),
-# BENCH_DIR (parent of the temporary directory; default: the repository's
-# parent directory, so it is on the same disk as the checkout and not on a
-# tmpfs), KEEP (1 keeps the directory and the server log).
+# BENCH_DIR (parent of the temporary directory; default $TMPDIR or /tmp:
+# it must be on a real disk, on a tmpfs fsync is free and the figures
+# overstate durable throughput), KEEP (1 keeps the directory and the server
+# log).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +25,7 @@ DURATION=${DURATION:-60s}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 HTTP2=${HTTP2:-0}
-BENCH_DIR=${BENCH_DIR:-$(cd .. && pwd)}
+BENCH_DIR=${BENCH_DIR:-${TMPDIR:-/tmp}}
 KEEP=${KEEP:-0}
 
 command -v taskset >/dev/null || { echo "bench-enroll: taskset (util-linux) is needed to pin the server" >&2; exit 1; }
@@ -34,6 +35,9 @@ if [ "$(nproc)" -lt 2 ] && [ "$SERVER_CPU" != "$CLIENT_CPU" ]; then
 fi
 
 work=$(mktemp -d "$BENCH_DIR/certgate-bench-enroll.XXXXXX")
+if [ "$(findmnt -n -o FSTYPE -T "$work")" = tmpfs ]; then
+  echo "bench-enroll: WARNING: $BENCH_DIR is a tmpfs: fsync costs nothing there; set BENCH_DIR to a directory on disk" >&2
+fi
 server_pid=
 cleanup() {
   if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
