@@ -101,7 +101,7 @@ func ParseRequest(der []byte) (Request, error) {
 		return cannot("version")
 	}
 	if version != 0 {
-		return bad("version v%d is not v1", version+1)
+		return bad("version %d is not v1 (0)", version)
 	}
 	var list, exts cryptobyte.String
 	var hasExts bool

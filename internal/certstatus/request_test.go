@@ -119,7 +119,7 @@ func TestParseRequestRefuses(t *testing.T) {
 		{"truncated", valid[:len(valid)-3], "not a DER-encoded OCSPRequest"},
 		{"a certificate list", []byte{0x30, 0x03, 0x02, 0x01, 0x01}, "cannot read the tbsRequest"},
 		{"trailing data", append(bytes.Clone(valid), 0x00, 0x00), "2 bytes of trailing data"},
-		{"version 2", encodeRequest(t, func(r *ocspRequestASN1) { r.TBSRequest.Version = 1 }), "version v2 is not v1"},
+		{"version 2", encodeRequest(t, func(r *ocspRequestASN1) { r.TBSRequest.Version = 1 }), "version 1 is not v1 (0)"},
 		{"no certificate", encodeRequest(t, func(r *ocspRequestASN1) {
 			r.TBSRequest.RequestList = []singleRequestASN1{}
 			r.TBSRequest.RequestExtensions = []pkix.Extension{nonceExt(t, []byte{1})}
