@@ -263,8 +263,8 @@ print(r.status_code, r.text.strip())`, base+"/v1/py", filepath.Join(d, "cert.pem
 		}
 	})
 
-	// Revoked at the server: the gateway's pull picks it up and refuses the
-	// next handshake.
+	// Revoked at the server: the change feed brings it to the gateway,
+	// which refuses the next handshake.
 	leafPEM, _ := os.ReadFile(filepath.Join(g.clientDir["billing"], "cert.pem"))
 	blk, _ := pem.Decode(leafPEM)
 	leaf, _ := x509.ParseCertificate(blk.Bytes)

@@ -268,6 +268,10 @@ func (g *Gateway) Reload(cfg *config.Gateway) error {
 		g.log.Warn("listen address changed; it applies after a restart", "old", old.cfg.Listen, "new", cfg.Listen)
 		rt.cfg.Listen = old.cfg.Listen
 	}
+	if !slices.Equal(cfg.ServerURLs(), old.cfg.ServerURLs()) || cfg.Revocation != old.cfg.Revocation || cfg.Server.CA != old.cfg.Server.CA ||
+		cfg.Server.RevocationRefresh != old.cfg.Server.RevocationRefresh {
+		g.log.Warn("server and revocation settings changed; they apply after a restart")
+	}
 	g.rt.Store(rt)
 	// Close the pools no route uses any more.
 	used := map[string]bool{}
