@@ -58,7 +58,7 @@ func Migrate(ctx context.Context, url string) (from, to int, err error) {
 		return 0, 0, err
 	}
 	if kind == "postgres" {
-		db, err := openPostgresDB(target)
+		db, _, err := openPostgresDB(target)
 		if err != nil {
 			return 0, 0, err
 		}

@@ -19,9 +19,11 @@ import (
 )
 
 // PostgresEventsChannel is the LISTEN/NOTIFY channel on which a commit that
-// appended events announces its last position (the payload, in decimal), so
-// replicas can wake their followers. The events table stays the source of
-// truth: a missed notification only delays a follower until its next read.
+// appended events announces them, with the payload "<schema> <last
+// position>" (the schema the store's tables are in, the position in
+// decimal), so replicas can wake their followers ([SQL.EventsChanged]). The
+// events table stays the source of truth: a missed notification only delays
+// a follower until its next read.
 const PostgresEventsChannel = "certgate_events"
 
 // postgresLockClass is the first key of the advisory lock that serializes
@@ -38,8 +40,12 @@ const postgresMaxConns = 16
 // writer. Several processes may share the database: writes are serialized
 // with a transaction-level advisory lock, so the audit chain and the event
 // positions stay one total order in commit order across replicas.
+//
+// The store also keeps one connection that LISTENs on
+// [PostgresEventsChannel], so [SQL.EventsChanged] fires for the commits of
+// other replicas too.
 func OpenPostgres(ctx context.Context, url string) (*SQL, error) {
-	db, err := openPostgresDB(url)
+	db, cfg, err := openPostgresDB(url)
 	if err != nil {
 		return nil, err
 	}
@@ -53,14 +59,17 @@ func OpenPostgres(ctx context.Context, url string) (*SQL, error) {
 		db.Close()
 		return nil, err
 	}
+	s.stopListen = startListener(cfg, s.signalEvents)
 	return s, nil
 }
 
-func openPostgresDB(url string) (*sql.DB, error) {
+// openPostgresDB returns the pool for url and the parsed config, from which
+// the listener makes its own connection.
+func openPostgresDB(url string) (*sql.DB, *pgx.ConnConfig, error) {
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
 		// pgx redacts the password in its parse errors.
-		return nil, fmt.Errorf("store: postgres: %w", err)
+		return nil, nil, fmt.Errorf("store: postgres: %w", err)
 	}
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = 5 * time.Second
@@ -69,7 +78,7 @@ func openPostgresDB(url string) (*sql.DB, error) {
 	db.SetMaxOpenConns(postgresMaxConns)
 	db.SetMaxIdleConns(postgresMaxConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	return db, nil
+	return db, cfg, nil
 }
 
 type postgresDialect struct{}
@@ -93,8 +102,12 @@ func (postgresDialect) lockWrites(ctx context.Context, tx *sql.Tx) error {
 // stays at 64.
 func (postgresDialect) maxBatch() int { return 64 }
 
+// eventsAppended queues the notification; PostgreSQL delivers it at
+// COMMIT, and never for a transaction that rolls back. The listener of
+// each replica compares the schema with its own (listen.go).
 func (postgresDialect) eventsAppended(ctx context.Context, tx *sql.Tx, last int64) error {
-	_, err := tx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, PostgresEventsChannel, strconv.FormatInt(last, 10))
+	_, err := tx.ExecContext(ctx, `SELECT pg_notify($1, COALESCE(current_schema(), '') || ' ' || $2)`,
+		PostgresEventsChannel, strconv.FormatInt(last, 10))
 	return err
 }
 

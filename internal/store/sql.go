@@ -60,8 +60,13 @@ type SQL struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	evMu sync.Mutex
-	evCh chan struct{}
+	evMu  sync.Mutex
+	evCh  chan struct{}
+	evPos int64 // the highest event position a wake-up was sent for
+
+	// stopListen stops the PostgreSQL notification listener (nil on
+	// SQLite); Close calls it.
+	stopListen func()
 
 	// beforeBatch, if set, runs at the start of every batch (tests only).
 	beforeBatch atomic.Pointer[func()]
@@ -124,6 +129,9 @@ func (s *SQL) Close() error {
 		close(s.queue)
 		s.closeMu.Unlock()
 		<-s.stopped
+		if s.stopListen != nil {
+			s.stopListen()
+		}
 		s.closeStmts()
 		err := s.wdb.Close()
 		if s.rdb != s.wdb {
@@ -159,19 +167,40 @@ func (s *SQL) Ping(ctx context.Context) error {
 }
 
 // EventsChanged returns a channel that is closed after the next commit that
-// appends events, so an in-process follower can wait for news instead of
-// polling. Take a new channel after each wake-up, then read with Events.
+// appends events, so a follower can wait for news instead of polling. Take
+// a new channel after each wake-up, then read with Events.
+//
+// On SQLite it fires for the commits of this process. On PostgreSQL it
+// also fires when another process (a server replica) commits events: the
+// store LISTENs on [PostgresEventsChannel]. A notification can be lost
+// while that connection is down, so the channel also fires after every
+// reconnection; a follower should still read now and then without a
+// wake-up, since the events table, not the notification, is the truth.
 func (s *SQL) EventsChanged() <-chan struct{} {
 	s.evMu.Lock()
 	defer s.evMu.Unlock()
 	return s.evCh
 }
 
-func (s *SQL) signalEvents() {
+// signalEvents wakes the followers for events committed up to position
+// pos. A position a wake-up was already sent for is skipped: each commit
+// of this process is announced twice, by the writer and by its own
+// notification coming back. pos 0 wakes unconditionally and forgets the
+// positions seen (after a reconnection, the database may have been
+// restored to an earlier state).
+func (s *SQL) signalEvents(pos int64) {
 	s.evMu.Lock()
+	defer s.evMu.Unlock()
+	switch {
+	case pos == 0:
+		s.evPos = 0
+	case pos <= s.evPos:
+		return
+	default:
+		s.evPos = pos
+	}
 	close(s.evCh)
 	s.evCh = make(chan struct{})
-	s.evMu.Unlock()
 }
 
 // wrap prefixes err and marks it unavailable when the database is down.

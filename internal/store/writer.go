@@ -117,26 +117,26 @@ func (s *SQL) runBatch(batch []*writeOp) {
 	if len(live) == 0 {
 		return
 	}
-	errs, appended := s.commitOps(live)
+	errs, last := s.commitOps(live)
 	for i, op := range live {
 		op.done <- errs[i]
 	}
-	if appended {
-		s.signalEvents()
+	if last > 0 {
+		s.signalEvents(last)
 	}
 }
 
 // commitOps runs ops in one transaction. It returns each op's error and
-// whether committed events were appended.
-func (s *SQL) commitOps(ops []*writeOp) (errs []error, appended bool) {
+// the position of the last event committed, 0 if none was appended.
+func (s *SQL) commitOps(ops []*writeOp) (errs []error, last int64) {
 	errs = make([]error, len(ops))
-	fail := func(stage string, err error) ([]error, bool) {
+	fail := func(stage string, err error) ([]error, int64) {
 		for i, op := range ops {
 			if errs[i] == nil {
 				errs[i] = s.batchErr(op.what, stage, err)
 			}
 		}
-		return errs, false
+		return errs, 0
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.writeTimeout)
 	defer cancel()
@@ -185,7 +185,7 @@ func (s *SQL) commitOps(ops []*writeOp) (errs []error, appended bool) {
 	if ok == 0 {
 		// Nothing to keep: skip the commit and its fsync.
 		tx.Rollback()
-		return errs, false
+		return errs, 0
 	}
 	if w.appended {
 		if err := s.d.eventsAppended(ctx, tx, w.pos); err != nil {
@@ -196,7 +196,10 @@ func (s *SQL) commitOps(ops []*writeOp) (errs []error, appended bool) {
 	if err := tx.Commit(); err != nil {
 		return fail("commit", err)
 	}
-	return errs, w.appended
+	if !w.appended {
+		return errs, 0
+	}
+	return errs, w.pos
 }
 
 // batchErr wraps a failure of the batch itself (not of one operation).
