@@ -153,7 +153,7 @@ func TestAgentRefuses(t *testing.T) {
 		"listen alone":    {[]string{"agent", "--dir", empty, "--listen", "127.0.0.1:0"}, "certgate: --listen and --upstream go together: the proxy needs both\n"},
 		"upstream alone":  {[]string{"agent", "--dir", empty, "--upstream", "https://gw:8443"}, "certgate: --listen and --upstream go together: the proxy needs both\n"},
 		"remote listen":   {[]string{"agent", "--dir", empty, "--listen", "0.0.0.0:8080", "--upstream", "https://gw:8443"}, `certgate: agent: listen address "0.0.0.0:8080" is not loopback: anyone who can connect to the proxy acts as this client; use 127.0.0.1:PORT, or --allow-remote if that is really meant` + "\n"},
-		"no server":       {[]string{"agent", "--dir", empty}, "certgate: agent: no server URL: pass --server https://HOST:PORT (the server your enrollment token names) once; it is remembered in " + filepath.Join(empty, "server.url") + "\n"},
+		"no server":       {[]string{"agent", "--dir", empty}, "certgate: agent: no server URL: enroll with certgate enroll (which writes " + filepath.Join(empty, "server.url") + ") or pass --server https://HOST:PORT once\n"},
 		"plain server":    {[]string{"agent", "--dir", empty, "--server", "http://ca:8443"}, `certgate: agent: server URL "http://ca:8443" must be https://HOST[:PORT]` + "\n"},
 		"not enrolled":    {[]string{"agent", "--dir", empty, "--server", "https://ca:8443"}, "certgate: agent: " + filepath.Join(empty, "key.pem") + " does not exist: enroll first (certgate enroll --token ... --out " + empty + ")\n"},
 		"bad log format":  {[]string{"agent", "--dir", empty, "--log-format", "xml"}, "certgate: --log-format: \"xml\" is not text or json\n"},

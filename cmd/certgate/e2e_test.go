@@ -96,6 +96,10 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("key.pem: %v %v, want mode 0600", fi.Mode(), err)
 	}
+	// enroll remembers the server for the agent.
+	if b, err := os.ReadFile(filepath.Join(out, "server.url")); err != nil || !strings.HasPrefix(string(b), "https://127.0.0.1:") {
+		t.Fatalf("server.url: %q %v", b, err)
+	}
 	// The real openssl verifies the leaf for client auth.
 	chainPEM, _ := os.ReadFile(filepath.Join(out, "cert.pem"))
 	chain, err := pemutil.ParseCertificates(chainPEM)

@@ -26,8 +26,9 @@ const (
 	CombinedFile = "combined.pem"
 	// StatusFile is the agent's last state, rewritten after every attempt.
 	StatusFile = "agent-status.json"
-	// ServerURLFile remembers the server URL given with --server.
-	ServerURLFile = "server.url"
+	// ServerURLFile remembers the server URL: certgate enroll writes it from
+	// the token, --server overrides it.
+	ServerURLFile = enroll.ServerURLFile
 )
 
 // credentials are a key, its certificate chain and the trust bundle, as
@@ -156,7 +157,7 @@ func ServerURL(dir, flag string) (string, error) {
 	}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return "", fmt.Errorf("agent: no server URL: pass --server https://HOST:PORT (the server your enrollment token names) once; it is remembered in %s", path)
+		return "", fmt.Errorf("agent: no server URL: enroll with certgate enroll (which writes %s) or pass --server https://HOST:PORT once", path)
 	}
 	if err != nil {
 		return "", fmt.Errorf("agent: %w", err)

@@ -112,7 +112,7 @@ func errString(err error) string {
 func TestServerURL(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, ServerURLFile)
-	if _, err := ServerURL(dir, ""); errString(err) != "agent: no server URL: pass --server https://HOST:PORT (the server your enrollment token names) once; it is remembered in "+path {
+	if _, err := ServerURL(dir, ""); errString(err) != "agent: no server URL: enroll with certgate enroll (which writes "+path+") or pass --server https://HOST:PORT once" {
 		t.Fatalf("no URL: %v", err)
 	}
 	if _, err := ServerURL(dir, "http://ca.example:8443"); errString(err) != `agent: server URL "http://ca.example:8443" must be https://HOST[:PORT]` {

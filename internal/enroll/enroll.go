@@ -32,6 +32,9 @@ const (
 	KeyFile    = "key.pem"
 	CertFile   = "cert.pem"
 	BundleFile = "bundle.pem"
+	// ServerURLFile holds the server URL from the token, so the agent knows
+	// where to renew without being told again.
+	ServerURLFile = "server.url"
 )
 
 // Result describes what was written.
@@ -84,19 +87,22 @@ func Enroll(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("enroll: %w", err)
 	}
-	leaf, chain, bundle, err := check(resp.Certificate, resp.Chain, resp.Bundle, key, tok)
+	leaf, chain, bundle, err := check(resp.Certificate, resp.Chain, resp.Bundle, key, tok, o.Now())
 	if err != nil {
 		return Result{}, err
 	}
 	if err := Write(o.OutDir, key, append([]*x509.Certificate{leaf}, chain...), bundle); err != nil {
 		return Result{}, err
 	}
+	if err := atomicfile.Write(filepath.Join(o.OutDir, ServerURLFile), []byte(tok.ServerURL+"\n"), 0o644); err != nil {
+		return Result{}, fmt.Errorf("enroll: %w", err)
+	}
 	return Result{Dir: o.OutDir, Identity: tok.Identity, Serial: leaf.SerialNumber.Text(16), NotAfter: leaf.NotAfter}, nil
 }
 
 // check makes sure the answer is a certificate for our key and identity
 // that chains to the root the token pins.
-func check(leafPEM, chainPEM, bundlePEM string, key crypto.Signer, tok token.Token) (*x509.Certificate, []*x509.Certificate, []*x509.Certificate, error) {
+func check(leafPEM, chainPEM, bundlePEM string, key crypto.Signer, tok token.Token, now time.Time) (*x509.Certificate, []*x509.Certificate, []*x509.Certificate, error) {
 	leaves, err := pemutil.ParseCertificates([]byte(leafPEM))
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("enroll: server's certificate: %w", err)
@@ -134,7 +140,7 @@ func check(leafPEM, chainPEM, bundlePEM string, key crypto.Signer, tok token.Tok
 	for _, c := range chain {
 		inters.AddCert(c)
 	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inters, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inters, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		return nil, nil, nil, fmt.Errorf("enroll: the new certificate does not verify: %w", err)
 	}
 	return leaf, chain, bundle, nil
