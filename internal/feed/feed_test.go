@@ -250,3 +250,24 @@ func TestBrokenServer(t *testing.T) {
 		t.Fatalf("bad serial: %v, set %v", err, rec.cur)
 	}
 }
+
+func FuzzParseMessage(f *testing.F) {
+	f.Add([]byte(`{"type":"snapshot","position":12,"revoked":[{"serial":"ab","identity":"spiffe://example.org/x","reason":1,"not_after":"2026-11-27T00:00:00Z"}]}`))
+	f.Add([]byte(`{"type":"revoke","position":13,"serial":"ab","reason":1}`))
+	f.Add([]byte(`{"type":"heartbeat","position":13,"time":"2026-11-27T00:00:00Z"}`))
+	f.Add([]byte(`{"type":"revoke","position":0}`))
+	f.Fuzz(func(t *testing.T, line []byte) {
+		m, err := ParseMessage(line)
+		if err != nil {
+			return
+		}
+		if m.Position < 0 || (m.Type == TypeRevoke && (m.Serial == "" || m.Position == 0)) {
+			t.Fatalf("accepted %+v", m)
+		}
+		// A follower applies whatever parses without panicking.
+		fl, _ := NewFollower(FollowerOptions{URLs: []string{"https://x"}, TLSConfig: &tls.Config{}, Clock: clock.Real{}})
+		fl.synced = true
+		fl.set = revocation.NewSet(0, time.Now())
+		_ = fl.apply(m, newRecorder())
+	})
+}

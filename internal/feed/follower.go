@@ -108,7 +108,7 @@ func (f *Follower) Run(ctx context.Context, dst revocation.Updater) error {
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr}
 	backoff := f.o.MinBackoff
-	for i := 0; ; i++ {
+	for i := 0; ; {
 		url := strings.TrimRight(f.o.URLs[i%len(f.o.URLs)], "/")
 		f.current.Store(url)
 		got, err := f.stream(ctx, hc, url, dst)
@@ -117,7 +117,11 @@ func (f *Follower) Run(ctx context.Context, dst revocation.Updater) error {
 			return nil
 		}
 		if got {
+			// This server was serving: try it once more before failing
+			// over (a dropped connection is more common than a dead replica).
 			backoff = f.o.MinBackoff
+		} else {
+			i++
 		}
 		f.o.Log.Warn("revocation feed lost; reconnecting", "server", url, "err", err, "position", f.Position(), "retry_in", backoff)
 		// Full jitter keeps many gateways from reconnecting in step.
