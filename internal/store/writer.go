@@ -118,11 +118,14 @@ func (s *SQL) runBatch(batch []*writeOp) {
 		return
 	}
 	errs, last := s.commitOps(live)
+	if last > 0 {
+		// Wake followers before answering, so by the time Revoke returns
+		// every in-process follower (feed, CRL, OCSP cache) is already
+		// reading the new events.
+		s.signalEvents(last)
+	}
 	for i, op := range live {
 		op.done <- errs[i]
-	}
-	if last > 0 {
-		s.signalEvents(last)
 	}
 }
 
