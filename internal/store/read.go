@@ -146,6 +146,8 @@ func scanCertificates(rows *sql.Rows) ([]Certificate, error) {
 
 const eventColumns = `position, time, kind, serial, identity, reason, not_after`
 
+const auditColumns = `seq, time, actor, action, subject, detail, prev_hash, hash`
+
 // Events returns up to limit events with Position > after, in order. A
 // limit of 0 means no limit.
 func (s *SQL) Events(ctx context.Context, after int64, limit int) ([]Event, error) {
@@ -228,15 +230,23 @@ func (s *SQL) AuditRecords(ctx context.Context, after int64, limit int) ([]audit
 	if limit < 0 {
 		return nil, fmt.Errorf("store: %s: negative limit %d", what, limit)
 	}
-	q := `SELECT seq, time, actor, action, subject, detail, prev_hash, hash FROM audit WHERE seq > ? ORDER BY seq`
+	q := `SELECT ` + auditColumns + ` FROM audit WHERE seq > ? ORDER BY seq`
 	args := []any{after}
 	if limit > 0 {
 		q += ` LIMIT ?`
 		args = append(args, limit)
 	}
-	rows, err := s.rdb.QueryContext(ctx, s.d.bind(q), args...)
+	recs, err := queryAudit(ctx, s.rdb, s.d.bind(q), args...)
 	if err != nil {
 		return nil, s.wrap(what, err)
+	}
+	return recs, nil
+}
+
+func queryAudit(ctx context.Context, db queryer, q string, args ...any) ([]audit.Record, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
 	recs := []audit.Record{}
@@ -244,13 +254,10 @@ func (s *SQL) AuditRecords(ctx context.Context, after int64, limit int) ([]audit
 		var r audit.Record
 		var t int64
 		if err := rows.Scan(&r.Seq, &t, &r.Actor, &r.Action, &r.Subject, &r.Detail, &r.PrevHash, &r.Hash); err != nil {
-			return nil, s.wrap(what, err)
+			return nil, err
 		}
 		r.Time = fromNanos(t)
 		recs = append(recs, r)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, s.wrap(what, err)
-	}
-	return recs, nil
+	return recs, rows.Err()
 }
