@@ -10,6 +10,7 @@ import (
 
 	"github.com/certgate/certgate/internal/ca"
 	"github.com/certgate/certgate/internal/cadir"
+	"github.com/certgate/certgate/internal/certstatus"
 	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/server"
 )
@@ -72,5 +73,9 @@ func newServer(inst *cadir.Installation, log *slog.Logger) (*server.Server, erro
 		Authority: inst.Authority, Store: inst.Store, Clock: clock.Real{}, Log: log,
 		Hostnames: cfg.Listen.Hostnames, ServerProfile: prof, MaxBodyBytes: cfg.Listen.MaxBodyBytes,
 		ReadHeaderTimeout: cfg.Listen.ReadHeaderTimeout, ReadTimeout: cfg.Listen.ReadTimeout, IdleTimeout: cfg.Listen.IdleTimeout,
+		FeedHeartbeat: cfg.Revocation.FeedHeartbeat,
+		Status: certstatus.Settings{
+			CRLValidity: cfg.Revocation.CRLValidity, OCSPValidity: cfg.Revocation.OCSPValidity, SignerLifetime: cfg.Revocation.OCSPSignerLifetime,
+		},
 	})
 }

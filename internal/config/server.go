@@ -27,6 +27,7 @@ type Server struct {
 	Listen      Listen   `yaml:"server"`
 	Tokens      Tokens   `yaml:"tokens"`
 	Admin       Admin    `yaml:"admin"`
+	Revocation  Revoke   `yaml:"revocation"`
 
 	dir string // where the file was loaded from
 }
@@ -64,6 +65,15 @@ type Tokens struct {
 	MaxTTL     time.Duration `yaml:"max_ttl"`
 }
 
+// Revoke tunes how revocation is published: the change feed, the CRL and
+// the OCSP responder.
+type Revoke struct {
+	FeedHeartbeat      time.Duration `yaml:"feed_heartbeat"`
+	CRLValidity        time.Duration `yaml:"crl_validity"`
+	OCSPValidity       time.Duration `yaml:"ocsp_validity"`
+	OCSPSignerLifetime time.Duration `yaml:"ocsp_signer_lifetime"`
+}
+
 // Admin names the admin client certificate the CLI uses.
 type Admin struct {
 	Cert   string `yaml:"cert"`
@@ -97,6 +107,9 @@ func DefaultServer(td string) Server {
 		},
 		Tokens: Tokens{DefaultTTL: 15 * time.Minute, MaxTTL: 24 * time.Hour},
 		Admin:  Admin{Cert: "admin/cert.pem", Key: "admin/key.pem", Bundle: "admin/bundle.pem"},
+		Revocation: Revoke{
+			FeedHeartbeat: 2 * time.Second, CRLValidity: time.Hour, OCSPValidity: time.Hour, OCSPSignerLifetime: 24 * time.Hour,
+		},
 	}
 }
 
@@ -176,6 +189,18 @@ func (c Server) Validate() error {
 		if d <= 0 {
 			bad(field, "must be positive")
 		}
+	}
+	if c.Revocation.FeedHeartbeat < 100*time.Millisecond || c.Revocation.FeedHeartbeat > time.Minute {
+		bad("revocation.feed_heartbeat", "%s is outside 100ms..1m", c.Revocation.FeedHeartbeat)
+	}
+	if c.Revocation.CRLValidity < time.Minute {
+		bad("revocation.crl_validity", "%s is shorter than 1m", c.Revocation.CRLValidity)
+	}
+	if c.Revocation.OCSPValidity < time.Minute {
+		bad("revocation.ocsp_validity", "%s is shorter than 1m", c.Revocation.OCSPValidity)
+	}
+	if c.Revocation.OCSPSignerLifetime < c.Revocation.OCSPValidity {
+		bad("revocation.ocsp_signer_lifetime", "%s is shorter than ocsp_validity", c.Revocation.OCSPSignerLifetime)
 	}
 	if c.Tokens.DefaultTTL <= 0 || c.Tokens.MaxTTL < c.Tokens.DefaultTTL {
 		bad("tokens", "default_ttl must be positive and not above max_ttl")

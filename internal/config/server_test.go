@@ -37,7 +37,7 @@ func TestParseServerErrors(t *testing.T) {
 		"misspelled field": {strings.Replace(string(good), "  max_ttl:", "  max_tll:", 1),
 			"config /x/certgate.yaml: yaml: unmarshal errors:\n  line 49: field max_tll not found in type config.Tokens"},
 		"unknown top-level": {string(good) + "extra: 1\n",
-			"config /x/certgate.yaml: yaml: unmarshal errors:\n  line 56: field extra not found in type config.Server"},
+			"config /x/certgate.yaml: yaml: unmarshal errors:\n  line 66: field extra not found in type config.Server"},
 		"bad duration": {strings.Replace(string(good), "default_ttl: 15m0s", "default_ttl: soon", 1),
 			"config /x/certgate.yaml: yaml: unmarshal errors:\n  line 47: cannot unmarshal !!str `soon` into time.Duration"},
 		"empty":     {"", "config /x/certgate.yaml: empty"},
@@ -70,4 +70,30 @@ func TestStoreURL(t *testing.T) {
 			t.Errorf("StoreURL(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// TestRenderWritesEverySetting: "every setting and its default written
+// out" means every yaml field of Server appears in the rendered file.
+func TestRenderWritesEverySetting(t *testing.T) {
+	data, err := DefaultServer("example.org").Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var walk func(reflect.Type, string)
+	walk = func(typ reflect.Type, prefix string) {
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			tag := f.Tag.Get("yaml")
+			if tag == "" {
+				continue
+			}
+			if !strings.Contains(string(data), "\n"+prefix+tag+":") {
+				t.Errorf("rendered config lacks %s%s", prefix, tag)
+			}
+			if f.Type.Kind() == reflect.Struct && f.Type.String() != "time.Duration" {
+				walk(f.Type, prefix+"  ")
+			}
+		}
+	}
+	walk(reflect.TypeOf(Server{}), "")
 }

@@ -56,6 +56,16 @@ tokens:
   # Longest TTL an admin may ask for.
   max_ttl: {{.Tokens.MaxTTL}}
 
+revocation:
+  # How often an idle change feed tells gateways it is alive.
+  feed_heartbeat: {{.Revocation.FeedHeartbeat}}
+  # nextUpdate - thisUpdate of the CRL at /crl (rebuilt on every revocation).
+  crl_validity: {{.Revocation.CRLValidity}}
+  # Validity of OCSP responses at /ocsp.
+  ocsp_validity: {{.Revocation.OCSPValidity}}
+  # Lifetime of the delegated OCSP signing certificate (renewed at 2/3).
+  ocsp_signer_lifetime: {{.Revocation.OCSPSignerLifetime}}
+
 admin:
   # The admin client certificate the CLI authenticates with.
   cert: {{.Admin.Cert}}
