@@ -39,6 +39,8 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newGatewayCmd(s),
 		newPolicyCmd(s),
 		newBenchCmd(s),
+		newMigrateCmd(s),
+		newStoreCmd(s),
 	)
 	_ = s
 	return root
