@@ -13,9 +13,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/certgate/certgate/internal/apiclient"
@@ -51,6 +54,12 @@ type Options struct {
 	OutDir  string
 	KeyType keytype.Type // keytype.Default if empty
 	Now     func() time.Time
+	// DNSNames and IPAddresses go into the request besides the SPIFFE ID,
+	// for a certificate that also serves TLS: the server issues them only
+	// to gateway identities (spiffe://TD/gateway/<name>), and Enroll checks
+	// that the certificate names every one of them.
+	DNSNames    []string
+	IPAddresses []net.IP
 }
 
 // Enroll redeems a token and writes the credentials into o.OutDir.
@@ -72,7 +81,12 @@ func Enroll(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("enroll: %w", err)
 	}
-	csrPEM, err := csr.Create(key, tok.Identity)
+	var csrPEM []byte
+	if len(o.DNSNames)+len(o.IPAddresses) > 0 {
+		csrPEM, err = csr.CreateWithHosts(key, tok.Identity, o.DNSNames, o.IPAddresses)
+	} else {
+		csrPEM, err = csr.Create(key, tok.Identity)
+	}
 	if err != nil {
 		return Result{}, fmt.Errorf("enroll: %w", err)
 	}
@@ -90,6 +104,9 @@ func Enroll(ctx context.Context, o Options) (Result, error) {
 	leaf, chain, bundle, err := check(resp.Certificate, resp.Chain, resp.Bundle, key, tok, o.Now())
 	if err != nil {
 		return Result{}, err
+	}
+	if err := CheckHosts(leaf, o.DNSNames, o.IPAddresses); err != nil {
+		return Result{}, fmt.Errorf("enroll: %w", err)
 	}
 	if err := Write(o.OutDir, key, append([]*x509.Certificate{leaf}, chain...), bundle); err != nil {
 		return Result{}, err
@@ -144,6 +161,25 @@ func check(leafPEM, chainPEM, bundlePEM string, key crypto.Signer, tok token.Tok
 		return nil, nil, nil, fmt.Errorf("enroll: the new certificate does not verify: %w", err)
 	}
 	return leaf, chain, bundle, nil
+}
+
+// CheckHosts reports an error unless cert names every one of dns and ips.
+func CheckHosts(cert *x509.Certificate, dns []string, ips []net.IP) error {
+	var missing []string
+	for _, d := range dns {
+		if !slices.ContainsFunc(cert.DNSNames, func(n string) bool { return strings.EqualFold(n, d) }) {
+			missing = append(missing, d)
+		}
+	}
+	for _, ip := range ips {
+		if !slices.ContainsFunc(cert.IPAddresses, ip.Equal) {
+			missing = append(missing, ip.String())
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("the certificate does not name %s", strings.Join(missing, ", "))
+	}
+	return nil
 }
 
 // Write stores key, chain (leaf first) and bundle in dir: key.pem 0600, the
