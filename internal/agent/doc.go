@@ -8,7 +8,9 @@
 // certificate, at a random point uniformly in [0.6, 0.7] of its lifetime
 // (NotBefore to NotAfter; the jitter spreads a fleet enrolled at the same
 // moment). Every renewal makes a new key of the current key's type; the old
-// key is never reused. A failed attempt is retried with exponential backoff
+// key is never reused. The request names the current certificate's DNS and
+// IP names, if any (a gateway's serving certificate), and the answer must
+// name them too. A failed attempt is retried with exponential backoff
 // (1 s doubling to at most 5 min, each delay times a random factor in
 // [0.8, 1.2)), never scheduled past the certificate's expiry, and the
 // current certificate stays in use meanwhile; every failure logs how long

@@ -13,6 +13,7 @@ import (
 
 	"github.com/certgate/certgate/internal/apiclient"
 	"github.com/certgate/certgate/internal/csr"
+	"github.com/certgate/certgate/internal/enroll"
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/keytype"
 	"github.com/certgate/certgate/internal/pemutil"
@@ -32,7 +33,15 @@ func (a *Agent) renew(ctx context.Context, cur *credentials) (*credentials, erro
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	csrPEM, err := csr.Create(key, cur.id)
+	// A certificate that also serves TLS (a gateway's) keeps its host
+	// names: the server takes them from the request.
+	leaf := cur.leaf()
+	var csrPEM []byte
+	if len(leaf.DNSNames)+len(leaf.IPAddresses) > 0 {
+		csrPEM, err = csr.CreateWithHosts(key, cur.id, leaf.DNSNames, leaf.IPAddresses)
+	} else {
+		csrPEM, err = csr.Create(key, cur.id)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
@@ -135,6 +144,9 @@ func (a *Agent) checkAnswer(resp server.EnrollResponse, key crypto.Signer, cur *
 	}
 	if bytes.Equal(leaf.Raw, cur.leaf().Raw) {
 		return nil, errors.New("agent: the server returned the current certificate")
+	}
+	if err := enroll.CheckHosts(leaf, cur.leaf().DNSNames, cur.leaf().IPAddresses); err != nil {
+		return nil, fmt.Errorf("agent: the server's answer: %w", err)
 	}
 	fresh, err := newCredentials(key, append([]*x509.Certificate{leaf}, chain...), bundle)
 	if err != nil {
