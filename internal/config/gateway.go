@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/certgate/certgate/internal/identity"
+	"github.com/certgate/certgate/internal/keytype"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -20,11 +21,16 @@ type Gateway struct {
 	Listen string `yaml:"listen"`
 	// TrustDomain is the trust domain client identities must belong to.
 	TrustDomain string `yaml:"trust_domain"`
-	// Bundle is the PEM file of trusted roots for client certificates.
+	// Bundle is the PEM file of trusted roots for client certificates;
+	// with identity.dir it defaults to the bundle.pem enrollment wrote
+	// there.
 	Bundle string `yaml:"bundle"`
-	// Cert and Key are the gateway's own certificate chain and key.
+	// Cert and Key are the gateway's own certificate chain and key, for an
+	// operator who brings and renews them; or set Identity instead.
 	Cert string `yaml:"cert"`
 	Key  string `yaml:"key"`
+	// Identity makes the gateway enroll and renew its own certificate.
+	Identity GatewayIdentity `yaml:"identity"`
 
 	Server     GatewayServer     `yaml:"server"`
 	Revocation GatewayRevocation `yaml:"revocation"`
@@ -37,6 +43,43 @@ type Gateway struct {
 	Routes    []Route    `yaml:"routes"`
 	TCPRoutes []TCPRoute `yaml:"tcp_routes"`
 }
+
+// GatewayIdentity is the gateway's own enrolled identity: on first start it
+// redeems a token for spiffe://TD/gateway/<name> with its host names, and
+// from then on renews the certificate itself, the way `certgate agent`
+// does. The one certificate serves TLS to clients and authenticates the
+// gateway to the server's feed and to https upstreams.
+type GatewayIdentity struct {
+	// Dir holds key.pem, cert.pem, bundle.pem and server.url, as
+	// `certgate enroll` writes them; the gateway replaces them on renewal.
+	Dir string `yaml:"dir"`
+	// Hosts are the DNS names and IP addresses clients reach the gateway
+	// by; they go into its certificate.
+	Hosts []string `yaml:"hosts"`
+	// TokenFile holds the enrollment token for the first start (the
+	// --token flag and CERTGATE_TOKEN come first). It is read only while
+	// Dir holds no usable certificate.
+	TokenFile string `yaml:"token_file"`
+	// KeyType is the type of key made at enrollment (default ecdsa-p256);
+	// renewals keep the type.
+	KeyType string `yaml:"key_type"`
+}
+
+// HostNames splits Hosts into DNS names and IP addresses.
+func (i GatewayIdentity) HostNames() (dns []string, ips []net.IP) {
+	for _, h := range i.Hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			ips = append(ips, ip)
+		} else {
+			dns = append(dns, h)
+		}
+	}
+	return dns, ips
+}
+
+// MaxGatewayHosts bounds identity.hosts: the CA refuses requests with more
+// names (csr.MaxHostnames).
+const MaxGatewayHosts = 32
 
 // GatewayServer says where revocation data comes from.
 type GatewayServer struct {
@@ -216,6 +259,11 @@ func (g *Gateway) setDefaults(dir string) {
 			*p = filepath.Join(dir, *p)
 		}
 	}
+	abs(&g.Identity.Dir)
+	abs(&g.Identity.TokenFile)
+	if g.Bundle == "" && g.Identity.Dir != "" {
+		g.Bundle = filepath.Join(g.Identity.Dir, "bundle.pem")
+	}
 	abs(&g.Bundle)
 	abs(&g.Cert)
 	abs(&g.Key)
@@ -282,11 +330,10 @@ func ValidateGateway(g *Gateway) error {
 	if err := identity.ValidateTrustDomain(g.TrustDomain); err != nil {
 		bad("trust_domain", "%v", err)
 	}
-	for _, f := range []struct{ name, v string }{{"bundle", g.Bundle}, {"cert", g.Cert}, {"key", g.Key}} {
-		if f.v == "" {
-			bad(f.name, "is required")
-		}
+	if g.Bundle == "" {
+		bad("bundle", "is required")
 	}
+	validateIdentity(bad, g)
 	if _, _, err := net.SplitHostPort(g.Listen); err != nil {
 		bad("listen", "%v", err)
 	}
@@ -393,6 +440,74 @@ func ValidateGateway(g *Gateway) error {
 		validateAllow(bad, f+".allow", g.TrustDomain, r.Allow)
 	}
 	return errors.Join(errs...)
+}
+
+// validateIdentity checks that the gateway's certificate comes from exactly
+// one place: cert and key files, or identity.dir.
+func validateIdentity(bad func(field, format string, args ...any), g *Gateway) {
+	id := g.Identity
+	if id.Dir == "" {
+		for _, f := range []struct{ name, v string }{{"cert", g.Cert}, {"key", g.Key}} {
+			if f.v == "" {
+				bad(f.name, "is required")
+			}
+		}
+		if len(id.Hosts) > 0 || id.TokenFile != "" || id.KeyType != "" {
+			bad("identity.dir", "is required with identity.hosts, identity.token_file or identity.key_type")
+		}
+		return
+	}
+	for _, f := range []struct{ name, v string }{{"cert", g.Cert}, {"key", g.Key}} {
+		if f.v != "" {
+			bad(f.name, "must not be set with identity.dir (the gateway's certificate is kept there)")
+		}
+	}
+	if id.KeyType != "" {
+		if _, err := keytype.Parse(id.KeyType); err != nil {
+			bad("identity.key_type", "%v", err)
+		}
+	}
+	if len(id.Hosts) == 0 {
+		bad("identity.hosts", "at least one DNS name or IP address is required")
+	}
+	if len(id.Hosts) > MaxGatewayHosts {
+		bad("identity.hosts", "at most %d names, got %d", MaxGatewayHosts, len(id.Hosts))
+		return
+	}
+	seen := map[string]bool{}
+	for i, h := range id.Hosts {
+		f := fmt.Sprintf("identity.hosts[%d]", i)
+		if seen[strings.ToLower(h)] {
+			bad(f, "duplicate host %q", h)
+		}
+		seen[strings.ToLower(h)] = true
+		if net.ParseIP(h) != nil {
+			continue
+		}
+		if err := checkHostName(h); err != nil {
+			bad(f, "%q is neither an IP address nor a DNS name: %v", h, err)
+		}
+	}
+}
+
+// checkHostName accepts a plain DNS name: letters, digits, '-' and '.',
+// labels of 1 to 63 bytes, at most 253 bytes, no wildcard (the CA issues
+// no wildcard names).
+func checkHostName(h string) error {
+	if h == "" || len(h) > 253 {
+		return errors.New("empty or longer than 253 bytes")
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 {
+			return errors.New("empty label or label longer than 63 bytes")
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return fmt.Errorf("invalid character %q", c)
+			}
+		}
+	}
+	return nil
 }
 
 func validateAllow(bad func(field, format string, args ...any), field, td string, allow []string) {
