@@ -56,6 +56,19 @@
 // [Metrics.RevocationStale]; the first update after the source is back
 // ends it.
 //
+// # The gateway's own certificate
+//
+// The gateway serves TLS with, and presents to https upstreams that ask for
+// it (upstream_client_cert), either the certificate and key files of its
+// config (reloaded with the config) or, with [Options.Certificate], whatever
+// the gateway's renewing agent holds now. Either way the certificate is
+// read at each handshake: a renewal applies to the next client and the next
+// upstream connection, while connections already open carry on with the
+// certificate they were made with, so a rotation drops nothing. Upstream
+// TLS sessions are cached per certificate, so none made with the old one
+// is resumed after a rotation. [Metrics.CertificateExpiry] follows the
+// current certificate.
+//
 // This package does not issue certificates, fetch revocations (see
 // internal/revocation and internal/feed) or read config files (see
 // internal/config).

@@ -38,6 +38,13 @@ type Options struct {
 	// that was never updated is stale. Zero means revocation data never
 	// goes stale (no source is configured).
 	MaxStaleness time.Duration
+	// Certificate, when set, supplies the gateway's own certificate (the
+	// chain with Leaf set, and its key) at every client handshake and every
+	// new connection to an https upstream with upstream_client_cert,
+	// instead of the config's cert and key files. The gateway's renewing
+	// agent sets it: a renewed certificate serves the next handshake while
+	// open connections carry on with theirs. It must never return nil.
+	Certificate func() *tls.Certificate
 }
 
 // Gateway is the mTLS reverse proxy.
@@ -53,6 +60,11 @@ type Gateway struct {
 	rt        atomic.Pointer[runtime]
 	tlsConfig *tls.Config
 	tracker   *tracker
+	// own returns the gateway's certificate: Options.Certificate, or the
+	// one the current runtime loaded from files.
+	own       func() *tls.Certificate
+	ownSource bool         // Options.Certificate was set
+	ownExpiry atomic.Int64 // NotAfter last reported to metrics, unix nanos
 
 	mu      sync.Mutex // guards what follows
 	pools   map[string]*upstream
@@ -90,19 +102,27 @@ func New(cfg *config.Gateway, o Options) (*Gateway, error) {
 	if g.sweep <= 0 {
 		g.sweep = time.Second
 	}
-	rt, err := buildRuntime(cfg, g.pools)
+	if o.Certificate != nil {
+		g.own, g.ownSource = o.Certificate, true
+	} else {
+		g.own = func() *tls.Certificate { return g.rt.Load().cert }
+	}
+	if err := g.checkCertificateMode(cfg); err != nil {
+		return nil, err
+	}
+	rt, err := buildRuntime(cfg, g.pools, g.own, !g.ownSource)
 	if err != nil {
 		return nil, err
 	}
 	g.rt.Store(rt)
-	g.metrics.CertificateExpiry(rt.cert.Leaf.NotAfter)
+	g.reportOwnCertificate()
 	g.tlsConfig = &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		// The chain is verified by verifyConnection, which also runs on
 		// resumed sessions; RequestClientCert lets it name the reason when
 		// a client sends no certificate at all.
 		ClientAuth:       tls.RequestClientCert,
-		GetCertificate:   func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return g.rt.Load().cert, nil },
+		GetCertificate:   func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return g.own(), nil },
 		VerifyConnection: g.verifyConnection,
 		NextProtos:       []string{"h2", "http/1.1"},
 		// crypto/tls refuses to resume a session whose client certificate
@@ -112,6 +132,28 @@ func New(cfg *config.Gateway, o Options) (*Gateway, error) {
 	g.rotateTicketKeys()
 	g.revoked.OnChange(g.onRevocations)
 	return g, nil
+}
+
+// checkCertificateMode refuses a config whose certificate source does not
+// match how the gateway was built: cert and key files without
+// Options.Certificate, or neither with it.
+func (g *Gateway) checkCertificateMode(cfg *config.Gateway) error {
+	switch files := cfg.Cert != "" || cfg.Key != ""; {
+	case g.ownSource && files:
+		return errors.New("gateway: the config names cert and key files, but the gateway's certificate comes from its identity; switching needs a restart")
+	case !g.ownSource && !files:
+		return errors.New("gateway: the config names no cert and key files and no certificate source was given; switching needs a restart")
+	}
+	return nil
+}
+
+// reportOwnCertificate tells the metrics the expiry of the gateway's own
+// certificate when it changed since the last report.
+func (g *Gateway) reportOwnCertificate() {
+	na := g.own().Leaf.NotAfter
+	if g.ownExpiry.Swap(na.UnixNano()) != na.UnixNano() {
+		g.metrics.CertificateExpiry(na)
+	}
 }
 
 // rotateTicketKeys makes every existing session ticket unusable, so that no
@@ -260,7 +302,10 @@ func (g *Gateway) Reload(cfg *config.Gateway) error {
 	for k, v := range g.pools {
 		pools[k] = v
 	}
-	rt, err := buildRuntime(cfg, pools)
+	if err := g.checkCertificateMode(cfg); err != nil {
+		return err
+	}
+	rt, err := buildRuntime(cfg, pools, g.own, !g.ownSource)
 	if err != nil {
 		return err
 	}
@@ -271,6 +316,9 @@ func (g *Gateway) Reload(cfg *config.Gateway) error {
 	if !slices.Equal(cfg.ServerURLs(), old.cfg.ServerURLs()) || cfg.Revocation != old.cfg.Revocation || cfg.Server.CA != old.cfg.Server.CA ||
 		cfg.Server.RevocationRefresh != old.cfg.Server.RevocationRefresh {
 		g.log.Warn("server and revocation settings changed; they apply after a restart")
+	}
+	if oi, ni := old.cfg.Identity, cfg.Identity; oi.Dir != ni.Dir || !slices.Equal(oi.Hosts, ni.Hosts) || oi.TokenFile != ni.TokenFile || oi.KeyType != ni.KeyType {
+		g.log.Warn("identity settings changed; they apply after a restart")
 	}
 	g.rt.Store(rt)
 	// Close the pools no route uses any more.
@@ -288,7 +336,7 @@ func (g *Gateway) Reload(cfg *config.Gateway) error {
 	if !slices.EqualFunc(old.roots, rt.roots, func(a, b *x509.Certificate) bool { return a.Equal(b) }) || old.cfg.TrustDomain != rt.cfg.TrustDomain {
 		g.rotateTicketKeys()
 	}
-	g.metrics.CertificateExpiry(rt.cert.Leaf.NotAfter)
+	g.reportOwnCertificate()
 	if g.started {
 		if err := g.startTCPLocked(rt); err != nil {
 			g.log.Error("reload: tcp route listener", "error", err)
@@ -336,6 +384,7 @@ func (g *Gateway) sweepLoop() {
 			}
 		}
 		g.checkStale(now)
+		g.reportOwnCertificate()
 	}
 }
 

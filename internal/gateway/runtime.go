@@ -23,8 +23,8 @@ type runtime struct {
 	policy *authz.Policy
 	routes []*httpRoute // by authz route index
 	tcp    map[string]*tcpRoute
-	cert   *tls.Certificate
-	selfID string // the gateway's own SPIFFE ID, for X-Forwarded-Client-Cert By=
+	cert   *tls.Certificate // loaded from the config's files; nil with Options.Certificate
+	selfID string           // the gateway's own SPIFFE ID, for X-Forwarded-Client-Cert By=
 }
 
 type httpRoute struct {
@@ -47,7 +47,10 @@ type tcpRoute struct {
 
 // buildRuntime reads the files cfg names and builds a runtime, reusing
 // upstream pools from pools (keyed by upstream identity) where they match.
-func buildRuntime(cfg *config.Gateway, pools map[string]*upstream) (*runtime, error) {
+// With loadCert it loads the gateway's certificate from the config's cert
+// and key files; own returns the gateway's current certificate when an
+// upstream asks for it (and, without loadCert, names the gateway).
+func buildRuntime(cfg *config.Gateway, pools map[string]*upstream, own func() *tls.Certificate, loadCert bool) (*runtime, error) {
 	bundle, err := os.ReadFile(cfg.Bundle)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: bundle: %w", err)
@@ -56,18 +59,22 @@ func buildRuntime(cfg *config.Gateway, pools map[string]*upstream) (*runtime, er
 	if err != nil {
 		return nil, fmt.Errorf("gateway: bundle %s: %w", cfg.Bundle, err)
 	}
-	cert, err := loadKeyPair(cfg.Cert, cfg.Key)
-	if err != nil {
-		return nil, err
+	rt := &runtime{cfg: cfg, trust: newTrust(cfg.TrustDomain, roots), roots: roots, tcp: map[string]*tcpRoute{}}
+	self := own
+	if loadCert {
+		if rt.cert, err = loadKeyPair(cfg.Cert, cfg.Key); err != nil {
+			return nil, err
+		}
+		self = func() *tls.Certificate { return rt.cert }
 	}
-	rt := &runtime{cfg: cfg, trust: newTrust(cfg.TrustDomain, roots), roots: roots, cert: cert, tcp: map[string]*tcpRoute{}}
-	if id, err := identity.FromCertificate(cert.Leaf); err == nil {
+	// Renewal keeps the identity, so it is read once per generation.
+	if id, err := identity.FromCertificate(self().Leaf); err == nil {
 		rt.selfID = id.String()
 	}
 	rcs := make([]authz.RouteConfig, len(cfg.Routes))
 	for i, r := range cfg.Routes {
 		rcs[i] = authz.RouteConfig{Name: r.Name, Host: r.Host, PathPrefix: r.PathPrefix, Methods: r.Methods, Allow: r.Allow}
-		up, err := buildUpstream(cfg, r, cert, pools)
+		up, err := buildUpstream(cfg, r, own, pools)
 		if err != nil {
 			return nil, err
 		}
@@ -92,7 +99,7 @@ func buildRuntime(cfg *config.Gateway, pools map[string]*upstream) (*runtime, er
 	return rt, nil
 }
 
-func buildUpstream(cfg *config.Gateway, r config.Route, cert *tls.Certificate, pools map[string]*upstream) (*upstream, error) {
+func buildUpstream(cfg *config.Gateway, r config.Route, own func() *tls.Certificate, pools map[string]*upstream) (*upstream, error) {
 	key := fmt.Sprintf("%s|%s|%s|%t|%v|%v|%v|%d", r.Upstream, r.UpstreamCA, r.UpstreamServerName, r.UpstreamClientCert,
 		cfg.Timeouts.UpstreamDial, cfg.Timeouts.UpstreamHeader, cfg.Timeouts.UpstreamIdle, cfg.Timeouts.UpstreamMaxIdle)
 	if up, ok := pools[key]; ok {
@@ -129,7 +136,10 @@ func buildUpstream(cfg *config.Gateway, r config.Route, cert *tls.Certificate, p
 			}
 		}
 		if r.UpstreamClientCert {
-			tc.Certificates = []tls.Certificate{*cert}
+			// Asked at each new upstream connection, so a renewed or
+			// reloaded certificate is used without rebuilding the pool.
+			tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return own(), nil }
+			up.clientCert = own
 		}
 		up.tlsConfig = tc
 	}

@@ -32,6 +32,9 @@ type upstream struct {
 	basePath  string // prepended to the request target, "" for none
 	hostName  string // for TLS server name verification
 	tlsConfig *tls.Config
+	// clientCert is the gateway's certificate when the upstream asks for
+	// it (upstream_client_cert), nil otherwise.
+	clientCert func() *tls.Certificate
 
 	dialTimeout   time.Duration
 	headerTimeout time.Duration
@@ -57,7 +60,11 @@ func (u *upstream) initTransport() {
 		MaxIdleConnsPerHost:   u.maxIdle,
 		DisableCompression:    true,
 	}
-	if u.tlsConfig != nil {
+	switch {
+	case u.tlsConfig == nil:
+	case u.clientCert != nil:
+		u.tlsConfig.ClientSessionCache = newCertSessionCache(u.clientCert, u.maxIdle)
+	default:
 		u.tlsConfig.ClientSessionCache = tls.NewLRUClientSessionCache(u.maxIdle)
 	}
 }
