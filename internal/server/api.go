@@ -226,14 +226,7 @@ func (s *Server) enroll(r *http.Request) (int, any, error) {
 	}
 	s.o.Log.Info("certificate issued", "serial", iss.Record.Serial, "identity", iss.Record.Identity,
 		"token_id", tok.ID, "not_after", iss.Record.NotAfter)
-	return http.StatusCreated, EnrollResponse{
-		Serial:      iss.Record.Serial,
-		Identity:    iss.Record.Identity,
-		NotAfter:    iss.Cert.NotAfter,
-		Certificate: string(pemutil.EncodeCertificates(iss.Cert)),
-		Chain:       string(pemutil.EncodeCertificates(iss.Chain...)),
-		Bundle:      string(pemutil.EncodeCertificates(iss.Roots...)),
-	}, nil
+	return http.StatusCreated, issuedResponse(iss), nil
 }
 
 // RenewRequest is the body of POST /v1/renew.
@@ -258,14 +251,7 @@ func (s *Server) renew(r *http.Request) (int, any, error) {
 	}
 	s.o.Log.Info("certificate renewed", "serial", iss.Record.Serial, "renewed_from", iss.Record.RenewedFrom,
 		"identity", iss.Record.Identity, "not_after", iss.Record.NotAfter)
-	return http.StatusCreated, EnrollResponse{
-		Serial:      iss.Record.Serial,
-		Identity:    iss.Record.Identity,
-		NotAfter:    iss.Cert.NotAfter,
-		Certificate: string(pemutil.EncodeCertificates(iss.Cert)),
-		Chain:       string(pemutil.EncodeCertificates(iss.Chain...)),
-		Bundle:      string(pemutil.EncodeCertificates(iss.Roots...)),
-	}, nil
+	return http.StatusCreated, issuedResponse(iss), nil
 }
 
 func renewError(err error) error {
@@ -280,6 +266,18 @@ func renewError(err error) error {
 		return apiError(http.StatusBadRequest, "same_key", "renewal must use a new key", nil)
 	}
 	return enrollError(err)
+}
+
+// issuedResponse is the answer to an enrollment or a renewal.
+func issuedResponse(iss ca.Issued) EnrollResponse {
+	return EnrollResponse{
+		Serial:      iss.Record.Serial,
+		Identity:    iss.Record.Identity,
+		NotAfter:    iss.Cert.NotAfter,
+		Certificate: string(pemutil.EncodeCertificates(iss.Cert)),
+		Chain:       string(pemutil.EncodeCertificates(iss.Chain...)),
+		Bundle:      string(pemutil.EncodeCertificates(iss.Roots...)),
+	}
 }
 
 func enrollError(err error) error {
