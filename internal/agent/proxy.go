@@ -15,7 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/certgate/certgate/internal/server"
+	"github.com/certgate/certgate/internal/tlspolicy"
 )
 
 // retiredIdleSweep is how long after its last request a retired connection
@@ -67,16 +67,14 @@ func NewProxy(a *Agent, upstream string, log *slog.Logger) (*Proxy, error) {
 
 func (p *Proxy) newGeneration() *generation {
 	cur := p.agent.cur.Load()
-	tc := &tls.Config{
-		MinVersion:           tls.VersionTLS12,
-		CipherSuites:         server.ModernCipherSuites,
+	tc := tlspolicy.Apply(&tls.Config{
 		RootCAs:              cur.roots,
 		GetClientCertificate: p.agent.GetClientCertificate,
 		// The gateway's certificate is judged at the agent's "now".
 		Time: p.agent.o.Clock.Now,
 		// No session cache: a resumed session would carry the identity of
 		// the certificate it began with.
-	}
+	})
 	return &generation{tr: &http.Transport{
 		Proxy:                 nil, // the gateway is reached directly, never through $HTTPS_PROXY
 		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,

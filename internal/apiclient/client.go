@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/certgate/certgate/internal/server"
+	"github.com/certgate/certgate/internal/tlspolicy"
 )
 
 // Error is an error answer of the server.
@@ -63,7 +64,7 @@ func New(o Options) (*Client, error) {
 	if err != nil || u.Scheme != "https" || u.Host == "" {
 		return nil, fmt.Errorf("apiclient: server URL %q must be an https:// URL", o.ServerURL)
 	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: o.Roots, CipherSuites: server.ModernCipherSuites}
+	tc := tlspolicy.Apply(&tls.Config{RootCAs: o.Roots})
 	if o.Certificate != nil {
 		c := o.Certificate
 		tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return c, nil }

@@ -500,3 +500,30 @@ func TestRevokeByPrefix(t *testing.T) {
 		}
 	}
 }
+
+// TestTLSPolicy: the API refuses TLS 1.1 and TLS 1.2 clients that offer
+// only CBC suites, and negotiates TLS 1.3 when the client has it.
+func TestTLSPolicy(t *testing.T) {
+	e := newEnv(t)
+	addr := strings.TrimPrefix(e.url, "https://")
+	dial := func(c *tls.Config) (*tls.ConnectionState, error) {
+		c.RootCAs = e.roots
+		conn, err := tls.Dial("tcp", addr, c)
+		if err != nil {
+			return nil, err
+		}
+		defer conn.Close()
+		cs := conn.ConnectionState()
+		return &cs, nil
+	}
+	if _, err := dial(&tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}); err == nil || !strings.Contains(err.Error(), "protocol version") {
+		t.Fatalf("TLS 1.1: %v", err)
+	}
+	if _, err := dial(&tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}}); err == nil || !strings.Contains(err.Error(), "handshake failure") {
+		t.Fatalf("CBC only: %v", err)
+	}
+	cs, err := dial(&tls.Config{})
+	if err != nil || cs.Version != tls.VersionTLS13 {
+		t.Fatalf("default client: %v %+v", err, cs)
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/keytype"
 	"github.com/certgate/certgate/internal/store"
+	"github.com/certgate/certgate/internal/tlspolicy"
 )
 
 // Store is what the API reads directly; writes go through the CA service.
@@ -106,32 +107,19 @@ func New(o Options) (*Server, error) {
 	return &Server{o: o, roots: pool, feed: feed.NewServer(fo), status: status, streams: streams, stopStreams: stopStreams}, nil
 }
 
-// TLSConfig is the server's TLS configuration: TLS 1.2 minimum with AEAD
-// ECDHE suites only, client certificates verified against the roots when
+// TLSConfig is the server's TLS configuration: certgate's TLS policy
+// (package tlspolicy), client certificates verified against the roots when
 // given (enrollment has none), and a serving certificate from our own
 // intermediate that renews itself.
 func (s *Server) TLSConfig() *tls.Config {
-	return &tls.Config{
-		MinVersion:     tls.VersionTLS12,
-		CipherSuites:   ModernCipherSuites,
+	return tlspolicy.Apply(&tls.Config{
 		ClientAuth:     tls.VerifyClientCertIfGiven,
 		ClientCAs:      s.roots,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.servingCert(context.Background()) },
 		NextProtos:     []string{"h2", "http/1.1"},
 		// Client certificates are judged at the same "now" as everything else.
 		Time: s.o.Clock.Now,
-	}
-}
-
-// ModernCipherSuites are the TLS 1.2 suites certgate allows: forward secret,
-// AEAD only. TLS 1.3 suites are not configurable and all modern.
-var ModernCipherSuites = []uint16{
-	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+	})
 }
 
 // servingCert returns the current serving certificate, issuing a new one
