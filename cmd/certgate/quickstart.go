@@ -2,21 +2,25 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/certgate/certgate/internal/atomicfile"
 	"github.com/certgate/certgate/internal/cadir"
 	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/config"
-	"github.com/certgate/certgate/internal/enroll"
-	"github.com/certgate/certgate/internal/identity"
+	"github.com/certgate/certgate/internal/gateway"
 )
 
 // demoPassphrase encrypts the quickstart CA's keys when the operator gives
@@ -25,117 +29,328 @@ import (
 // worse than a well-known one that says so.
 const demoPassphrase = "certgate-quickstart-demo-only"
 
+// Quickstart defaults: the gateway takes the well-known HTTPS-alternate
+// port, the server the one after it, both on loopback only.
+const (
+	quickstartGatewayListen = "127.0.0.1:8443"
+	quickstartServerListen  = "127.0.0.1:8444"
+)
+
 type quickstartOptions struct {
-	dir, serverListen, trustDomain, passFile string
+	dir, listen, serverListen, trustDomain, passFile string
+	json                                             bool
+	// serverListenSet and trustDomainSet say whether the flags were given:
+	// a reused directory otherwise keeps what its config says.
+	serverListenSet, trustDomainSet bool
 }
 
 func newQuickstartCmd(s streams) *cobra.Command {
 	var o quickstartOptions
 	cmd := &cobra.Command{
-		Use:   "quickstart [--dir DIR]",
-		Short: "Run a demo CA and server on an embedded store, enroll demo clients, print commands that work",
-		Args:  cobra.NoArgs,
+		Use:   "quickstart [--dir DIR] [--listen 127.0.0.1:8443] [--json]",
+		Short: "Run a demo CA, server, gateway and echo API in one process and print commands that work",
+		Long: `Run everything in one process on the embedded SQLite store: a CA (created in
+DIR if DIR has none, reused otherwise), the certgate server on --server-listen,
+a gateway on --listen that follows the server's change feed, and a demo echo
+API behind it whose only route allows spiffe://TD/demo/allowed. Two demo
+clients (demo/allowed and demo/denied) are enrolled afresh through the API on
+every run. Once ready it prints curl commands that get 200, 403 and a refused
+handshake, and the command that revokes the allowed client. With --json it
+prints one JSON object on stdout instead (and the text on stderr).
+Ctrl-C or SIGTERM stops it.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.serverListenSet = cmd.Flags().Changed("server-listen")
+			o.trustDomainSet = cmd.Flags().Changed("trust-domain")
 			return runQuickstart(cmd.Context(), s, o)
 		},
 	}
 	cmd.Flags().StringVar(&o.dir, "dir", "certgate-quickstart", "directory for the demo CA (reused when it exists)")
-	cmd.Flags().StringVar(&o.serverListen, "server-listen", "127.0.0.1:8444", "address of the certgate server")
+	cmd.Flags().StringVar(&o.listen, "listen", quickstartGatewayListen, "address of the mTLS gateway (port 0 picks a free port)")
+	cmd.Flags().StringVar(&o.serverListen, "server-listen", quickstartServerListen, "address of the certgate server (port 0 picks a free port; default for a reused DIR: its config)")
 	cmd.Flags().StringVar(&o.trustDomain, "trust-domain", "example.org", "trust domain of a new demo CA")
-	cmd.Flags().StringVar(&o.passFile, "passphrase-file", "", "CA passphrase file (default $CERTGATE_PASSPHRASE, else a demo passphrase)")
+	cmd.Flags().StringVar(&o.passFile, "passphrase-file", "", "CA passphrase file (default $CERTGATE_PASSPHRASE, else a well-known demo passphrase)")
+	cmd.Flags().BoolVar(&o.json, "json", false, "once ready, print one JSON object on stdout (human text goes to stderr)")
 	return cmd
+}
+
+// quickstartInfo is what --json prints once everything is ready.
+type quickstartInfo struct {
+	GatewayURL  string                          `json:"gateway_url"`
+	ServerURL   string                          `json:"server_url"`
+	UpstreamURL string                          `json:"upstream_url"`
+	TrustDomain string                          `json:"trust_domain"`
+	Dir         string                          `json:"dir"`
+	Bundle      string                          `json:"bundle"`
+	AdminDir    string                          `json:"admin_dir"`
+	AccessLog   string                          `json:"access_log"`
+	Log         string                          `json:"log"`
+	Clients     map[string]quickstartClientInfo `json:"clients"`
+	Commands    quickstartCommands              `json:"commands"`
+	ReadyMillis int64                           `json:"ready_ms"`
+}
+
+type quickstartClientInfo struct {
+	Identity string `json:"identity"`
+	Dir      string `json:"dir"`
+	Cert     string `json:"cert"`
+	Key      string `json:"key"`
+}
+
+// quickstartCommands are the shell commands the text output prints.
+type quickstartCommands struct {
+	Allowed       string `json:"allowed"`
+	Denied        string `json:"denied"`
+	NoCertificate string `json:"no_certificate"`
+	Revoke        string `json:"revoke"`
 }
 
 func runQuickstart(ctx context.Context, s streams, o quickstartOptions) error {
 	start := time.Now()
-	pass, err := readPassphrase(o.passFile)
+	human := s.out
+	if o.json {
+		human = s.err
+	}
+	pass, err := quickstartPassphrase(o.passFile, s.err)
 	if err != nil {
-		pass = []byte(demoPassphrase)
-		fmt.Fprintf(s.err, "warning: no CERTGATE_PASSPHRASE: the demo CA keys use the well-known passphrase %q (demo only)\n", demoPassphrase)
+		return err
 	}
 	dir, err := filepath.Abs(o.dir)
 	if err != nil {
 		return fmt.Errorf("--dir: %w", err)
 	}
-	if !cadir.Exists(dir) {
-		cfg := config.DefaultServer(o.trustDomain)
-		cfg.Listen.Listen = o.serverListen
-		cfg.Listen.URL = "https://" + o.serverListen
-		if err := cadir.Init(ctx, cadir.InitOptions{Dir: dir, TrustDomain: o.trustDomain, Passphrase: pass, Config: &cfg, Clock: clock.Real{}}); err != nil {
+
+	// Bind the server's port before creating anything, so a busy port fails
+	// first, and so that port 0 becomes a real port the config can name.
+	exists := cadir.Exists(dir)
+	serverListen, from := o.serverListen, "--server-listen"
+	if exists && !o.serverListenSet {
+		cfg, err := config.LoadServer(dir)
+		if err != nil {
 			return err
 		}
-		fmt.Fprintf(s.err, "created a demo CA for spiffe://%s in %s\n", o.trustDomain, dir)
-	} else {
-		fmt.Fprintf(s.err, "reusing the demo CA in %s\n", dir)
+		serverListen, from = cfg.Listen.Listen, "server.listen of "+filepath.Join(dir, config.FileName)
+	}
+	srvLn, err := net.Listen("tcp", serverListen)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w (is another quickstart running? --server-listen 127.0.0.1:0 picks a free port)", from, serverListen, err)
+	}
+	defer srvLn.Close()
+	serverAddr := srvLn.Addr().String()
+	if err := prepareQuickstartCA(ctx, human, dir, serverAddr, pass, o, exists); err != nil {
+		return err
 	}
 	inst, err := cadir.Open(ctx, dir, pass, clock.Real{})
 	if err != nil {
 		return err
 	}
 	defer inst.Close()
-	logFile, err := os.OpenFile(filepath.Join(dir, "quickstart.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logPath := filepath.Join(dir, "quickstart.log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return err
+		return fmt.Errorf("quickstart: %w", err)
 	}
 	defer logFile.Close()
 	log := slog.New(slog.NewJSONHandler(logFile, nil))
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Every component reports its end here; the first error stops them all.
+	var wg sync.WaitGroup
+	failed := make(chan error, 3)
+	component := func(name string, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil {
+				failed <- err // the server's and the gateway's errors name them
+				return
+			}
+			if ctx.Err() == nil {
+				failed <- fmt.Errorf("quickstart: the %s stopped unexpectedly", name)
+			}
+		}()
+	}
+	defer wg.Wait()
+	defer cancel()
+
 	srv, err := newServer(inst, log)
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", inst.Config.Listen.Listen)
+	component("server", func() error { return srv.Serve(ctx, srvLn) })
+
+	upLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return fmt.Errorf("server listen %s: %w (is another quickstart running?)", inst.Config.Listen.Listen, err)
+		return fmt.Errorf("quickstart: demo upstream: %w", err)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, ln) }()
+	up := &http.Server{Handler: echoHandler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	component("demo upstream", func() error {
+		errc := make(chan error, 1)
+		go func() { errc <- up.Serve(upLn) }()
+		select {
+		case err := <-errc:
+			return fmt.Errorf("quickstart: demo upstream: %w", err)
+		case <-ctx.Done():
+		}
+		shutdownCtx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+		defer stop()
+		if err := up.Shutdown(shutdownCtx); err != nil {
+			return fmt.Errorf("quickstart: demo upstream: %w", err)
+		}
+		return nil
+	})
+	upstreamURL := "http://" + upLn.Addr().String()
 
-	// Enroll the demo clients through the real API, as a client would.
 	td := inst.Config.TrustDomain
-	clients := map[string]string{}
-	for _, name := range []string{"allowed", "denied"} {
-		id, _ := identity.New(td, "/demo/"+name)
-		tok, err := inst.Authority.CreateToken(ctx, "system:quickstart", id, 5*time.Minute)
-		if err != nil {
-			return err
-		}
-		out := filepath.Join(dir, "clients", name)
-		if _, err := enroll.Enroll(ctx, enroll.Options{Token: tok.String(), OutDir: out}); err != nil {
-			return err
-		}
-		clients[name] = out
+	demo, err := enrollDemo(ctx, dir, td, o.listen)
+	if err != nil {
+		return err
 	}
-	url := inst.Config.Listen.URL
-	admin := filepath.Join(dir, "admin")
-	allowed := clients["allowed"]
-	fmt.Fprintf(s.out, `certgate quickstart is ready (%s). Paste these into another terminal:
-
-# the admin lists certificates (200):
-curl --cacert %[2]s/bundle.pem --cert %[3]s/cert.pem --key %[3]s/key.pem %[4]s/v1/certificates
-
-# a client that is not an admin is refused (403):
-curl --cacert %[2]s/bundle.pem --cert %[5]s/cert.pem --key %[5]s/key.pem %[4]s/v1/certificates
-
-# no certificate at all (401):
-curl --cacert %[2]s/bundle.pem %[4]s/v1/certificates
-
-# revoke the demo client, then check the audit chain:
-certgate cert revoke --dir %[2]s --identity spiffe://%[6]s/demo/allowed --reason keyCompromise
-certgate audit verify --dir %[2]s
-
-Ctrl-C stops it.
-`, time.Since(start).Round(time.Millisecond), dir, admin, url, allowed, td)
+	cfgPath, err := writeQuickstartGatewayConfig(dir, o.listen, td, inst.Config.Listen.URL, upstreamURL)
+	if err != nil {
+		return err
+	}
+	ready := make(chan net.Addr, 1)
+	component("gateway", func() error {
+		return runGatewayWith(ctx, log, cfgPath, streams{in: s.in, out: io.Discard, err: s.err}, gatewayRun{clock: clock.Real{}},
+			func(gw *gateway.Gateway) { ready <- gw.Addr() })
+	})
+	var gwAddr net.Addr
 	select {
-	case err := <-served:
+	case gwAddr = <-ready:
+	case err := <-failed:
 		return err
 	case <-ctx.Done():
-		cancel()
-		if err := <-served; err != nil && !errors.Is(err, context.Canceled) {
-			return err
-		}
-		fmt.Fprintln(s.err, "quickstart stopped")
 		return nil
 	}
+
+	info := quickstartInfo{
+		GatewayURL: "https://" + dialableAddr(gwAddr), ServerURL: inst.Config.Listen.URL, UpstreamURL: upstreamURL,
+		TrustDomain: td, Dir: dir, Bundle: inst.Config.Path(inst.Config.CA.Bundle), AdminDir: filepath.Dir(inst.Config.Path(inst.Config.Admin.Cert)),
+		AccessLog: filepath.Join(dir, "gateway", "access.log"), Log: logPath, Clients: demo.clients,
+	}
+	info.Commands = demoCommands(info, certgateCommand(osCommandEnv()))
+	info.ReadyMillis = time.Since(start).Milliseconds()
+	printQuickstart(human, info, time.Since(start))
+	if o.json {
+		b, err := json.Marshal(info)
+		if err != nil {
+			return fmt.Errorf("quickstart: %w", err)
+		}
+		if _, err := fmt.Fprintf(s.out, "%s\n", b); err != nil {
+			return fmt.Errorf("quickstart: %w", err)
+		}
+	}
+	log.Info("quickstart ready", "gateway", info.GatewayURL, "server", info.ServerURL, "ready_ms", info.ReadyMillis)
+
+	select {
+	case err := <-failed:
+		return err
+	case <-ctx.Done():
+	}
+	cancel()
+	wg.Wait()
+	close(failed)
+	for err := range failed {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+	}
+	fmt.Fprintln(s.err, "quickstart stopped")
+	return nil
+}
+
+// quickstartPassphrase reads the CA passphrase like every other command
+// does, and falls back to the well-known demo passphrase, with a warning,
+// only when none was given at all.
+func quickstartPassphrase(file string, warn io.Writer) ([]byte, error) {
+	if file != "" || os.Getenv("CERTGATE_PASSPHRASE") != "" {
+		return readPassphrase(file)
+	}
+	fmt.Fprintf(warn, "warning: no CERTGATE_PASSPHRASE: the demo CA keys use the well-known passphrase %q (demo only)\n", demoPassphrase)
+	return []byte(demoPassphrase), nil
+}
+
+// prepareQuickstartCA creates the demo CA in dir, or, for an existing one,
+// points its config at the address the server is bound to (tokens and the
+// admin CLI take the server URL from there).
+func prepareQuickstartCA(ctx context.Context, human io.Writer, dir, serverAddr string, pass []byte, o quickstartOptions, exists bool) error {
+	url := "https://" + serverAddr
+	if !exists {
+		cfg := config.DefaultServer(o.trustDomain)
+		cfg.Listen.Listen, cfg.Listen.URL = serverAddr, url
+		if err := cadir.Init(ctx, cadir.InitOptions{Dir: dir, TrustDomain: o.trustDomain, Passphrase: pass, Config: &cfg, Clock: clock.Real{}}); err != nil {
+			return err
+		}
+		fmt.Fprintf(human, "created a demo CA for spiffe://%s in %s\n", o.trustDomain, dir)
+		return nil
+	}
+	cfg, err := config.LoadServer(dir)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(human, "reusing the demo CA for spiffe://%s in %s\n", cfg.TrustDomain, dir)
+	if o.trustDomainSet && o.trustDomain != cfg.TrustDomain {
+		fmt.Fprintf(human, "warning: --trust-domain %s ignored: %s already holds a CA for %s\n", o.trustDomain, dir, cfg.TrustDomain)
+	}
+	if cfg.Listen.Listen == serverAddr && cfg.Listen.URL == url {
+		return nil
+	}
+	cfg.Listen.Listen, cfg.Listen.URL = serverAddr, url
+	rendered, err := cfg.Render()
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.Write(filepath.Join(dir, config.FileName), rendered, 0o600); err != nil {
+		return fmt.Errorf("quickstart: %w", err)
+	}
+	fmt.Fprintf(human, "the server now listens on %s (written to %s)\n", url, filepath.Join(dir, config.FileName))
+	return nil
+}
+
+// dialableAddr is addr with an unspecified host (":8443", "0.0.0.0")
+// replaced by loopback, so that printed URLs work when pasted.
+func dialableAddr(addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return addr.String()
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func printQuickstart(w io.Writer, info quickstartInfo, took time.Duration) {
+	allowed, denied := info.Clients["allowed"], info.Clients["denied"]
+	fmt.Fprintf(w, `
+certgate quickstart is ready (%s).
+  gateway     %s  (every path goes to the demo echo API at %s)
+  server      %s
+  bundle      %s
+  admin       %s
+  access log  %s
+
+Paste these into another terminal:
+
+# 1. %s is allowed: 200, and the API echoes the identity the gateway forwarded
+%s
+
+# 2. %s has a valid certificate, but the route does not allow it: 403
+%s
+
+# 3. without a client certificate the gateway refuses the TLS handshake
+%s
+
+# 4. revoke the allowed client (the gateway learns it from the server's change feed within a second)
+%s
+
+# 5. the command of step 1 now fails: the gateway refuses the revoked certificate at the handshake
+%s
+
+Ctrl-C stops everything. Running quickstart again reuses %s and enrolls the demo clients afresh.
+`, took.Round(time.Millisecond), info.GatewayURL, info.UpstreamURL, info.ServerURL, info.Bundle, info.AdminDir, info.AccessLog,
+		allowed.Identity, info.Commands.Allowed, denied.Identity, info.Commands.Denied, info.Commands.NoCertificate,
+		info.Commands.Revoke, info.Commands.Allowed, info.Dir)
 }

@@ -1,0 +1,519 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/certgate/certgate/internal/pemutil"
+)
+
+// quickstartReadyBound is a loose sanity bound on time-to-ready in tests;
+// the figure itself is measured in docs/benchmarks.md ("Quickstart").
+const quickstartReadyBound = 20 * time.Second
+
+// quickstartProcess is a running "certgate quickstart" child process.
+type quickstartProcess struct {
+	cmd    *exec.Cmd
+	lines  chan string // stdout, line by line
+	stderr *syncBuffer
+	done   chan error
+	start  time.Time
+}
+
+func startQuickstart(t *testing.T, bin string, args ...string) *quickstartProcess {
+	t.Helper()
+	p := &quickstartProcess{lines: make(chan string, 256), stderr: &syncBuffer{}, done: make(chan error, 1)}
+	p.cmd = exec.Command(bin, append([]string{"quickstart"}, args...)...)
+	p.cmd.Env = quickstartEnv()
+	p.cmd.Stderr = p.stderr
+	stdout, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.start = time.Now()
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			p.lines <- sc.Text()
+		}
+		close(p.lines)
+		p.done <- p.cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			p.cmd.Process.Kill()
+		}
+	})
+	return p
+}
+
+// quickstartEnv is the test's environment without the variables that
+// would change what quickstart does: it must work on a bare machine.
+func quickstartEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CERTGATE_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// readUntil collects stdout lines until one satisfies last, and returns
+// them with the time since the process started.
+func (p *quickstartProcess) readUntil(t *testing.T, last func(string) bool) ([]string, time.Duration) {
+	t.Helper()
+	var got []string
+	timeout := time.After(quickstartReadyBound)
+	for {
+		select {
+		case line, ok := <-p.lines:
+			if !ok {
+				t.Fatalf("quickstart ended before it was ready: %v\nstdout:\n%s\nstderr:\n%s", <-p.done, strings.Join(got, "\n"), p.stderr.String())
+			}
+			got = append(got, line)
+			if last(line) {
+				return got, time.Since(p.start)
+			}
+		case <-timeout:
+			t.Fatalf("quickstart not ready within %s\nstdout:\n%s\nstderr:\n%s", quickstartReadyBound, strings.Join(got, "\n"), p.stderr.String())
+		}
+	}
+}
+
+// stop sends sig and requires a clean exit 0.
+func (p *quickstartProcess) stop(t *testing.T, sig os.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	for range p.lines {
+	}
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("quickstart after %v: %v\nstderr:\n%s", sig, err, p.stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("quickstart did not stop within 15 s of %v\nstderr:\n%s", sig, p.stderr.String())
+	}
+	if !strings.HasSuffix(p.stderr.String(), "quickstart stopped\n") {
+		t.Fatalf("stderr does not end with \"quickstart stopped\":\n%s", p.stderr.String())
+	}
+}
+
+// printedCommands parses the "# N. ..." blocks of the text output: the
+// line after each heading is the command to paste.
+func printedCommands(t *testing.T, lines []string) map[int]string {
+	t.Helper()
+	head := regexp.MustCompile(`^# ([1-9])\. `)
+	cmds := map[int]string{}
+	for i, l := range lines {
+		if m := head.FindStringSubmatch(l); m != nil && i+1 < len(lines) {
+			cmds[int(m[1][0]-'0')] = lines[i+1]
+		}
+	}
+	if len(cmds) != 5 {
+		t.Fatalf("want 5 numbered commands, got %d:\n%s", len(cmds), strings.Join(lines, "\n"))
+	}
+	return cmds
+}
+
+// shell runs a printed command exactly as a user pasting it would.
+func shell(t *testing.T, command string) (stdout, stderr string, exit int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "sh", "-c", command)
+	cmd.Env = quickstartEnv()
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return out.String(), errb.String(), ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("sh -c %q: %v", command, err)
+	}
+	return out.String(), errb.String(), 0
+}
+
+// httpStatus is the status code of "curl -i" output ("" if none).
+func httpStatus(out string) string {
+	if f := strings.Fields(strings.SplitN(out, "\n", 2)[0]); len(f) >= 2 && strings.HasPrefix(f[0], "HTTP/") {
+		return f[1]
+	}
+	return ""
+}
+
+// accessEntry waits for a handshake refusal with reason (and serial, if
+// given) in the gateway's access log.
+func accessEntry(t *testing.T, path, reason, serial string) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		data, _ := os.ReadFile(path)
+		for _, line := range strings.Split(string(data), "\n") {
+			var e struct{ Kind, Decision, Reason, Serial string }
+			if json.Unmarshal([]byte(line), &e) == nil && e.Kind == "handshake" && e.Decision == "deny" && e.Reason == reason && (serial == "" || e.Serial == serial) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no handshake refusal %q (serial %q) in %s:\n%s", reason, serial, path, data)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func serialOf(t *testing.T, certPath string) string {
+	t.Helper()
+	data, err := os.ReadFile(certPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs, err := pemutil.ParseCertificates(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certs[0].SerialNumber.Text(16)
+}
+
+// demoScenario executes the printed commands: 200 with the identity
+// echoed, 403, a refused handshake without a certificate, the revoke, and
+// the allowed client's handshake refused within two seconds of it.
+// revoke runs the revoke command.
+func demoScenario(t *testing.T, td string, cmds quickstartCommands, allowedCert, accessLog string, revoke func(string) (string, string, int)) {
+	t.Helper()
+	out, errs, code := shell(t, cmds.Allowed)
+	if code != 0 || httpStatus(out) != "200" {
+		t.Fatalf("allowed: exit %d status %q\n%s%s", code, httpStatus(out), out, errs)
+	}
+	for _, want := range []string{
+		`"identity": "spiffe://` + td + `/demo/allowed"`,
+		`"x_forwarded_client_cert": "By=spiffe://` + td + `/gateway/quickstart;`,
+		`"serial": "` + serialOf(t, allowedCert) + `"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("allowed: the echo lacks %s:\n%s", want, out)
+		}
+	}
+	out, errs, code = shell(t, cmds.Denied)
+	if code != 0 || httpStatus(out) != "403" || !strings.Contains(out, `"code":"forbidden"`) || !strings.Contains(out, `"identity":"spiffe://`+td+`/demo/denied"`) {
+		t.Fatalf("denied: exit %d status %q\n%s%s", code, httpStatus(out), out, errs)
+	}
+	// curl reports a refused TLS 1.3 handshake as 35, 55 or 56 depending
+	// on its version and on when the alert arrives; what matters is that
+	// no HTTP exchange happened and the gateway logged why.
+	out, errs, code = shell(t, cmds.NoCertificate)
+	if code == 0 || httpStatus(out) != "" {
+		t.Fatalf("no certificate: exit %d status %q, want a refused handshake\n%s%s", code, httpStatus(out), out, errs)
+	}
+	accessEntry(t, accessLog, "no_certificate", "")
+
+	serial := serialOf(t, allowedCert)
+	out, errs, code = revoke(cmds.Revoke)
+	if code != 0 || out != fmt.Sprintf("revoked %s (keyCompromise)\n", serial) {
+		t.Fatalf("revoke: exit %d\n%s%s", code, out, errs)
+	}
+	revoked := time.Now()
+	for {
+		out, errs, code = shell(t, cmds.Allowed)
+		if code != 0 && httpStatus(out) == "" {
+			break
+		}
+		if time.Since(revoked) > 2*time.Second {
+			t.Fatalf("allowed after revoke: still exit %d status %q 2 s after the revoke returned\n%s%s", code, httpStatus(out), out, errs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("the revoked client's handshake was refused %s after the revoke returned", time.Since(revoked).Round(time.Millisecond))
+	accessEntry(t, accessLog, "revoked", serial)
+}
+
+// TestQuickstart runs the certgate binary as a user would: "certgate
+// quickstart", then executes the commands it printed with the real curl,
+// stops it with SIGINT, runs it again with --json on the same directory,
+// executes the commands again, and stops it with SIGTERM.
+func TestQuickstart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the certgate binary; skipped with -short (TestQuickstartInProcess still runs)")
+	}
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skipf("curl is not on PATH: %v", err)
+	}
+	bin := buildCertgate(t)
+	dir := filepath.Join(t.TempDir(), "demo")
+	gwAddr := freeAddr(t)
+
+	// First run: a new CA, the text form.
+	p := startQuickstart(t, bin, "--dir", dir, "--listen", gwAddr, "--server-listen", "127.0.0.1:0")
+	lines, took := p.readUntil(t, func(l string) bool { return strings.HasPrefix(l, "Ctrl-C stops everything.") })
+	t.Logf("first run (new CA) ready after %s", took.Round(time.Millisecond))
+	if !strings.Contains(p.stderr.String(), `warning: no CERTGATE_PASSPHRASE: the demo CA keys use the well-known passphrase "certgate-quickstart-demo-only" (demo only)`) {
+		t.Fatalf("no demo passphrase warning:\n%s", p.stderr.String())
+	}
+	if lines[0] != "created a demo CA for spiffe://example.org in "+dir {
+		t.Fatalf("first line %q", lines[0])
+	}
+	n := printedCommands(t, lines)
+	if n[5] != n[1] {
+		t.Fatalf("command 5 %q is not command 1 %q", n[5], n[1])
+	}
+	cmds := quickstartCommands{Allowed: n[1], Denied: n[2], NoCertificate: n[3], Revoke: n[4]}
+	if want := shellQuote(bin) + " cert revoke --dir " + dir + " --identity spiffe://example.org/demo/allowed --reason keyCompromise"; cmds.Revoke != want {
+		t.Fatalf("revoke command %q\nwant %q (certgate is not on PATH: the binary's own path)", cmds.Revoke, want)
+	}
+	runPrinted := func(c string) (string, string, int) {
+		// The command is executed as printed. Were it "go run
+		// ./cmd/certgate ..." (quickstart itself started by go run), the
+		// test would put the binary it built in place of that prefix.
+		if rest, ok := strings.CutPrefix(c, "go run ./cmd/certgate "); ok {
+			c = shellQuote(bin) + " " + rest
+		}
+		return shell(t, c)
+	}
+	accessLog := filepath.Join(dir, "gateway", "access.log")
+	allowedCert := filepath.Join(dir, "clients", "allowed", "cert.pem")
+	demoScenario(t, "example.org", cmds, allowedCert, accessLog, runPrinted)
+	for _, key := range []string{"clients/allowed/key.pem", "clients/denied/key.pem", "gateway/key.pem", "admin/key.pem"} {
+		if fi, err := os.Stat(filepath.Join(dir, key)); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v, want mode 0600", key, err)
+		}
+	}
+	p.stop(t, os.Interrupt)
+	cfg, err := os.ReadFile(filepath.Join(dir, "certgate.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverAddr := regexp.MustCompile(`(?m)^  listen: (\S+)$`).FindSubmatch(cfg)
+	if serverAddr == nil {
+		t.Fatalf("no server.listen in certgate.yaml:\n%s", cfg)
+	}
+	for _, addr := range []string{gwAddr, string(serverAddr[1])} {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("%s still bound after SIGINT: %v", addr, err)
+		}
+		ln.Close()
+	}
+
+	// Second run: the same directory, --json, a gateway on a free port.
+	// The allowed client of the first run is revoked; quickstart enrolls
+	// afresh, so the scenario works again.
+	p = startQuickstart(t, bin, "--dir", dir, "--listen", "127.0.0.1:0", "--json")
+	lines, took = p.readUntil(t, func(string) bool { return true })
+	t.Logf("second run (reused CA) ready after %s", took.Round(time.Millisecond))
+	var info quickstartInfo
+	dec := json.NewDecoder(strings.NewReader(lines[0]))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&info); err != nil {
+		t.Fatalf("stdout is not one JSON object: %v\n%s", err, lines[0])
+	}
+	want := quickstartInfo{
+		ServerURL: "https://" + string(serverAddr[1]), TrustDomain: "example.org", Dir: dir,
+		Bundle: filepath.Join(dir, "bundle.pem"), AdminDir: filepath.Join(dir, "admin"),
+		AccessLog: accessLog, Log: filepath.Join(dir, "quickstart.log"),
+	}
+	if info.ServerURL != want.ServerURL || info.TrustDomain != want.TrustDomain || info.Dir != want.Dir || info.Bundle != want.Bundle ||
+		info.AdminDir != want.AdminDir || info.AccessLog != want.AccessLog || info.Log != want.Log ||
+		!strings.HasPrefix(info.GatewayURL, "https://127.0.0.1:") || info.GatewayURL == "https://127.0.0.1:0" || info.ReadyMillis <= 0 {
+		t.Fatalf("--json: %+v\nwant %+v", info, want)
+	}
+	for name, c := range info.Clients {
+		d := filepath.Join(dir, "clients", name)
+		if c != (quickstartClientInfo{Identity: "spiffe://example.org/demo/" + name, Dir: d, Cert: filepath.Join(d, "cert.pem"), Key: filepath.Join(d, "key.pem")}) {
+			t.Fatalf("--json client %s: %+v", name, c)
+		}
+	}
+	if len(info.Clients) != 2 || info.Commands.Revoke != cmds.Revoke {
+		t.Fatalf("--json clients %+v, revoke %q", info.Clients, info.Commands.Revoke)
+	}
+	if !strings.Contains(p.stderr.String(), "reusing the demo CA for spiffe://example.org in "+dir+"\n") ||
+		!strings.Contains(p.stderr.String(), info.Commands.Allowed+"\n") {
+		t.Fatalf("--json: the human text is not on stderr:\n%s", p.stderr.String())
+	}
+	demoScenario(t, "example.org", info.Commands, info.Clients["allowed"].Cert, accessLog, runPrinted)
+	p.stop(t, syscall.SIGTERM)
+	for extra := range p.lines {
+		t.Fatalf("--json printed more than one line on stdout: %q", extra)
+	}
+}
+
+// TestQuickstartInProcess runs quickstart through run(), as the other CLI
+// tests do, so the whole scenario also runs under -short: the printed
+// curl commands with the real curl, and the printed revoke command's
+// arguments through the same run().
+func TestQuickstartInProcess(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skipf("curl is not on PATH: %v", err)
+	}
+	t.Setenv("CERTGATE_PASSPHRASE", testPassphrase)
+	dir := filepath.Join(t.TempDir(), "demo")
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	var stderr syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"quickstart", "--dir", dir, "--listen", "127.0.0.1:0", "--server-listen", "127.0.0.1:0", "--trust-domain", "demo.test", "--json"}, strings.NewReader(""), pw, &stderr)
+		pw.Close()
+	}()
+	var info quickstartInfo
+	if err := json.NewDecoder(pr).Decode(&info); err != nil {
+		t.Fatalf("--json: %v\nstderr:\n%s", err, stderr.String())
+	}
+	go io.Copy(io.Discard, pr)
+	if strings.Contains(stderr.String(), "warning: no CERTGATE_PASSPHRASE") {
+		t.Fatalf("warned about the passphrase although CERTGATE_PASSPHRASE is set:\n%s", stderr.String())
+	}
+	revoke := func(c string) (string, string, int) {
+		// The test binary is not certgate, so the printed command is "go
+		// run [-C ROOT] ./cmd/certgate ..."; its arguments go to run().
+		_, args, ok := strings.Cut(c, " ./cmd/certgate ")
+		if !strings.HasPrefix(c, "go run ") || !ok {
+			t.Fatalf("revoke command %q, want go run ... ./cmd/certgate ...", c)
+		}
+		return cli(t, strings.Fields(args)...)
+	}
+	demoScenario(t, "demo.test", info.Commands, info.Clients["allowed"].Cert, info.AccessLog, revoke)
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d\n%s", code, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("quickstart did not stop within 15 s of the cancellation")
+	}
+}
+
+func TestQuickstartRefuses(t *testing.T) {
+	t.Setenv("CERTGATE_PASSPHRASE", "")
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	b := busy.Addr().String()
+	dir := filepath.Join(t.TempDir(), "demo")
+	missing := filepath.Join(t.TempDir(), "missing")
+
+	_, stderr, code := cli(t, "quickstart", "--dir", dir, "--passphrase-file", missing)
+	if want := "certgate: --passphrase-file: open " + missing + ": no such file or directory\n"; code != 1 || stderr != want {
+		t.Fatalf("missing passphrase file: exit %d %q\nwant %q", code, stderr, want)
+	}
+	_, stderr, code = cli(t, "quickstart", "--dir", dir, "--server-listen", b)
+	want := `certgate: --server-listen ` + b + `: listen tcp ` + b + `: bind: address already in use (is another quickstart running? --server-listen 127.0.0.1:0 picks a free port)` + "\n"
+	if code != 1 || !strings.HasSuffix(stderr, want) {
+		t.Fatalf("busy server port: exit %d %q\nwant suffix %q", code, stderr, want)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("a refused quickstart left %s behind: %v", dir, err)
+	}
+
+	// A busy gateway port fails after the CA was made, and stops the rest.
+	_, stderr, code = cli(t, "quickstart", "--dir", dir, "--listen", b, "--server-listen", "127.0.0.1:0")
+	want = "certgate: gateway: listen tcp " + b + ": bind: address already in use\n"
+	if code != 1 || !strings.HasSuffix(stderr, want) {
+		t.Fatalf("busy gateway port: exit %d %q\nwant suffix %q", code, stderr, want)
+	}
+
+	// The CA made with the demo passphrase does not open with another.
+	t.Setenv("CERTGATE_PASSPHRASE", "not the demo passphrase")
+	_, stderr, code = cli(t, "quickstart", "--dir", dir, "--server-listen", "127.0.0.1:0")
+	if want := "certgate: cadir: " + filepath.Join(dir, "ca", "intermediate.key") + ": wrong passphrase\n"; code != 1 || !strings.HasSuffix(stderr, want) {
+		t.Fatalf("wrong passphrase: exit %d %q\nwant suffix %q", code, stderr, want)
+	}
+}
+
+func TestCertgateCommand(t *testing.T) {
+	root := t.TempDir()
+	os.WriteFile(filepath.Join(root, "go.mod"), []byte("// the module\nmodule github.com/certgate/certgate\n\ngo 1.26\n"), 0o644)
+	sub := filepath.Join(root, "cmd", "certgate")
+	os.MkdirAll(sub, 0o755)
+	other := t.TempDir()
+	binDir := filepath.Join(t.TempDir(), "my bin")
+	os.MkdirAll(binDir, 0o755)
+	bin := filepath.Join(binDir, "certgate")
+	os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755)
+	otherBin := filepath.Join(t.TempDir(), "certgate")
+	os.WriteFile(otherBin, []byte("#!/bin/sh\n"), 0o755)
+	wd := func(d string) func() (string, error) { return func() (string, error) { return d, nil } }
+	onPath := func(p string) func(string) (string, error) {
+		return func(string) (string, error) { return p, nil }
+	}
+	notOnPath := func(string) (string, error) { return "", exec.ErrNotFound }
+	goBuild := filepath.Join(os.TempDir(), "go-build1234", "b001", "exe", "certgate")
+	for name, tc := range map[string]struct {
+		env  commandEnv
+		want string
+	}{
+		"go run in the module root":  {commandEnv{goBuild, onPath(bin), wd(root)}, "go run ./cmd/certgate"},
+		"go run below the root":      {commandEnv{goBuild, notOnPath, wd(sub)}, "go run -C " + shellQuote(root) + " ./cmd/certgate"},
+		"go run outside the module":  {commandEnv{goBuild, notOnPath, wd(other)}, "go run ./cmd/certgate"},
+		"a test binary":              {commandEnv{filepath.Join(other, "certgate.test"), onPath(bin), wd(root)}, "go run ./cmd/certgate"},
+		"no executable path":         {commandEnv{"", notOnPath, wd(root)}, "go run ./cmd/certgate"},
+		"this binary on PATH":        {commandEnv{bin, onPath(bin), wd(other)}, "certgate"},
+		"not on PATH":                {commandEnv{bin, notOnPath, wd(other)}, "'" + bin + "'"},
+		"another certgate on PATH":   {commandEnv{bin, onPath(otherBin), wd(other)}, "'" + bin + "'"},
+		"no working directory (run)": {commandEnv{goBuild, notOnPath, func() (string, error) { return "", errors.New("gone") }}, "go run ./cmd/certgate"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if got := certgateCommand(tc.env); got != tc.want {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestShellQuote(t *testing.T) {
+	for in, want := range map[string]string{
+		"/tmp/demo/bundle.pem":              "/tmp/demo/bundle.pem",
+		"spiffe://example.org/demo/allowed": "spiffe://example.org/demo/allowed",
+		"/tmp/my demo":                      "'/tmp/my demo'",
+		"/tmp/it's":                         `'/tmp/it'\''s'`,
+		"$HOME":                             "'$HOME'",
+		"":                                  "''",
+	} {
+		if got := shellQuote(in); got != want {
+			t.Errorf("shellQuote(%q) = %q, want %q", in, got, want)
+		}
+		if out, _, _ := shell(t, "printf %s "+shellQuote(in)); out != in {
+			t.Errorf("sh reads %q back as %q", shellQuote(in), out)
+		}
+	}
+}
+
+func TestGatewayHosts(t *testing.T) {
+	for listen, want := range map[string]string{
+		"127.0.0.1:8443":       "[localhost] [127.0.0.1 ::1]",
+		":8443":                "[localhost] [127.0.0.1 ::1]",
+		"0.0.0.0:8443":         "[localhost] [127.0.0.1 ::1]",
+		"192.0.2.7:8443":       "[localhost] [127.0.0.1 ::1 192.0.2.7]",
+		"Demo.Example.org:443": "[localhost demo.example.org] [127.0.0.1 ::1]",
+		"LOCALHOST:443":        "[localhost] [127.0.0.1 ::1]",
+	} {
+		dns, ips := gatewayHosts(listen)
+		if got := fmt.Sprint(dns, " ", ips); got != want {
+			t.Errorf("gatewayHosts(%q) = %s, want %s", listen, got, want)
+		}
+	}
+}
