@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/certgate/certgate/internal/accesslog"
+	"github.com/certgate/certgate/internal/agent"
 	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/config"
 	"github.com/certgate/certgate/internal/feed"
@@ -29,24 +30,34 @@ import (
 const configPollInterval = 2 * time.Second
 
 func newGatewayCmd(s streams) *cobra.Command {
-	var cfgPath string
+	var cfgPath, tok string
 	cmd := &cobra.Command{
-		Use:   "gateway --config FILE",
+		Use:   "gateway --config FILE [--token T]",
 		Short: "Run the mTLS gateway in front of HTTP and TCP upstreams",
 		Long: `Run the mTLS gateway. Clients must present a certificate that chains to the
 trust bundle, is valid, carries clientAuth and a SPIFFE ID of the trust
 domain, and is not revoked; the first route matching a request decides
 whether its identity may pass. SIGHUP or a change of the config file reloads
-routes without dropping connections.`,
+routes without dropping connections.
+
+With an identity section in the config, the gateway holds its own
+certificate: on first start it redeems an enrollment token for
+spiffe://TD/gateway/<name> (--token, CERTGATE_TOKEN or identity.token_file)
+with its host names, and from then on renews the certificate itself; new
+connections get the renewed certificate, open ones carry on.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := slog.New(slog.NewJSONHandler(s.err, nil))
-			return runGateway(cmd.Context(), log, cfgPath, s, func(gw *gateway.Gateway) {
+			if tok == "" {
+				tok = os.Getenv("CERTGATE_TOKEN")
+			}
+			return runGatewayWith(cmd.Context(), log, cfgPath, s, gatewayRun{clock: clock.Real{}, token: tok}, func(gw *gateway.Gateway) {
 				fmt.Fprintf(s.out, "certgate gateway listening on https://%s\n", gw.Addr())
 			})
 		},
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "gateway config file (YAML)")
+	cmd.Flags().StringVar(&tok, "token", "", "enrollment token for the gateway's identity, used while identity.dir holds no valid certificate (default $CERTGATE_TOKEN)")
 	return cmd
 }
 
@@ -58,7 +69,11 @@ func runGateway(ctx context.Context, log *slog.Logger, cfgPath string, s streams
 
 // gatewayRun holds what tests replace in runGatewayWith.
 type gatewayRun struct {
+	// clock is the gateway's time. The identity's agent waits on it when
+	// it is also an agent.Clock, else on the wall clock.
 	clock clock.Clock
+	// token is the enrollment token for the identity section, if any.
+	token string
 	// firstSet bounds the wait for the first revocation set before the
 	// gateway starts listening (firstSetWait if zero).
 	firstSet time.Duration
@@ -94,6 +109,26 @@ func runGatewayWith(ctx context.Context, log *slog.Logger, cfgPath string, s str
 
 	holder := revocation.NewHolder()
 	opts := gateway.Options{Clock: o.clock, Logger: log, AccessLog: access, Revocations: holder}
+	var own *gatewayIdentity
+	if cfg.Identity.Dir != "" {
+		ac, ok := o.clock.(agent.Clock)
+		if !ok {
+			ac = agent.RealClock{}
+		}
+		if own, err = setupGatewayIdentity(ctx, log, cfg, o.token, ac); err != nil {
+			return err
+		}
+		opts.Certificate = own.certificate
+		agentDone := make(chan struct{})
+		go func() {
+			defer close(agentDone)
+			if err := own.agent.Run(ctx); err != nil {
+				c := own.certificate()
+				log.Error("the gateway's certificate can no longer be renewed; it serves with it until it expires", "err", err, "not_after", c.Leaf.NotAfter)
+			}
+		}()
+		defer func() { cancel(); <-agentDone }()
+	}
 	var m *metrics.Gateway
 	if cfg.Metrics.Listen != "" {
 		reg := metrics.NewRegistry()
@@ -105,7 +140,7 @@ func runGatewayWith(ctx context.Context, log *slog.Logger, cfgPath string, s str
 		}
 		log.Info("metrics listening", "addr", addr.String())
 	}
-	src, err := revocationSource(cfg, o.clock, log, m)
+	src, err := revocationSourceFor(cfg, own, o.clock, log, m)
 	if err != nil {
 		return err
 	}
@@ -151,14 +186,24 @@ func runGatewayWith(ctx context.Context, log *slog.Logger, cfgPath string, s str
 	return nil
 }
 
-// revocationSource builds the configured revocation source, nil when no
-// server is configured.
+// revocationSource builds the configured revocation source for a gateway
+// with cert and key files, nil when no server is configured.
 func revocationSource(cfg *config.Gateway, clk clock.Clock, log *slog.Logger, m *metrics.Gateway) (revocation.Source, error) {
+	return revocationSourceFor(cfg, nil, clk, log, m)
+}
+
+// revocationSourceFor is revocationSource for a gateway with its own
+// identity (own non-nil) too: it follows the server that enrolled it unless
+// the config names servers, and authenticates with its current certificate.
+func revocationSourceFor(cfg *config.Gateway, own *gatewayIdentity, clk clock.Clock, log *slog.Logger, m *metrics.Gateway) (revocation.Source, error) {
 	urls := cfg.ServerURLs()
+	if len(urls) == 0 && own != nil {
+		urls = []string{own.serverURL}
+	}
 	if len(urls) == 0 {
 		return nil, nil
 	}
-	tc, err := revocationTLS(cfg)
+	tc, err := revocationTLS(cfg, own)
 	if err != nil {
 		return nil, err
 	}
@@ -183,9 +228,9 @@ func revocationSource(cfg *config.Gateway, clk clock.Clock, log *slog.Logger, m 
 }
 
 // revocationTLS authenticates the gateway to the server with its own
-// certificate, read from disk on every connection so a renewed
-// certificate is picked up.
-func revocationTLS(cfg *config.Gateway) (*tls.Config, error) {
+// certificate: the identity's current one, or the cert and key files read
+// on every connection so a renewed certificate is picked up.
+func revocationTLS(cfg *config.Gateway, own *gatewayIdentity) (*tls.Config, error) {
 	caPEM, err := os.ReadFile(cfg.Server.CA)
 	if err != nil {
 		return nil, fmt.Errorf("server.ca: %w", err)
@@ -197,6 +242,9 @@ func revocationTLS(cfg *config.Gateway) (*tls.Config, error) {
 	pool := x509.NewCertPool()
 	for _, c := range cas {
 		pool.AddCert(c)
+	}
+	if own != nil {
+		return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, GetClientCertificate: own.getClientCertificate}, nil
 	}
 	certPath, keyPath := cfg.Cert, cfg.Key
 	return &tls.Config{
