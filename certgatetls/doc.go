@@ -45,10 +45,17 @@
 // # Revocation and the service's identity
 //
 // Revocation is checked against an in-memory set that [StartRevocations]
-// keeps fresh from the certgate server's GET /v1/revocations, as the
-// gateway does; when the server cannot be reached the last set stays in
-// force, and past [RevocationOptions.MaxStaleness] every client is refused
-// (fail closed).
+// keeps current the way the gateway does: by default it follows the
+// server's change feed (GET /v1/feed), so a revocation is in the set as
+// soon as the server has committed it, usually within milliseconds; with
+// [RevocationPull], or against a server without the feed, it fetches the
+// whole set (GET /v1/revocations) every [RevocationOptions.Refresh]
+// instead. When the server cannot be reached the last set stays in force
+// (the feed reconnects with backoff and resumes where it stopped), and once
+// the set has gone unconfirmed for longer than
+// [RevocationOptions.MaxStaleness] every client is refused (fail closed).
+// The feed confirms the set with every message, heartbeats included, so an
+// idle feed does not make it stale.
 //
 // The server hands that list only to gateways and admins, and a Go service
 // that accepts certgate clients does exactly what a gateway does, so it is

@@ -87,6 +87,8 @@ func ExampleServerConfig() {
 		log.Fatal(err)
 	}
 	defer src.Close()
+	// The revoked set follows the server's change feed: a revocation is
+	// enforced as soon as the server has committed it.
 	revs, err := certgatetls.StartRevocations(ctx, certgatetls.RevocationOptions{ServerURL: d.ServerURL, Source: src})
 	if err != nil {
 		log.Fatal(err)

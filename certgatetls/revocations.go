@@ -44,30 +44,55 @@ type RevocationChecker interface {
 	Check(cert *x509.Certificate) error
 }
 
+// RevocationMode says how [Revocations] keeps the revoked set current.
+type RevocationMode string
+
+// Revocation modes.
+const (
+	// RevocationAuto follows the server's change feed when the server has
+	// one, and pulls otherwise. It is the zero value.
+	RevocationAuto RevocationMode = ""
+	// RevocationFeed follows the change feed (GET /v1/feed): a revocation
+	// reaches the set as soon as the server has committed it.
+	RevocationFeed RevocationMode = "feed"
+	// RevocationPull fetches the whole set (GET /v1/revocations) every
+	// RevocationOptions.Refresh.
+	RevocationPull RevocationMode = "pull"
+)
+
 // RevocationOptions configures [StartRevocations].
 type RevocationOptions struct {
 	// ServerURL is the certgate server, e.g. "https://certgate.internal:8443".
 	ServerURL string
+	// Mode is how the set is kept current (default RevocationAuto: the
+	// feed if the server has one).
+	Mode RevocationMode
 	// Source holds this service's own certificate, presented to the server,
 	// and the bundle that verifies the server. The server lists revocations
 	// only to gateway identities (spiffe://TD/gateway/<name>) and admins.
 	Source *Source
-	// Refresh is the pull interval (default DefaultRevocationRefresh).
+	// Refresh is the pull interval (default DefaultRevocationRefresh); the
+	// feed needs none.
 	Refresh time.Duration
-	// MaxStaleness is how long the set may go without a successful refresh
-	// before every check fails (default DefaultMaxStaleness).
+	// MaxStaleness is how long the set may go without being confirmed
+	// current (by a successful pull, or by any message of the feed, which
+	// sends heartbeats) before every check fails (default
+	// DefaultMaxStaleness).
 	MaxStaleness time.Duration
 	Clock        Clock        // default the system clock
 	Logger       *slog.Logger // default discards
 }
 
-// Revocations is the set of revoked certificates, kept fresh from the
-// certgate server's GET /v1/revocations. A check is one map lookup.
+// Revocations is the set of revoked certificates, kept current from the
+// certgate server's change feed or by pulling GET /v1/revocations. A check
+// is one map lookup.
 type Revocations struct {
 	o      RevocationOptions
 	holder *revocation.Holder
+	mode   RevocationMode // as resolved: feed or pull
 
-	url    string
+	url    string     // GET /v1/revocations
+	setMu  sync.Mutex // serializes updates in feed mode (see apply)
 	mu     sync.Mutex // guards client and gen
 	client *http.Client
 	gen    uint64
@@ -78,11 +103,20 @@ type Revocations struct {
 }
 
 // StartRevocations fetches the revoked set once, failing if it cannot, and
-// then refreshes it every o.Refresh until [Revocations.Close]. A failed
-// refresh keeps the previous set; past o.MaxStaleness, checks fail closed.
+// then keeps it current until [Revocations.Close]: by following the
+// server's change feed, which delivers a revocation as soon as it is
+// committed, or by pulling the whole set every o.Refresh (o.Mode; by
+// default the feed when the server has one). While the server cannot be
+// reached the set it had stays in force; past o.MaxStaleness, checks fail
+// closed.
 func StartRevocations(ctx context.Context, o RevocationOptions) (*Revocations, error) {
 	if o.ServerURL == "" || o.Source == nil {
 		return nil, errors.New("certgatetls: revocations need a server URL and a source")
+	}
+	switch o.Mode {
+	case RevocationAuto, RevocationFeed, RevocationPull:
+	default:
+		return nil, fmt.Errorf("certgatetls: unknown revocation mode %q (want %q, %q or empty for either)", o.Mode, RevocationFeed, RevocationPull)
 	}
 	if o.Refresh <= 0 {
 		o.Refresh = DefaultRevocationRefresh
@@ -97,8 +131,21 @@ func StartRevocations(ctx context.Context, o RevocationOptions) (*Revocations, e
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	r := &Revocations{o: o, url: strings.TrimRight(o.ServerURL, "/") + "/v1/revocations", holder: revocation.NewHolder(), done: make(chan struct{})}
+	if o.Mode != RevocationPull {
+		f, err := r.startFeed(ctx)
+		switch {
+		case err == nil:
+			return f, nil
+		case o.Mode == RevocationAuto && errors.Is(err, errNoFeed):
+			o.Logger.Info("certgatetls: the server has no change feed; pulling revocations", "server", o.ServerURL, "refresh", o.Refresh)
+		default:
+			r.closeClient()
+			return nil, err
+		}
+	}
+	r.mode = RevocationPull
 	if err := r.Refresh(ctx); err != nil {
-		r.client.CloseIdleConnections()
+		r.closeClient()
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.Background())
@@ -107,13 +154,21 @@ func StartRevocations(ctx context.Context, o RevocationOptions) (*Revocations, e
 	return r, nil
 }
 
-// Refresh fetches the revoked set now.
+// Mode is how the set is kept current: RevocationFeed or RevocationPull.
+func (r *Revocations) Mode() RevocationMode { return r.mode }
+
+// Refresh fetches the whole revoked set now. In feed mode the fetched set
+// only ever adds to what the feed delivered (see apply).
 func (r *Revocations) Refresh(ctx context.Context) error {
 	s, err := r.fetch(ctx)
 	if err != nil {
 		return err
 	}
-	r.holder.Update(s)
+	if r.mode == RevocationFeed {
+		r.apply(s)
+	} else {
+		r.holder.Update(s)
+	}
 	return nil
 }
 
@@ -211,17 +266,23 @@ func (r *Revocations) Len() int { return r.holder.Load().Len() }
 // Updated returns when the set was last refreshed.
 func (r *Revocations) Updated() time.Time { return r.holder.Load().Updated() }
 
-// Close stops refreshing. Checks keep answering from the last set until it
-// grows stale.
+// Close stops following or refreshing. Checks keep answering from the last
+// set until it grows stale.
 func (r *Revocations) Close() error {
 	r.once.Do(func() {
 		r.cancel()
 		<-r.done
-		r.mu.Lock()
-		r.client.CloseIdleConnections()
-		r.mu.Unlock()
+		r.closeClient()
 	})
 	return nil
+}
+
+func (r *Revocations) closeClient() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.client != nil {
+		r.client.CloseIdleConnections()
+	}
 }
 
 // apiMessage returns the message of a certgate API error body, or the start

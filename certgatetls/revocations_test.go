@@ -9,10 +9,17 @@ import (
 	"github.com/certgate/certgate/internal/ca"
 )
 
-// The set refreshes by itself, and keeps working across a rotation of the
-// service's own certificate: after the rotation the old certificate is
-// revoked, so only a refresh made with the new one can succeed.
+// The set stays current by itself, following the feed or pulling, and
+// keeps working across a rotation of the service's own certificate: after
+// the rotation the old certificate is revoked, so only a refresh made with
+// the new one can succeed.
 func TestRevocationsFollowServerAndSource(t *testing.T) {
+	for _, mode := range []certgatetls.RevocationMode{certgatetls.RevocationFeed, certgatetls.RevocationPull} {
+		t.Run(string(mode), func(t *testing.T) { testRevocationsFollowServerAndSource(t, mode) })
+	}
+}
+
+func testRevocationsFollowServerAndSource(t *testing.T, mode certgatetls.RevocationMode) {
 	d := newDemo(t)
 	dir, first, err := d.issueDir("svc", "/gateway/svc", ca.GatewayProfile)
 	if err != nil {
@@ -24,12 +31,15 @@ func TestRevocationsFollowServerAndSource(t *testing.T) {
 	}
 	defer src.Close()
 	revs, err := certgatetls.StartRevocations(context.Background(), certgatetls.RevocationOptions{
-		ServerURL: d.ServerURL + "/", Source: src, Refresh: 20 * time.Millisecond,
+		ServerURL: d.ServerURL + "/", Source: src, Refresh: 20 * time.Millisecond, Mode: mode,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer revs.Close()
+	if revs.Mode() != mode {
+		t.Fatalf("mode %q, want %q", revs.Mode(), mode)
+	}
 	if revs.Len() != 0 || time.Since(revs.Updated()) > time.Minute {
 		t.Fatalf("initial set: %d entries, updated %s", revs.Len(), revs.Updated())
 	}

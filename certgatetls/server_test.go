@@ -57,7 +57,14 @@ type service struct {
 	extra *testca.CA // a test CA whose root is in the service's bundle
 }
 
+// newService pulls revocations, so that refreshes happen when the test
+// says so (see revocations_feed_test.go for the feed).
 func newService(t *testing.T) *service {
+	t.Helper()
+	return newServiceMode(t, certgatetls.RevocationPull)
+}
+
+func newServiceMode(t *testing.T, mode certgatetls.RevocationMode) *service {
 	t.Helper()
 	s := &service{d: newDemo(t), clock: clock.NewFake(time.Now().UTC().Truncate(time.Second)), logs: &logRecorder{}}
 	s.extra = testca.New(t, "example.org", testca.WithNow(s.clock.Now()))
@@ -70,9 +77,8 @@ func newService(t *testing.T) *service {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { src.Close() })
-	// Refreshes happen when the test says so.
 	s.revs, err = certgatetls.StartRevocations(context.Background(), certgatetls.RevocationOptions{
-		ServerURL: s.d.ServerURL, Source: src, Refresh: time.Hour, Clock: s.clock,
+		ServerURL: s.d.ServerURL, Source: src, Refresh: time.Hour, Clock: s.clock, Mode: mode,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -294,11 +300,21 @@ func TestServerConfigOptions(t *testing.T) {
 		}
 	}
 
-	// A service whose identity is not a gateway's cannot read revocations.
+	// A service whose identity is not a gateway's cannot read revocations,
+	// from the feed or by pulling.
 	_, err = certgatetls.StartRevocations(context.Background(), certgatetls.RevocationOptions{ServerURL: d.ServerURL, Source: clientSrc})
-	want := `certgatetls: revocations: ` + d.ServerURL + `/v1/revocations answered 403 Forbidden: forbidden: identity spiffe://example.org/svc/billing may not use this endpoint`
+	want := `certgatetls: revocations: ` + d.ServerURL + `/v1/feed answered 403 Forbidden: forbidden: identity spiffe://example.org/svc/billing may not use this endpoint`
 	if err == nil || err.Error() != want {
 		t.Errorf("StartRevocations with a client identity:\n got %v\nwant %s", err, want)
+	}
+	_, err = certgatetls.StartRevocations(context.Background(), certgatetls.RevocationOptions{ServerURL: d.ServerURL, Source: clientSrc, Mode: certgatetls.RevocationPull})
+	want = `certgatetls: revocations: ` + d.ServerURL + `/v1/revocations answered 403 Forbidden: forbidden: identity spiffe://example.org/svc/billing may not use this endpoint`
+	if err == nil || err.Error() != want {
+		t.Errorf("StartRevocations with a client identity, pulling:\n got %v\nwant %s", err, want)
+	}
+	_, err = certgatetls.StartRevocations(context.Background(), certgatetls.RevocationOptions{ServerURL: d.ServerURL, Source: gwSrc, Mode: "push"})
+	if want := `certgatetls: unknown revocation mode "push" (want "feed", "pull" or empty for either)`; err == nil || err.Error() != want {
+		t.Errorf("StartRevocations with a bad mode:\n got %v\nwant %s", err, want)
 	}
 	_, err = certgatetls.StartRevocations(context.Background(), certgatetls.RevocationOptions{Source: clientSrc})
 	if err == nil || err.Error() != "certgatetls: revocations need a server URL and a source" {
