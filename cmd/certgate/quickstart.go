@@ -105,7 +105,27 @@ type quickstartCommands struct {
 	Revoke        string `json:"revoke"`
 }
 
+// runQuickstart runs quickstart until ctx is done. Stopped by ctx (Ctrl-C,
+// SIGTERM), at any point, it returns nil once everything is shut down:
+// whatever failed while it was starting failed because of the stop.
 func runQuickstart(ctx context.Context, s streams, o quickstartOptions) error {
+	err := quickstart(ctx, s, o)
+	var se shutdownError
+	if err != nil && (ctx.Err() == nil || errors.As(err, &se)) {
+		return err
+	}
+	fmt.Fprintln(s.err, "quickstart stopped")
+	return nil
+}
+
+// shutdownError is a component's failure to stop cleanly, reported even
+// though the stop was asked for.
+type shutdownError struct{ err error }
+
+func (e shutdownError) Error() string { return "quickstart: shutdown: " + e.err.Error() }
+func (e shutdownError) Unwrap() error { return e.err }
+
+func quickstart(ctx context.Context, s streams, o quickstartOptions) error {
 	start := time.Now()
 	human := s.out
 	if o.json {
@@ -252,12 +272,15 @@ func runQuickstart(ctx context.Context, s streams, o quickstartOptions) error {
 	cancel()
 	wg.Wait()
 	close(failed)
+	var errs []error
 	for err := range failed {
-		if err != nil && !errors.Is(err, context.Canceled) {
-			return err
+		if !errors.Is(err, context.Canceled) {
+			errs = append(errs, err)
 		}
 	}
-	fmt.Fprintln(s.err, "quickstart stopped")
+	if len(errs) > 0 {
+		return shutdownError{errors.Join(errs...)}
+	}
 	return nil
 }
 
