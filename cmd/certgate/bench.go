@@ -52,7 +52,7 @@ httputil.ReverseProxy baseline.`,
 	f.StringVar(&o.path, "path", "/", "request path")
 	f.DurationVar(&o.duration, "duration", 5*time.Second, "duration of each run")
 	f.IntVar(&o.concurrency, "concurrency", 16, "concurrent connections")
-	cmd.AddCommand(newBenchBaselineCmd(s), newBenchEnrollCmd(s), newBenchRevokeCmd(s))
+	cmd.AddCommand(newBenchBaselineCmd(s), newBenchEnrollCmd(s), newBenchRevokeCmd(s), newBenchRenewCmd(s), newBenchStormCmd(s))
 	return cmd
 }
 

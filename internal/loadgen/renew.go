@@ -1,0 +1,383 @@
+package loadgen
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/certgate/certgate/internal/clock"
+	"github.com/certgate/certgate/internal/pemutil"
+)
+
+// RenewOptions configures a renewal run.
+type RenewOptions struct {
+	ServerURL string // https://host:port of the certgate server
+	Roots     *x509.CertPool
+	// Clients is the number of renewals in flight at once; 32 if zero. Each
+	// renewal opens a new TLS connection, presents the agent's current
+	// certificate, sends POST /v1/renew and closes the connection.
+	Clients int
+	// Duration bounds the run: no renewal is started after it. Zero: every
+	// agent renews once.
+	Duration time.Duration
+	// Resume makes each renewal resume the agent's TLS session (see
+	// [WarmSessions], which must have run) instead of a full handshake.
+	Resume    bool
+	Timeout   time.Duration // per renewal, handshake included; 30 s if zero
+	Clock     clock.Clock   // clock.Real{} if nil
+	ServerCPU func() (time.Duration, error)
+}
+
+// RenewResult is what a renewal run or a storm measured.
+type RenewResult struct {
+	Resume  bool // sessions resumed (else full handshakes)
+	Clients int  // renewals in flight at most (storm: the peak reached)
+	Sent    int
+	OK      int
+	// Resumed counts renewals whose connection resumed a session; in a
+	// resumed run every one should.
+	Resumed      int
+	Errors       map[string]int
+	ErrorSamples map[string]string
+	// Elapsed runs from the start of the measurement to the last answer.
+	Elapsed time.Duration
+	// Latency is the distribution of successful renewals, from the dial to
+	// the answer read: TCP connect, handshake, request, issuance.
+	Latency   *Histogram
+	ServerCPU time.Duration
+	// Window is set for a storm: the span the renewals were spread over.
+	Window time.Duration
+}
+
+// Rate is successful renewals per second.
+func (r *RenewResult) Rate() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.OK) / r.Elapsed.Seconds()
+}
+
+// Failed is the number of renewals that did not return a certificate.
+func (r *RenewResult) Failed() int { return r.Sent - r.OK }
+
+// renewer sends renewals: one connection each, a hand-written HTTP/1.1
+// request (Connection: close) so the load generator spends little CPU of
+// its own.
+type renewer struct {
+	addr, host string
+	timeout    time.Duration
+	// The server's chain is verified once, then its leaf pinned: a client
+	// full handshake would otherwise spend three ECDSA verifications of the
+	// load generator's CPU on a chain it has already checked. A new leaf
+	// (the server renewed its certificate) is verified in full again.
+	roots  *x509.CertPool
+	pinned atomic.Pointer[[]byte]
+}
+
+func newRenewer(serverURL string, roots *x509.CertPool, timeout time.Duration) (*renewer, error) {
+	u, err := url.Parse(serverURL)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("loadgen: server URL %q must be an https:// URL", serverURL)
+	}
+	host, port := u.Hostname(), u.Port()
+	if port == "" {
+		port = "443"
+	}
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	return &renewer{addr: net.JoinHostPort(host, port), host: host, timeout: timeout, roots: roots}, nil
+}
+
+func (rn *renewer) verify(cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("loadgen: server sent no certificate")
+	}
+	leaf := cs.PeerCertificates[0]
+	if p := rn.pinned.Load(); p != nil && bytes.Equal(*p, leaf.Raw) {
+		return nil
+	}
+	inter := x509.NewCertPool()
+	for _, c := range cs.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: rn.roots, Intermediates: inter, DNSName: rn.host}); err != nil {
+		return fmt.Errorf("loadgen: server certificate: %w", err)
+	}
+	raw := leaf.Raw
+	rn.pinned.Store(&raw)
+	return nil
+}
+
+func (rn *renewer) config(a *Agent) *tls.Config {
+	return &tls.Config{
+		Certificates:       []tls.Certificate{a.Cert},
+		ServerName:         rn.host,
+		InsecureSkipVerify: true, // verified by rn.verify: chain once, then the pinned leaf
+		VerifyConnection:   rn.verify,
+		ClientSessionCache: a.Sessions,
+		NextProtos:         []string{"http/1.1"},
+		MinVersion:         tls.VersionTLS12,
+	}
+}
+
+// exchange dials a new connection for a, sends req and returns the
+// answer's status and body, and whether the session was resumed.
+func (rn *renewer) exchange(ctx context.Context, a *Agent, req []byte) (status int, body []byte, resumed bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, rn.timeout)
+	defer cancel()
+	d := &tls.Dialer{NetDialer: &net.Dialer{}, Config: rn.config(a)}
+	nc, err := d.DialContext(ctx, "tcp", rn.addr)
+	if err != nil {
+		return 0, nil, false, err
+	}
+	conn := nc.(*tls.Conn)
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	if _, err := conn.Write(req); err != nil {
+		return 0, nil, false, err
+	}
+	resp, err := http.ReadResponse(bufio.NewReaderSize(conn, 8<<10), nil)
+	if err != nil {
+		return 0, nil, false, err
+	}
+	body, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	if err != nil {
+		return 0, nil, false, err
+	}
+	return resp.StatusCode, body, conn.ConnectionState().DidResume, nil
+}
+
+func (rn *renewer) request(method, path string, body []byte) []byte {
+	var b bytes.Buffer
+	b.WriteString(method + " " + path + " HTTP/1.1\r\nHost: " + rn.host + "\r\nConnection: close\r\n")
+	if body != nil {
+		b.WriteString("Content-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n")
+	}
+	b.WriteString("\r\n")
+	b.Write(body)
+	return b.Bytes()
+}
+
+// renew sends a's renewal and checks the answer: 201, the agent's
+// identity, and a certificate for the new key. It returns "" on success,
+// else the kind of failure and its message.
+func (rn *renewer) renew(ctx context.Context, a *Agent, req []byte) (resumed bool, kind, msg string) {
+	status, body, resumed, err := rn.exchange(ctx, a, req)
+	if err != nil {
+		return false, KindTransport, err.Error()
+	}
+	if status != http.StatusCreated {
+		kind, msg := apiFailure(status, body)
+		return resumed, kind, msg
+	}
+	if m := checkRenewal(a, body); m != "" {
+		return resumed, KindBadAnswer, m
+	}
+	return resumed, "", ""
+}
+
+// apiFailure names a non-201 answer by its status and API error code.
+func apiFailure(status int, body []byte) (kind, msg string) {
+	var e struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	if json.Unmarshal(body, &e) != nil || e.Error.Code == "" {
+		return fmt.Sprintf("%d http", status), strings.TrimSpace(string(body))
+	}
+	return fmt.Sprintf("%d %s", status, e.Error.Code), e.Error.Message
+}
+
+// checkRenewal returns "" if body is a renewal answer for a, else what is
+// wrong with it.
+func checkRenewal(a *Agent, body []byte) string {
+	var ok struct {
+		Serial      string `json:"serial"`
+		Identity    string `json:"identity"`
+		Certificate string `json:"certificate"`
+	}
+	if err := json.Unmarshal(body, &ok); err != nil {
+		return err.Error()
+	}
+	certs, err := pemutil.ParseCertificates([]byte(ok.Certificate))
+	if err != nil {
+		return "certificate: " + err.Error()
+	}
+	if len(certs) == 0 {
+		return "no certificate in the answer"
+	}
+	type equaler interface{ Equal(crypto.PublicKey) bool }
+	pub, _ := certs[0].PublicKey.(equaler)
+	switch leaf := certs[0]; {
+	case ok.Serial == "" || ok.Identity != a.Identity:
+		return fmt.Sprintf("serial %q identity %q, want identity %s", ok.Serial, ok.Identity, a.Identity)
+	case len(leaf.URIs) != 1 || leaf.URIs[0].String() != a.Identity:
+		return "certificate does not name " + a.Identity
+	case pub == nil || !pub.Equal(a.Next):
+		return "certificate is not for the new key"
+	}
+	return ""
+}
+
+// WarmSessions gives every agent a session cache and fills it: one
+// connection per agent, with its current certificate, one GET /healthz
+// (which carries the session ticket the server sends after the
+// handshake). A renewal in resumed mode then resumes that session, as an
+// agent that talked to the server with its current certificate before
+// would. Not measured; par connections at a time.
+func WarmSessions(ctx context.Context, serverURL string, roots *x509.CertPool, agents []*Agent, par int) error {
+	rn, err := newRenewer(serverURL, roots, 0)
+	if err != nil {
+		return err
+	}
+	req := rn.request(http.MethodGet, "/healthz", nil)
+	return parallel(ctx, len(agents), max(par, 1), func(i int) error {
+		a := agents[i]
+		a.Sessions = tls.NewLRUClientSessionCache(1)
+		status, body, _, err := rn.exchange(ctx, a, req)
+		if err == nil && status != http.StatusOK {
+			err = fmt.Errorf("%d: %s", status, bytes.TrimSpace(body))
+		}
+		if err != nil {
+			return fmt.Errorf("loadgen: warm session of %s: %w", a.Identity, err)
+		}
+		return nil
+	})
+}
+
+// RunRenew renews every agent once, o.Clients at a time, each on a new
+// connection, and measures it. If ctx ends, it stops sending and returns
+// what it measured so far with ctx's error.
+func RunRenew(ctx context.Context, o RenewOptions, agents []*Agent) (*RenewResult, error) {
+	if len(agents) == 0 {
+		return nil, errors.New("loadgen: no agents to renew")
+	}
+	if o.Clients == 0 {
+		o.Clients = 32
+	}
+	if o.Clients < 0 {
+		return nil, fmt.Errorf("loadgen: clients %d: need at least one", o.Clients)
+	}
+	if o.Duration < 0 {
+		return nil, fmt.Errorf("loadgen: duration %s is negative", o.Duration)
+	}
+	if o.Resume && agents[0].Sessions == nil {
+		return nil, errors.New("loadgen: resumed mode needs WarmSessions first")
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	rn, err := newRenewer(o.ServerURL, o.Roots, o.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	if !o.Resume {
+		for _, a := range agents {
+			a.Sessions = nil
+		}
+	}
+	reqs := make([][]byte, len(agents))
+	for i, a := range agents {
+		reqs[i] = rn.request(http.MethodPost, "/v1/renew", a.Body)
+	}
+	res := newRenewResult(o.Resume, min(o.Clients, len(agents)))
+	parts := make([]*part, res.Clients)
+	resumed := make([]int, res.Clients)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var cpu0 time.Duration
+	if o.ServerCPU != nil {
+		if cpu0, err = o.ServerCPU(); err != nil {
+			return nil, err
+		}
+	}
+	start := o.Clock.Now()
+	for c := range parts {
+		p := &part{errors: map[string]int{}, samples: map[string]string{}}
+		parts[c] = p
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				if o.Duration > 0 && o.Clock.Now().Sub(start) >= o.Duration {
+					return
+				}
+				i := next.Add(1) - 1
+				if i >= int64(len(agents)) {
+					return
+				}
+				t0 := o.Clock.Now()
+				didResume, kind, msg := rn.renew(ctx, agents[i], reqs[i])
+				p.add(o.Clock.Now().Sub(t0), kind, msg, ctx.Err() != nil)
+				if didResume {
+					resumed[c]++
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	res.Elapsed = o.Clock.Now().Sub(start)
+	if o.ServerCPU != nil {
+		cpu1, err := o.ServerCPU()
+		if err != nil {
+			return nil, err
+		}
+		res.ServerCPU = cpu1 - cpu0
+	}
+	for c, p := range parts {
+		res.merge(p)
+		res.Resumed += resumed[c]
+	}
+	return res, ctx.Err()
+}
+
+func newRenewResult(resume bool, clients int) *RenewResult {
+	return &RenewResult{Resume: resume, Clients: clients, Errors: map[string]int{}, ErrorSamples: map[string]string{}, Latency: &Histogram{}}
+}
+
+// add records one operation's outcome.
+func (p *part) add(lat time.Duration, kind, msg string, cancelled bool) {
+	p.sent++
+	if kind == "" {
+		p.ok++
+		p.latency.Add(lat)
+		return
+	}
+	if cancelled {
+		kind = KindCancelled
+	}
+	p.errors[kind]++
+	if _, ok := p.samples[kind]; !ok {
+		p.samples[kind] = msg
+	}
+}
+
+func (r *RenewResult) merge(p *part) {
+	r.Sent += p.sent
+	r.OK += p.ok
+	r.Latency.Merge(&p.latency)
+	for k, n := range p.errors {
+		r.Errors[k] += n
+		if _, ok := r.ErrorSamples[k]; !ok {
+			r.ErrorSamples[k] = p.samples[k]
+		}
+	}
+}
