@@ -223,7 +223,7 @@ func quickstart(ctx context.Context, s streams, o quickstartOptions) error {
 	upstreamURL := "http://" + upLn.Addr().String()
 
 	td := inst.Config.TrustDomain
-	demo, err := enrollDemo(ctx, dir, td, o.listen)
+	demo, err := enrollDemo(ctx, dir, td)
 	if err != nil {
 		return err
 	}
@@ -233,7 +233,7 @@ func quickstart(ctx context.Context, s streams, o quickstartOptions) error {
 	}
 	ready := make(chan net.Addr, 1)
 	component("gateway", func() error {
-		return runGatewayWith(ctx, log, cfgPath, streams{in: s.in, out: io.Discard, err: s.err}, gatewayRun{clock: clock.Real{}},
+		return runGatewayWith(ctx, log, cfgPath, streams{in: s.in, out: io.Discard, err: s.err}, gatewayRun{clock: clock.Real{}, token: demo.gatewayToken},
 			func(gw *gateway.Gateway) { ready <- gw.Addr() })
 	})
 	var gwAddr net.Addr

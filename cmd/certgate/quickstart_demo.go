@@ -3,14 +3,12 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,15 +17,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/certgate/certgate/internal/apiclient"
 	"github.com/certgate/certgate/internal/atomicfile"
-	"github.com/certgate/certgate/internal/csr"
 	"github.com/certgate/certgate/internal/enroll"
 	"github.com/certgate/certgate/internal/gateway"
 	"github.com/certgate/certgate/internal/identity"
-	"github.com/certgate/certgate/internal/keytype"
-	"github.com/certgate/certgate/internal/pemutil"
-	"github.com/certgate/certgate/internal/token"
 )
 
 // demoTokenTTL bounds the demo tokens: they are redeemed a few
@@ -39,14 +32,16 @@ const quickstartGatewayName = "quickstart"
 
 type demoSetup struct {
 	clients map[string]quickstartClientInfo
+	// gatewayToken is the gateway's enrollment token: the gateway redeems
+	// it itself, with its host names, as "certgate gateway --token" does.
+	gatewayToken string
 }
 
 // enrollDemo enrolls, through the running server's API as any operator
-// and client would, the two demo clients into DIR/clients/{allowed,denied}
-// and the gateway's own certificate (its serving certificate and its
-// client certificate for the change feed) into DIR/gateway. Each run
-// enrolls afresh: the allowed client of a previous run may be revoked.
-func enrollDemo(ctx context.Context, dir, td, gatewayListen string) (demoSetup, error) {
+// and client would, the two demo clients into DIR/clients/{allowed,denied},
+// and mints the token the gateway enrolls itself with. Each run enrolls
+// afresh: the allowed client of a previous run may be revoked.
+func enrollDemo(ctx context.Context, dir, td string) (demoSetup, error) {
 	admin, err := adminClient(dir, "")
 	if err != nil {
 		return demoSetup{}, err
@@ -58,8 +53,8 @@ func enrollDemo(ctx context.Context, dir, td, gatewayListen string) (demoSetup, 
 		wg   sync.WaitGroup
 		errs []error
 	)
-	// The three enrollments are independent; in parallel they cost one
-	// round of handshakes instead of three.
+	// The jobs are independent; in parallel they cost one round of
+	// handshakes instead of three.
 	job := func(path string, f func(tok string) error) {
 		wg.Add(1)
 		go func() {
@@ -99,8 +94,10 @@ func enrollDemo(ctx context.Context, dir, td, gatewayListen string) (demoSetup, 
 		})
 	}
 	job("/gateway/"+quickstartGatewayName, func(tok string) error {
-		dns, ips := gatewayHosts(gatewayListen)
-		return enrollServing(ctx, tok, filepath.Join(dir, "gateway"), dns, ips)
+		mu.Lock()
+		d.gatewayToken = tok
+		mu.Unlock()
+		return nil
 	})
 	wg.Wait()
 	return d, errors.Join(errs...)
@@ -125,76 +122,13 @@ func gatewayHosts(listen string) (dns []string, ips []net.IP) {
 	return dns, ips
 }
 
-// enrollServing redeems a /gateway/ token with a CSR that names hosts, as
-// enroll.Enroll does for a client: the key is made here, the server is
-// trusted through the root the token pins, and the answer is checked
-// before key.pem, cert.pem and bundle.pem are written into out.
-func enrollServing(ctx context.Context, tokStr, out string, dns []string, ips []net.IP) error {
-	tok, err := token.Parse(tokStr)
-	if err != nil {
-		return fmt.Errorf("quickstart: %w", err)
-	}
-	key, err := keytype.Generate(keytype.Default)
-	if err != nil {
-		return fmt.Errorf("quickstart: %w", err)
-	}
-	csrPEM, err := csr.CreateWithHosts(key, tok.Identity, dns, ips)
-	if err != nil {
-		return fmt.Errorf("quickstart: %w", err)
-	}
-	u, err := url.Parse(tok.ServerURL)
-	if err != nil {
-		return fmt.Errorf("quickstart: token server URL: %w", err)
-	}
-	var pinned *x509.Certificate
-	cl, err := apiclient.New(apiclient.Options{ServerURL: tok.ServerURL, VerifyConnection: apiclient.PinnedRoot(tok.RootFingerprint, u.Hostname(), &pinned)})
-	if err != nil {
-		return fmt.Errorf("quickstart: %w", err)
-	}
-	defer cl.CloseIdleConnections()
-	resp, err := cl.Enroll(ctx, tokStr, string(csrPEM))
-	if err != nil {
-		return fmt.Errorf("quickstart: gateway enrollment: %w", err)
-	}
-	chain, err := checkServing(resp.Certificate+resp.Chain, key, tok.Identity, pinned)
-	if err != nil {
-		return err
-	}
-	return enroll.Write(out, key, chain, []*x509.Certificate{pinned})
-}
-
-// checkServing makes sure the gateway's new certificate is for its key and
-// identity, chains to the pinned root, and serves TLS as well as
-// authenticating the gateway to the server.
-func checkServing(chainPEM string, key crypto.Signer, id identity.ID, root *x509.Certificate) ([]*x509.Certificate, error) {
-	chain, err := pemutil.ParseCertificates([]byte(chainPEM))
-	if err != nil {
-		return nil, fmt.Errorf("quickstart: gateway certificate: %w", err)
-	}
-	leaf := chain[0]
-	type equaler interface{ Equal(crypto.PublicKey) bool }
-	if pub, ok := key.Public().(equaler); !ok || !pub.Equal(leaf.PublicKey) {
-		return nil, errors.New("quickstart: the server returned a gateway certificate for another key")
-	}
-	if got, err := identity.FromCertificate(leaf); err != nil || got != id {
-		return nil, fmt.Errorf("quickstart: the server returned a gateway certificate for %v, not %s", got, id)
-	}
-	roots, inters := x509.NewCertPool(), x509.NewCertPool()
-	roots.AddCert(root)
-	for _, c := range chain[1:] {
-		inters.AddCert(c)
-	}
-	for _, eku := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
-		if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inters, KeyUsages: []x509.ExtKeyUsage{eku}}); err != nil {
-			return nil, fmt.Errorf("quickstart: the gateway certificate does not verify: %w", err)
-		}
-	}
-	return chain, nil
-}
-
-// writeQuickstartGatewayConfig writes DIR/gateway/gateway.yaml: one route
-// to the demo upstream that lets only demo/allowed through, revocations
-// from the server's change feed, the access log beside it.
+// writeQuickstartGatewayConfig writes DIR/gateway/gateway.yaml: the
+// gateway's own identity in DIR/gateway (enrolled from a token with the
+// host names clients use, then renewed by the gateway), one route to the
+// demo upstream that lets only demo/allowed through, revocations from the
+// server's change feed, the access log beside it. The certificate of a
+// previous run is removed so the gateway enrolls afresh: it may have been
+// revoked, or name other hosts.
 func writeQuickstartGatewayConfig(dir, listen, td, serverURL, upstreamURL string) (string, error) {
 	q := func(s string) string {
 		b, _ := json.Marshal(s) // a JSON string is a YAML double-quoted scalar
@@ -204,12 +138,28 @@ func writeQuickstartGatewayConfig(dir, listen, td, serverURL, upstreamURL string
 	if err != nil {
 		return "", fmt.Errorf("quickstart: %w", err)
 	}
+	gwDir := filepath.Join(dir, "gateway")
+	if err := os.MkdirAll(gwDir, 0o700); err != nil {
+		return "", fmt.Errorf("quickstart: %w", err)
+	}
+	if err := os.Remove(filepath.Join(gwDir, enroll.CertFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("quickstart: %w", err)
+	}
+	dns, ips := gatewayHosts(listen)
+	var hosts []string
+	for _, h := range dns {
+		hosts = append(hosts, q(h))
+	}
+	for _, ip := range ips {
+		hosts = append(hosts, q(ip.String()))
+	}
 	cfg := fmt.Sprintf(`# Written by "certgate quickstart" on every run; edits are overwritten.
 listen: %s
 trust_domain: %s
 bundle: %s
-cert: cert.pem
-key: key.pem
+identity:
+  dir: .
+  hosts: [%s]
 server:
   url: %s
 access_log:
@@ -219,8 +169,8 @@ routes:
     path_prefix: /
     upstream: %s
     allow: [%s]
-`, q(listen), q(td), q(filepath.Join(dir, "bundle.pem")), q(serverURL), q(upstreamURL), q(allowed.String()))
-	path := filepath.Join(dir, "gateway", "gateway.yaml")
+`, q(listen), q(td), q(filepath.Join(dir, "bundle.pem")), strings.Join(hosts, ", "), q(serverURL), q(upstreamURL), q(allowed.String()))
+	path := filepath.Join(gwDir, "gateway.yaml")
 	if err := atomicfile.Write(path, []byte(cfg), 0o600); err != nil {
 		return "", fmt.Errorf("quickstart: %w", err)
 	}
