@@ -2,6 +2,7 @@ package certgatetls
 
 import (
 	"crypto/tls"
+	"github.com/certgate/certgate/internal/tlspolicy"
 	"net"
 	"net/http"
 	"sync"
@@ -10,15 +11,9 @@ import (
 
 // ModernCipherSuites are the TLS 1.2 suites certgate allows: ECDHE key
 // exchange (forward secrecy) and AEAD ciphers only. TLS 1.3 suites are not
-// configurable in Go and are all of that kind.
-var ModernCipherSuites = []uint16{
-	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-}
+// configurable in Go and are all of that kind. Every client and server this
+// package builds uses them, with TLS 1.2 as the minimum.
+var ModernCipherSuites = tlspolicy.CipherSuites
 
 // ClientOptions configures [NewHTTPClient]. The zero value is ready to use.
 type ClientOptions struct {
@@ -106,9 +101,7 @@ func (t *rotatingTransport) newTransport(c *Credentials) *http.Transport {
 	return &http.Transport{
 		Proxy:       http.ProxyFromEnvironment,
 		DialContext: (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig: &tls.Config{
-			MinVersion:   tls.VersionTLS12,
-			CipherSuites: ModernCipherSuites,
+		TLSClientConfig: tlspolicy.Apply(&tls.Config{
 			// The roots of this generation: a new bundle means a new
 			// generation and a new transport.
 			RootCAs:    c.Roots,
@@ -116,7 +109,7 @@ func (t *rotatingTransport) newTransport(c *Credentials) *http.Transport {
 			// Always the newest certificate, even on a connection this
 			// transport opens after the next rotation.
 			GetClientCertificate: t.src.GetClientCertificate,
-		},
+		}),
 		ForceAttemptHTTP2:     !t.o.DisableHTTP2,
 		TLSHandshakeTimeout:   10 * time.Second,
 		MaxIdleConnsPerHost:   16,

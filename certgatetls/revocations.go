@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/certgate/certgate/internal/revocation"
+	"github.com/certgate/certgate/internal/tlspolicy"
 )
 
 // Revocation defaults.
@@ -211,12 +212,10 @@ func (r *Revocations) clientFor(c *Credentials) *http.Client {
 		}
 		r.client = &http.Client{
 			Transport: &http.Transport{
-				TLSClientConfig: &tls.Config{
-					MinVersion:           tls.VersionTLS12,
-					CipherSuites:         ModernCipherSuites,
+				TLSClientConfig: tlspolicy.Apply(&tls.Config{
 					RootCAs:              c.Roots,
 					GetClientCertificate: r.o.Source.GetClientCertificate,
-				},
+				}),
 				ForceAttemptHTTP2:     true,
 				MaxIdleConnsPerHost:   1,
 				IdleConnTimeout:       2 * r.o.Refresh,

@@ -14,6 +14,7 @@ import (
 
 	"github.com/certgate/certgate/internal/feed"
 	"github.com/certgate/certgate/internal/revocation"
+	"github.com/certgate/certgate/internal/tlspolicy"
 )
 
 // errNoFeed means the server answered GET /v1/feed with 404: it predates
@@ -100,9 +101,7 @@ func (r *Revocations) firstSnapshot(ctx context.Context, base string) (*revocati
 // long-lived follower. crypto/tls takes fixed roots only, so the default
 // verification is replaced by the same one done in VerifyConnection.
 func (r *Revocations) feedTLS(host string) *tls.Config {
-	return &tls.Config{
-		MinVersion:           tls.VersionTLS12,
-		CipherSuites:         ModernCipherSuites,
+	return tlspolicy.Apply(&tls.Config{
 		GetClientCertificate: r.o.Source.GetClientCertificate,
 		InsecureSkipVerify:   true, // verified in VerifyConnection
 		VerifyConnection: func(cs tls.ConnectionState) error {
@@ -122,7 +121,7 @@ func (r *Revocations) feedTLS(host string) *tls.Config {
 			}
 			return nil
 		},
-	}
+	})
 }
 
 // apply installs s unless the set in force is at a later feed position:

@@ -11,6 +11,7 @@ import (
 	"slices"
 
 	"github.com/certgate/certgate/internal/identity"
+	"github.com/certgate/certgate/internal/tlspolicy"
 )
 
 // Errors a refused client's handshake wraps, for [errors.Is].
@@ -93,9 +94,7 @@ func ServerConfig(o ServerOptions) (*tls.Config, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	v := &clientVerifier{o: o}
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		CipherSuites: ModernCipherSuites,
+	return tlspolicy.Apply(&tls.Config{
 		// The chain is verified in VerifyConnection, against the bundle the
 		// source holds at the time of the handshake, and on resumed
 		// handshakes too. RequestClientCert lets it name the reason when a
@@ -106,7 +105,7 @@ func ServerConfig(o ServerOptions) (*tls.Config, error) {
 		VerifyConnection: v.verifyConnection,
 		NextProtos:       []string{"h2", "http/1.1"},
 		Time:             o.Clock.Now,
-	}, nil
+	}), nil
 }
 
 type clientVerifier struct {

@@ -24,6 +24,7 @@ import (
 	"github.com/certgate/certgate/internal/metrics"
 	"github.com/certgate/certgate/internal/pemutil"
 	"github.com/certgate/certgate/internal/revocation"
+	"github.com/certgate/certgate/internal/tlspolicy"
 )
 
 // configPollInterval is how often the gateway checks its files for changes.
@@ -244,12 +245,11 @@ func revocationTLS(cfg *config.Gateway, own *gatewayIdentity) (*tls.Config, erro
 		pool.AddCert(c)
 	}
 	if own != nil {
-		return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, GetClientCertificate: own.getClientCertificate}, nil
+		return tlspolicy.Apply(&tls.Config{RootCAs: pool, GetClientCertificate: own.getClientCertificate}), nil
 	}
 	certPath, keyPath := cfg.Cert, cfg.Key
-	return &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		RootCAs:    pool,
+	return tlspolicy.Apply(&tls.Config{
+		RootCAs: pool,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			c, err := tls.LoadX509KeyPair(certPath, keyPath)
 			if err != nil {
@@ -257,5 +257,5 @@ func revocationTLS(cfg *config.Gateway, own *gatewayIdentity) (*tls.Config, erro
 			}
 			return &c, nil
 		},
-	}, nil
+	}), nil
 }

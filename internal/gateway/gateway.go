@@ -19,6 +19,7 @@ import (
 	"github.com/certgate/certgate/internal/config"
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/revocation"
+	"github.com/certgate/certgate/internal/tlspolicy"
 )
 
 // Options are the gateway's collaborators. Zero fields get defaults.
@@ -116,8 +117,7 @@ func New(cfg *config.Gateway, o Options) (*Gateway, error) {
 	}
 	g.rt.Store(rt)
 	g.reportOwnCertificate()
-	g.tlsConfig = &tls.Config{
-		MinVersion: tls.VersionTLS12,
+	g.tlsConfig = tlspolicy.Apply(&tls.Config{
 		// The chain is verified by verifyConnection, which also runs on
 		// resumed sessions; RequestClientCert lets it name the reason when
 		// a client sends no certificate at all.
@@ -128,7 +128,7 @@ func New(cfg *config.Gateway, o Options) (*Gateway, error) {
 		// crypto/tls refuses to resume a session whose client certificate
 		// has expired by this clock, so no ticket outlives its certificate.
 		Time: g.clock.Now,
-	}
+	})
 	g.rotateTicketKeys()
 	g.revoked.OnChange(g.onRevocations)
 	return g, nil

@@ -11,6 +11,7 @@ import (
 	"github.com/certgate/certgate/internal/config"
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/pemutil"
+	"github.com/certgate/certgate/internal/tlspolicy"
 )
 
 // runtime is one generation of configuration turned into the values the
@@ -117,7 +118,7 @@ func buildUpstream(cfg *config.Gateway, r config.Route, own func() *tls.Certific
 		return nil, err
 	}
 	if up.scheme == "https" {
-		tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: up.hostName, NextProtos: []string{"http/1.1"}}
+		tc := tlspolicy.Apply(&tls.Config{ServerName: up.hostName, NextProtos: []string{"http/1.1"}})
 		if r.UpstreamServerName != "" {
 			tc.ServerName = r.UpstreamServerName
 		}
