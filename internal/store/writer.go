@@ -131,15 +131,39 @@ func (s *SQL) runBatch(batch []*writeOp) {
 
 // commitOps runs ops in one transaction. It returns each op's error and
 // the position of the last event committed, 0 if none was appended.
+//
+// A batch is first run without savepoints: on PostgreSQL each SAVEPOINT
+// and RELEASE is a round trip to the server, two per operation, more than
+// the operation itself. Operations almost never fail; when one does, that
+// transaction is rolled back, nothing of it committed, and the batch is run
+// again with a savepoint around each operation so that only the failing
+// one is left out. Operations are closures over their inputs, written to be
+// run again.
 func (s *SQL) commitOps(ops []*writeOp) (errs []error, last int64) {
+	if len(ops) > 1 {
+		errs, last, clean := s.commitBatch(ops, false)
+		if clean {
+			return errs, last
+		}
+	}
+	errs, last, _ = s.commitBatch(ops, len(ops) > 1)
+	return errs, last
+}
+
+// commitBatch runs ops in one transaction, each in its own savepoint if
+// savepoints is set. Without savepoints, the first operation that fails
+// rolls the whole transaction back and clean is false: nothing was
+// committed, the caller runs the batch again with savepoints. Otherwise
+// clean is true and errs holds each op's answer.
+func (s *SQL) commitBatch(ops []*writeOp, savepoints bool) (errs []error, last int64, clean bool) {
 	errs = make([]error, len(ops))
-	fail := func(stage string, err error) ([]error, int64) {
+	fail := func(stage string, err error) ([]error, int64, bool) {
 		for i, op := range ops {
 			if errs[i] == nil {
 				errs[i] = s.batchErr(op.what, stage, err)
 			}
 		}
-		return errs, 0
+		return errs, 0, true
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.writeTimeout)
 	defer cancel()
@@ -153,9 +177,6 @@ func (s *SQL) commitOps(ops []*writeOp) (errs []error, last int64) {
 		tx.Rollback()
 		return fail("begin", err)
 	}
-	// One op alone needs no savepoint: if it fails the whole transaction is
-	// rolled back.
-	savepoints := len(ops) > 1
 	ok := 0
 	for i, op := range ops {
 		if savepoints {
@@ -167,6 +188,16 @@ func (s *SQL) commitOps(ops []*writeOp) (errs []error, last int64) {
 		saved := w.mark()
 		err := op.fn(ctx, w)
 		if err != nil {
+			if !savepoints && len(ops) > 1 {
+				tx.Rollback()
+				if errors.Is(err, ErrUnavailable) {
+					// The database is gone: running again would only wait
+					// for the same failure.
+					errs[i] = err
+					return fail("rolled back", err)
+				}
+				return nil, 0, false
+			}
 			errs[i] = err
 			w.reset(saved)
 			if savepoints {
@@ -188,7 +219,7 @@ func (s *SQL) commitOps(ops []*writeOp) (errs []error, last int64) {
 	if ok == 0 {
 		// Nothing to keep: skip the commit and its fsync.
 		tx.Rollback()
-		return errs, 0
+		return errs, 0, true
 	}
 	if w.appended {
 		if err := s.d.eventsAppended(ctx, tx, w.pos); err != nil {
@@ -200,9 +231,9 @@ func (s *SQL) commitOps(ops []*writeOp) (errs []error, last int64) {
 		return fail("commit", err)
 	}
 	if !w.appended {
-		return errs, 0
+		return errs, 0, true
 	}
-	return errs, w.pos
+	return errs, w.pos, true
 }
 
 // batchErr wraps a failure of the batch itself (not of one operation).
