@@ -17,6 +17,8 @@ const (
 	stCertInsert
 	stCertForRevoke
 	stRevocationInsert
+	stTokenCheck
+	stCertForRenew
 	numStmts
 )
 
@@ -46,6 +48,10 @@ var stmtText = [numStmts]string{
 		WHERE c.serial = ?`,
 	stRevocationInsert: `INSERT INTO revocations (serial, reason, revoked_at, revoked_by)
 		VALUES (?, ?, ?, ?)`,
+	stTokenCheck: `SELECT secret_hash, identity FROM tokens WHERE id = ?`,
+	stCertForRenew: `SELECT c.fingerprint, c.not_after, r.serial
+		FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial
+		WHERE c.serial = ?`,
 }
 
 // readStmtID names a read prepared once on the read pool: the reads on the

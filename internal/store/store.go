@@ -30,6 +30,14 @@ var (
 	ErrTokenExpired    = errors.New("token expired")
 	ErrDuplicateSerial = errors.New("serial already exists")
 	ErrDuplicateToken  = errors.New("token ID already exists")
+	// ErrTokenMismatch: the token exists but its secret or identity is not
+	// the one the issuance presented (Issuance.TokenSecretHash,
+	// TokenIdentity). Callers answer as for an unknown token.
+	ErrTokenMismatch = errors.New("token secret or identity does not match")
+	// ErrRevoked and ErrExpired: the certificate an issuance renews
+	// (Issuance.RenewedFingerprint) is revoked, or expired.
+	ErrRevoked = errors.New("certificate revoked")
+	ErrExpired = errors.New("certificate expired")
 	// ErrUnavailable wraps failures to reach or use the database (connection
 	// refused, disk I/O error, database locked past the timeout). The server
 	// maps it to 503.
@@ -106,8 +114,22 @@ type Issuance struct {
 	// (ErrNotFound), be unused (ErrTokenUsed) and unexpired at Now
 	// (ErrTokenExpired); then it is marked redeemed for Cert.Serial.
 	TokenID string
-	Now     time.Time
-	Audit   audit.Entry // appended in the same transaction
+	// TokenSecretHash and TokenIdentity, if set (with TokenID), are checked
+	// against the token's row in the same transaction, before it is
+	// redeemed: the hash in constant time, then the identity; either
+	// differing is ErrTokenMismatch. So a caller need not read the token
+	// first: it checks the CSR against the identity the token claims, signs,
+	// and the transaction refuses the certificate if the claim was false.
+	TokenSecretHash []byte
+	TokenIdentity   string
+	// RenewedFingerprint, if set, makes the transaction check the
+	// certificate being renewed, Cert.RenewedFrom: it must be recorded with
+	// this fingerprint (ErrNotFound), not revoked (ErrRevoked) and unexpired
+	// at Now (ErrExpired). Checked under the write lock, a revocation that
+	// commits first always wins over the renewal.
+	RenewedFingerprint string
+	Now                time.Time
+	Audit              audit.Entry // appended in the same transaction
 }
 
 // RevokeRequest selects certificates to revoke. Exactly one of Serial,

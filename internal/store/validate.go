@@ -120,7 +120,17 @@ func validateIssuance(is Issuance) error {
 		return fmt.Errorf("not after %s is not after not before %s",
 			c.NotAfter.UTC().Format(time.RFC3339), c.NotBefore.UTC().Format(time.RFC3339))
 	}
-	if is.TokenID != "" {
+	switch {
+	case is.TokenID == "" && (is.TokenSecretHash != nil || is.TokenIdentity != ""):
+		return errors.New("token secret hash or identity given without a token ID")
+	case is.TokenSecretHash != nil && len(is.TokenSecretHash) != sha256.Size:
+		return fmt.Errorf("token secret hash is %d bytes, want %d (SHA-256)", len(is.TokenSecretHash), sha256.Size)
+	case is.RenewedFingerprint != "" && c.RenewedFrom == "":
+		return errors.New("renewed fingerprint given without the renewed serial")
+	case is.RenewedFingerprint != "" && (len(is.RenewedFingerprint) != 2*sha256.Size || !isLowerHex(is.RenewedFingerprint)):
+		return fmt.Errorf("renewed fingerprint %q is not lowercase hex SHA-256", is.RenewedFingerprint)
+	}
+	if is.TokenID != "" || is.RenewedFingerprint != "" {
 		if err := checkTime("now", is.Now); err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/subtle"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -50,7 +51,17 @@ func (s *SQL) RecordIssuance(ctx context.Context, is Issuance) error {
 	}
 	return s.submit(ctx, what, func(ctx context.Context, w *wtx) error {
 		if is.TokenID != "" {
+			if is.TokenSecretHash != nil || is.TokenIdentity != "" {
+				if err := s.checkToken(ctx, w, what, is); err != nil {
+					return err
+				}
+			}
 			if err := s.redeem(ctx, w, what, is.TokenID, c.Serial, is.Now.UnixNano()); err != nil {
+				return err
+			}
+		}
+		if is.RenewedFingerprint != "" {
+			if err := s.checkRenewed(ctx, w, what, c.RenewedFrom, is.RenewedFingerprint, is.Now.UnixNano()); err != nil {
 				return err
 			}
 		}
@@ -71,6 +82,47 @@ func (s *SQL) RecordIssuance(ctx context.Context, is Issuance) error {
 		}
 		return nil
 	})
+}
+
+// checkToken compares the token's stored secret hash (in constant time)
+// and identity with what the issuance presents.
+func (s *SQL) checkToken(ctx context.Context, w *wtx, what string, is Issuance) error {
+	what += ": token " + is.TokenID
+	var hash []byte
+	var identity string
+	switch err := w.stmt(ctx, stTokenCheck).QueryRowContext(ctx, is.TokenID).Scan(&hash, &identity); {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("store: %s: %w", what, ErrNotFound)
+	case err != nil:
+		return s.wrap(what, err)
+	}
+	hashOK := is.TokenSecretHash == nil || subtle.ConstantTimeCompare(hash, is.TokenSecretHash) == 1
+	if !hashOK || (is.TokenIdentity != "" && identity != is.TokenIdentity) {
+		return fmt.Errorf("store: %s: %w", what, ErrTokenMismatch)
+	}
+	return nil
+}
+
+// checkRenewed checks that the certificate serial being renewed is recorded
+// with fingerprint, unrevoked and unexpired at now.
+func (s *SQL) checkRenewed(ctx context.Context, w *wtx, what, serial, fingerprint string, now int64) error {
+	what += ": renewed certificate " + serial
+	var fp string
+	var notAfter int64
+	var revoked sql.NullString
+	switch err := w.stmt(ctx, stCertForRenew).QueryRowContext(ctx, serial).Scan(&fp, &notAfter, &revoked); {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("store: %s: %w", what, ErrNotFound)
+	case err != nil:
+		return s.wrap(what, err)
+	case fp != fingerprint:
+		return fmt.Errorf("store: %s: fingerprint differs: %w", what, ErrNotFound)
+	case revoked.Valid:
+		return fmt.Errorf("store: %s: %w", what, ErrRevoked)
+	case notAfter <= now:
+		return fmt.Errorf("store: %s: %w", what, ErrExpired)
+	}
+	return nil
 }
 
 // redeem marks token id redeemed for serial, or says why it cannot be.

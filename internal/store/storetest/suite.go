@@ -26,6 +26,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	}{
 		{"Tokens", tokenTests},
 		{"Issuance", issuanceTests},
+		{"IssuanceChecked", checkedTests},
 		{"Revoke", revokeTests},
 		{"Events", eventTests},
 		{"Audit", auditTests},

@@ -1,0 +1,121 @@
+package storetest
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/certgate/certgate/internal/store"
+)
+
+// checkedTests cover the checks RecordIssuance makes inside its
+// transaction: the token's secret hash and identity
+// (Issuance.TokenSecretHash, TokenIdentity) and the certificate a renewal
+// renews (Issuance.RenewedFingerprint).
+var checkedTests = []subtest{
+	{"TokenMatches", func(t *testing.T, e *env) {
+		tok := e.createToken("spiffe://example.org/svc/a", 15*time.Minute)
+		c := NewCertificate(tok.Identity, T0.Add(time.Minute))
+		is := NewIssuance(c, tok.ID)
+		is.TokenSecretHash, is.TokenIdentity = tok.SecretHash, tok.Identity
+		if err := e.s.RecordIssuance(e.ctx, is); err != nil {
+			t.Fatalf("RecordIssuance: %v", err)
+		}
+		if got, _ := e.s.GetToken(e.ctx, tok.ID); got.Serial != c.Serial {
+			t.Errorf("token redeemed for %q, want %q", got.Serial, c.Serial)
+		}
+	}},
+	{"TokenMismatch", func(t *testing.T, e *env) {
+		tok := e.createToken("spiffe://example.org/svc/a", 15*time.Minute)
+		wrong := bytes.Clone(tok.SecretHash)
+		wrong[31] ^= 1
+		for _, tc := range []struct {
+			name, identity string
+			hash           []byte
+		}{
+			{"secret", tok.Identity, wrong},
+			{"identity", "spiffe://example.org/admin/root", tok.SecretHash},
+		} {
+			c := NewCertificate(tc.identity, T0.Add(time.Minute))
+			is := NewIssuance(c, tok.ID)
+			is.TokenSecretHash, is.TokenIdentity = tc.hash, tc.identity
+			err := e.s.RecordIssuance(e.ctx, is)
+			wantErr(t, err, store.ErrTokenMismatch, "store: record issuance "+c.Serial+": token "+tok.ID+": token secret or identity does not match")
+			e.wantNothingIssued(c.Serial, 1)
+		}
+		if got, _ := e.s.GetToken(e.ctx, tok.ID); !got.RedeemedAt.IsZero() {
+			t.Errorf("token redeemed by a mismatched issuance: %+v", got)
+		}
+		// Unknown token: not found, as without the check.
+		c := NewCertificate(tok.Identity, T0.Add(time.Minute))
+		is := NewIssuance(c, "missing")
+		is.TokenSecretHash, is.TokenIdentity = tok.SecretHash, tok.Identity
+		wantErr(t, e.s.RecordIssuance(e.ctx, is), store.ErrNotFound, "store: record issuance "+c.Serial+": token missing: not found")
+		// A used token with the right secret is used, not a mismatch.
+		first := NewIssuance(NewCertificate(tok.Identity, T0.Add(time.Minute)), tok.ID)
+		if err := e.s.RecordIssuance(e.ctx, first); err != nil {
+			t.Fatal(err)
+		}
+		again := NewIssuance(NewCertificate(tok.Identity, T0.Add(2*time.Minute)), tok.ID)
+		again.TokenSecretHash, again.TokenIdentity = tok.SecretHash, tok.Identity
+		wantErr(t, e.s.RecordIssuance(e.ctx, again), store.ErrTokenUsed,
+			"store: record issuance "+again.Cert.Serial+": token "+tok.ID+": token already redeemed")
+	}},
+	{"RenewalChecked", func(t *testing.T, e *env) {
+		cur := e.issue("spiffe://example.org/svc/a", T0)
+		renewal := func(from store.Certificate, fingerprint string, now time.Time) store.Issuance {
+			c := NewCertificate(from.Identity, now)
+			c.Obtained, c.RenewedFrom = store.ObtainedRenew, from.Serial
+			is := NewIssuance(c, "")
+			is.RenewedFingerprint = fingerprint
+			return is
+		}
+		ok := renewal(cur, cur.Fingerprint, T0.Add(time.Hour))
+		if err := e.s.RecordIssuance(e.ctx, ok); err != nil {
+			t.Fatalf("renewal of a current certificate: %v", err)
+		}
+		audits := 2
+		other := NewCertificate(cur.Identity, T0)
+		for _, tc := range []struct {
+			name string
+			is   store.Issuance
+			err  error
+			msg  string
+		}{
+			{"unknown", renewal(other, other.Fingerprint, T0.Add(time.Hour)), store.ErrNotFound, ": renewed certificate " + other.Serial + ": not found"},
+			{"other fingerprint", renewal(cur, other.Fingerprint, T0.Add(time.Hour)), store.ErrNotFound, ": renewed certificate " + cur.Serial + ": fingerprint differs: not found"},
+			{"expired", renewal(cur, cur.Fingerprint, cur.NotAfter), store.ErrExpired, ": renewed certificate " + cur.Serial + ": certificate expired"},
+		} {
+			err := e.s.RecordIssuance(e.ctx, tc.is)
+			wantErr(t, err, tc.err, "store: record issuance "+tc.is.Cert.Serial+tc.msg)
+			e.wantNothingIssued(tc.is.Cert.Serial, audits)
+		}
+		e.revoke(store.RevokeRequest{Serial: cur.Serial, Reason: 1, Now: T0.Add(2 * time.Hour)})
+		audits++
+		late := renewal(cur, cur.Fingerprint, T0.Add(3*time.Hour))
+		wantErr(t, e.s.RecordIssuance(e.ctx, late), store.ErrRevoked, "store: record issuance "+late.Cert.Serial+": renewed certificate "+cur.Serial+": certificate revoked")
+		e.wantNothingIssued(late.Cert.Serial, audits)
+	}},
+	{"InvalidChecks", func(t *testing.T, e *env) {
+		c := NewCertificate("spiffe://example.org/svc/a", T0)
+		c.Serial = "1a"
+		prefix := "store: record issuance 1a: "
+		for _, tc := range []struct {
+			edit func(*store.Issuance)
+			msg  string
+		}{
+			{func(is *store.Issuance) { is.TokenIdentity = c.Identity }, "token secret hash or identity given without a token ID"},
+			{func(is *store.Issuance) { is.TokenID, is.Cert.TokenID, is.TokenSecretHash = "b", "b", []byte{1} }, "token secret hash is 1 bytes, want 32 (SHA-256)"},
+			{func(is *store.Issuance) { is.RenewedFingerprint = c.Fingerprint }, "renewed fingerprint given without the renewed serial"},
+			{func(is *store.Issuance) { is.Cert.RenewedFrom, is.RenewedFingerprint = "1b", "XY" }, `renewed fingerprint "XY" is not lowercase hex SHA-256`},
+			{func(is *store.Issuance) { is.Cert.RenewedFrom, is.RenewedFingerprint, is.Now = "1b", c.Fingerprint, time.Time{} }, "now is not set"},
+		} {
+			is := NewIssuance(c, "")
+			tc.edit(&is)
+			wantErr(t, e.s.RecordIssuance(e.ctx, is), nil, prefix+tc.msg)
+		}
+		if n := e.certCount(); n != 0 {
+			t.Errorf("%d certificates stored by invalid issuances", n)
+		}
+	}},
+}
