@@ -68,6 +68,8 @@ type Server struct {
 
 	mu      sync.Mutex
 	serving *tls.Certificate
+
+	clients *clientVerifier
 }
 
 // New returns a Server. Call Run to serve.
@@ -104,7 +106,8 @@ func New(o Options) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	streams, stopStreams := context.WithCancel(context.Background())
-	return &Server{o: o, roots: pool, feed: feed.NewServer(fo), status: status, streams: streams, stopStreams: stopStreams}, nil
+	clients := newClientVerifier(pool, o.Authority.Issuer().Certificate(), o.Authority.TrustDomain(), o.Clock.Now)
+	return &Server{o: o, roots: pool, feed: feed.NewServer(fo), status: status, streams: streams, stopStreams: stopStreams, clients: clients}, nil
 }
 
 // TLSConfig is the server's TLS configuration: certgate's TLS policy
@@ -113,14 +116,33 @@ func New(o Options) (*Server, error) {
 // intermediate that renews itself.
 func (s *Server) TLSConfig() *tls.Config {
 	return tlspolicy.Apply(&tls.Config{
-		ClientAuth:     tls.VerifyClientCertIfGiven,
-		ClientCAs:      s.roots,
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.servingCert(context.Background()) },
-		NextProtos:     []string{"h2", "http/1.1"},
+		// Client certificates are verified when given (enrollment has
+		// none) by s.clients, which is cheaper than crypto/tls's own
+		// verification for leaves of our intermediate; ClientCAs still
+		// tells clients which CAs the server accepts.
+		ClientAuth:       tls.RequestClientCert,
+		VerifyConnection: s.clients.verifyConnection,
+		ClientCAs:        s.roots,
+		GetCertificate:   func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.servingCert(context.Background()) },
+		NextProtos:       []string{"h2", "http/1.1"},
 		// Client certificates are judged at the same "now" as everything else.
-		Time: s.o.Clock.Now,
+		Time:             s.o.Clock.Now,
+		CurvePreferences: KeyExchanges,
 	})
 }
+
+// KeyExchanges are the key exchanges the server accepts, X25519 first. The
+// hybrid post-quantum X25519MLKEM768, which crypto/tls would otherwise pick
+// whenever a client offers it (Go and recent OpenSSL clients do), is left
+// out: on the server it adds an ML-KEM encapsulation and a 1,184-byte key
+// to parse to every handshake, about as much CPU as the X25519 exchange
+// itself (BenchmarkCrypto in internal/ca), and every renewal is a new
+// connection. What it would protect against is the later decryption of
+// recorded traffic, and the control plane carries nothing that stays
+// secret for long: certificates and CSRs are public, an enrollment token is
+// single-use and expires within a day. Clients that offer X25519MLKEM768
+// also send an X25519 key share, so no HelloRetryRequest is needed.
+var KeyExchanges = []tls.CurveID{tls.X25519, tls.CurveP256, tls.CurveP384}
 
 // servingCert returns the current serving certificate, issuing a new one
 // when none exists or two thirds of its lifetime have passed.
