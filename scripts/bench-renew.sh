@@ -17,7 +17,8 @@
 # SERVER_CPU (0), CLIENT_CPU (1), BENCH_DIR (parent of the temporary
 # directory; default $TMPDIR or /tmp: it must be on a real disk, on a tmpfs
 # fsync is free), KEEP (1 keeps the directory and the server log),
-# SERVER_ENV (extra environment for the server, e.g. "GOGC=200").
+# SERVER_ENV (extra environment for the server, e.g. "GOGC=200"), BIN (a
+# certgate binary to use instead of building one, e.g. to compare builds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +33,7 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 BENCH_DIR=${BENCH_DIR:-${TMPDIR:-/tmp}}
 KEEP=${KEEP:-0}
 SERVER_ENV=${SERVER_ENV:-}
+BIN=${BIN:-}
 
 command -v taskset >/dev/null || { echo "bench-renew: taskset (util-linux) is needed to pin the server" >&2; exit 1; }
 if [ "$(nproc)" -lt 2 ] && [ "$SERVER_CPU" != "$CLIENT_CPU" ]; then
@@ -57,9 +59,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== building certgate" >&2
-go build -o "$work/certgate" ./cmd/certgate
-cg=$work/certgate
+if [ -n "$BIN" ]; then
+  cg=$(realpath "$BIN")
+else
+  echo "== building certgate" >&2
+  go build -o "$work/certgate" ./cmd/certgate
+  cg=$work/certgate
+fi
 export CERTGATE_PASSPHRASE="bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 "$cg" init --dir "$work/ca" --trust-domain bench.example.org >/dev/null
 
