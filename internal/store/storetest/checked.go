@@ -108,7 +108,9 @@ var checkedTests = []subtest{
 			{func(is *store.Issuance) { is.TokenID, is.Cert.TokenID, is.TokenSecretHash = "b", "b", []byte{1} }, "token secret hash is 1 bytes, want 32 (SHA-256)"},
 			{func(is *store.Issuance) { is.RenewedFingerprint = c.Fingerprint }, "renewed fingerprint given without the renewed serial"},
 			{func(is *store.Issuance) { is.Cert.RenewedFrom, is.RenewedFingerprint = "1b", "XY" }, `renewed fingerprint "XY" is not lowercase hex SHA-256`},
-			{func(is *store.Issuance) { is.Cert.RenewedFrom, is.RenewedFingerprint, is.Now = "1b", c.Fingerprint, time.Time{} }, "now is not set"},
+			{func(is *store.Issuance) {
+				is.Cert.RenewedFrom, is.RenewedFingerprint, is.Now = "1b", c.Fingerprint, time.Time{}
+			}, "now is not set"},
 		} {
 			is := NewIssuance(c, "")
 			tc.edit(&is)
