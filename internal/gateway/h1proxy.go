@@ -35,17 +35,45 @@ type h1session struct {
 
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-func (g *Gateway) serveH1(t *tracked) {
-	tc := t.conn.(*tls.Conn)
-	s := &h1session{
-		g: g, t: t, tc: tc,
-		br:   bufio.NewReaderSize(tc, clientBufferSize),
-		bw:   bufio.NewWriterSize(tc, clientBufferSize),
+// h1Pool holds idle sessions with their buffers (about 20 KiB), so that a
+// new connection allocates none of them, as net/http pools its bufio
+// readers and writers.
+var h1Pool = sync.Pool{New: func() any {
+	return &h1session{
+		br:   bufio.NewReaderSize(nil, clientBufferSize),
+		bw:   bufio.NewWriterSize(nil, clientBufferSize),
 		head: make([]byte, 0, 1024),
 		out:  make([]byte, 0, 2048),
 	}
+}}
+
+// maxPooledScratch bounds the head and out buffers a session keeps in the
+// pool; one that grew past it (a very large head) is dropped.
+const maxPooledScratch = 16 << 10
+
+func (g *Gateway) serveH1(t *tracked) {
+	s := h1Pool.Get().(*h1session)
+	s.g, s.t, s.tc = g, t, t.conn.(*tls.Conn)
+	s.br.Reset(s.tc)
+	s.bw.Reset(s.tc)
 	for s.serveOne() {
 	}
+	s.release()
+}
+
+// release returns the session to the pool. Nothing uses it any more: every
+// request, and a tunnel's copies both ways, finished before serveOne
+// returned false.
+func (s *h1session) release() {
+	s.br.Reset(nil)
+	s.bw.Reset(nil)
+	s.g, s.t, s.tc = nil, nil, nil
+	s.req.reset()
+	s.entry = accesslog.Entry{}
+	if cap(s.head) > maxPooledScratch || cap(s.out) > maxPooledScratch {
+		return
+	}
+	h1Pool.Put(s)
 }
 
 // serveOne serves one request and reports whether the connection may

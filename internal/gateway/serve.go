@@ -40,9 +40,7 @@ func (g *Gateway) acceptLoop(ln net.Listener, serve func(*tracked)) {
 // tracks the connection while serve runs.
 func (g *Gateway) handshake(c net.Conn, serve func(*tracked)) {
 	start := time.Now()
-	if tc, ok := c.(*net.TCPConn); ok {
-		tc.SetNoDelay(true)
-	}
+	// No SetNoDelay: Go's TCP connections have Nagle off already.
 	rt := g.rt.Load()
 	tc := tls.Server(c, g.tlsConfig)
 	c.SetDeadline(start.Add(rt.cfg.Timeouts.Handshake.Std()))

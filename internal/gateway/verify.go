@@ -105,9 +105,14 @@ func (t *trust) cached(raw []byte) *verifiedIntermediate {
 	return vi
 }
 
-func (t *trust) remember(chain []*x509.Certificate) {
-	// chain is leaf, intermediate, root.
-	if len(chain) != 3 {
+// remember caches the intermediate of a chain x509.Verify built (leaf,
+// intermediate, root) when it is the one the client sent after its leaf.
+// It is called only after the leaf passed every check of the fast path's
+// shape and the trust domain check, so that the name constraints the
+// chain verified (for one URI in the trust domain) hold for every leaf the
+// fast path accepts.
+func (t *trust) remember(sent *x509.Certificate, chain []*x509.Certificate) {
+	if len(chain) != 3 || !chain[1].Equal(sent) {
 		return
 	}
 	vi := &verifiedIntermediate{cert: chain[1], notBefore: chain[1].NotBefore, notAfter: chain[1].NotAfter}
@@ -144,6 +149,7 @@ func (t *trust) verifyChain(certs []*x509.Certificate, now time.Time) (identity.
 	if leaf.IsCA {
 		return identity.ID{}, refuse(ReasonWrongUsage, "certificate is a CA certificate")
 	}
+	var verified []*x509.Certificate // the chain x509.Verify built, if it ran
 	if vi := t.fastPath(certs); vi != nil {
 		if now.Before(vi.notBefore) {
 			return identity.ID{}, refuse(ReasonNotYetValid, "issuing CA is valid from %s", vi.notBefore.UTC().Format(time.RFC3339))
@@ -168,30 +174,35 @@ func (t *trust) verifyChain(certs []*x509.Certificate, now time.Time) (identity.
 		if err != nil {
 			return identity.ID{}, classify(err)
 		}
-		if len(certs) == 2 && len(chains) > 0 {
-			t.remember(chains[0])
-		}
+		verified = chains[0]
 	}
 	id, err := identity.FromCertificateIn(leaf, t.td)
 	if err != nil {
 		return identity.ID{}, refuse(ReasonBadIdentity, "%w", err)
 	}
+	if verified != nil && fastPathLeaf(leaf) {
+		t.remember(certs[1], verified)
+	}
 	return id, nil
 }
 
-// fastPath returns the cached intermediate for a leaf+intermediate chain
-// when the leaf carries nothing a name constraint could apply to except its
-// one URI (the trust domain check covers that), else nil.
+// fastPath returns the verified intermediate the client sent right after
+// its leaf, if it is cached and the leaf is of a shape the cache covers;
+// else nil. Certificates the client sent after that intermediate (a root,
+// say) are not needed for the chain and are ignored, as x509.Verify would.
 func (t *trust) fastPath(certs []*x509.Certificate) *verifiedIntermediate {
-	if len(certs) != 2 {
-		return nil
-	}
-	leaf := certs[0]
-	if len(leaf.DNSNames) > 0 || len(leaf.IPAddresses) > 0 || len(leaf.EmailAddresses) > 0 ||
-		len(leaf.UnhandledCriticalExtensions) > 0 || len(leaf.URIs) != 1 {
+	if len(certs) < 2 || !fastPathLeaf(certs[0]) {
 		return nil
 	}
 	return t.cached(certs[1].Raw)
+}
+
+// fastPathLeaf reports whether a leaf carries nothing a name constraint
+// could apply to except its one URI (the trust domain check covers that)
+// and no critical extension x509.Verify would refuse.
+func fastPathLeaf(leaf *x509.Certificate) bool {
+	return len(leaf.DNSNames) == 0 && len(leaf.IPAddresses) == 0 && len(leaf.EmailAddresses) == 0 &&
+		len(leaf.UnhandledCriticalExtensions) == 0 && len(leaf.URIs) == 1
 }
 
 func hasClientAuth(c *x509.Certificate) bool {
