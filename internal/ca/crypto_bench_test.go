@@ -28,9 +28,9 @@ import (
 //     its own signature; a full TLS 1.3 handshake with a client
 //     certificate costs the server one sign and, for the client's chain
 //     and CertificateVerify, three verifies).
-//   - x25519, x25519mlkem768: the server's share of a TLS 1.3 key exchange
-//     (key generation + shared secret; for the hybrid also the ML-KEM
-//     encapsulation).
+//   - x25519, p256-ecdh, x25519mlkem768: the server's share of a TLS 1.3
+//     key exchange (key generation + shared secret; for the hybrid also the
+//     ML-KEM encapsulation).
 //   - issue: Issuer.Prepare + Issue, i.e. x509.CreateCertificate (sign +
 //     self-check) and x509.ParseCertificate of a leaf.
 //
@@ -63,6 +63,18 @@ func BenchmarkCrypto(b *testing.B) {
 		peer, _ := ecdh.X25519().GenerateKey(rand.Reader)
 		for b.Loop() {
 			k, err := ecdh.X25519().GenerateKey(rand.Reader)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := k.ECDH(peer.PublicKey()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("p256-ecdh", func(b *testing.B) {
+		peer, _ := ecdh.P256().GenerateKey(rand.Reader)
+		for b.Loop() {
+			k, err := ecdh.P256().GenerateKey(rand.Reader)
 			if err != nil {
 				b.Fatal(err)
 			}
