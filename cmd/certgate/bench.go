@@ -102,7 +102,7 @@ type benchResult struct {
 	elapsed    time.Duration
 	serverCPU  time.Duration // 0 when not measured
 	p50, p99   time.Duration
-	params     string // negotiated TLS version and group, e.g. TLS1.3/P256
+	params     string // see tlsParams
 	firstErr   error
 }
 
@@ -482,9 +482,16 @@ func benchRun(ctx context.Context, t benchTarget, mode string, o benchOptions, d
 	return r
 }
 
+// tlsParams names what a connection negotiated: version, key-exchange
+// group and the server certificate's key type, e.g.
+// TLS1.3/CurveP256/ecdsa-p256.
 func tlsParams(cs tls.ConnectionState) string {
 	v := strings.ReplaceAll(tls.VersionName(cs.Version), " ", "")
-	return v + "/" + cs.CurveID.String()
+	key := "none"
+	if len(cs.PeerCertificates) > 0 {
+		key = keyName(cs.PeerCertificates[0])
+	}
+	return v + "/" + cs.CurveID.String() + "/" + key
 }
 
 // exchange writes one request and reads the whole response. Any complete

@@ -59,8 +59,8 @@ func TestBenchAgainstBaseline(t *testing.T) {
 		f := strings.Fields(l)
 		mode := []string{"full", "resumed", "keepalive"}[i%6/2]
 		name := []string{"one", "two"}[(i%2+i/6)%2]
-		if len(f) != 13 || f[0] != fmt.Sprint(1+i/6) || f[1] != mode || f[2] != name || f[3] == "0" || f[7] != "0" || f[12] != "TLS1.3/CurveP256" {
-			t.Fatalf("row %q: want round %d, %s, %s, operations, no errors, TLS1.3/CurveP256:\n%s", l, 1+i/6, mode, name, out.String())
+		if len(f) != 13 || f[0] != fmt.Sprint(1+i/6) || f[1] != mode || f[2] != name || f[3] == "0" || f[7] != "0" || f[12] != "TLS1.3/CurveP256/ecdsa-p256" {
+			t.Fatalf("row %q: want round %d, %s, %s, operations, no errors, TLS1.3/CurveP256/ecdsa-p256:\n%s", l, 1+i/6, mode, name, out.String())
 		}
 		if !strings.HasSuffix(f[9], "%") || f[10] == "-" || f[11] == "-" {
 			t.Fatalf("row %q has no server CPU figures:\n%s", l, out.String())
