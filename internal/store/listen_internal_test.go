@@ -1,6 +1,10 @@
 package store
 
-import "testing"
+import (
+	"strconv"
+	"strings"
+	"testing"
+)
 
 func TestParseNotification(t *testing.T) {
 	for _, tc := range []struct {
@@ -27,11 +31,11 @@ func TestParseNotification(t *testing.T) {
 	}
 }
 
-func TestSignalEventsSkipsSeenPositions(t *testing.T) {
+func TestNotifiedSkipsSeenPositions(t *testing.T) {
 	s := &SQL{evCh: make(chan struct{})}
-	fired := func(pos int64) bool {
+	fired := func(wake func(int64), pos int64) bool {
 		ch := s.EventsChanged()
-		s.signalEvents(pos)
+		wake(pos)
 		select {
 		case <-ch:
 			return true
@@ -39,19 +43,46 @@ func TestSignalEventsSkipsSeenPositions(t *testing.T) {
 			return false
 		}
 	}
-	for _, step := range []struct {
-		pos  int64
-		want bool
+	for i, step := range []struct {
+		local bool // the writer of this process, else a notification
+		pos   int64
+		want  bool
 	}{
-		{5, true},  // the writer's commit
-		{5, false}, // its own notification coming back
-		{4, false}, // older news
-		{7, true},  // another replica
-		{0, true},  // a reconnection: always, and forget
-		{3, true},  // the database was restored to an earlier state
+		{true, 5, true},    // this process commits up to 5
+		{false, 5, false},  // its own notification coming back
+		{false, 4, false},  // older news
+		{false, 7, true},   // another replica
+		{false, 6, true},   // still wakes: notifications are not remembered
+		{false, 1e9, true}, // a bogus notification wakes once...
+		{false, 8, true},   // ...and silences nothing after it
+		{true, 9, true},    // this process again
+		{false, 0, true},   // a reconnection: always, and forget
+		{false, 3, true},   // the database was restored to an earlier state
 	} {
-		if got := fired(step.pos); got != step.want {
-			t.Fatalf("signalEvents(%d) woke = %v, want %v", step.pos, got, step.want)
+		wake := s.notified
+		if step.local {
+			wake = s.signalEvents
+		}
+		if got := fired(wake, step.pos); got != step.want {
+			t.Fatalf("step %d (local %v, position %d): woke = %v, want %v", i, step.local, step.pos, got, step.want)
 		}
 	}
+}
+
+func FuzzParseNotification(f *testing.F) {
+	for _, seed := range []string{"public 42", "certgate_test_ab 7", " 3", "42", "", "a b c 9", "public -1", "public 99999999999999999999"} {
+		f.Add(seed, "public")
+	}
+	f.Fuzz(func(t *testing.T, payload, schema string) {
+		pos, ok := parseNotification(payload, schema)
+		if !ok {
+			if pos != 0 {
+				t.Fatalf("parseNotification(%q, %q) = %d, false", payload, schema, pos)
+			}
+			return
+		}
+		if pos <= 0 || payload != schema+" "+strconv.FormatInt(pos, 10) && !strings.HasPrefix(payload, schema+" ") {
+			t.Fatalf("parseNotification(%q, %q) = %d, true", payload, schema, pos)
+		}
+	})
 }

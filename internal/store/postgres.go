@@ -59,7 +59,7 @@ func OpenPostgres(ctx context.Context, url string) (*SQL, error) {
 		db.Close()
 		return nil, err
 	}
-	s.stopListen = startListener(cfg, s.signalEvents)
+	s.stopListen = startListener(cfg, s.notified)
 	return s, nil
 }
 

@@ -182,13 +182,24 @@ func (s *SQL) EventsChanged() <-chan struct{} {
 	return s.evCh
 }
 
-// signalEvents wakes the followers for events committed up to position
-// pos. A position a wake-up was already sent for is skipped: each commit
-// of this process is announced twice, by the writer and by its own
-// notification coming back. pos 0 wakes unconditionally and forgets the
-// positions seen (after a reconnection, the database may have been
-// restored to an earlier state).
+// signalEvents wakes the followers after this process committed events up
+// to position pos, and remembers pos.
 func (s *SQL) signalEvents(pos int64) {
+	s.evMu.Lock()
+	defer s.evMu.Unlock()
+	s.evPos = max(s.evPos, pos)
+	s.wakeLocked()
+}
+
+// notified wakes the followers for a notification that events were
+// committed up to pos (by any process), unless this process already woke
+// them for a commit at or after pos: each commit of this process is
+// announced twice, by its writer and by its own notification coming back.
+// A notification only ever wakes; it does not move what is remembered, so
+// a bogus one (any role of the database may NOTIFY on the channel) cannot
+// silence the next genuine ones. pos 0 (after a reconnection) always wakes
+// and forgets: the database may have been restored to an earlier state.
+func (s *SQL) notified(pos int64) {
 	s.evMu.Lock()
 	defer s.evMu.Unlock()
 	switch {
@@ -196,9 +207,11 @@ func (s *SQL) signalEvents(pos int64) {
 		s.evPos = 0
 	case pos <= s.evPos:
 		return
-	default:
-		s.evPos = pos
 	}
+	s.wakeLocked()
+}
+
+func (s *SQL) wakeLocked() {
 	close(s.evCh)
 	s.evCh = make(chan struct{})
 }
