@@ -261,3 +261,35 @@ func TestStoreCopyCmdErrors(t *testing.T) {
 		t.Error("store copy created the missing source file")
 	}
 }
+
+// TestInitRefusesNonEmptyPostgres: a second installation pointed at a
+// PostgreSQL store that already holds one is refused, and the first one's
+// store is unchanged.
+func TestInitRefusesNonEmptyPostgres(t *testing.T) {
+	pg := storetest.PostgresURL(t)
+	t.Setenv("CERTGATE_PASSPHRASE", testPassphrase)
+	first := filepath.Join(t.TempDir(), "first")
+	mustCLI(t, "init", "--dir", first, "--trust-domain", "example.org", "--store", pg)
+	st, err := store.OpenPostgres(context.Background(), pg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	before, err := st.Inventory(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := filepath.Join(t.TempDir(), "second")
+	_, stderr, code := cli(t, "init", "--dir", second, "--trust-domain", "other.org", "--store", pg)
+	want := "certgate: cadir: directory already holds a certgate installation: the store already holds one (" + before.String() + "); use an empty database or schema\n"
+	if code != 1 || stderr != want {
+		t.Fatalf("second init: exit %d %q\nwant %q", code, stderr, want)
+	}
+	after, err := st.Inventory(context.Background())
+	if err != nil || !after.Equal(before) {
+		t.Fatalf("store changed: %v -> %v (%v)", before, after, err)
+	}
+	if _, err := os.Stat(second); !os.IsNotExist(err) {
+		t.Fatalf("refused init left %s behind", second)
+	}
+}

@@ -87,22 +87,35 @@ func Init(ctx context.Context, o InitOptions) error {
 	if err := checkEmpty(o.Dir, cfg); err != nil {
 		return err
 	}
+	_, statErr := os.Stat(o.Dir)
+	createdDir := errors.Is(statErr, os.ErrNotExist)
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return fmt.Errorf("cadir: %w", err)
 	}
 	// From here on a failure leaves a partial directory; remove what we made
-	// so a retry starts clean.
+	// so a retry starts clean: the whole directory if init created it, else
+	// the files and the (then empty) subdirectories it wrote.
 	ok := false
 	var made []string
 	defer func() {
-		if !ok {
-			for i := len(made) - 1; i >= 0; i-- {
-				os.RemoveAll(made[i])
-			}
+		if ok {
+			return
+		}
+		if createdDir {
+			os.RemoveAll(o.Dir)
+			return
+		}
+		for i := len(made) - 1; i >= 0; i-- {
+			os.Remove(made[i])
 		}
 	}()
 	write := func(rel string, data []byte, perm os.FileMode) error {
 		p := filepath.Join(o.Dir, rel)
+		if d := filepath.Dir(p); d != o.Dir {
+			if _, err := os.Stat(d); errors.Is(err, os.ErrNotExist) {
+				made = append(made, d) // removed after its files, if empty
+			}
+		}
 		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 			return fmt.Errorf("cadir: %w", err)
 		}
@@ -169,6 +182,20 @@ func Init(ctx context.Context, o InitOptions) error {
 		return fmt.Errorf("cadir: open store: %w", err)
 	}
 	defer st.Close()
+	// A shared PostgreSQL database may already hold another installation:
+	// a second CA in the same store would mix two audit chains and two
+	// trust domains, so init refuses it like an existing directory.
+	if inv, ok := st.(interface {
+		Inventory(context.Context) (store.Inventory, error)
+	}); ok {
+		got, err := inv.Inventory(ctx)
+		if err != nil {
+			return fmt.Errorf("cadir: %w", err)
+		}
+		if !got.Empty() {
+			return fmt.Errorf("%w: the store already holds one (%s); use an empty database or schema", ErrExists, got)
+		}
+	}
 	svc, err := newService(loaded, root, inter, interKey, st, o.Clock)
 	if err != nil {
 		return err

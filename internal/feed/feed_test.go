@@ -26,6 +26,7 @@ type env struct {
 	srv     *httptest.Server
 	down    atomic.Bool
 	afters  chan string // the after= of each request
+	fs      atomic.Pointer[Server]
 	clock   clock.Clock
 	serials []string
 }
@@ -38,7 +39,7 @@ func newEnv(t *testing.T) *env {
 	}
 	t.Cleanup(func() { st.Close() })
 	e := &env{t: t, st: st, afters: make(chan string, 100), clock: clock.Real{}}
-	fs := NewServer(ServerOptions{Store: st, Notifier: st, Clock: e.clock, Heartbeat: 50 * time.Millisecond})
+	e.fs.Store(NewServer(ServerOptions{Store: st, Notifier: st, Clock: e.clock, Heartbeat: 50 * time.Millisecond}))
 	e.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if e.down.Load() {
 			http.Error(w, "down", http.StatusServiceUnavailable)
@@ -50,7 +51,7 @@ func newEnv(t *testing.T) *env {
 			return
 		}
 		e.afters <- r.URL.Query().Get("after")
-		fs.Stream(r.Context(), w, after)
+		e.fs.Load().Stream(r.Context(), w, after)
 	}))
 	e.srv.EnableHTTP2 = true
 	e.srv.StartTLS()
@@ -270,4 +271,44 @@ func FuzzParseMessage(f *testing.F) {
 		fl.set = revocation.NewSet(0, time.Now())
 		_ = fl.apply(m, newRecorder())
 	})
+}
+
+// TestFollowerAheadOfRestoredLog: a follower whose position is past the end
+// of the log (the store was restored from an older backup) gets a fresh
+// snapshot instead of silently waiting for positions to catch up.
+func TestFollowerAheadOfRestoredLog(t *testing.T) {
+	e := newEnv(t)
+	f, rec, _ := e.follower(t)
+	var serials []string
+	for range 3 {
+		s := e.issue()
+		e.revoke(s)
+		serials = append(serials, s)
+	}
+	rec.waitFor(t, serials...)
+	<-e.afters
+
+	// "Restore" an older backup: a new store with one revocation, served
+	// by the same address.
+	restored, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "restored.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer restored.Close()
+	old := e.st
+	e.st = restored
+	s := e.issue()
+	e.revoke(s)
+	e.st = old
+	e.fs.Store(NewServer(ServerOptions{Store: restored, Notifier: restored, Clock: e.clock, Heartbeat: 50 * time.Millisecond}))
+	e.srv.CloseClientConnections()
+	rec.waitFor(t, s)
+	if got := <-e.afters; got != "3" {
+		t.Fatalf("reconnect asked after %q, want 3", got)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.cur.Len() != 1 || f.Position() != 1 {
+		t.Fatalf("after the snapshot: %d revoked, position %d; want 1 and 1", rec.cur.Len(), f.Position())
+	}
 }

@@ -17,6 +17,7 @@ import (
 // Store is what the feed server reads.
 type Store interface {
 	Events(ctx context.Context, after int64, limit int) ([]store.Event, error)
+	LastPosition(ctx context.Context) (int64, error)
 	RevocationSnapshot(ctx context.Context, now time.Time) (store.Snapshot, error)
 }
 
@@ -107,6 +108,19 @@ func (s *Server) Stream(ctx context.Context, w http.ResponseWriter, after int64)
 		return rc.Flush()
 	}
 
+	if after > 0 {
+		// A follower ahead of the log has followed a store that was since
+		// restored from a backup: the positions it knows no longer mean
+		// the same events, so it starts over from a snapshot.
+		last, err := s.o.Store.LastPosition(ctx)
+		if err != nil {
+			return err
+		}
+		if after > last {
+			s.o.Log.Warn("feed follower is ahead of the event log (store restored?); sending a snapshot", "after", after, "last", last)
+			after = -1
+		}
+	}
 	pos := after
 	if after < 0 {
 		snap, err := s.o.Store.RevocationSnapshot(ctx, s.o.Clock.Now())

@@ -32,6 +32,7 @@ type Store interface {
 	AppendAudit(ctx context.Context, e audit.Entry) (audit.Record, error)
 	RevocationSnapshot(ctx context.Context, now time.Time) (store.Snapshot, error)
 	Events(ctx context.Context, after int64, limit int) ([]store.Event, error)
+	LastPosition(ctx context.Context) (int64, error)
 	Ping(ctx context.Context) error
 }
 

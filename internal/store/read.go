@@ -171,6 +171,19 @@ func (s *SQL) Events(ctx context.Context, after int64, limit int) ([]Event, erro
 	return evs, nil
 }
 
+// LastPosition returns the position of the last event, 0 when there is none.
+func (s *SQL) LastPosition(ctx context.Context) (int64, error) {
+	const what = "last position"
+	if err := s.readCheck(what); err != nil {
+		return 0, err
+	}
+	var pos int64
+	if err := s.rdb.QueryRowContext(ctx, `SELECT COALESCE(MAX(position), 0) FROM events`).Scan(&pos); err != nil {
+		return 0, s.wrap(what, err)
+	}
+	return pos, nil
+}
+
 func queryEvents(ctx context.Context, db queryer, q string, args ...any) ([]Event, error) {
 	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {

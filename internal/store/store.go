@@ -193,6 +193,8 @@ type Store interface {
 
 	// Events returns up to limit events with Position > after, in order.
 	Events(ctx context.Context, after int64, limit int) ([]Event, error)
+	// LastPosition returns the position of the last event, 0 if none.
+	LastPosition(ctx context.Context) (int64, error)
 	// RevocationSnapshot returns the revocations of certificates unexpired at
 	// now, and the last event position, read consistently.
 	RevocationSnapshot(ctx context.Context, now time.Time) (Snapshot, error)

@@ -10,6 +10,17 @@ import (
 )
 
 var eventTests = []subtest{
+	{"LastPosition", func(t *testing.T, e *env) {
+		if pos, err := e.s.LastPosition(e.ctx); err != nil || pos != 0 {
+			t.Fatalf("LastPosition of an empty store = %d, %v; want 0", pos, err)
+		}
+		for i := range 3 {
+			e.revoke(store.RevokeRequest{Serial: e.issue(identity(i), T0).Serial})
+		}
+		if pos, err := e.s.LastPosition(e.ctx); err != nil || pos != 3 {
+			t.Fatalf("LastPosition after 3 revocations = %d, %v; want 3", pos, err)
+		}
+	}},
 	{"Paging", func(t *testing.T, e *env) {
 		if evs := e.events(); evs == nil || len(evs) != 0 {
 			t.Errorf("Events on an empty store = %#v, want an empty non-nil slice", evs)
