@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -10,7 +12,9 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -111,8 +115,15 @@ func newBenchUpstreamCmd(s streams) *cobra.Command {
 	var listen string
 	cmd := &cobra.Command{
 		Use:   "upstream --listen ADDR",
-		Short: "Serve a plain HTTP upstream for the proxying benchmark: 200 \"ok\" to every request",
-		Args:  cobra.NoArgs,
+		Short: "Serve a minimal HTTP/1.1 upstream for the proxying benchmark: 200 \"ok\" to every request",
+		Long: `Serve the upstream of the proxying benchmark: a keep-alive HTTP/1.1 server
+that answers every request with the same 200 "ok\n" (Content-Length 3),
+reading request heads and Content-Length bodies and nothing else (a
+chunked request body is answered 501 and the connection closed). It is
+written for as little CPU per request as possible, so that the load
+generator and the upstream sharing one core load the proxy under test,
+not themselves.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runBenchUpstream(cmd.Context(), listen, func(addr string) {
 				fmt.Fprintf(s.out, "upstream listening on %s\n", addr)
@@ -128,20 +139,114 @@ func runBenchUpstream(ctx context.Context, listen string, ready func(addr string
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
-	srv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "text/plain")
-			io.WriteString(w, "ok\n")
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := map[net.Conn]struct{}{}
+	closeAll := func() {
+		ln.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
 	}
-	go func() {
-		<-ctx.Done()
-		srv.Close()
-	}()
+	stop := context.AfterFunc(ctx, closeAll)
+	defer stop()
 	ready(ln.Addr().String())
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("upstream: %w", err)
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			closeAll()
+			wg.Wait()
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("upstream: %w", err)
+		}
+		mu.Lock()
+		conns[c] = struct{}{}
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			serveUpstreamConn(c)
+			mu.Lock()
+			delete(conns, c)
+			mu.Unlock()
+		}()
 	}
-	return nil
+}
+
+var (
+	upstreamOK       = []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n")
+	upstreamChunked  = []byte("HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+	upstreamBadFrame = []byte("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+)
+
+// serveUpstreamConn answers the requests of one connection until it ends.
+func serveUpstreamConn(c net.Conn) {
+	defer c.Close()
+	br := bufio.NewReaderSize(c, 16<<10)
+	for {
+		length, chunked, closeAfter, err := readRequestHead(br)
+		switch {
+		case err != nil:
+			if !errors.Is(err, io.EOF) {
+				c.Write(upstreamBadFrame)
+			}
+			return
+		case chunked:
+			c.Write(upstreamChunked)
+			return
+		}
+		if length > 0 {
+			if _, err := br.Discard(int(length)); err != nil {
+				return
+			}
+		}
+		if _, err := c.Write(upstreamOK); err != nil || closeAfter {
+			return
+		}
+	}
+}
+
+// readRequestHead reads one request head and returns its body framing and
+// whether the client asked to close. It ends with io.EOF at a clean end of
+// the connection.
+func readRequestHead(br *bufio.Reader) (length int64, chunked, closeAfter bool, err error) {
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		if len(line) == 0 && errors.Is(err, io.EOF) {
+			return 0, false, false, io.EOF
+		}
+		return 0, false, false, fmt.Errorf("reading the request line: %w", err)
+	}
+	if !bytes.HasSuffix(bytes.TrimRight(line, "\r\n"), []byte(" HTTP/1.1")) {
+		closeAfter = true // HTTP/1.0: no keep-alive unless asked, which is not worth supporting here
+	}
+	for {
+		line, err = br.ReadSlice('\n')
+		if err != nil {
+			return 0, false, false, fmt.Errorf("reading the request head: %w", err)
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		if len(line) == 0 {
+			return length, chunked, closeAfter, nil
+		}
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			return 0, false, false, fmt.Errorf("malformed header line %q", line)
+		}
+		value = bytes.TrimSpace(value)
+		switch {
+		case bytes.EqualFold(name, []byte("Content-Length")):
+			if length, err = strconv.ParseInt(string(value), 10, 64); err != nil || length < 0 {
+				return 0, false, false, fmt.Errorf("bad Content-Length %q", value)
+			}
+		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+			chunked = true
+		case bytes.EqualFold(name, []byte("Connection")):
+			closeAfter = closeAfter || bytes.EqualFold(value, []byte("close"))
+		}
+	}
 }

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -153,4 +155,116 @@ func TestBenchBaselineProxyPrefix(t *testing.T) {
 	if err := <-upDone; err != nil {
 		t.Error(err)
 	}
+}
+
+func TestBenchReadResponse(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		status   int
+		err      string
+		rest     string // what must be left unread
+	}{
+		{"length", "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\nNEXT", 200, "", "NEXT"},
+		{"chunked", "HTTP/1.1 403 Forbidden\r\ntransfer-encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\nNEXT", 403, "", "NEXT"},
+		{"no content", "HTTP/1.1 204 No Content\r\n\r\nNEXT", 204, "", "NEXT"},
+		{"no framing", "HTTP/1.1 200 OK\r\n\r\nok", 0, "a keep-alive response without Content-Length or chunked framing", ""},
+		{"bad length", "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", 0, `bad Content-Length: "-1"`, ""},
+		{"short body", "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nok", 0, "reading the body: EOF", ""},
+		{"not HTTP", "SSH-2.0-OpenSSH_9.6\r\n", 0, `not an HTTP/1.x status line: "SSH-2.0-OpenSSH_9.6\r\n"`, ""},
+		{"informational", "HTTP/1.1 100 Continue\r\n\r\n", 0, `unexpected status line: "HTTP/1.1 100 Continue\r\n"`, ""},
+		{"bad header", "HTTP/1.1 200 OK\r\nno colon\r\n\r\n", 0, `malformed header line: "no colon"`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			br := bufio.NewReader(strings.NewReader(tc.in))
+			status, err := readResponse(br)
+			if tc.err != "" {
+				if err == nil || err.Error() != tc.err {
+					t.Fatalf("readResponse = %d, %v; want error %q", status, err, tc.err)
+				}
+				return
+			}
+			rest, _ := io.ReadAll(br)
+			if err != nil || status != tc.status || string(rest) != tc.rest {
+				t.Fatalf("readResponse = %d, %v, rest %q; want %d, rest %q", status, err, rest, tc.status, tc.rest)
+			}
+		})
+	}
+}
+
+// The bench upstream answers keep-alive requests, skips Content-Length
+// bodies, refuses chunked ones and honours Connection: close.
+func TestBenchUpstream(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ready, done := make(chan string, 1), make(chan error, 1)
+	go func() { done <- runBenchUpstream(ctx, "127.0.0.1:0", func(a string) { ready <- a }) }()
+	addr := <-ready
+	const ok = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n"
+	for _, tc := range []struct{ name, send, want string }{
+		{"keep-alive with a body", "GET / HTTP/1.1\r\nHost: a\r\n\r\nPOST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello" +
+			"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", ok + ok + ok},
+		{"chunked body", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+			"HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"},
+		{"HTTP/1.0", "GET / HTTP/1.0\r\n\r\n", ok},
+		{"malformed", "GET / HTTP/1.1\r\nno colon\r\n\r\n", "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			io.WriteString(c, tc.send)
+			got, err := io.ReadAll(c) // the upstream closes after the last answer
+			if err != nil || string(got) != tc.want {
+				t.Fatalf("got %q, %v\nwant %q", got, err, tc.want)
+			}
+		})
+	}
+	// A stop closes idle keep-alive connections and returns.
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET / HTTP/1.1\r\n\r\n")
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, len(ok))
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != ok {
+		t.Fatalf("got %q, %v", buf, err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.Read(buf); err == nil {
+		t.Fatalf("connection still open after the stop: read %d bytes", n)
+	}
+}
+
+// The load generator and the bench upstream parse what the other side of
+// a connection sends: neither may panic or read past what it was given.
+func FuzzBenchReadResponse(f *testing.F) {
+	f.Add("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+	f.Add("HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\nX-T: 1\r\n\r\n")
+	f.Add("HTTP/1.1 204 No Content\r\n\r\n")
+	f.Add("HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		status, err := readResponse(bufio.NewReader(strings.NewReader(in)))
+		if err == nil && (status < 200 || status > 999) {
+			t.Fatalf("status %d without an error", status)
+		}
+	})
+}
+
+func FuzzBenchRequestHead(f *testing.F) {
+	f.Add("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	f.Add("POST / HTTP/1.1\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+	f.Add("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		length, _, _, err := readRequestHead(bufio.NewReader(strings.NewReader(in)))
+		if err == nil && length < 0 {
+			t.Fatalf("negative length %d without an error", length)
+		}
+	})
 }
