@@ -1,0 +1,21 @@
+// Package testenv is a running certgate control plane for tests, one per
+// test: a real CA (ca.CreateRoot and ca.CreateIntermediate, ECDSA P-256),
+// the real SQLite store in a temporary directory, the CA service, and the
+// real server serving HTTPS on 127.0.0.1, with an admin client certificate.
+// [Start] builds it and stops it when the test ends; options choose the
+// clock, the trust domain, the listener, and wrap the store for fault
+// injection. Helpers issue certificates directly, mint tokens, make API
+// clients and write credential directories the way `certgate enroll` does.
+// [FakeClock] is a fake clock whose waits fire when the test advances it,
+// for code that sleeps on its clock (the agent).
+//
+// It exists so that each package's tests do not build the same stack
+// again, slightly differently. It is not the CA directory on disk that
+// `certgate init` makes (cmd/certgate tests that exercise the commands use
+// the real one), and it is not a test CA for unit tests that need no
+// server or store (see internal/testca). Only _test.go files may import it.
+//
+// Tests inside package server, certstatus, feed or any other package the
+// server imports cannot use it: it imports internal/server, and that would
+// be an import cycle.
+package testenv
