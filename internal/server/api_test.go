@@ -268,13 +268,13 @@ func TestEnrollStoreFailure(t *testing.T) {
 	e := newEnv(t)
 	tok := e.newToken(svcID, 0)
 	before := e.certCount()
-	e.faults.recordErr = fmt.Errorf("store: commit: %w", store.ErrUnavailable)
+	e.faults.set(fmt.Errorf("store: commit: %w", store.ErrUnavailable))
 	resp, err := e.client(nil).Enroll(context.Background(), tok, newCSR(t, keytype.ECDSAP256, svcID))
 	wantAPIError(t, err, 503, "unavailable", "the store is unavailable; nothing was issued or changed, try again")
 	if resp.Certificate != "" {
 		t.Fatal("a certificate was returned without its record")
 	}
-	e.faults.recordErr = nil
+	e.faults.set(nil)
 	if e.certCount() != before {
 		t.Fatal("certificate stored")
 	}

@@ -10,7 +10,6 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
@@ -20,12 +19,11 @@ import (
 	"time"
 
 	"github.com/certgate/certgate/internal/ca"
-	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/csr"
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/keytype"
 	"github.com/certgate/certgate/internal/server"
-	"github.com/certgate/certgate/internal/store"
+	"github.com/certgate/certgate/internal/testenv"
 )
 
 // benchClients is the number of concurrent keep-alive clients in
@@ -62,8 +60,8 @@ func BenchmarkEnroll(b *testing.B) {
 }
 
 // benchEnv is a server with a real CA and a real SQLite store in a
-// temporary directory, on the real clock (tokens must not expire while the
-// benchmark runs).
+// temporary directory (internal/testenv), on the real clock (tokens must
+// not expire while the benchmark runs).
 type benchEnv struct {
 	authz *ca.Service
 	srv   *server.Server
@@ -74,53 +72,8 @@ type benchEnv struct {
 
 func newBenchEnv(b *testing.B) *benchEnv {
 	b.Helper()
-	ctx := context.Background()
-	clk := clock.Real{}
-	e := &benchEnv{td: "example.org"}
-	rootKey, _ := keytype.Generate(keytype.ECDSAP256)
-	root, err := ca.CreateRoot(ca.RootOptions{TrustDomain: e.td, Key: rootKey, Now: clk.Now()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	interKey, _ := keytype.Generate(keytype.ECDSAP256)
-	inter, err := ca.CreateIntermediate(ca.IntermediateOptions{Root: root, RootKey: rootKey, Key: interKey, Now: clk.Now()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	st, err := store.OpenSQLite(ctx, filepath.Join(b.TempDir(), "certgate.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { st.Close() })
-	iss, err := ca.NewIssuer(inter, interKey, e.td, clk)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	e.url = "https://" + ln.Addr().String()
-	e.authz, err = ca.NewService(ca.ServiceOptions{Issuer: iss, Roots: []*x509.Certificate{root}, Store: st, Clock: clk, ServerURL: e.url, TokenTTL: time.Hour})
-	if err != nil {
-		b.Fatal(err)
-	}
-	e.srv, err = server.New(server.Options{Authority: e.authz, Store: st, Clock: clk, Hostnames: []string{"127.0.0.1"}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	e.roots = x509.NewCertPool()
-	e.roots.AddCert(root)
-	sctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- e.srv.Serve(sctx, ln) }()
-	b.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			b.Errorf("serve: %v", err)
-		}
-	})
-	return e
+	te := testenv.Start(b, testenv.WithServiceOptions(func(o *ca.ServiceOptions) { o.TokenTTL = time.Hour }))
+	return &benchEnv{authz: te.Authority, srv: te.Server, url: te.URL, roots: te.Roots, td: te.TrustDomain}
 }
 
 // prepare mints n tokens (concurrently, so the store group-commits them)
