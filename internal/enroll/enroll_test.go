@@ -10,81 +10,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/certgate/certgate/internal/ca"
-	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/enroll"
-	"github.com/certgate/certgate/internal/identity"
-	"github.com/certgate/certgate/internal/keytype"
 	"github.com/certgate/certgate/internal/pemutil"
-	"github.com/certgate/certgate/internal/server"
-	"github.com/certgate/certgate/internal/store"
+	"github.com/certgate/certgate/internal/testenv"
 )
-
-// startServer runs the real server on 127.0.0.1 with a real CA and a
-// SQLite store, and returns its authority for minting tokens.
-func startServer(t *testing.T) *ca.Service {
-	t.Helper()
-	ctx := context.Background()
-	clk := clock.Real{}
-	rootKey, _ := keytype.Generate(keytype.ECDSAP256)
-	root, err := ca.CreateRoot(ca.RootOptions{TrustDomain: "example.org", Key: rootKey, Now: clk.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	interKey, _ := keytype.Generate(keytype.ECDSAP256)
-	inter, err := ca.CreateIntermediate(ca.IntermediateOptions{Root: root, RootKey: rootKey, Key: interKey, Now: clk.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "certgate.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	iss, err := ca.NewIssuer(inter, interKey, "example.org", clk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	authority, err := ca.NewService(ca.ServiceOptions{Issuer: iss, Roots: []*x509.Certificate{root}, Store: st, Clock: clk, ServerURL: "https://" + ln.Addr().String()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(server.Options{Authority: authority, Store: st, Clock: clk, Hostnames: []string{"127.0.0.1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(sctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return authority
-}
-
-func token(t *testing.T, a *ca.Service, id string) string {
-	t.Helper()
-	tok, err := a.CreateToken(context.Background(), "spiffe://example.org/admin/test", identity.MustParse(id), time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok.String()
-}
 
 // A gateway enrolls with its host names: the certificate serves TLS for
 // them and still authenticates the gateway as a client.
 func TestEnrollWithHosts(t *testing.T) {
-	a := startServer(t)
+	e := testenv.Start(t)
 	dir := filepath.Join(t.TempDir(), "gw")
 	res, err := enroll.Enroll(context.Background(), enroll.Options{
-		Token: token(t, a, "spiffe://example.org/gateway/gw1"), OutDir: dir,
+		Token: e.Token(t, "spiffe://example.org/gateway/gw1", time.Hour), OutDir: dir,
 		DNSNames: []string{"gw.example.org", "localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
 	})
 	if err != nil {
@@ -115,10 +52,10 @@ func TestEnrollWithHosts(t *testing.T) {
 
 // A client identity may not ask for host names; nothing is written.
 func TestEnrollHostsRefusedForClient(t *testing.T) {
-	a := startServer(t)
+	e := testenv.Start(t)
 	dir := filepath.Join(t.TempDir(), "svc")
 	_, err := enroll.Enroll(context.Background(), enroll.Options{
-		Token: token(t, a, "spiffe://example.org/svc/billing"), OutDir: dir, DNSNames: []string{"billing.example.org"},
+		Token: e.Token(t, "spiffe://example.org/svc/billing", time.Hour), OutDir: dir, DNSNames: []string{"billing.example.org"},
 	})
 	want := "enroll: server said 400 bad_csr: csr: request has DNS SANs [billing.example.org] (only the SPIFFE ID is allowed)"
 	if err == nil || err.Error() != want {
