@@ -27,86 +27,34 @@ import (
 	"github.com/certgate/certgate/internal/keytype"
 	"github.com/certgate/certgate/internal/pemutil"
 	"github.com/certgate/certgate/internal/revocation"
-	"github.com/certgate/certgate/internal/server"
 	"github.com/certgate/certgate/internal/store"
+	"github.com/certgate/certgate/internal/testenv"
 )
 
 const trustDomain = "example.org"
 
 // demo is a throwaway certgate on 127.0.0.1: a real CA, the real server on
-// a SQLite store in a temporary directory, and on demand a real gateway in
-// front of an echo API. It takes no *testing.T so the examples can use it.
+// a SQLite store in a temporary directory (internal/testenv), and on
+// demand a real gateway in front of an echo API. It takes no *testing.T so
+// the examples can use it.
 type demo struct {
 	Dir       string // temporary root, removed by Close
 	ServerURL string
 	Root      *x509.Certificate
 	Authority *ca.Service
 
-	store   *store.SQL
+	env     *testenv.Env
 	cleanup []func()
 }
 
 // startDemo starts the CA and the server.
-func startDemo() (_ *demo, err error) {
-	ctx := context.Background()
-	d := &demo{}
-	defer func() {
-		if err != nil {
-			d.Close()
-		}
-	}()
-	if d.Dir, err = os.MkdirTemp("", "certgatetls-demo-"); err != nil {
-		return nil, err
-	}
-	d.cleanup = append(d.cleanup, func() { os.RemoveAll(d.Dir) })
-	clk := clock.Real{}
-	rootKey, _ := keytype.Generate(keytype.ECDSAP256)
-	if d.Root, err = ca.CreateRoot(ca.RootOptions{TrustDomain: trustDomain, Key: rootKey, Now: clk.Now()}); err != nil {
-		return nil, err
-	}
-	interKey, _ := keytype.Generate(keytype.ECDSAP256)
-	inter, err := ca.CreateIntermediate(ca.IntermediateOptions{Root: d.Root, RootKey: rootKey, Key: interKey, Now: clk.Now()})
+func startDemo() (*demo, error) {
+	e, err := testenv.New(testenv.WithTrustDomain(trustDomain))
 	if err != nil {
 		return nil, err
 	}
-	if d.store, err = store.OpenSQLite(ctx, filepath.Join(d.Dir, "certgate.db")); err != nil {
-		return nil, err
-	}
-	d.cleanup = append(d.cleanup, func() { d.store.Close() })
-	iss, err := ca.NewIssuer(inter, interKey, trustDomain, clk)
-	if err != nil {
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	d.ServerURL = "https://" + ln.Addr().String()
-	if d.Authority, err = ca.NewService(ca.ServiceOptions{Issuer: iss, Roots: []*x509.Certificate{d.Root}, Store: d.store, Clock: clk, ServerURL: d.ServerURL}); err != nil {
-		ln.Close()
-		return nil, err
-	}
-	srv, err := server.New(server.Options{Authority: d.Authority, Store: d.store, Clock: clk, Hostnames: []string{"127.0.0.1"}})
-	if err != nil {
-		ln.Close()
-		return nil, err
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(sctx, ln) }()
-	d.cleanup = append(d.cleanup, func() { cancel(); <-done })
-	// Serve issues the server's certificate before it accepts; wait for it.
-	for i := 0; ; i++ {
-		c, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if i == 200 {
-			return nil, fmt.Errorf("demo: server not ready: %w", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	d := &demo{Dir: e.Dir, ServerURL: e.URL, Root: e.Root, Authority: e.Authority, env: e}
+	d.cleanup = append(d.cleanup, func() { e.Close() })
 	return d, nil
 }
 

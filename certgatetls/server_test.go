@@ -19,9 +19,6 @@ import (
 	"github.com/certgate/certgate/certgatetls"
 	"github.com/certgate/certgate/internal/ca"
 	"github.com/certgate/certgate/internal/clock"
-	"github.com/certgate/certgate/internal/identity"
-	"github.com/certgate/certgate/internal/keytype"
-	"github.com/certgate/certgate/internal/store"
 	"github.com/certgate/certgate/internal/testca"
 )
 
@@ -35,15 +32,12 @@ func newDemo(t *testing.T) *demo {
 	return d
 }
 
-// issueTLS issues a certificate for path with profile from the real CA.
+// issueTLS issues a certificate for path with profile from the real CA,
+// and returns it with its serial.
 func (d *demo) issueTLS(t *testing.T, path string, p ca.Profile) (tls.Certificate, string) {
 	t.Helper()
-	key, _ := keytype.Generate(keytype.ECDSAP256)
-	iss, err := d.Authority.IssueDirect(context.Background(), ca.Request{PublicKey: key.Public(), Identity: identity.MustParse("spiffe://" + trustDomain + path)}, p, store.ObtainedInit, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{iss.Cert.Raw, iss.Chain[0].Raw}, PrivateKey: key, Leaf: iss.Cert}, iss.Record.Serial
+	c := d.env.IssueDirect(t, path, p)
+	return c, ca.SerialHex(c.Leaf.SerialNumber)
 }
 
 // service is a Go HTTPS service on 127.0.0.1 built with ServerConfig, in
