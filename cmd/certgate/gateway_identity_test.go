@@ -16,139 +16,52 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/certgate/certgate/internal/ca"
-	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/enroll"
 	"github.com/certgate/certgate/internal/gateway"
 	"github.com/certgate/certgate/internal/identity"
-	"github.com/certgate/certgate/internal/keytype"
 	"github.com/certgate/certgate/internal/pemutil"
 	"github.com/certgate/certgate/internal/server"
 	"github.com/certgate/certgate/internal/store"
+	"github.com/certgate/certgate/internal/testenv"
 )
 
-// agentFakeClock is a fake clock whose waits (agent.Clock.Until) fire when
-// the test advances it.
-type agentFakeClock struct {
-	mu      sync.Mutex
-	f       *clock.Fake
-	waiters []fakeWaiter
-}
-
-type fakeWaiter struct {
-	at time.Time
-	ch chan time.Time
-}
-
-func newAgentFakeClock(t time.Time) *agentFakeClock { return &agentFakeClock{f: clock.NewFake(t)} }
-
-func (c *agentFakeClock) Now() time.Time { return c.f.Now() }
-
-func (c *agentFakeClock) Until(t time.Time) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	if now := c.f.Now(); !t.After(now) {
-		ch <- now
-		return ch
-	}
-	c.waiters = append(c.waiters, fakeWaiter{at: t, ch: ch})
-	return ch
-}
-
-// AdvanceTo moves the clock to t and fires every wait that is due.
-func (c *agentFakeClock) AdvanceTo(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if d := t.Sub(c.f.Now()); d > 0 {
-		c.f.Advance(d)
-	}
-	now := c.f.Now()
-	kept := c.waiters[:0]
-	for _, w := range c.waiters {
-		if w.at.After(now) {
-			kept = append(kept, w)
-		} else {
-			w.ch <- now
-		}
-	}
-	c.waiters = kept
-}
-
-func (c *agentFakeClock) pending() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.waiters)
-}
-
-// identitySetup is a real CA and server on a SQLite store, reached through
-// a link the test can cut, with one-hour certificates and a fake clock
-// shared by the server, the gateway and the gateway's agent.
+// identitySetup is a real CA and server on a SQLite store
+// (internal/testenv), reached through a link the test can cut, with
+// one-hour certificates and a fake clock shared by the server, the gateway
+// and the gateway's agent.
 type identitySetup struct {
-	clock     *agentFakeClock
+	env       *testenv.Env
+	clock     *testenv.FakeClock
 	authority *ca.Service
-	root      *x509.Certificate
 	link      *link
 	serverLog *syncBuffer
 	upstream  *httptest.Server
-	dir       string
 }
 
 const identityLifetime = time.Hour
 
 func newIdentitySetup(t *testing.T) *identitySetup {
 	t.Helper()
-	ctx := context.Background()
-	s := &identitySetup{clock: newAgentFakeClock(time.Now().UTC().Truncate(time.Second)), serverLog: &syncBuffer{}, dir: t.TempDir()}
-	rootKey, _ := keytype.Generate(keytype.ECDSAP256)
-	root, err := ca.CreateRoot(ca.RootOptions{TrustDomain: "example.org", Key: rootKey, Now: s.clock.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.root = root
-	interKey, _ := keytype.Generate(keytype.ECDSAP256)
-	inter, err := ca.CreateIntermediate(ca.IntermediateOptions{Root: root, RootKey: rootKey, Key: interKey, Now: s.clock.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.OpenSQLite(ctx, filepath.Join(s.dir, "certgate.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	iss, err := ca.NewIssuer(inter, interKey, "example.org", s.clock)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := &identitySetup{clock: testenv.NewFakeClock(time.Now().UTC().Truncate(time.Second)), serverLog: &syncBuffer{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.link = newLink(t, ln.Addr().String())
-	client := ca.ClientProfile
-	client.Lifetime = identityLifetime
-	s.authority, err = ca.NewService(ca.ServiceOptions{Issuer: iss, Roots: []*x509.Certificate{root}, Store: st, Clock: s.clock, ServerURL: s.link.url(), Client: client})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(server.Options{Authority: s.authority, Store: st, Clock: s.clock, Hostnames: []string{"127.0.0.1"},
-		Log: slog.New(slog.NewJSONHandler(s.serverLog, nil)), FeedHeartbeat: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(sctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server: %v", err)
-		}
-	})
+	s.env = testenv.Start(t, testenv.WithClock(s.clock), testenv.WithListener(ln), testenv.WithServerURL(s.link.url()),
+		testenv.WithServiceOptions(func(o *ca.ServiceOptions) {
+			o.Client = ca.ClientProfile
+			o.Client.Lifetime = identityLifetime
+		}),
+		testenv.WithServerOptions(func(o *server.Options) {
+			o.Log = slog.New(slog.NewJSONHandler(s.serverLog, nil))
+			o.FeedHeartbeat = 100 * time.Millisecond
+		}))
+	s.authority = s.env.Authority
 	s.upstream = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "hello %s\n", r.Header.Get(gateway.HeaderIdentity))
 	}))
@@ -158,11 +71,7 @@ func newIdentitySetup(t *testing.T) *identitySetup {
 
 func (s *identitySetup) token(t *testing.T, id string, ttl time.Duration) string {
 	t.Helper()
-	tok, err := s.authority.CreateToken(context.Background(), "spiffe://example.org/admin/test", identity.MustParse(id), ttl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok.String()
+	return s.env.Token(t, id, ttl)
 }
 
 // config writes a gateway config with only an identity section (no cert,
@@ -224,19 +133,13 @@ func (s *identitySetup) start(t *testing.T, cfgPath, tok string) (string, error)
 // gateway's certificate at the fake clock's time.
 func (s *identitySetup) client(t *testing.T, path string) (*tls.Config, string) {
 	t.Helper()
-	key, _ := keytype.Generate(keytype.ECDSAP256)
 	p := ca.ClientProfile
 	p.Lifetime = 24 * time.Hour
-	iss, err := s.authority.IssueDirect(context.Background(), ca.Request{PublicKey: key.Public(), Identity: identity.MustParse("spiffe://example.org" + path)}, p, store.ObtainedInit, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(s.root)
+	c := s.env.IssueDirect(t, path, p)
 	return &tls.Config{
-		RootCAs: roots, ServerName: "localhost", NextProtos: []string{"http/1.1"}, Time: s.clock.Now,
-		Certificates: []tls.Certificate{{Certificate: [][]byte{iss.Cert.Raw, iss.Chain[0].Raw}, PrivateKey: key, Leaf: iss.Cert}},
-	}, iss.Record.Serial
+		RootCAs: s.env.Roots, ServerName: "localhost", NextProtos: []string{"http/1.1"}, Time: s.clock.Now,
+		Certificates: []tls.Certificate{c},
+	}, ca.SerialHex(c.Leaf.SerialNumber)
 }
 
 // feedSerial waits for the server to log a feed connection by the
@@ -327,7 +230,7 @@ func TestGatewayEnrollsAndRotatesItsOwnCertificate(t *testing.T) {
 
 	cur := first
 	for n := 1; n <= 2; n++ {
-		pollUntil(t, "the gateway's agent to wait for renewal", func() bool { return s.clock.pending() > 0 })
+		pollUntil(t, "the gateway's agent to wait for renewal", func() bool { return s.clock.Pending() > 0 })
 		// Past the latest renewal point, 0.7 of the lifetime.
 		s.clock.AdvanceTo(cur.NotBefore.Add(cur.NotAfter.Sub(cur.NotBefore)*7/10 + time.Second))
 		var fresh *keepAlive
