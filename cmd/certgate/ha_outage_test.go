@@ -46,7 +46,14 @@ func TestHAPostgresRestartDuringIssuance(t *testing.T) {
 	}
 	relay := newLink(t, u.Host)
 	u.Host = relay.ln.Addr().String()
-	h := newHASetup(t, u.String())
+	issueThroughOutage(t, pg, u.String(), func() { relay.setDown(true) }, func() { relay.setDown(false) })
+}
+
+// issueThroughOutage runs the scenario above: replicas on replicaURL (the
+// store as they reach it), the store checked afterwards through pg, and
+// the database taken away by down and given back by up, 2 s later.
+func issueThroughOutage(t *testing.T, pg, replicaURL string, down, up func()) {
+	h := newHASetup(t, replicaURL)
 	h.startReplica(h.home)
 	h.startReplica("127.0.0.1:0")
 	// Each replica's serving certificate is issued (and recorded) at its
@@ -82,11 +89,12 @@ func TestHAPostgresRestartDuringIssuance(t *testing.T) {
 		}()
 	}
 	time.Sleep(time.Second)
+	// cutAt is when the database is gone (a real stop takes a moment).
+	down()
 	cutAt := time.Now()
-	relay.setDown(true)
 	time.Sleep(2 * time.Second)
 	restoreAt := time.Now()
-	relay.setDown(false)
+	up()
 	// Wait for each replica to issue again by itself.
 	resumed := make([]time.Duration, len(h.urls))
 	deadline := time.Now().Add(20 * time.Second)
