@@ -7,6 +7,8 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/certgate/certgate/internal/enroll"
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/keytype"
+	"github.com/certgate/certgate/internal/pemutil"
 	"github.com/certgate/certgate/internal/store"
 )
 
@@ -104,4 +107,22 @@ func (e *Env) WriteClientFiles(t testing.TB, dir string, cert tls.Certificate) {
 	if err := enroll.Write(dir, key, chain, []*x509.Certificate{e.Root}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// ReadLeaf returns the first certificate of dir/cert.pem, as enroll,
+// WriteClientFiles and the agent write it.
+func ReadLeaf(t testing.TB, dir string) *x509.Certificate {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, enroll.CertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs, err := pemutil.ParseCertificates(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(certs) == 0 {
+		t.Fatalf("testenv: no certificate in %s", filepath.Join(dir, enroll.CertFile))
+	}
+	return certs[0]
 }

@@ -97,6 +97,9 @@ func TestIssueDirectHostsAndFiles(t *testing.T) {
 	if err != nil || len(loaded.Certificate) != 2 || !loaded.Leaf.Equal(c.Leaf) {
 		t.Fatalf("cert.pem and key.pem: %v", err)
 	}
+	if !testenv.ReadLeaf(t, dir).Equal(c.Leaf) {
+		t.Fatal("ReadLeaf does not return the leaf written")
+	}
 	bundle, err := os.ReadFile(filepath.Join(dir, enroll.BundleFile))
 	if err != nil || string(bundle) != string(e.BundlePEM) {
 		t.Fatalf("bundle.pem: %q %v, want the root", bundle, err)
