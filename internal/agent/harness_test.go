@@ -21,7 +21,6 @@ import (
 	"github.com/certgate/certgate/internal/enroll"
 	"github.com/certgate/certgate/internal/gateway"
 	"github.com/certgate/certgate/internal/keytype"
-	"github.com/certgate/certgate/internal/pemutil"
 	"github.com/certgate/certgate/internal/store"
 	"github.com/certgate/certgate/internal/testenv"
 )
@@ -157,15 +156,7 @@ func (e *env) waitSleeping(t *testing.T) {
 // readLeaf returns the certificate in dir/cert.pem.
 func readLeaf(t *testing.T, dir string) *x509.Certificate {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, enroll.CertFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	certs, err := pemutil.ParseCertificates(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return certs[0]
+	return testenv.ReadLeaf(t, dir)
 }
 
 // gatewayEnv is a real gateway in front of an echo upstream, trusting the

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/certgate/certgate/internal/enroll"
-	"github.com/certgate/certgate/internal/pemutil"
 	"github.com/certgate/certgate/internal/testenv"
 )
 
@@ -27,15 +26,7 @@ func TestEnrollWithHosts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(filepath.Join(dir, enroll.CertFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	certs, err := pemutil.ParseCertificates(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf := certs[0]
+	leaf := testenv.ReadLeaf(t, dir)
 	if leaf.SerialNumber.Text(16) != res.Serial || res.Identity.String() != "spiffe://example.org/gateway/gw1" {
 		t.Fatalf("result %+v does not describe %s", res, leaf.SerialNumber.Text(16))
 	}
