@@ -368,6 +368,7 @@ func buildCertgate(t *testing.T) string {
 
 // serverProcess is a "certgate server" child process.
 type serverProcess struct {
+	url    string // where it said it listens
 	cmd    *exec.Cmd
 	done   chan struct{}
 	mu     sync.Mutex
@@ -388,12 +389,13 @@ func (w lockedWriter) Write(b []byte) (int, error) {
 	return w.p.stderr.Write(b)
 }
 
-// startServerProcess runs "certgate server --dir dir" and returns once it
-// answers /healthz over TLS. The process is killed when the test ends.
-func startServerProcess(ctx context.Context, t *testing.T, bin, dir string) *serverProcess {
+// startServerProcess runs "certgate server --dir dir" with more arguments
+// and returns once it answers /healthz over TLS. The process is killed
+// when the test ends.
+func startServerProcess(ctx context.Context, t *testing.T, bin, dir string, args ...string) *serverProcess {
 	t.Helper()
 	p := &serverProcess{done: make(chan struct{})}
-	p.cmd = exec.Command(bin, "server", "--dir", dir)
+	p.cmd = exec.Command(bin, append([]string{"server", "--dir", dir}, args...)...)
 	p.cmd.Env = append(os.Environ(), "CERTGATE_PASSPHRASE="+testPassphrase)
 	p.cmd.Stderr = lockedWriter{p}
 	stdout, err := p.cmd.StdoutPipe()
@@ -421,9 +423,8 @@ func startServerProcess(ctx context.Context, t *testing.T, bin, dir string) *ser
 		p.cmd.Process.Kill()
 		<-p.done
 	})
-	var url string
 	select {
-	case url = <-listening:
+	case p.url = <-listening:
 	case <-p.done:
 		t.Fatalf("certgate server exited: %s\n%s", p.cmd.ProcessState, p.log())
 	case <-ctx.Done():
@@ -436,7 +437,7 @@ func startServerProcess(ctx context.Context, t *testing.T, bin, dir string) *ser
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}, Timeout: 2 * time.Second}
 	defer hc.CloseIdleConnections()
 	for {
-		resp, err := hc.Get(url + "/healthz")
+		resp, err := hc.Get(p.url + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

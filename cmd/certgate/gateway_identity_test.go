@@ -20,10 +20,8 @@ import (
 	"time"
 
 	"github.com/certgate/certgate/internal/ca"
-	"github.com/certgate/certgate/internal/enroll"
 	"github.com/certgate/certgate/internal/gateway"
 	"github.com/certgate/certgate/internal/identity"
-	"github.com/certgate/certgate/internal/pemutil"
 	"github.com/certgate/certgate/internal/server"
 	"github.com/certgate/certgate/internal/store"
 	"github.com/certgate/certgate/internal/testenv"
@@ -104,28 +102,8 @@ routes:
 // the error it stopped with before it was ready.
 func (s *identitySetup) start(t *testing.T, cfgPath, tok string) (string, error) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
 	run := gatewayRun{clock: s.clock, token: tok, firstSet: 10 * time.Second}
-	go func() {
-		done <- runGatewayWith(ctx, slog.New(slog.NewTextHandler(testWriter{t}, nil)), cfgPath, streams{out: io.Discard, err: io.Discard}, run, func(gw *gateway.Gateway) {
-			ready <- gw.Addr().String()
-		})
-	}()
-	select {
-	case addr := <-ready:
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("gateway: %v", err)
-			}
-		})
-		return addr, nil
-	case err := <-done:
-		cancel()
-		return "", err
-	}
+	return startGatewayCmd(t, slog.New(slog.NewTextHandler(testWriter{t}, nil)), cfgPath, io.Discard, run)
 }
 
 // client issues a 24-hour client certificate (longer than every rotation
@@ -162,15 +140,7 @@ func (s *identitySetup) waitFeed(t *testing.T, serial string) {
 
 func readDirLeaf(t *testing.T, dir string) *x509.Certificate {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, enroll.CertFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	certs, err := pemutil.ParseCertificates(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return certs[0]
+	return testenv.ReadLeaf(t, dir)
 }
 
 // keepAlive is an HTTP/1.1 connection the test sends requests on.

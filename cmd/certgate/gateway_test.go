@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/certgate/certgate/internal/apiclient"
+	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/config"
 	"github.com/certgate/certgate/internal/gateway"
 	"github.com/certgate/certgate/internal/pemutil"
@@ -77,10 +78,7 @@ func newGatewaySetup(t *testing.T) *gatewaySetup {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"billing", "other"} {
-		tok := strings.TrimSpace(mustCLI(t, "token", "create", "--dir", g.dir, "--identity", "spiffe://example.org/svc/"+name, "--ttl", "10m"))
-		out := filepath.Join(t.TempDir(), name)
-		mustCLI(t, "enroll", "--token", tok, "--out", out)
-		g.clientDir[name] = out
+		g.clientDir[name] = enrollCLI(t, g.dir, name)
 	}
 	gwDir := t.TempDir()
 	enrollGateway(t, g.dir, gwDir)
@@ -110,25 +108,9 @@ routes:
 	if err := os.WriteFile(g.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- runGateway(ctx, slog.New(slog.DiscardHandler), g.cfgPath, streams{out: g.access, err: io.Discard}, func(gw *gateway.Gateway) {
-			ready <- gw.Addr().String()
-		})
-	}()
-	select {
-	case g.addr = <-ready:
-	case err := <-done:
+	if g.addr, err = startGatewayCmd(t, slog.New(slog.DiscardHandler), g.cfgPath, g.access, gatewayRun{clock: clock.Real{}}); err != nil {
 		t.Fatalf("gateway: %v", err)
 	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("gateway: %v", err)
-		}
-	})
 	return g
 }
 

@@ -16,7 +16,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -121,42 +120,8 @@ func (h *haSetup) startReplica(listen string) int {
 // child process, killed when the test ends.
 func (h *haSetup) startReplicaProcess(ctx context.Context, bin, listen string) (*serverProcess, int) {
 	h.t.Helper()
-	t := h.t
-	p := &serverProcess{done: make(chan struct{})}
-	p.cmd = exec.Command(bin, "server", "--dir", h.dir, "--listen", listen)
-	p.cmd.Env = append(os.Environ(), "CERTGATE_PASSPHRASE="+testPassphrase)
-	p.cmd.Stderr = lockedWriter{p}
-	p.cmd.Stdout = io.Discard
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.done
-	})
-	u := "https://" + listen
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: h.roots, MinVersion: tls.VersionTLS12}}, Timeout: 2 * time.Second}
-	defer hc.CloseIdleConnections()
-	for {
-		resp, err := hc.Get(u + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p, h.addReplica(u)
-			}
-		}
-		select {
-		case <-p.done:
-			t.Fatalf("replica %s exited: %s\n%s", listen, p.cmd.ProcessState, p.log())
-		case <-ctx.Done():
-			t.Fatalf("replica %s never became healthy: %v\n%s", listen, err, p.log())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	p := startServerProcess(ctx, h.t, bin, h.dir, "--listen", listen)
+	return p, h.addReplica(p.url)
 }
 
 // client enrolls spiffe://example.org/svc/NAME through replica r.

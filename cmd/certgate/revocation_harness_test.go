@@ -24,7 +24,6 @@ import (
 	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/config"
 	"github.com/certgate/certgate/internal/gateway"
-	"github.com/certgate/certgate/internal/pemutil"
 	"github.com/certgate/certgate/internal/server"
 )
 
@@ -189,25 +188,9 @@ tcp_routes:
 		f.clock = clock.NewFake(time.Now())
 		run.clock = f.clock
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- runGatewayWith(ctx, slog.New(slog.NewTextHandler(testWriter{t}, nil)), cfgPath, streams{out: f.access, err: io.Discard}, run, func(gw *gateway.Gateway) {
-			ready <- gw.Addr().String()
-		})
-	}()
-	select {
-	case f.gwAddr = <-ready:
-	case err := <-done:
+	if f.gwAddr, err = startGatewayCmd(t, slog.New(slog.NewTextHandler(testWriter{t}, nil)), cfgPath, f.access, run); err != nil {
 		t.Fatalf("gateway: %v", err)
 	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("gateway: %v", err)
-		}
-	})
 	return f
 }
 
@@ -247,19 +230,12 @@ type client struct {
 func (f *feedSetup) enroll(t *testing.T, name string) client {
 	t.Helper()
 	id := "spiffe://example.org/svc/" + name
-	tok := strings.TrimSpace(mustCLI(t, "token", "create", "--dir", f.dir, "--identity", id, "--ttl", "10m"))
-	out := filepath.Join(t.TempDir(), name)
-	mustCLI(t, "enroll", "--token", tok, "--out", out)
+	out := enrollCLI(t, f.dir, name)
 	cert, err := tls.LoadX509KeyPair(filepath.Join(out, "cert.pem"), filepath.Join(out, "key.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	chainPEM, _ := os.ReadFile(filepath.Join(out, "cert.pem"))
-	chain, err := pemutil.ParseCertificates(chainPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return client{cert: cert, serial: chain[0].SerialNumber.Text(16), id: id}
+	return client{cert: cert, serial: cert.Leaf.SerialNumber.Text(16), id: id}
 }
 
 func (f *feedSetup) tlsConfig(c client, protos ...string) *tls.Config {
