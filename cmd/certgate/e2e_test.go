@@ -19,6 +19,7 @@ import (
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/pemutil"
 	"github.com/certgate/certgate/internal/server"
+	"github.com/certgate/certgate/internal/testenv"
 )
 
 const testPassphrase = "correct horse battery staple"
@@ -109,11 +110,12 @@ func TestEndToEnd(t *testing.T) {
 	leafFile, interFile := filepath.Join(t.TempDir(), "leaf.pem"), filepath.Join(t.TempDir(), "inter.pem")
 	os.WriteFile(leafFile, pemutil.EncodeCertificates(chain[0]), 0o644)
 	os.WriteFile(interFile, pemutil.EncodeCertificates(chain[1]), 0o644)
-	cmd := exec.Command("openssl", "verify", "-CAfile", filepath.Join(out, "bundle.pem"), "-untrusted", interFile, "-purpose", "sslclient", leafFile)
+	openssl := testenv.RequirePeer(t, "openssl")
+	cmd := exec.Command(openssl, "verify", "-CAfile", filepath.Join(out, "bundle.pem"), "-untrusted", interFile, "-purpose", "sslclient", leafFile)
 	if b, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(b), ": OK") {
 		t.Fatalf("openssl verify: %v\n%s", err, b)
 	}
-	text, err := exec.Command("openssl", "x509", "-in", leafFile, "-noout", "-text").CombinedOutput()
+	text, err := exec.Command(openssl, "x509", "-in", leafFile, "-noout", "-text").CombinedOutput()
 	if err != nil || !strings.Contains(string(text), "URI:"+id) || !strings.Contains(string(text), "TLS Web Client Authentication") {
 		t.Fatalf("leaf lacks the SPIFFE ID or clientAuth:\n%s", text)
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/certgate/certgate/internal/pemutil"
 	"github.com/certgate/certgate/internal/server"
 	"github.com/certgate/certgate/internal/store"
+	"github.com/certgate/certgate/internal/testenv"
 	"github.com/certgate/certgate/internal/token"
 )
 
@@ -410,7 +411,7 @@ func TestFeedByHand(t *testing.T) {
 	bundle := write("bundle.pem", pemutil.EncodeCertificates(e.root))
 
 	victim := e.clientCert("/svc/billing", ca.ClientProfile)
-	cmd := exec.Command("curl", "-sS", "-N", "--max-time", "2", "--cacert", bundle, "--cert", certFile, "--key", keyFile, e.url+"/v1/feed")
+	cmd := exec.Command(testenv.RequirePeer(t, "curl"), "-sS", "-N", "--max-time", "2", "--cacert", bundle, "--cert", certFile, "--key", keyFile, e.url+"/v1/feed")
 	var out, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	if err := cmd.Start(); err != nil {
