@@ -17,6 +17,7 @@ import (
 	"github.com/certgate/certgate/internal/keytype"
 	"github.com/certgate/certgate/internal/pemutil"
 	"github.com/certgate/certgate/internal/store"
+	"github.com/certgate/certgate/internal/testenv"
 )
 
 // midJitter makes every random draw 0.5: renewal at 0.65 of the lifetime,
@@ -211,6 +212,7 @@ func TestExpiredDoesNotTry(t *testing.T) {
 // the new certificate in its environment; its output is logged; a failing
 // or hanging hook is logged and does not stop the agent.
 func TestHook(t *testing.T) {
+	testenv.RequirePeer(t, "openssl") // the hook checks the pair with it
 	out := t.TempDir()
 	t.Setenv("HOOK_OUT", out)
 	for _, tc := range []struct {
