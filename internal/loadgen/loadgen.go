@@ -73,12 +73,7 @@ type Result struct {
 }
 
 // Rate is successful enrollments per second.
-func (r *Result) Rate() float64 {
-	if r.Elapsed <= 0 {
-		return 0
-	}
-	return float64(r.OK) / r.Elapsed.Seconds()
-}
+func (r *Result) Rate() float64 { return perSecond(r.OK, r.Elapsed) }
 
 // Failed is the number of enrollments that did not return a certificate.
 func (r *Result) Failed() int { return r.Sent - r.OK }
@@ -96,14 +91,8 @@ func Run(ctx context.Context, o Options, work []Enrollment) (*Result, error) {
 	if len(work) == 0 {
 		return nil, errors.New("loadgen: nothing to send")
 	}
-	if o.Clients == 0 {
-		o.Clients = 32
-	}
-	if o.Clients < 0 {
-		return nil, fmt.Errorf("loadgen: clients %d: need at least one", o.Clients)
-	}
-	if o.Duration < 0 {
-		return nil, fmt.Errorf("loadgen: duration %s is negative", o.Duration)
+	if err := checkLoad(&o.Clients, o.Duration); err != nil {
+		return nil, err
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 30 * time.Second
@@ -127,80 +116,19 @@ func Run(ctx context.Context, o Options, work []Enrollment) (*Result, error) {
 		return nil, err
 	}
 
-	res := &Result{Clients: o.Clients, Proto: proto, Errors: map[string]int{}, ErrorSamples: map[string]string{}, Latency: &Histogram{}}
-	parts := make([]*part, o.Clients)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var cpu0 time.Duration
-	if o.ServerCPU != nil {
-		if cpu0, err = o.ServerCPU(); err != nil {
-			return nil, err
-		}
+	res := &Result{Clients: o.Clients, Proto: proto}
+	var rec *recorder
+	res.Elapsed, res.ServerCPU, err = measure(o.Clock, o.ServerCPU, func(start time.Time) {
+		rec = pull(ctx, o.Clock, start, o.Duration, o.Clients, len(work), func(w, i int) (string, string) {
+			return enroll(ctx, clients[w], base+"/v1/enroll", work[i].Body)
+		})
+	})
+	if err != nil {
+		return nil, err
 	}
-	start := o.Clock.Now()
-	for c := range clients {
-		p := &part{errors: map[string]int{}, samples: map[string]string{}}
-		parts[c] = p
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				if o.Duration > 0 && o.Clock.Now().Sub(start) >= o.Duration {
-					return
-				}
-				i := next.Add(1) - 1
-				if i >= int64(len(work)) {
-					return
-				}
-				t0 := o.Clock.Now()
-				kind, msg := enroll(ctx, clients[c], base+"/v1/enroll", work[i].Body)
-				lat := o.Clock.Now().Sub(t0)
-				p.sent++
-				if kind == "" {
-					p.ok++
-					p.latency.Add(lat)
-					continue
-				}
-				if ctx.Err() != nil {
-					kind = KindCancelled
-				}
-				p.errors[kind]++
-				if _, ok := p.samples[kind]; !ok {
-					p.samples[kind] = msg
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	res.Elapsed = o.Clock.Now().Sub(start)
-	if o.ServerCPU != nil {
-		cpu1, err := o.ServerCPU()
-		if err != nil {
-			return nil, err
-		}
-		res.ServerCPU = cpu1 - cpu0
-	}
-	for _, p := range parts {
-		res.Sent += p.sent
-		res.OK += p.ok
-		res.Latency.Merge(&p.latency)
-		for k, n := range p.errors {
-			res.Errors[k] += n
-			if _, ok := res.ErrorSamples[k]; !ok {
-				res.ErrorSamples[k] = p.samples[k]
-			}
-		}
-	}
+	res.Sent, res.OK, res.Errors, res.ErrorSamples, res.Latency = rec.sent, rec.ok, rec.errors, rec.samples, &rec.latency
 	res.Connections = int(dials.Load())
 	return res, ctx.Err()
-}
-
-// part is one client's share of the result, merged at the end.
-type part struct {
-	sent, ok int
-	latency  Histogram
-	errors   map[string]int
-	samples  map[string]string
 }
 
 // newClient returns an HTTP client with at most one connection, whose
@@ -300,44 +228,8 @@ func enroll(ctx context.Context, c *http.Client, enrollURL string, body []byte) 
 
 // Print writes the figures in plain words.
 func (r *Result) Print(w io.Writer) error {
-	var b strings.Builder
-	fmt.Fprintf(&b, "enrollments  %d sent, %d ok, %d failed in %s\n", r.Sent, r.OK, r.Failed(), r.Elapsed.Round(time.Millisecond))
-	fmt.Fprintf(&b, "clients      %d over %s keep-alive TLS (%d connections dialled, warm-up included)\n", r.Clients, r.Proto, r.Connections)
-	fmt.Fprintf(&b, "rate         %.1f enrollments/s\n", r.Rate())
-	if r.ServerCPU > 0 && r.OK > 0 {
-		fmt.Fprintf(&b, "server CPU   %s, %.0f%% of one core: %s per enrollment, %.0f enrollments per CPU-second\n",
-			r.ServerCPU.Round(10*time.Millisecond), 100*r.ServerCPU.Seconds()/r.Elapsed.Seconds(),
-			round(r.ServerCPU/time.Duration(r.OK)), float64(r.OK)/r.ServerCPU.Seconds())
-	}
-	l := r.Latency
-	fmt.Fprintf(&b, "latency      p50 %s  p90 %s  p99 %s  max %s  mean %s\n",
-		round(l.Quantile(0.50)), round(l.Quantile(0.90)), round(l.Quantile(0.99)), round(l.Max()), round(l.Mean()))
-	if l.Count() > 0 {
-		b.WriteString("histogram (successful enrollments)\n")
-		l.Print(&b)
-	}
-	if len(r.Errors) > 0 {
-		b.WriteString("errors\n")
-		kinds := make([]string, 0, len(r.Errors))
-		for k := range r.Errors {
-			kinds = append(kinds, k)
-		}
-		slices.Sort(kinds)
-		for _, k := range kinds {
-			fmt.Fprintf(&b, "  %-24s %8d  e.g. %s\n", k, r.Errors[k], r.ErrorSamples[k])
-		}
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
-}
-
-func round(d time.Duration) time.Duration {
-	switch {
-	case d >= time.Second:
-		return d.Round(time.Millisecond)
-	case d >= time.Millisecond:
-		return d.Round(10 * time.Microsecond)
-	default:
-		return d.Round(time.Microsecond)
-	}
+	head := fmt.Sprintf("enrollments  %d sent, %d ok, %d failed in %s\n", r.Sent, r.OK, r.Failed(), r.Elapsed.Round(time.Millisecond)) +
+		fmt.Sprintf("clients      %d over %s keep-alive TLS (%d connections dialled, warm-up included)\n", r.Clients, r.Proto, r.Connections)
+	f := figures{noun: "enrollment", ok: r.OK, elapsed: r.Elapsed, serverCPU: r.ServerCPU, latency: r.Latency, errors: r.Errors, samples: r.ErrorSamples}
+	return f.print(w, head)
 }

@@ -16,7 +16,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -65,12 +64,7 @@ type RenewResult struct {
 }
 
 // Rate is successful renewals per second.
-func (r *RenewResult) Rate() float64 {
-	if r.Elapsed <= 0 {
-		return 0
-	}
-	return float64(r.OK) / r.Elapsed.Seconds()
-}
+func (r *RenewResult) Rate() float64 { return perSecond(r.OK, r.Elapsed) }
 
 // Failed is the number of renewals that did not return a certificate.
 func (r *RenewResult) Failed() int { return r.Sent - r.OK }
@@ -270,14 +264,8 @@ func RunRenew(ctx context.Context, o RenewOptions, agents []*Agent) (*RenewResul
 	if len(agents) == 0 {
 		return nil, errors.New("loadgen: no agents to renew")
 	}
-	if o.Clients == 0 {
-		o.Clients = 32
-	}
-	if o.Clients < 0 {
-		return nil, fmt.Errorf("loadgen: clients %d: need at least one", o.Clients)
-	}
-	if o.Duration < 0 {
-		return nil, fmt.Errorf("loadgen: duration %s is negative", o.Duration)
+	if err := checkLoad(&o.Clients, o.Duration); err != nil {
+		return nil, err
 	}
 	if o.Resume && agents[0].Sessions == nil {
 		return nil, errors.New("loadgen: resumed mode needs WarmSessions first")
@@ -298,86 +286,29 @@ func RunRenew(ctx context.Context, o RenewOptions, agents []*Agent) (*RenewResul
 	for i, a := range agents {
 		reqs[i] = rn.request(http.MethodPost, "/v1/renew", a.Body)
 	}
-	res := newRenewResult(o.Resume, min(o.Clients, len(agents)))
-	parts := make([]*part, res.Clients)
+	res := &RenewResult{Resume: o.Resume, Clients: min(o.Clients, len(agents))}
 	resumed := make([]int, res.Clients)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var cpu0 time.Duration
-	if o.ServerCPU != nil {
-		if cpu0, err = o.ServerCPU(); err != nil {
-			return nil, err
-		}
-	}
-	start := o.Clock.Now()
-	for c := range parts {
-		p := &part{errors: map[string]int{}, samples: map[string]string{}}
-		parts[c] = p
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				if o.Duration > 0 && o.Clock.Now().Sub(start) >= o.Duration {
-					return
-				}
-				i := next.Add(1) - 1
-				if i >= int64(len(agents)) {
-					return
-				}
-				t0 := o.Clock.Now()
-				didResume, kind, msg := rn.renew(ctx, agents[i], reqs[i])
-				p.add(o.Clock.Now().Sub(t0), kind, msg, ctx.Err() != nil)
-				if didResume {
-					resumed[c]++
-				}
+	var rec *recorder
+	res.Elapsed, res.ServerCPU, err = measure(o.Clock, o.ServerCPU, func(start time.Time) {
+		rec = pull(ctx, o.Clock, start, o.Duration, res.Clients, len(agents), func(w, i int) (string, string) {
+			didResume, kind, msg := rn.renew(ctx, agents[i], reqs[i])
+			if didResume {
+				resumed[w]++
 			}
-		}()
+			return kind, msg
+		})
+	})
+	if err != nil {
+		return nil, err
 	}
-	wg.Wait()
-	res.Elapsed = o.Clock.Now().Sub(start)
-	if o.ServerCPU != nil {
-		cpu1, err := o.ServerCPU()
-		if err != nil {
-			return nil, err
-		}
-		res.ServerCPU = cpu1 - cpu0
-	}
-	for c, p := range parts {
-		res.merge(p)
-		res.Resumed += resumed[c]
+	res.record(rec)
+	for _, n := range resumed {
+		res.Resumed += n
 	}
 	return res, ctx.Err()
 }
 
-func newRenewResult(resume bool, clients int) *RenewResult {
-	return &RenewResult{Resume: resume, Clients: clients, Errors: map[string]int{}, ErrorSamples: map[string]string{}, Latency: &Histogram{}}
-}
-
-// add records one operation's outcome.
-func (p *part) add(lat time.Duration, kind, msg string, cancelled bool) {
-	p.sent++
-	if kind == "" {
-		p.ok++
-		p.latency.Add(lat)
-		return
-	}
-	if cancelled {
-		kind = KindCancelled
-	}
-	p.errors[kind]++
-	if _, ok := p.samples[kind]; !ok {
-		p.samples[kind] = msg
-	}
-}
-
-func (r *RenewResult) merge(p *part) {
-	r.Sent += p.sent
-	r.OK += p.ok
-	r.Latency.Merge(&p.latency)
-	for k, n := range p.errors {
-		r.Errors[k] += n
-		if _, ok := r.ErrorSamples[k]; !ok {
-			r.ErrorSamples[k] = p.samples[k]
-		}
-	}
+// record sets r's counts, errors and latency from rec.
+func (r *RenewResult) record(rec *recorder) {
+	r.Sent, r.OK, r.Errors, r.ErrorSamples, r.Latency = rec.sent, rec.ok, rec.errors, rec.samples, &rec.latency
 }

@@ -81,72 +81,61 @@ func RunStorm(ctx context.Context, o StormOptions, agents []*Agent) (*RenewResul
 	}
 	slices.SortFunc(slots, func(x, y slot) int { return int(x.at - y.at) })
 
-	res := newRenewResult(o.Resume, 0)
-	res.Window = o.Window
+	res := &RenewResult{Resume: o.Resume, Window: o.Window}
 	var (
 		mu       sync.Mutex
-		p        = &part{errors: map[string]int{}, samples: map[string]string{}}
+		rec      = newRecorder()
 		resumed  int
 		inFlight atomic.Int64
 		peak     atomic.Int64
 		wg       sync.WaitGroup
-		cpu0     time.Duration
 	)
-	if o.ServerCPU != nil {
-		if cpu0, err = o.ServerCPU(); err != nil {
-			return nil, err
-		}
-	}
-	start := o.Clock.Now()
-	wall := time.Now()
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	<-timer.C
-dispatch:
-	for _, s := range slots {
-		if wait := time.Until(wall.Add(s.at)); wait > 0 {
-			timer.Reset(wait)
-			select {
-			case <-timer.C:
-			case <-ctx.Done():
-				break dispatch
+	res.Elapsed, res.ServerCPU, err = measure(o.Clock, o.ServerCPU, func(time.Time) {
+		wall := time.Now()
+		timer := time.NewTimer(0)
+		defer timer.Stop()
+		<-timer.C
+	dispatch:
+		for _, s := range slots {
+			if wait := time.Until(wall.Add(s.at)); wait > 0 {
+				timer.Reset(wait)
+				select {
+				case <-timer.C:
+				case <-ctx.Done():
+					break dispatch
+				}
 			}
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		n := inFlight.Add(1)
-		for {
-			pk := peak.Load()
-			if n <= pk || peak.CompareAndSwap(pk, n) {
+			if ctx.Err() != nil {
 				break
 			}
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer inFlight.Add(-1)
-			t0 := o.Clock.Now()
-			didResume, kind, msg := rn.renew(ctx, s.a, s.req)
-			lat := o.Clock.Now().Sub(t0)
-			mu.Lock()
-			defer mu.Unlock()
-			p.add(lat, kind, msg, ctx.Err() != nil)
-			if didResume {
-				resumed++
+			n := inFlight.Add(1)
+			for {
+				pk := peak.Load()
+				if n <= pk || peak.CompareAndSwap(pk, n) {
+					break
+				}
 			}
-		}()
-	}
-	wg.Wait()
-	res.Elapsed = o.Clock.Now().Sub(start)
-	if o.ServerCPU != nil {
-		cpu1, err := o.ServerCPU()
-		if err != nil {
-			return nil, err
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer inFlight.Add(-1)
+				t0 := o.Clock.Now()
+				didResume, kind, msg := rn.renew(ctx, s.a, s.req)
+				lat := o.Clock.Now().Sub(t0)
+				mu.Lock()
+				defer mu.Unlock()
+				rec.add(lat, kind, msg, ctx.Err() != nil)
+				if didResume {
+					resumed++
+				}
+			}()
 		}
-		res.ServerCPU = cpu1 - cpu0
+		wg.Wait()
+	})
+	if err != nil {
+		return nil, err
 	}
-	res.merge(p)
+	res.record(rec)
 	res.Resumed = resumed
 	res.Clients = int(peak.Load())
 	return res, ctx.Err()
@@ -168,30 +157,6 @@ func (r *RenewResult) Print(w io.Writer) error {
 	} else {
 		fmt.Fprintf(&b, "connections  one per renewal, %s expected (%d resumed), %d renewals in flight\n", mode, r.Resumed, r.Clients)
 	}
-	fmt.Fprintf(&b, "rate         %.1f renewals/s\n", r.Rate())
-	if r.ServerCPU > 0 && r.OK > 0 {
-		fmt.Fprintf(&b, "server CPU   %s, %.0f%% of one core: %s per renewal, %.0f renewals per CPU-second\n",
-			r.ServerCPU.Round(10*time.Millisecond), 100*r.ServerCPU.Seconds()/r.Elapsed.Seconds(),
-			round(r.ServerCPU/time.Duration(r.OK)), float64(r.OK)/r.ServerCPU.Seconds())
-	}
-	l := r.Latency
-	fmt.Fprintf(&b, "latency      p50 %s  p90 %s  p99 %s  max %s  mean %s (dial to answer)\n",
-		round(l.Quantile(0.50)), round(l.Quantile(0.90)), round(l.Quantile(0.99)), round(l.Max()), round(l.Mean()))
-	if l.Count() > 0 {
-		b.WriteString("histogram (successful renewals)\n")
-		l.Print(&b)
-	}
-	if len(r.Errors) > 0 {
-		b.WriteString("errors\n")
-		kinds := make([]string, 0, len(r.Errors))
-		for k := range r.Errors {
-			kinds = append(kinds, k)
-		}
-		slices.Sort(kinds)
-		for _, k := range kinds {
-			fmt.Fprintf(&b, "  %-24s %8d  e.g. %s\n", k, r.Errors[k], r.ErrorSamples[k])
-		}
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
+	f := figures{noun: "renewal", latencyNote: " (dial to answer)", ok: r.OK, elapsed: r.Elapsed, serverCPU: r.ServerCPU, latency: r.Latency, errors: r.Errors, samples: r.ErrorSamples}
+	return f.print(w, b.String())
 }
