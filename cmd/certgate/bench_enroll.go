@@ -8,8 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/certgate/certgate/internal/apiclient"
-	"github.com/certgate/certgate/internal/cadir"
 	"github.com/certgate/certgate/internal/keytype"
 	"github.com/certgate/certgate/internal/loadgen"
 )
@@ -68,44 +66,21 @@ func runBenchEnroll(ctx context.Context, out, errw io.Writer, o benchEnrollOptio
 	if o.duration < 0 {
 		return fmt.Errorf("--duration: %s is negative", o.duration)
 	}
-	var serverCPU func() (time.Duration, error)
-	if o.serverPID != 0 {
-		if _, err := loadgen.ProcessCPU(o.serverPID); err != nil {
-			return fmt.Errorf("--server-pid: %w", err)
-		}
-		serverCPU = func() (time.Duration, error) { return loadgen.ProcessCPU(o.serverPID) }
-	}
-	kt, err := keytype.Parse(o.keyType)
-	if err != nil {
-		return fmt.Errorf("--key-type: %w", err)
-	}
-	cert, roots, cfg, err := cadir.AdminCredentials(o.dir)
+	t, err := openLoadTarget(o.dir, o.server, o.keyType, o.serverPID)
 	if err != nil {
 		return err
 	}
-	if o.server == "" {
-		o.server = cfg.Listen.URL
-	}
-	admin, err := apiclient.New(apiclient.Options{ServerURL: o.server, Roots: roots, Certificate: &cert, Timeout: 60 * time.Second})
-	if err != nil {
-		return fmt.Errorf("--server: %w", err)
-	}
-	defer admin.CloseIdleConnections()
+	defer t.admin.CloseIdleConnections()
 
-	fmt.Fprintf(errw, "preparing %d tokens and %s CSRs (not measured)...\n", o.count, kt)
+	fmt.Fprintf(errw, "preparing %d tokens and %s CSRs (not measured)...\n", o.count, t.keyType)
 	t0 := time.Now()
-	work, err := loadgen.Prepare(ctx, admin, loadgen.PrepareOptions{Count: o.count, TrustDomain: cfg.TrustDomain, KeyType: kt})
+	work, err := loadgen.Prepare(ctx, t.admin, loadgen.PrepareOptions{Count: o.count, TrustDomain: t.cfg.TrustDomain, KeyType: t.keyType})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(errw, "prepared in %s; enrolling with %d clients against %s...\n", time.Since(t0).Round(time.Millisecond), o.clients, o.server)
-	res, err := loadgen.Run(ctx, loadgen.Options{ServerURL: o.server, Roots: roots, Clients: o.clients, Duration: o.duration, HTTP2: o.http2, ServerCPU: serverCPU}, work)
-	if res != nil {
-		if perr := res.Print(out); perr != nil {
-			return perr
-		}
-	}
-	if err != nil {
+	fmt.Fprintf(errw, "prepared in %s; enrolling with %d clients against %s...\n", time.Since(t0).Round(time.Millisecond), o.clients, t.server)
+	res, err := loadgen.Run(ctx, loadgen.Options{ServerURL: t.server, Roots: t.roots, Clients: o.clients, Duration: o.duration, HTTP2: o.http2, ServerCPU: t.serverCPU}, work)
+	if err := printRun(out, res, err); err != nil {
 		return err
 	}
 	if n := res.Failed(); n > 0 {

@@ -8,8 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/certgate/certgate/internal/apiclient"
-	"github.com/certgate/certgate/internal/cadir"
 	"github.com/certgate/certgate/internal/keytype"
 	"github.com/certgate/certgate/internal/loadgen"
 )
@@ -113,35 +111,17 @@ func runBenchRenew(ctx context.Context, out, errw io.Writer, o benchRenewOptions
 	case !storm && o.duration < 0:
 		return fmt.Errorf("--duration: %s is negative", o.duration)
 	}
-	var serverCPU func() (time.Duration, error)
-	if o.serverPID != 0 {
-		if _, err := loadgen.ProcessCPU(o.serverPID); err != nil {
-			return fmt.Errorf("--server-pid: %w", err)
-		}
-		serverCPU = func() (time.Duration, error) { return loadgen.ProcessCPU(o.serverPID) }
-	}
-	kt, err := keytype.Parse(o.keyType)
-	if err != nil {
-		return fmt.Errorf("--key-type: %w", err)
-	}
-	cert, roots, cfg, err := cadir.AdminCredentials(o.dir)
+	t, err := openLoadTarget(o.dir, o.server, o.keyType, o.serverPID)
 	if err != nil {
 		return err
 	}
-	if o.server == "" {
-		o.server = cfg.Listen.URL
-	}
-	admin, err := apiclient.New(apiclient.Options{ServerURL: o.server, Roots: roots, Certificate: &cert, Timeout: 60 * time.Second})
-	if err != nil {
-		return fmt.Errorf("--server: %w", err)
-	}
-	defer admin.CloseIdleConnections()
+	defer t.admin.CloseIdleConnections()
 
-	fmt.Fprintf(errw, "enrolling %d agents with %s keys and making their renewal CSRs (not measured)...\n", o.count, kt)
+	fmt.Fprintf(errw, "enrolling %d agents with %s keys and making their renewal CSRs (not measured)...\n", o.count, t.keyType)
 	t0 := time.Now()
-	agents, err := loadgen.PrepareAgents(ctx, admin, loadgen.AgentOptions{
-		PrepareOptions: loadgen.PrepareOptions{Count: o.count, TrustDomain: cfg.TrustDomain, KeyType: kt},
-		ServerURL:      o.server, Roots: roots,
+	agents, err := loadgen.PrepareAgents(ctx, t.admin, loadgen.AgentOptions{
+		PrepareOptions: loadgen.PrepareOptions{Count: o.count, TrustDomain: t.cfg.TrustDomain, KeyType: t.keyType},
+		ServerURL:      t.server, Roots: t.roots,
 	})
 	if err != nil {
 		return err
@@ -150,7 +130,7 @@ func runBenchRenew(ctx context.Context, out, errw io.Writer, o benchRenewOptions
 	mode := "full handshakes"
 	if o.resume {
 		t0 = time.Now()
-		if err := loadgen.WarmSessions(ctx, o.server, roots, agents, 32); err != nil {
+		if err := loadgen.WarmSessions(ctx, t.server, t.roots, agents, 32); err != nil {
 			return err
 		}
 		fmt.Fprintf(errw, "opened a session per agent in %s (not measured)\n", time.Since(t0).Round(time.Millisecond))
@@ -158,18 +138,13 @@ func runBenchRenew(ctx context.Context, out, errw io.Writer, o benchRenewOptions
 	}
 	var res *loadgen.RenewResult
 	if storm {
-		fmt.Fprintf(errw, "storm: %d agents renewing at random over %s against %s, %s...\n", o.count, o.window, o.server, mode)
-		res, err = loadgen.RunStorm(ctx, loadgen.StormOptions{ServerURL: o.server, Roots: roots, Window: o.window, Resume: o.resume, ServerCPU: serverCPU}, agents)
+		fmt.Fprintf(errw, "storm: %d agents renewing at random over %s against %s, %s...\n", o.count, o.window, t.server, mode)
+		res, err = loadgen.RunStorm(ctx, loadgen.StormOptions{ServerURL: t.server, Roots: t.roots, Window: o.window, Resume: o.resume, ServerCPU: t.serverCPU}, agents)
 	} else {
-		fmt.Fprintf(errw, "renewing with %d in flight against %s, %s...\n", o.clients, o.server, mode)
-		res, err = loadgen.RunRenew(ctx, loadgen.RenewOptions{ServerURL: o.server, Roots: roots, Clients: o.clients, Duration: o.duration, Resume: o.resume, ServerCPU: serverCPU}, agents)
+		fmt.Fprintf(errw, "renewing with %d in flight against %s, %s...\n", o.clients, t.server, mode)
+		res, err = loadgen.RunRenew(ctx, loadgen.RenewOptions{ServerURL: t.server, Roots: t.roots, Clients: o.clients, Duration: o.duration, Resume: o.resume, ServerCPU: t.serverCPU}, agents)
 	}
-	if res != nil {
-		if perr := res.Print(out); perr != nil {
-			return perr
-		}
-	}
-	if err != nil {
+	if err := printRun(out, res, err); err != nil {
 		return err
 	}
 	name := "bench renew"
