@@ -48,28 +48,9 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 KEEP=${KEEP:-0}
 BIN=${BIN:-}
 
-command -v taskset >/dev/null || { echo "bench-gateway: taskset (util-linux) is needed to pin the servers" >&2; exit 1; }
-if [ "$(nproc)" -lt 2 ] && [ "$SERVER_CPU" != "$CLIENT_CPU" ]; then
-  echo "bench-gateway: one CPU only: servers and load generator share CPU 0" >&2
-  SERVER_CPU=0 CLIENT_CPU=0
-fi
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/certgate-bench-gateway.XXXXXX")
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do
-    kill -TERM "$p" 2>/dev/null || true
-  done
-  for p in "${pids[@]}"; do
-    wait "$p" 2>/dev/null || true
-  done
-  if [ "$KEEP" = 1 ]; then
-    echo "kept $work" >&2
-  else
-    rm -rf "$work"
-  fi
-}
-trap cleanup EXIT
+. scripts/lib.sh
+need_pinning servers
+make_work "${TMPDIR:-/tmp}"
 
 # free_port prints a TCP port on 127.0.0.1 that nothing listens on.
 free_port() {
@@ -93,17 +74,10 @@ wait_line() {
   return 1
 }
 
-if [ -n "$BIN" ]; then
-  cg=$(realpath "$BIN")
-else
-  echo "== building certgate" >&2
-  go build -o "$work/certgate" ./cmd/certgate
-  cg=$work/certgate
-fi
-export CERTGATE_PASSPHRASE="bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+build_certgate "$BIN"
 td=bench.example.org
 server_port=$(free_port)
-"$cg" init --dir "$work/ca" --trust-domain "$td" --key-type ecdsa-p256 --listen "127.0.0.1:$server_port" >/dev/null
+init_ca --trust-domain "$td" --key-type ecdsa-p256 --listen "127.0.0.1:$server_port"
 
 echo "== starting the certgate server (CPU $CLIENT_CPU) and enrolling the client" >&2
 taskset -c "$CLIENT_CPU" "$cg" server --dir "$work/ca" >"$work/server.out" 2>"$work/server.log" &

@@ -35,55 +35,18 @@ KEEP=${KEEP:-0}
 SERVER_ENV=${SERVER_ENV:-}
 BIN=${BIN:-}
 
-command -v taskset >/dev/null || { echo "bench-renew: taskset (util-linux) is needed to pin the server" >&2; exit 1; }
-if [ "$(nproc)" -lt 2 ] && [ "$SERVER_CPU" != "$CLIENT_CPU" ]; then
-  echo "bench-renew: one CPU only: server and load generator share CPU 0" >&2
-  SERVER_CPU=0 CLIENT_CPU=0
-fi
-
-work=$(mktemp -d "$BENCH_DIR/certgate-bench-renew.XXXXXX")
-if [ "$(findmnt -n -o FSTYPE -T "$work")" = tmpfs ]; then
-  echo "bench-renew: WARNING: $BENCH_DIR is a tmpfs: fsync costs nothing there; set BENCH_DIR to a directory on disk" >&2
-fi
-server_pid=
-cleanup() {
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  if [ "$KEEP" = 1 ]; then
-    echo "kept $work" >&2
-  else
-    rm -rf "$work"
-  fi
-}
-trap cleanup EXIT
-
-if [ -n "$BIN" ]; then
-  cg=$(realpath "$BIN")
-else
-  echo "== building certgate" >&2
-  go build -o "$work/certgate" ./cmd/certgate
-  cg=$work/certgate
-fi
-export CERTGATE_PASSPHRASE="bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
-"$cg" init --dir "$work/ca" --trust-domain bench.example.org >/dev/null
+. scripts/lib.sh
+need_pinning server
+make_work "$BENCH_DIR"
+warn_tmpfs
+build_certgate "$BIN"
+init_ca --trust-domain bench.example.org
 
 echo "== starting the server pinned to CPU $SERVER_CPU" >&2
 # shellcheck disable=SC2086 # SERVER_ENV is a list of NAME=VALUE words
-env $SERVER_ENV taskset -c "$SERVER_CPU" "$cg" server --dir "$work/ca" --listen 127.0.0.1:0 >"$work/server.out" 2>"$work/server.log" &
-server_pid=$!
-url=
-for _ in $(seq 1 300); do
-  url=$(sed -n 's/^certgate server listening on //p' "$work/server.out")
-  [ -n "$url" ] && break
-  kill -0 "$server_pid" 2>/dev/null || { echo "bench-renew: the server exited:" >&2; cat "$work/server.log" >&2; exit 1; }
-  sleep 0.1
-done
-[ -n "$url" ] || { echo "bench-renew: the server did not start in 30 s" >&2; exit 1; }
+start_server env $SERVER_ENV taskset -c "$SERVER_CPU"
 
-echo "machine:  $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(uname -sr)"
-echo "go:       $(go version | cut -d' ' -f3-)"
+print_host
 echo "store:    SQLite WAL synchronous=FULL on $(findmnt -n -o FSTYPE -T "$work") ($(findmnt -n -o SOURCE -T "$work"))"
 echo "server:   $url, pinned to CPU $SERVER_CPU (taskset), GOMAXPROCS 1${SERVER_ENV:+, $SERVER_ENV}"
 status=0
