@@ -257,6 +257,25 @@ func WarmSessions(ctx context.Context, serverURL string, roots *x509.CertPool, a
 	})
 }
 
+// renewerFor checks that a resumed run's agents have sessions (see
+// [WarmSessions]) and returns a renewer for them; a run of full handshakes
+// drops the agents' sessions.
+func renewerFor(serverURL string, roots *x509.CertPool, timeout time.Duration, resume bool, agents []*Agent) (*renewer, error) {
+	if resume && agents[0].Sessions == nil {
+		return nil, errors.New("loadgen: resumed mode needs WarmSessions first")
+	}
+	rn, err := newRenewer(serverURL, roots, timeout)
+	if err != nil {
+		return nil, err
+	}
+	if !resume {
+		for _, a := range agents {
+			a.Sessions = nil
+		}
+	}
+	return rn, nil
+}
+
 // RunRenew renews every agent once, o.Clients at a time, each on a new
 // connection, and measures it. If ctx ends, it stops sending and returns
 // what it measured so far with ctx's error.
@@ -267,20 +286,12 @@ func RunRenew(ctx context.Context, o RenewOptions, agents []*Agent) (*RenewResul
 	if err := checkLoad(&o.Clients, o.Duration); err != nil {
 		return nil, err
 	}
-	if o.Resume && agents[0].Sessions == nil {
-		return nil, errors.New("loadgen: resumed mode needs WarmSessions first")
-	}
 	if o.Clock == nil {
 		o.Clock = clock.Real{}
 	}
-	rn, err := newRenewer(o.ServerURL, o.Roots, o.Timeout)
+	rn, err := renewerFor(o.ServerURL, o.Roots, o.Timeout, o.Resume, agents)
 	if err != nil {
 		return nil, err
-	}
-	if !o.Resume {
-		for _, a := range agents {
-			a.Sessions = nil
-		}
 	}
 	reqs := make([][]byte, len(agents))
 	for i, a := range agents {

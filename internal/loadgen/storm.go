@@ -52,23 +52,15 @@ func RunStorm(ctx context.Context, o StormOptions, agents []*Agent) (*RenewResul
 	if o.Window < 0 {
 		return nil, fmt.Errorf("loadgen: window %s is negative", o.Window)
 	}
-	if o.Resume && agents[0].Sessions == nil {
-		return nil, errors.New("loadgen: resumed mode needs WarmSessions first")
-	}
 	if o.Clock == nil {
 		o.Clock = clock.Real{}
 	}
 	if o.Rand == nil {
 		o.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
-	rn, err := newRenewer(o.ServerURL, o.Roots, o.Timeout)
+	rn, err := renewerFor(o.ServerURL, o.Roots, o.Timeout, o.Resume, agents)
 	if err != nil {
 		return nil, err
-	}
-	if !o.Resume {
-		for _, a := range agents {
-			a.Sessions = nil
-		}
 	}
 	type slot struct {
 		at  time.Duration
