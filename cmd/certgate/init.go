@@ -14,7 +14,7 @@ import (
 )
 
 func newInitCmd(s streams) *cobra.Command {
-	var dir, td, kt, passFile, admin, storeURL, listen, serverURL string
+	var dir, td, kt, passFile, admin, storeURL, listen, serverURL, statusListen string
 	cmd := &cobra.Command{
 		Use:   "init --dir DIR --trust-domain TD",
 		Short: "Create a CA (root + online intermediate), a config, an admin certificate and the store",
@@ -42,6 +42,10 @@ func newInitCmd(s streams) *cobra.Command {
 			if serverURL != "" {
 				cfg.Listen.URL = serverURL
 			}
+			if statusListen != "" {
+				cfg.Listen.StatusListen = statusListen
+				cfg.Listen.StatusURL = "http://" + statusListen
+			}
 			if u, err := url.Parse(cfg.Listen.URL); err == nil && u.Hostname() != "" && !slices.Contains(cfg.Listen.Hostnames, u.Hostname()) {
 				// The server's certificate must name the host clients dial.
 				cfg.Listen.Hostnames = append(cfg.Listen.Hostnames, u.Hostname())
@@ -65,5 +69,6 @@ func newInitCmd(s streams) *cobra.Command {
 	cmd.Flags().StringVar(&storeURL, "store", "", "store URL (default: SQLite certgate.db in DIR)")
 	cmd.Flags().StringVar(&listen, "listen", "", "address the server will listen on (default 127.0.0.1:8443)")
 	cmd.Flags().StringVar(&serverURL, "server-url", "", "URL clients use to reach the server, written into tokens (default https://LISTEN)")
+	cmd.Flags().StringVar(&statusListen, "status-listen", "", "also serve the CRL and OCSP over plain HTTP on this address; certificates name http://STATUS-LISTEN/crl and /ocsp (default: off)")
 	return cmd
 }

@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -12,6 +15,7 @@ import (
 	"github.com/certgate/certgate/internal/cadir"
 	"github.com/certgate/certgate/internal/certstatus"
 	"github.com/certgate/certgate/internal/clock"
+	"github.com/certgate/certgate/internal/config"
 	"github.com/certgate/certgate/internal/server"
 )
 
@@ -60,9 +64,58 @@ func runServer(ctx context.Context, log *slog.Logger, dir, listen string, pass [
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
+	if inst.Config.Listen.StatusListen == "" {
+		ready(ln.Addr().String())
+		log.Info("server started", "addr", ln.Addr().String(), "trust_domain", inst.Config.TrustDomain)
+		return srv.Serve(ctx, ln)
+	}
+	sln, err := net.Listen("tcp", inst.Config.Listen.StatusListen)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("server.status_listen: %w", err)
+	}
 	ready(ln.Addr().String())
-	log.Info("server started", "addr", ln.Addr().String(), "trust_domain", inst.Config.TrustDomain)
-	return srv.Serve(ctx, ln)
+	log.Info("server started", "addr", ln.Addr().String(), "status_addr", sln.Addr().String(), "trust_domain", inst.Config.TrustDomain)
+	return serveWithStatus(ctx, log, srv, inst.Config.Listen, ln, sln)
+}
+
+// serveWithStatus serves the API on ln and certificate status alone (CRL,
+// OCSP) over plain HTTP on sln, until ctx is done or either fails; both
+// stop together.
+func serveWithStatus(ctx context.Context, log *slog.Logger, srv *server.Server, cfg config.Listen, ln, sln net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	hs := &http.Server{
+		Handler:           srv.StatusHandler(),
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.ReadTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		// A GET OCSP request is at most ~5.5 KB of base64 in the path.
+		MaxHeaderBytes: 16 << 10,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	statusErr := make(chan error, 1)
+	go func() {
+		err := hs.Serve(sln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		} else {
+			err = fmt.Errorf("server: status listener: %w", err)
+			cancel()
+		}
+		statusErr <- err
+	}()
+	err := srv.Serve(ctx, ln)
+	shutdownCtx, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	if serr := hs.Shutdown(shutdownCtx); serr != nil && err == nil {
+		err = fmt.Errorf("server: status listener shutdown: %w", serr)
+	}
+	if serr := <-statusErr; serr != nil {
+		return serr
+	}
+	return err
 }
 
 func newServer(inst *cadir.Installation, log *slog.Logger) (*server.Server, error) {

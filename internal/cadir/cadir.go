@@ -341,8 +341,12 @@ func newService(cfg *config.Server, root, inter *x509.Certificate, interKey cryp
 		return nil, err
 	}
 	// Every certificate names where its status is published (served by
-	// "certgate server", package certstatus).
+	// "certgate server", package certstatus): server.status_url when set
+	// (the plain-HTTP status listener), else the API's own URL.
 	base := strings.TrimSuffix(cfg.Listen.URL, "/")
+	if cfg.Listen.StatusURL != "" {
+		base = strings.TrimSuffix(cfg.Listen.StatusURL, "/")
+	}
 	iss.CRLURL, iss.OCSPURL = base+"/crl", base+"/ocsp"
 	client := ca.ClientProfile
 	client.Lifetime = cfg.Profiles.ClientLifetime

@@ -57,6 +57,14 @@ type Listen struct {
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
 	ReadTimeout       time.Duration `yaml:"read_timeout"`
 	IdleTimeout       time.Duration `yaml:"idle_timeout"`
+	// StatusListen, when set, is a second, plain-HTTP listener serving only
+	// the CRL and OCSP (both signed, so HTTP is safe, and verifiers that
+	// fetch them need no TLS first). Empty: off.
+	StatusListen string `yaml:"status_listen"`
+	// StatusURL is the base of the CRL and OCSP URLs written into every
+	// certificate; empty means URL. Defaults to http://STATUS_LISTEN when
+	// StatusListen is set.
+	StatusURL string `yaml:"status_url"`
 }
 
 // Tokens configures enrollment tokens.
@@ -131,6 +139,9 @@ func ParseServer(path string, data []byte) (*Server, error) {
 	if err := DecodeStrict(path, data, &c); err != nil {
 		return nil, err
 	}
+	if c.Listen.StatusListen != "" && c.Listen.StatusURL == "" {
+		c.Listen.StatusURL = "http://" + c.Listen.StatusListen
+	}
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
@@ -178,6 +189,16 @@ func (c Server) Validate() error {
 	}
 	if u, err := url.Parse(c.Listen.URL); err != nil || u.Scheme != "https" || u.Host == "" {
 		bad("server.url", "%q is not an https:// URL", c.Listen.URL)
+	}
+	if c.Listen.StatusListen != "" {
+		if _, _, err := net.SplitHostPort(c.Listen.StatusListen); err != nil {
+			bad("server.status_listen", "%v", err)
+		}
+	}
+	if c.Listen.StatusURL != "" {
+		if u, err := url.Parse(c.Listen.StatusURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("server.status_url", "%q is not an http:// or https:// URL", c.Listen.StatusURL)
+		}
 	}
 	if c.Listen.MaxBodyBytes < 1024 || c.Listen.MaxBodyBytes > 16<<20 {
 		bad("server.max_body_bytes", "%d is outside 1024..16777216", c.Listen.MaxBodyBytes)

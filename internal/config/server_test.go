@@ -35,17 +35,21 @@ func TestParseServerErrors(t *testing.T) {
 		want string
 	}{
 		"misspelled field": {strings.Replace(string(good), "  max_ttl:", "  max_tll:", 1),
-			"config /x/certgate.yaml: yaml: unmarshal errors:\n  line 49: field max_tll not found in type config.Tokens"},
+			"config /x/certgate.yaml: yaml: unmarshal errors:\n  line 55: field max_tll not found in type config.Tokens"},
 		"unknown top-level": {string(good) + "extra: 1\n",
-			"config /x/certgate.yaml: yaml: unmarshal errors:\n  line 66: field extra not found in type config.Server"},
+			"config /x/certgate.yaml: yaml: unmarshal errors:\n  line 72: field extra not found in type config.Server"},
 		"bad duration": {strings.Replace(string(good), "default_ttl: 15m0s", "default_ttl: soon", 1),
-			"config /x/certgate.yaml: yaml: unmarshal errors:\n  line 47: cannot unmarshal !!str `soon` into time.Duration"},
+			"config /x/certgate.yaml: yaml: unmarshal errors:\n  line 53: cannot unmarshal !!str `soon` into time.Duration"},
 		"empty":     {"", "config /x/certgate.yaml: empty"},
 		"two docs":  {string(good) + "---\ntrust_domain: x\n", "config /x/certgate.yaml: more than one YAML document"},
 		"oversized": {strings.Repeat("#", MaxFileSize+1), "config /x/certgate.yaml: larger than 1048576 bytes"},
 		"invalid values": {strings.NewReplacer("trust_domain: example.org", "trust_domain: Bad", "key_type: ecdsa-p256", "key_type: dsa",
 			"url: https://127.0.0.1:8443", "url: http://x").Replace(string(good)),
 			`config /x/certgate.yaml: ca.key_type: unsupported key type "dsa" (want one of ecdsa-p256, ecdsa-p384, ed25519, rsa-2048, rsa-3072, rsa-4096); server.url: "http://x" is not an https:// URL; trust_domain: trust domain "Bad" has invalid character 'B' (lowercase letters, digits, '.', '-', '_' only)`},
+		"bad status listener": {strings.NewReplacer(`status_listen: ""`, `status_listen: "127.0.0.1"`, `status_url: ""`, `status_url: "ftp://x/"`).Replace(string(good)),
+			`config /x/certgate.yaml: server.status_listen: address 127.0.0.1: missing port in address; server.status_url: "ftp://x/" is not an http:// or https:// URL`},
+		"status url without host": {strings.Replace(string(good), `status_url: ""`, `status_url: "http:///crl"`, 1),
+			`config /x/certgate.yaml: server.status_url: "http:///crl" is not an http:// or https:// URL`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := ParseServer("/x/certgate.yaml", []byte(tc.data))
@@ -96,4 +100,31 @@ func TestRenderWritesEverySetting(t *testing.T) {
 		}
 	}
 	walk(reflect.TypeOf(Server{}), "")
+}
+
+// TestStatusListener: status_url defaults to http://STATUS_LISTEN, an
+// explicit one is kept, and both survive Render and LoadServer.
+func TestStatusListener(t *testing.T) {
+	for name, tc := range map[string]struct{ listen, url, want string }{
+		"off":          {"", "", ""},
+		"default url":  {"0.0.0.0:8080", "", "http://0.0.0.0:8080"},
+		"explicit url": {"[::]:8080", "http://ca.example.org:8080", "http://ca.example.org:8080"},
+		"url only":     {"", "https://cdn.example.org/certgate", "https://cdn.example.org/certgate"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := DefaultServer("example.org")
+			c.Listen.StatusListen, c.Listen.StatusURL = tc.listen, tc.url
+			data, err := c.Render()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := ParseServer("/x/certgate.yaml", data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Listen.StatusListen != tc.listen || got.Listen.StatusURL != tc.want {
+				t.Fatalf("status_listen %q status_url %q, want %q %q", got.Listen.StatusListen, got.Listen.StatusURL, tc.listen, tc.want)
+			}
+		})
+	}
 }

@@ -3,12 +3,13 @@ package config
 import (
 	"bytes"
 	"fmt"
+	"strconv"
 	"text/template"
 )
 
 // serverTemplate writes every setting with its value and a comment, so an
 // operator sees what can be set without reading the source.
-var serverTemplate = template.Must(template.New("certgate.yaml").Parse(`# certgate CA and server configuration, written by "certgate init".
+var serverTemplate = template.Must(template.New("certgate.yaml").Funcs(template.FuncMap{"q": strconv.Quote}).Parse(`# certgate CA and server configuration, written by "certgate init".
 # Every setting is listed with its current value. Unknown fields are errors.
 # Relative paths are relative to this file's directory.
 
@@ -49,6 +50,12 @@ server:
   read_header_timeout: {{.Listen.ReadHeaderTimeout}}
   read_timeout: {{.Listen.ReadTimeout}}
   idle_timeout: {{.Listen.IdleTimeout}}
+  # Optional plain-HTTP listener serving only GET /crl and GET/POST /ocsp
+  # (both are signed; many verifiers fetch them over HTTP only). "" = off.
+  status_listen: {{q .Listen.StatusListen}}
+  # Base of the CRL and OCSP URLs in every certificate ("" = url above;
+  # http://STATUS_LISTEN when status_listen is set and this is empty).
+  status_url: {{q .Listen.StatusURL}}
 
 tokens:
   # TTL of an enrollment token when "certgate token create" names none.

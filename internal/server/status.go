@@ -29,6 +29,23 @@ const MaxOCSPRequest = 4 << 10
 // with curl: OCSP error responses have no room for text.
 const ErrorHeader = "Certgate-Error"
 
+// StatusHandler serves certificate status only: GET /crl, GET /ocsp/{req}
+// and POST /ocsp, the same handlers as on the API; every other path is a
+// 404. It is meant for a plain-HTTP listener (CRLs and OCSP responses are
+// signed, and many verifiers fetch them over HTTP only), so it never
+// exposes the API, which needs TLS. The status service's CRL and OCSP
+// signer are kept current by Serve; without it they are built on demand.
+func (s *Server) StatusHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /crl", s.crl)
+	mux.HandleFunc("GET /ocsp/{req...}", s.ocspGET)
+	mux.HandleFunc("POST /ocsp", s.ocspPOST)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, s.o.Log, apiError(http.StatusNotFound, "not_found", "no such endpoint on the status listener (CRL and OCSP only)", nil))
+	})
+	return mux
+}
+
 // crl serves the current DER CRL (RFC 5280) with caching headers that end
 // no later than its nextUpdate. No authentication: it is public.
 func (s *Server) crl(w http.ResponseWriter, r *http.Request) {
