@@ -217,6 +217,46 @@ func TestKeepAliveReusesConnections(t *testing.T) {
 	}
 }
 
+// TestStalePooledConnectionsAreRetried: when the upstream has closed every
+// pooled keep-alive connection (a restart, an idle timeout of its own), a
+// request without a body goes through on a fresh connection instead of
+// getting 502 from the first stale one, or the second.
+func TestStalePooledConnectionsAreRetried(t *testing.T) {
+	e := newEnv(t)
+	leaf := e.ca.Issue(t, withSvc("a"))
+	// Fill the pool with several idle upstream connections: concurrent
+	// requests on separate client connections each take one.
+	var conns []*tls.Conn
+	for range 4 {
+		conns = append(conns, e.dial(leaf))
+	}
+	send := func(c *tls.Conn, path string) int {
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: api\r\n\r\n", path)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	done := make(chan int, len(conns))
+	for i, c := range conns {
+		go func() { done <- send(c, fmt.Sprintf("/warm/%d", i)) }()
+	}
+	for range conns {
+		if st := <-done; st != 200 {
+			t.Fatalf("warm-up: %d", st)
+		}
+	}
+	e.upstream.CloseClientConnections()
+	for i := range 3 {
+		if st := send(e.dial(leaf), fmt.Sprintf("/after/%d", i)); st != 200 {
+			t.Fatalf("request %d after the upstream closed its connections: %d", i, st)
+		}
+	}
+}
+
 func TestResponseFraming(t *testing.T) {
 	e := newEnv(t)
 	leaf := e.ca.Issue(t, withSvc("a"))

@@ -195,7 +195,7 @@ func (s *h1session) proxy(rt *runtime, route *httpRoute, e *accesslog.Entry) boo
 	up := route.up
 	hasBody := req.chunked || req.contentLength > 0
 	var uc *upConn
-	for attempt := 0; ; attempt++ {
+	for {
 		var reused bool
 		var err error
 		uc, reused, err = up.get(s.g.ctx)
@@ -224,8 +224,8 @@ func (s *h1session) proxy(rt *runtime, route *httpRoute, e *accesslog.Entry) boo
 		}
 		if err := uc.bw.Flush(); err != nil {
 			uc.c.Close()
-			if reused && !hasBody && attempt == 0 {
-				continue
+			if reused && !hasBody {
+				continue // a stale pooled connection: try the next one
 			}
 			return s.upstreamFailed(e, route, 502, "upstream_write_failed", err, hasBody)
 		}
@@ -244,8 +244,12 @@ func (s *h1session) proxy(rt *runtime, route *httpRoute, e *accesslog.Entry) boo
 		}
 		if err != nil {
 			uc.c.Close()
-			if reused && !hasBody && attempt == 0 && len(head) == 0 && !isTimeout(err) {
-				continue // the upstream closed an idle connection: retry once
+			// The upstream closed a pooled connection before answering:
+			// retry on the next pooled connection, or a fresh one. Every
+			// stale connection is used up once, and a fresh dial is not
+			// retried, so the loop ends.
+			if reused && !hasBody && len(head) == 0 && !isTimeout(err) {
+				continue
 			}
 			if isTimeout(err) {
 				return s.upstreamFailed(e, route, 504, "upstream_timeout", err, true)
