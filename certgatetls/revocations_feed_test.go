@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httptrace"
 	"strings"
 	"testing"
 	"time"
@@ -45,19 +44,7 @@ func TestServerConfigFeedRevocation(t *testing.T) {
 	}
 	t.Logf("revocation in the set %s after the revoke call returned", time.Since(revoked).Round(time.Microsecond))
 
-	reused := false
-	req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
-		GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused },
-	}), "GET", s.url, nil)
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if want := `{"error":{"code":"revoked","message":"certgatetls: client certificate is revoked: serial ` + serial + `"}}` + "\n"; resp.StatusCode != 403 || string(body) != want || !reused {
-		t.Fatalf("live connection after revocation: %s %q (reused %v), want 403 %q", resp.Status, body, reused, want)
-	}
+	wantRevokedOnLiveConn(t, c, s.url, serial)
 	c.CloseIdleConnections()
 	got := s.refused(t, c)
 	if want := "certgatetls: client certificate is revoked: serial " + serial; got["error"] != want || got["resumed"] != "true" {

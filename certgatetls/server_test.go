@@ -217,19 +217,7 @@ func TestServerConfigRevocation(t *testing.T) {
 	}
 	// The keep-alive connection made before the refresh is still open:
 	// RejectRevoked answers its next request with 403.
-	reused := false
-	req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
-		GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused },
-	}), "GET", s.url, nil)
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if want := `{"error":{"code":"revoked","message":"certgatetls: client certificate is revoked: serial ` + serial + `"}}` + "\n"; resp.StatusCode != 403 || string(body) != want || !reused {
-		t.Fatalf("live connection after revocation: %s %q (reused %v), want 403 %q", resp.Status, body, reused, want)
-	}
+	wantRevokedOnLiveConn(t, c, s.url, serial)
 	c.CloseIdleConnections()
 	got := s.refused(t, c)
 	if want := "certgatetls: client certificate is revoked: serial " + serial; got["error"] != want || got["identity"] != "spiffe://example.org/svc/mobile" {
@@ -414,5 +402,24 @@ func TestServerConfigChainCache(t *testing.T) {
 	err = cfg.VerifyConnection(cs)
 	if want := "certgatetls: client certificate does not verify against the trust bundle: x509: certificate signed by unknown authority"; err == nil || err.Error() != want {
 		t.Fatalf("after the bundle dropped its CA: %v, want %s", err, want)
+	}
+}
+
+// wantRevokedOnLiveConn sends a request on c's open keep-alive connection
+// and wants RejectRevoked's 403 for serial on that same connection.
+func wantRevokedOnLiveConn(t *testing.T, c *http.Client, url, serial string) {
+	t.Helper()
+	reused := false
+	req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+		GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused },
+	}), "GET", url, nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := `{"error":{"code":"revoked","message":"certgatetls: client certificate is revoked: serial ` + serial + `"}}` + "\n"; resp.StatusCode != 403 || string(body) != want || !reused {
+		t.Fatalf("live connection after revocation: %s %q (reused %v), want 403 %q", resp.Status, body, reused, want)
 	}
 }
