@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/certgate/certgate/internal/revocation"
 	"github.com/certgate/certgate/internal/tlspolicy"
+	"github.com/certgate/certgate/internal/wire"
 )
 
 // Revocation defaults.
@@ -131,7 +131,7 @@ func StartRevocations(ctx context.Context, o RevocationOptions) (*Revocations, e
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Revocations{o: o, url: strings.TrimRight(o.ServerURL, "/") + "/v1/revocations", holder: revocation.NewHolder(), done: make(chan struct{})}
+	r := &Revocations{o: o, url: strings.TrimRight(o.ServerURL, "/") + wire.PathRevocations, holder: revocation.NewHolder(), done: make(chan struct{})}
 	if o.Mode != RevocationPull {
 		f, err := r.startFeed(ctx)
 		switch {
@@ -287,11 +287,8 @@ func (r *Revocations) closeClient() {
 // apiMessage returns the message of a certgate API error body, or the start
 // of any other body.
 func apiMessage(body []byte) string {
-	var e struct {
-		Error struct{ Code, Message string }
-	}
-	if json.Unmarshal(body, &e) == nil && e.Error.Message != "" {
-		return e.Error.Code + ": " + e.Error.Message
+	if e, ok := wire.DecodeError(body); ok {
+		return e.Code + ": " + e.Message
 	}
 	body = bytes.TrimSpace(body)
 	if len(body) > 200 {

@@ -15,6 +15,7 @@ import (
 	"github.com/certgate/certgate/internal/feed"
 	"github.com/certgate/certgate/internal/revocation"
 	"github.com/certgate/certgate/internal/tlspolicy"
+	"github.com/certgate/certgate/internal/wire"
 )
 
 // errNoFeed means the server answered GET /v1/feed with 404: it predates
@@ -57,7 +58,7 @@ func (r *Revocations) startFeed(ctx context.Context) (*Revocations, error) {
 func (r *Revocations) firstSnapshot(ctx context.Context, base string) (*revocation.Set, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends the stream once the snapshot is read
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/feed", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+wire.PathFeed, nil)
 	if err != nil {
 		return nil, fmt.Errorf("certgatetls: revocations: %w", err)
 	}
@@ -69,9 +70,9 @@ func (r *Revocations) firstSnapshot(ctx context.Context, base string) (*revocati
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		if resp.StatusCode == http.StatusNotFound {
-			return nil, fmt.Errorf("%w (%s/v1/feed answered %s); pull instead with RevocationPull", errNoFeed, base, resp.Status)
+			return nil, fmt.Errorf("%w (%s%s answered %s); pull instead with RevocationPull", errNoFeed, base, wire.PathFeed, resp.Status)
 		}
-		return nil, fmt.Errorf("certgatetls: revocations: %s/v1/feed answered %s: %s", base, resp.Status, apiMessage(body))
+		return nil, fmt.Errorf("certgatetls: revocations: %s%s answered %s: %s", base, wire.PathFeed, resp.Status, apiMessage(body))
 	}
 	line, err := bufio.NewReaderSize(io.LimitReader(resp.Body, feed.MaxLine), 64<<10).ReadBytes('\n')
 	if err != nil {

@@ -30,7 +30,7 @@ import (
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/loadgen"
 	"github.com/certgate/certgate/internal/pemutil"
-	"github.com/certgate/certgate/internal/server"
+	"github.com/certgate/certgate/internal/wire"
 )
 
 // benchRevokeOptions are the flags of "certgate bench revoke".
@@ -191,7 +191,7 @@ func runBenchRevoke(ctx context.Context, out, errw io.Writer, o benchRevokeOptio
 	var total, cuts loadgen.Histogram
 	early := 0
 	for i, v := range victims {
-		if _, err := admin.Revoke(ctx, server.RevokeRequest{Serial: v.serial, Reason: "keyCompromise"}); err != nil {
+		if _, err := admin.Revoke(ctx, wire.RevokeRequest{Serial: v.serial, Reason: "keyCompromise"}); err != nil {
 			return fmt.Errorf("revoke %d: %w", i, err)
 		}
 		returned := time.Now()

@@ -10,7 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/certgate/certgate/internal/apiclient"
-	"github.com/certgate/certgate/internal/server"
+	"github.com/certgate/certgate/internal/wire"
 )
 
 func newCertCmd(s streams) *cobra.Command {
@@ -40,7 +40,7 @@ func newCertListCmd(s streams) *cobra.Command {
 				enc := json.NewEncoder(s.out)
 				enc.SetIndent("", "  ")
 				if certs == nil {
-					certs = []server.CertificateJSON{}
+					certs = []wire.Certificate{}
 				}
 				return enc.Encode(certs)
 			}
@@ -114,7 +114,7 @@ func newCertRevokeCmd(s streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			revs, err := cl.Revoke(cmd.Context(), server.RevokeRequest{Serial: serial, Identity: id, IdentityPrefix: prefix, Reason: reason, DryRun: dryRun})
+			revs, err := cl.Revoke(cmd.Context(), wire.RevokeRequest{Serial: serial, Identity: id, IdentityPrefix: prefix, Reason: reason, DryRun: dryRun})
 			if err != nil {
 				return err
 			}

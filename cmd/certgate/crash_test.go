@@ -30,8 +30,8 @@ import (
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/keytype"
 	"github.com/certgate/certgate/internal/pemutil"
-	"github.com/certgate/certgate/internal/server"
 	"github.com/certgate/certgate/internal/store"
+	"github.com/certgate/certgate/internal/wire"
 )
 
 // TestCrashDurability SIGKILLs a real "certgate server" process in the
@@ -94,7 +94,7 @@ func TestCrashDurability(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bySerial := map[string]server.CertificateJSON{}
+	bySerial := map[string]wire.Certificate{}
 	for _, c := range stored {
 		if _, dup := bySerial[c.Serial]; dup {
 			t.Fatalf("serial %s is stored twice", c.Serial)
@@ -295,7 +295,7 @@ type crashJob struct {
 	token, tokenID, identity string
 	csr                      []byte
 	attempted                bool
-	resp                     server.EnrollResponse
+	resp                     wire.EnrollResponse
 	err                      error
 }
 

@@ -18,8 +18,8 @@ import (
 
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/pemutil"
-	"github.com/certgate/certgate/internal/server"
 	"github.com/certgate/certgate/internal/testenv"
+	"github.com/certgate/certgate/internal/wire"
 )
 
 const testPassphrase = "correct horse battery staple"
@@ -125,7 +125,7 @@ func TestEndToEnd(t *testing.T) {
 	serial := chain[0].SerialNumber.Text(16)
 
 	// Listed, then revoked, then listed as revoked.
-	var list []server.CertificateJSON
+	var list []wire.Certificate
 	if err := json.Unmarshal([]byte(mustCLI(t, "cert", "list", "--dir", dir, "--json")), &list); err != nil {
 		t.Fatal(err)
 	}

@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/certgate/certgate/internal/apiclient"
-	"github.com/certgate/certgate/internal/server"
 	"github.com/certgate/certgate/internal/store"
 	"github.com/certgate/certgate/internal/store/storetest"
+	"github.com/certgate/certgate/internal/wire"
 )
 
 // spread gives gateway i the replicas in the order it prefers them: its
@@ -154,7 +154,7 @@ func (h *haSetup) revokeAndWait(gws []*haGateway, c client, r int) (time.Duratio
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := h.admins[r].Revoke(ctx, server.RevokeRequest{Serial: c.serial, Reason: "keyCompromise"}); err != nil {
+	if _, err := h.admins[r].Revoke(ctx, wire.RevokeRequest{Serial: c.serial, Reason: "keyCompromise"}); err != nil {
 		return 0, err
 	}
 	returned := time.Now()
@@ -288,7 +288,7 @@ func (h *haSetup) revokeWithFailover(ctx context.Context, serial string, r int, 
 	for try := 0; ; try++ {
 		rr := (r + try) % len(h.urls)
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := h.admins[rr].Revoke(rctx, server.RevokeRequest{Serial: serial, Reason: "keyCompromise"})
+		_, err := h.admins[rr].Revoke(rctx, wire.RevokeRequest{Serial: serial, Reason: "keyCompromise"})
 		cancel()
 		if err == nil {
 			return nil

@@ -24,7 +24,7 @@ import (
 	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/config"
 	"github.com/certgate/certgate/internal/gateway"
-	"github.com/certgate/certgate/internal/server"
+	"github.com/certgate/certgate/internal/wire"
 )
 
 // link is a TCP relay between the gateway and the server that a test can
@@ -244,7 +244,7 @@ func (f *feedSetup) tlsConfig(c client, protos ...string) *tls.Config {
 
 func (f *feedSetup) revoke(t *testing.T, c client) time.Time {
 	t.Helper()
-	if _, err := f.admin.Revoke(context.Background(), server.RevokeRequest{Serial: c.serial, Reason: "keyCompromise"}); err != nil {
+	if _, err := f.admin.Revoke(context.Background(), wire.RevokeRequest{Serial: c.serial, Reason: "keyCompromise"}); err != nil {
 		t.Fatal(err)
 	}
 	return time.Now()

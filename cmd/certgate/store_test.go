@@ -13,9 +13,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/certgate/certgate/internal/server"
 	"github.com/certgate/certgate/internal/store"
 	"github.com/certgate/certgate/internal/store/storetest"
+	"github.com/certgate/certgate/internal/wire"
 )
 
 // serveDir serves the certgate directory dir in-process; stop ends it and
@@ -157,8 +157,8 @@ func TestStoreCopyToPostgres(t *testing.T) {
 	for _, s := range serials[:3] {
 		mustCLI(t, "cert", "revoke", "--dir", dir, "--serial", s, "--reason", "keyCompromise")
 	}
-	listJSON := func() []server.CertificateJSON {
-		var list []server.CertificateJSON
+	listJSON := func() []wire.Certificate {
+		var list []wire.Certificate
 		if err := json.Unmarshal([]byte(mustCLI(t, "cert", "list", "--dir", dir, "--json")), &list); err != nil {
 			t.Fatal(err)
 		}
@@ -215,7 +215,7 @@ func TestStoreCopyToPostgres(t *testing.T) {
 	setStore(t, dir, pg)
 	serveDir(t, dir)
 	after := listJSON()
-	byserial := map[string]server.CertificateJSON{}
+	byserial := map[string]wire.Certificate{}
 	for _, c := range after {
 		byserial[c.Serial] = c
 	}

@@ -17,7 +17,7 @@ import (
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/keytype"
 	"github.com/certgate/certgate/internal/pemutil"
-	"github.com/certgate/certgate/internal/server"
+	"github.com/certgate/certgate/internal/wire"
 )
 
 // renew makes a new key of cur's type, has the server certify it over a
@@ -107,11 +107,11 @@ func (a *Agent) classify(err error, cur *credentials) error {
 	if errors.As(err, &ae) && ae.Status == http.StatusForbidden {
 		stop := &StoppedError{Serial: cur.serial, NotAfter: cur.leaf().NotAfter}
 		switch ae.Code {
-		case "revoked":
+		case wire.CodeRevoked:
 			stop.Err = ErrRevoked
-		case "expired":
+		case wire.CodeExpired:
 			stop.Err = ErrExpired
-		case "unknown_certificate":
+		case wire.CodeUnknownCert:
 			stop.Err = ErrUnknown
 		}
 		if stop.Err != nil {
@@ -123,7 +123,7 @@ func (a *Agent) classify(err error, cur *credentials) error {
 
 // checkAnswer makes sure the server certified our new key, for the same
 // identity, with a chain the roots we trust verify for client auth.
-func (a *Agent) checkAnswer(resp server.EnrollResponse, key crypto.Signer, cur *credentials) (*credentials, error) {
+func (a *Agent) checkAnswer(resp wire.EnrollResponse, key crypto.Signer, cur *credentials) (*credentials, error) {
 	leaves, err := pemutil.ParseCertificates([]byte(resp.Certificate))
 	if err != nil {
 		return nil, fmt.Errorf("agent: server's certificate: %w", err)

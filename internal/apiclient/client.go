@@ -21,8 +21,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/certgate/certgate/internal/server"
 	"github.com/certgate/certgate/internal/tlspolicy"
+	"github.com/certgate/certgate/internal/wire"
 )
 
 // Error is an error answer of the server.
@@ -146,13 +146,11 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("apiclient: %s %s: %w", method, path, err)
 	}
 	if resp.StatusCode >= 300 {
-		var e struct {
-			Error struct{ Code, Message string } `json:"error"`
-		}
-		if json.Unmarshal(data, &e) != nil || e.Error.Code == "" {
+		e, ok := wire.DecodeError(data)
+		if !ok {
 			return &Error{Status: resp.StatusCode, Code: "http", Message: strings.TrimSpace(string(data))}
 		}
-		return &Error{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message}
+		return &Error{Status: resp.StatusCode, Code: e.Code, Message: e.Message}
 	}
 	if out == nil {
 		return nil
@@ -164,28 +162,28 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 }
 
 // CreateToken mints an enrollment token (admin).
-func (c *Client) CreateToken(ctx context.Context, identity string, ttl time.Duration) (server.CreateTokenResponse, error) {
-	var out server.CreateTokenResponse
-	req := server.CreateTokenRequest{Identity: identity}
+func (c *Client) CreateToken(ctx context.Context, identity string, ttl time.Duration) (wire.CreateTokenResponse, error) {
+	var out wire.CreateTokenResponse
+	req := wire.CreateTokenRequest{Identity: identity}
 	if ttl != 0 {
 		req.TTL = ttl.String()
 	}
-	err := c.do(ctx, http.MethodPost, "/v1/tokens", req, &out)
+	err := c.do(ctx, http.MethodPost, wire.PathTokens, req, &out)
 	return out, err
 }
 
 // Enroll redeems a token for a certificate.
-func (c *Client) Enroll(ctx context.Context, token, csrPEM string) (server.EnrollResponse, error) {
-	var out server.EnrollResponse
-	err := c.do(ctx, http.MethodPost, "/v1/enroll", server.EnrollRequest{Token: token, CSR: csrPEM}, &out)
+func (c *Client) Enroll(ctx context.Context, token, csrPEM string) (wire.EnrollResponse, error) {
+	var out wire.EnrollResponse
+	err := c.do(ctx, http.MethodPost, wire.PathEnroll, wire.EnrollRequest{Token: token, CSR: csrPEM}, &out)
 	return out, err
 }
 
 // Renew asks for a successor of the client certificate this client
 // presents, for the key of csrPEM.
-func (c *Client) Renew(ctx context.Context, csrPEM string) (server.EnrollResponse, error) {
-	var out server.EnrollResponse
-	err := c.do(ctx, http.MethodPost, "/v1/renew", server.RenewRequest{CSR: csrPEM}, &out)
+func (c *Client) Renew(ctx context.Context, csrPEM string) (wire.EnrollResponse, error) {
+	var out wire.EnrollResponse
+	err := c.do(ctx, http.MethodPost, wire.PathRenew, wire.RenewRequest{CSR: csrPEM}, &out)
 	return out, err
 }
 
@@ -196,7 +194,7 @@ type ListFilter struct {
 }
 
 // ListCertificates lists certificate records (admin).
-func (c *Client) ListCertificates(ctx context.Context, f ListFilter) ([]server.CertificateJSON, error) {
+func (c *Client) ListCertificates(ctx context.Context, f ListFilter) ([]wire.Certificate, error) {
 	q := url.Values{}
 	for k, v := range map[string]string{"identity": f.Identity, "prefix": f.Prefix, "status": f.Status} {
 		if v != "" {
@@ -206,10 +204,8 @@ func (c *Client) ListCertificates(ctx context.Context, f ListFilter) ([]server.C
 	if f.Limit > 0 {
 		q.Set("limit", strconv.Itoa(f.Limit))
 	}
-	var out struct {
-		Certificates []server.CertificateJSON `json:"certificates"`
-	}
-	path := "/v1/certificates"
+	var out wire.CertificateList
+	path := wire.PathCertificates
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
@@ -218,37 +214,30 @@ func (c *Client) ListCertificates(ctx context.Context, f ListFilter) ([]server.C
 }
 
 // ShowCertificate returns one certificate record with its PEM (admin).
-func (c *Client) ShowCertificate(ctx context.Context, serial string) (server.CertificateJSON, error) {
-	var out server.CertificateJSON
-	err := c.do(ctx, http.MethodGet, "/v1/certificates/"+url.PathEscape(serial), nil, &out)
+func (c *Client) ShowCertificate(ctx context.Context, serial string) (wire.Certificate, error) {
+	var out wire.Certificate
+	err := c.do(ctx, http.MethodGet, wire.PathCertificates+"/"+url.PathEscape(serial), nil, &out)
 	return out, err
 }
 
 // Revoke revokes what req selects (admin).
-func (c *Client) Revoke(ctx context.Context, req server.RevokeRequest) ([]server.RevocationJSON, error) {
-	var out struct {
-		Revoked []server.RevocationJSON `json:"revoked"`
-	}
-	err := c.do(ctx, http.MethodPost, "/v1/revoke", req, &out)
+func (c *Client) Revoke(ctx context.Context, req wire.RevokeRequest) ([]wire.Revocation, error) {
+	var out wire.RevokeResponse
+	err := c.do(ctx, http.MethodPost, wire.PathRevoke, req, &out)
 	return out.Revoked, err
 }
 
 // AuditRecords returns up to limit audit records after seq (admin).
-func (c *Client) AuditRecords(ctx context.Context, after int64, limit int) ([]server.AuditRecordJSON, error) {
-	var out struct {
-		Records []server.AuditRecordJSON `json:"records"`
-	}
-	err := c.do(ctx, http.MethodGet, fmt.Sprintf("/v1/audit?after=%d&limit=%d", after, limit), nil, &out)
+func (c *Client) AuditRecords(ctx context.Context, after int64, limit int) ([]wire.AuditRecord, error) {
+	var out wire.AuditRecords
+	err := c.do(ctx, http.MethodGet, fmt.Sprintf("%s?after=%d&limit=%d", wire.PathAudit, after, limit), nil, &out)
 	return out.Records, err
 }
 
 // Revocations returns the snapshot of revoked, unexpired certificates
 // (gateway or admin).
-func (c *Client) Revocations(ctx context.Context) (position int64, revoked []server.RevokedJSON, err error) {
-	var out struct {
-		Position int64                `json:"position"`
-		Revoked  []server.RevokedJSON `json:"revoked"`
-	}
-	err = c.do(ctx, http.MethodGet, "/v1/revocations", nil, &out)
+func (c *Client) Revocations(ctx context.Context) (position int64, revoked []wire.Revoked, err error) {
+	var out wire.Revocations
+	err = c.do(ctx, http.MethodGet, wire.PathRevocations, nil, &out)
 	return out.Position, out.Revoked, err
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/revocation"
+	"github.com/certgate/certgate/internal/wire"
 )
 
 // FollowerOptions configures a Follower.
@@ -139,7 +140,7 @@ func (f *Follower) Run(ctx context.Context, dst revocation.Updater) error {
 // message arrived.
 func (f *Follower) stream(ctx context.Context, hc *http.Client, base string, dst revocation.Updater) (got bool, err error) {
 	f.mu.Lock()
-	u := base + "/v1/feed"
+	u := base + wire.PathFeed
 	if f.synced {
 		u += "?after=" + strconv.FormatInt(f.pos, 10)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/certgate/certgate/internal/wire"
 	"time"
 )
 
@@ -14,21 +15,13 @@ const (
 	TypeHeartbeat = "heartbeat"
 )
 
-// Revoked is one revoked certificate in a snapshot.
-type Revoked struct {
-	Serial   string    `json:"serial"`
-	Identity string    `json:"identity"`
-	Reason   int       `json:"reason"`
-	NotAfter time.Time `json:"not_after"`
-}
-
 // Message is one line of the stream.
 type Message struct {
 	Type     string    `json:"type"`
 	Position int64     `json:"position"`
 	Time     time.Time `json:"time,omitzero"`
 	// Snapshot
-	Revoked []Revoked `json:"revoked,omitempty"`
+	Revoked []wire.Revoked `json:"revoked,omitempty"`
 	// Revoke
 	Serial   string    `json:"serial,omitempty"`
 	Identity string    `json:"identity,omitempty"`

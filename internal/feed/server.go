@@ -12,6 +12,7 @@ import (
 
 	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/store"
+	"github.com/certgate/certgate/internal/wire"
 )
 
 // Store is what the feed server reads.
@@ -127,9 +128,9 @@ func (s *Server) Stream(ctx context.Context, w http.ResponseWriter, after int64)
 		if err != nil {
 			return err
 		}
-		m := Message{Type: TypeSnapshot, Position: snap.Position, Time: s.o.Clock.Now(), Revoked: make([]Revoked, len(snap.Revoked))}
+		m := Message{Type: TypeSnapshot, Position: snap.Position, Time: s.o.Clock.Now(), Revoked: make([]wire.Revoked, len(snap.Revoked))}
 		for i, e := range snap.Revoked {
-			m.Revoked[i] = Revoked{Serial: e.Serial, Identity: e.Identity, Reason: e.Reason, NotAfter: e.NotAfter.UTC()}
+			m.Revoked[i] = wire.Revoked{Serial: e.Serial, Identity: e.Identity, Reason: e.Reason, NotAfter: e.NotAfter.UTC()}
 		}
 		if err := send(m); err != nil {
 			return err

@@ -15,7 +15,7 @@ import (
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/keytype"
 	"github.com/certgate/certgate/internal/pemutil"
-	"github.com/certgate/certgate/internal/server"
+	"github.com/certgate/certgate/internal/wire"
 )
 
 // Agent is one simulated client ready to renew: its current certificate
@@ -116,7 +116,7 @@ func PrepareAgents(ctx context.Context, admin *apiclient.Client, o AgentOptions)
 		for _, c := range chain {
 			cert.Certificate = append(cert.Certificate, c.Raw)
 		}
-		body, err := json.Marshal(server.RenewRequest{CSR: string(ks[i].nextCSR)})
+		body, err := json.Marshal(wire.RenewRequest{CSR: string(ks[i].nextCSR)})
 		if err != nil {
 			return err
 		}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/certgate/certgate/internal/clock"
+	"github.com/certgate/certgate/internal/wire"
 )
 
 // Options configures a load run.
@@ -111,7 +112,7 @@ func Run(ctx context.Context, o Options, work []Enrollment) (*Result, error) {
 			c.CloseIdleConnections()
 		}
 	}()
-	proto, err := warmUp(ctx, clients, base+"/healthz")
+	proto, err := warmUp(ctx, clients, base+wire.PathHealth)
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +121,7 @@ func Run(ctx context.Context, o Options, work []Enrollment) (*Result, error) {
 	var rec *recorder
 	res.Elapsed, res.ServerCPU, err = measure(o.Clock, o.ServerCPU, func(start time.Time) {
 		rec = pull(ctx, o.Clock, start, o.Duration, o.Clients, len(work), func(w, i int) (string, string) {
-			return enroll(ctx, clients[w], base+"/v1/enroll", work[i].Body)
+			return enroll(ctx, clients[w], base+wire.PathEnroll, work[i].Body)
 		})
 	})
 	if err != nil {
@@ -205,18 +206,9 @@ func enroll(ctx context.Context, c *http.Client, enrollURL string, body []byte) 
 		return KindTransport, err.Error()
 	}
 	if resp.StatusCode != http.StatusCreated {
-		var e struct {
-			Error struct{ Code, Message string } `json:"error"`
-		}
-		if json.Unmarshal(data, &e) != nil || e.Error.Code == "" {
-			return fmt.Sprintf("%d http", resp.StatusCode), strings.TrimSpace(string(data))
-		}
-		return fmt.Sprintf("%d %s", resp.StatusCode, e.Error.Code), e.Error.Message
+		return apiFailure(resp.StatusCode, data)
 	}
-	var ok struct {
-		Serial      string `json:"serial"`
-		Certificate string `json:"certificate"`
-	}
+	var ok wire.EnrollResponse
 	if err := json.Unmarshal(data, &ok); err != nil {
 		return KindBadAnswer, err.Error()
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/certgate/certgate/internal/csr"
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/keytype"
-	"github.com/certgate/certgate/internal/server"
+	"github.com/certgate/certgate/internal/wire"
 )
 
 // Enrollment is one prepared enrollment: the encoded body of
@@ -82,7 +82,7 @@ func Prepare(ctx context.Context, admin *apiclient.Client, o PrepareOptions) ([]
 		if err != nil {
 			return err
 		}
-		body, err := json.Marshal(server.EnrollRequest{Token: tok.Token, CSR: string(csrs[i])})
+		body, err := json.Marshal(wire.EnrollRequest{Token: tok.Token, CSR: string(csrs[i])})
 		if err != nil {
 			return err
 		}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/pemutil"
+	"github.com/certgate/certgate/internal/wire"
 )
 
 // RenewOptions configures a renewal run.
@@ -191,23 +192,17 @@ func (rn *renewer) renew(ctx context.Context, a *Agent, req []byte) (resumed boo
 
 // apiFailure names a non-201 answer by its status and API error code.
 func apiFailure(status int, body []byte) (kind, msg string) {
-	var e struct {
-		Error struct{ Code, Message string } `json:"error"`
-	}
-	if json.Unmarshal(body, &e) != nil || e.Error.Code == "" {
+	e, ok := wire.DecodeError(body)
+	if !ok {
 		return fmt.Sprintf("%d http", status), strings.TrimSpace(string(body))
 	}
-	return fmt.Sprintf("%d %s", status, e.Error.Code), e.Error.Message
+	return fmt.Sprintf("%d %s", status, e.Code), e.Message
 }
 
 // checkRenewal returns "" if body is a renewal answer for a, else what is
 // wrong with it.
 func checkRenewal(a *Agent, body []byte) string {
-	var ok struct {
-		Serial      string `json:"serial"`
-		Identity    string `json:"identity"`
-		Certificate string `json:"certificate"`
-	}
+	var ok wire.EnrollResponse
 	if err := json.Unmarshal(body, &ok); err != nil {
 		return err.Error()
 	}
@@ -242,7 +237,7 @@ func WarmSessions(ctx context.Context, serverURL string, roots *x509.CertPool, a
 	if err != nil {
 		return err
 	}
-	req := rn.request(http.MethodGet, "/healthz", nil)
+	req := rn.request(http.MethodGet, wire.PathHealth, nil)
 	return parallel(ctx, len(agents), max(par, 1), func(i int) error {
 		a := agents[i]
 		a.Sessions = tls.NewLRUClientSessionCache(1)
@@ -295,7 +290,7 @@ func RunRenew(ctx context.Context, o RenewOptions, agents []*Agent) (*RenewResul
 	}
 	reqs := make([][]byte, len(agents))
 	for i, a := range agents {
-		reqs[i] = rn.request(http.MethodPost, "/v1/renew", a.Body)
+		reqs[i] = rn.request(http.MethodPost, wire.PathRenew, a.Body)
 	}
 	res := &RenewResult{Resume: o.Resume, Clients: min(o.Clients, len(agents))}
 	resumed := make([]int, res.Clients)

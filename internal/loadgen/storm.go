@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/certgate/certgate/internal/clock"
+	"github.com/certgate/certgate/internal/wire"
 )
 
 // StormOptions configures a renewal storm.
@@ -69,7 +70,7 @@ func RunStorm(ctx context.Context, o StormOptions, agents []*Agent) (*RenewResul
 	}
 	slots := make([]slot, len(agents))
 	for i, a := range agents {
-		slots[i] = slot{at: time.Duration(o.Rand.Int64N(int64(o.Window))), req: rn.request(http.MethodPost, "/v1/renew", a.Body), a: a}
+		slots[i] = slot{at: time.Duration(o.Rand.Int64N(int64(o.Window))), req: rn.request(http.MethodPost, wire.PathRenew, a.Body), a: a}
 	}
 	slices.SortFunc(slots, func(x, y slot) int { return int(x.at - y.at) })
 

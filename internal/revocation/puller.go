@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/certgate/certgate/internal/clock"
+	"github.com/certgate/certgate/internal/wire"
 )
 
 // Source keeps an [Updater] current until ctx is done. The pull below and
@@ -26,29 +27,15 @@ type Source interface {
 // MaxSnapshotSize bounds a revocation snapshot response.
 const MaxSnapshotSize = 64 << 20
 
-// Entry is one revoked certificate in a snapshot.
-type Entry struct {
-	Serial   string    `json:"serial"`
-	Identity string    `json:"identity"`
-	Reason   int       `json:"reason"`
-	NotAfter time.Time `json:"not_after"`
-}
-
-// Snapshot is the body of GET /v1/revocations: every revoked certificate
-// that has not expired yet, as of a feed position.
-type Snapshot struct {
-	Position int64   `json:"position"`
-	Revoked  []Entry `json:"revoked"`
-}
-
-// ParseSnapshot decodes and checks a snapshot and turns it into a [Set]
+// ParseSnapshot decodes and checks a snapshot, the body of GET
+// /v1/revocations ([wire.Revocations]), and turns it into a [Set]
 // taken at now. Unknown fields are ignored (the server may add some);
 // serials must be hexadecimal.
 func ParseSnapshot(data []byte, now time.Time) (*Set, error) {
 	if len(data) > MaxSnapshotSize {
 		return nil, fmt.Errorf("revocation: snapshot larger than %d bytes", MaxSnapshotSize)
 	}
-	var snap Snapshot
+	var snap wire.Revocations
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&snap); err != nil {
 		return nil, fmt.Errorf("revocation: decode snapshot: %w", err)
@@ -93,7 +80,7 @@ func NewPuller(serverURL string, tlsConfig *tls.Config, interval time.Duration, 
 func NewFailoverPuller(serverURLs []string, tlsConfig *tls.Config, interval time.Duration, clk clock.Clock, log *slog.Logger) *Puller {
 	urls := make([]string, len(serverURLs))
 	for i, u := range serverURLs {
-		urls[i] = strings.TrimRight(u, "/") + "/v1/revocations"
+		urls[i] = strings.TrimRight(u, "/") + wire.PathRevocations
 	}
 	tr := &http.Transport{
 		TLSClientConfig:       tlsConfig,

@@ -67,7 +67,7 @@ func TestParseSnapshot(t *testing.T) {
 		{`{"position": 1, "revoked": [{"serial": "xyz"}]}`, `revocation: entry 0: serial "xyz" is not hexadecimal`},
 		{`{"position": 1, "revoked": [{"serial": ""}]}`, `revocation: entry 0: empty serial`},
 		{`{"position": 1} {}`, "revocation: decode snapshot: trailing data after JSON object"},
-		{`{"position": "1"}`, "revocation: decode snapshot: json: cannot unmarshal string into Go struct field Snapshot.position of type int64"},
+		{`{"position": "1"}`, "revocation: decode snapshot: json: cannot unmarshal string into Go struct field Revocations.position of type int64"},
 	} {
 		_, err := ParseSnapshot([]byte(tc.in), now)
 		if err == nil || err.Error() != tc.err {

@@ -25,10 +25,10 @@ import (
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/keytype"
 	"github.com/certgate/certgate/internal/pemutil"
-	"github.com/certgate/certgate/internal/server"
 	"github.com/certgate/certgate/internal/store"
 	"github.com/certgate/certgate/internal/testenv"
 	"github.com/certgate/certgate/internal/token"
+	"github.com/certgate/certgate/internal/wire"
 )
 
 const svcID = "spiffe://example.org/svc/billing"
@@ -133,43 +133,43 @@ func TestEnrollBadInput(t *testing.T) {
 		status    int
 		code, msg string
 	}{
-		{"broken signature", func(tok string) any { return server.EnrollRequest{Token: tok, CSR: brokenSig()} },
+		{"broken signature", func(tok string) any { return wire.EnrollRequest{Token: tok, CSR: brokenSig()} },
 			400, "bad_csr", "csr: signature does not verify: x509: ECDSA verification failure"},
 		{"another identity", func(tok string) any {
-			return server.EnrollRequest{Token: tok, CSR: newCSR(t, keytype.ECDSAP256, "spiffe://example.org/admin/alice")}
+			return wire.EnrollRequest{Token: tok, CSR: newCSR(t, keytype.ECDSAP256, "spiffe://example.org/admin/alice")}
 		}, 400, "bad_csr", "csr: asks for identity spiffe://example.org/admin/alice but may only have spiffe://example.org/svc/billing"},
 		{"another trust domain", func(tok string) any {
-			return server.EnrollRequest{Token: tok, CSR: newCSR(t, keytype.ECDSAP256, "spiffe://evil.org/svc/billing")}
+			return wire.EnrollRequest{Token: tok, CSR: newCSR(t, keytype.ECDSAP256, "spiffe://evil.org/svc/billing")}
 		}, 400, "bad_csr", "csr: identity spiffe://evil.org/svc/billing is outside trust domain example.org"},
-		{"rsa-1024", func(tok string) any { return server.EnrollRequest{Token: tok, CSR: read("rsa-1024.csr.pem")} },
+		{"rsa-1024", func(tok string) any { return wire.EnrollRequest{Token: tok, CSR: read("rsa-1024.csr.pem")} },
 			400, "bad_csr", "csr: key type not allowed: RSA 1024 bits (want 2048, 3072 or 4096)"},
-		{"p-224", func(tok string) any { return server.EnrollRequest{Token: tok, CSR: read("p-224.csr.pem")} },
+		{"p-224", func(tok string) any { return wire.EnrollRequest{Token: tok, CSR: read("p-224.csr.pem")} },
 			400, "bad_csr", "csr: key type not allowed: ECDSA curve P-224"},
 		{"1 MB PEM", func(tok string) any {
-			return server.EnrollRequest{Token: tok, CSR: "-----BEGIN CERTIFICATE REQUEST-----\n" + strings.Repeat("A", 1<<20) + "\n-----END CERTIFICATE REQUEST-----\n"}
+			return wire.EnrollRequest{Token: tok, CSR: "-----BEGIN CERTIFICATE REQUEST-----\n" + strings.Repeat("A", 1<<20) + "\n-----END CERTIFICATE REQUEST-----\n"}
 		}, 413, "too_large", "request body is larger than 65536 bytes"},
-		{"non-PEM garbage", func(tok string) any { return server.EnrollRequest{Token: tok, CSR: "\x00\x01garbage"} },
+		{"non-PEM garbage", func(tok string) any { return wire.EnrollRequest{Token: tok, CSR: "\x00\x01garbage"} },
 			400, "bad_csr", "csr: malformed request: pemutil: no PEM data found"},
-		{"certificate instead of CSR", func(tok string) any { return server.EnrollRequest{Token: tok, CSR: certPEM} },
+		{"certificate instead of CSR", func(tok string) any { return wire.EnrollRequest{Token: tok, CSR: certPEM} },
 			400, "bad_csr", `csr: malformed request: pemutil: unexpected PEM block "CERTIFICATE" (want CERTIFICATE REQUEST)`},
 		{"malformed token", func(string) any {
-			return server.EnrollRequest{Token: "cgt1.!!", CSR: newCSR(t, keytype.ECDSAP256, svcID)}
+			return wire.EnrollRequest{Token: "cgt1.!!", CSR: newCSR(t, keytype.ECDSAP256, svcID)}
 		},
 			400, "bad_token", "token: malformed token: not base64url"},
 		{"token for another CA", func(tok string) any {
 			tk, _ := token.Parse(tok)
 			tk.RootFingerprint = strings.Repeat("00", 32)
-			return server.EnrollRequest{Token: tk.String(), CSR: newCSR(t, keytype.ECDSAP256, svcID)}
+			return wire.EnrollRequest{Token: tk.String(), CSR: newCSR(t, keytype.ECDSAP256, svcID)}
 		}, 400, "bad_token", "token was made for another CA (root fingerprint differs)"},
 		{"wrong secret", func(tok string) any {
 			tk, _ := token.Parse(tok)
 			tk.Secret[0] ^= 1
-			return server.EnrollRequest{Token: tk.String(), CSR: newCSR(t, keytype.ECDSAP256, svcID)}
+			return wire.EnrollRequest{Token: tk.String(), CSR: newCSR(t, keytype.ECDSAP256, svcID)}
 		}, 403, "token_invalid", "token is not valid"},
 		{"unknown token", func(tok string) any {
 			tk, _ := token.Parse(tok)
 			tk.ID = strings.Repeat("ab", 16)
-			return server.EnrollRequest{Token: tk.String(), CSR: newCSR(t, keytype.ECDSAP256, svcID)}
+			return wire.EnrollRequest{Token: tk.String(), CSR: newCSR(t, keytype.ECDSAP256, svcID)}
 		}, 403, "token_invalid", "token is not valid"},
 		{"unknown field", func(tok string) any { return []byte(`{"token":"` + tok + `","csr":"x","admin":true}`) },
 			400, "bad_request", `invalid JSON: json: unknown field "admin"`},
@@ -313,7 +313,7 @@ func TestAdminAuth(t *testing.T) {
 	// A revoked admin is locked out at once.
 	admin2 := e.clientCert("/admin/bob", ca.ClientProfile)
 	serial := ca.SerialHex(admin2.Leaf.SerialNumber)
-	if _, err := e.client(&e.admin).Revoke(ctx, server.RevokeRequest{Serial: serial, Reason: "keyCompromise"}); err != nil {
+	if _, err := e.client(&e.admin).Revoke(ctx, wire.RevokeRequest{Serial: serial, Reason: "keyCompromise"}); err != nil {
 		t.Fatal(err)
 	}
 	_, err = e.client(&admin2).ListCertificates(ctx, apiclient.ListFilter{})
@@ -336,11 +336,11 @@ func TestAdminBadInput(t *testing.T) {
 	}
 
 	before, _ := e.store.Events(ctx, 0, 1000)
-	_, err = admin.Revoke(ctx, server.RevokeRequest{Serial: "abcdef"})
+	_, err = admin.Revoke(ctx, wire.RevokeRequest{Serial: "abcdef"})
 	wantAPIError(t, err, 404, "not_found", "no certificate with serial abcdef")
-	_, err = admin.Revoke(ctx, server.RevokeRequest{Serial: "abcdef", Identity: svcID})
+	_, err = admin.Revoke(ctx, wire.RevokeRequest{Serial: "abcdef", Identity: svcID})
 	wantAPIError(t, err, 400, "bad_request", "give exactly one of serial, identity, identity_prefix")
-	_, err = admin.Revoke(ctx, server.RevokeRequest{Identity: svcID, Reason: "certificateHold"})
+	_, err = admin.Revoke(ctx, wire.RevokeRequest{Identity: svcID, Reason: "certificateHold"})
 	wantAPIError(t, err, 400, "bad_reason", `ca: unknown revocation reason "certificateHold" (want one of unspecified, keyCompromise, cACompromise, affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn, aACompromise)`)
 	after, _ := e.store.Events(ctx, 0, 1000)
 	if len(after) != len(before) {
@@ -368,7 +368,7 @@ func TestRevokeAndList(t *testing.T) {
 		}
 		serials = append(serials, resp.Serial)
 	}
-	revs, err := admin.Revoke(ctx, server.RevokeRequest{Identity: svcID, Reason: "keyCompromise"})
+	revs, err := admin.Revoke(ctx, wire.RevokeRequest{Identity: svcID, Reason: "keyCompromise"})
 	if err != nil || len(revs) != 2 || revs[0].ReasonName != "keyCompromise" || revs[0].RevokedBy != "spiffe://example.org/admin/alice" {
 		t.Fatalf("revoke: %+v %v", revs, err)
 	}
@@ -385,7 +385,7 @@ func TestRevokeAndList(t *testing.T) {
 		t.Fatalf("show: %+v %v", show, err)
 	}
 	// Revoking again revokes nothing and changes nothing.
-	revs, err = admin.Revoke(ctx, server.RevokeRequest{Serial: serials[0]})
+	revs, err = admin.Revoke(ctx, wire.RevokeRequest{Serial: serials[0]})
 	if err != nil || len(revs) != 0 {
 		t.Fatalf("second revoke: %+v %v", revs, err)
 	}
@@ -419,7 +419,7 @@ func TestFeedByHand(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond)
 	serial := ca.SerialHex(victim.Leaf.SerialNumber)
-	if _, err := e.client(&e.admin).Revoke(ctx, server.RevokeRequest{Serial: serial}); err != nil {
+	if _, err := e.client(&e.admin).Revoke(ctx, wire.RevokeRequest{Serial: serial}); err != nil {
 		t.Fatal(err)
 	}
 	cmd.Wait() // curl exits 28 at --max-time, which is the point
@@ -465,7 +465,7 @@ func TestRevokeByPrefix(t *testing.T) {
 		match[serialOf(p)] = false
 	}
 	eventsBefore, _ := e.store.Events(ctx, 0, 1000)
-	dry, err := admin.Revoke(ctx, server.RevokeRequest{IdentityPrefix: "spiffe://example.org/host/a", Reason: "cessationOfOperation", DryRun: true})
+	dry, err := admin.Revoke(ctx, wire.RevokeRequest{IdentityPrefix: "spiffe://example.org/host/a", Reason: "cessationOfOperation", DryRun: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -476,11 +476,11 @@ func TestRevokeByPrefix(t *testing.T) {
 	if revoked, _ := e.store.ListCertificates(ctx, store.CertFilter{Status: "revoked", Now: e.clock.Now()}); len(revoked) != 0 {
 		t.Fatal("the dry run revoked something")
 	}
-	revs, err := admin.Revoke(ctx, server.RevokeRequest{IdentityPrefix: "spiffe://example.org/host/a", Reason: "cessationOfOperation"})
+	revs, err := admin.Revoke(ctx, wire.RevokeRequest{IdentityPrefix: "spiffe://example.org/host/a", Reason: "cessationOfOperation"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, list := range map[string][]server.RevocationJSON{"dry run": dry, "revoke": revs} {
+	for name, list := range map[string][]wire.Revocation{"dry run": dry, "revoke": revs} {
 		got := map[string]bool{}
 		for _, r := range list {
 			got[r.Serial] = true

@@ -19,8 +19,8 @@ import (
 	"github.com/certgate/certgate/internal/keytype"
 	"github.com/certgate/certgate/internal/loadgen"
 	"github.com/certgate/certgate/internal/pemutil"
-	"github.com/certgate/certgate/internal/server"
 	"github.com/certgate/certgate/internal/store"
+	"github.com/certgate/certgate/internal/wire"
 )
 
 // BenchmarkRenew measures POST /v1/renew over real TLS on 127.0.0.1, each
@@ -116,7 +116,7 @@ func (e *benchEnv) agent(ctx context.Context, i int) (*loadgen.Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	body, _ := json.Marshal(server.RenewRequest{CSR: string(req)})
+	body, _ := json.Marshal(wire.RenewRequest{CSR: string(req)})
 	cert := tls.Certificate{Certificate: [][]byte{iss.Cert.Raw, iss.Chain[0].Raw}, PrivateKey: cur, Leaf: iss.Cert}
 	return &loadgen.Agent{Identity: id.String(), Cert: cert, Next: next.Public(), Body: body}, nil
 }
@@ -134,7 +134,7 @@ func (e *benchEnv) serveRenewBaseline(b *testing.B, agents []*loadgen.Agent) str
 		if err != nil {
 			b.Fatal(err)
 		}
-		answers[string(a.Cert.Leaf.Raw)], _ = json.Marshal(server.EnrollResponse{
+		answers[string(a.Cert.Leaf.Raw)], _ = json.Marshal(wire.EnrollResponse{
 			Serial: iss.Record.Serial, Identity: a.Identity, NotAfter: iss.Cert.NotAfter,
 			Certificate: string(pemutil.EncodeCertificates(iss.Cert)),
 			Chain:       string(pemutil.EncodeCertificates(iss.Chain...)),

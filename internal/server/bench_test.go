@@ -24,6 +24,7 @@ import (
 	"github.com/certgate/certgate/internal/keytype"
 	"github.com/certgate/certgate/internal/server"
 	"github.com/certgate/certgate/internal/testenv"
+	"github.com/certgate/certgate/internal/wire"
 )
 
 // benchClients is the number of concurrent keep-alive clients in
@@ -105,7 +106,7 @@ func (e *benchEnv) prepare(b *testing.B, n int) [][]byte {
 					errs <- err
 					return
 				}
-				bodies[i], _ = json.Marshal(server.EnrollRequest{Token: tok.String(), CSR: string(req)})
+				bodies[i], _ = json.Marshal(wire.EnrollRequest{Token: tok.String(), CSR: string(req)})
 			}
 		}()
 	}

@@ -9,5 +9,7 @@
 // revocation endpoint also accepts /gateway/ identities. Every error is
 // {"error":{"code":"...","message":"..."}} with a message safe to show.
 //
-// Not here: issuance logic (package ca), storage (store).
+// Not here: the request and answer bodies, error codes and paths, which
+// clients share (package wire); issuance logic (package ca); storage
+// (store).
 package server

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+
+	"github.com/certgate/certgate/internal/wire"
 )
 
 // Error is an API error: an HTTP status, a stable code clients branch on, a
@@ -29,19 +31,12 @@ func apiError(status int, code, msg string, cause error) *Error {
 	return &Error{Status: status, Code: code, Message: msg, Err: cause}
 }
 
-type errorBody struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
 // writeError sends err as the JSON error body. Errors that are not *Error
 // are internal: the client sees a generic message, the log the cause.
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	var e *Error
 	if !errors.As(err, &e) {
-		e = apiError(http.StatusInternalServerError, "internal", "internal error", err)
+		e = apiError(http.StatusInternalServerError, wire.CodeInternal, "internal error", err)
 	}
 	level := slog.LevelInfo
 	if e.Status >= 500 {
@@ -50,10 +45,7 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	log.LogAttrs(r.Context(), level, "request failed",
 		slog.String("method", r.Method), slog.String("path", r.URL.Path),
 		slog.Int("status", e.Status), slog.String("code", e.Code), slog.Any("err", e))
-	var body errorBody
-	body.Error.Code = e.Code
-	body.Error.Message = e.Message
-	writeJSON(w, e.Status, body)
+	writeJSON(w, e.Status, wire.ErrorBody{Error: wire.ErrorDetail{Code: e.Code, Message: e.Message}})
 }
 
 // writeJSON sends v as compact JSON, one line. Answers are read by

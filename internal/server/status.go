@@ -18,6 +18,7 @@ import (
 
 	"github.com/certgate/certgate/internal/certstatus"
 	"github.com/certgate/certgate/internal/store"
+	"github.com/certgate/certgate/internal/wire"
 )
 
 // MaxOCSPRequest is the largest OCSP request accepted, POST body or decoded
@@ -37,13 +38,19 @@ const ErrorHeader = "Certgate-Error"
 // signer are kept current by Serve; without it they are built on demand.
 func (s *Server) StatusHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /crl", s.crl)
-	mux.HandleFunc("GET /ocsp/{req...}", s.ocspGET)
-	mux.HandleFunc("POST /ocsp", s.ocspPOST)
+	s.statusRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, s.o.Log, apiError(http.StatusNotFound, "not_found", "no such endpoint on the status listener (CRL and OCSP only)", nil))
+		writeError(w, r, s.o.Log, apiError(http.StatusNotFound, wire.CodeNotFound, "no such endpoint on the status listener (CRL and OCSP only)", nil))
 	})
 	return mux
+}
+
+// statusRoutes adds the CRL and OCSP handlers to mux: the API and the
+// status listener serve the same ones.
+func (s *Server) statusRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET "+wire.PathCRL, s.crl)
+	mux.HandleFunc("GET "+wire.PathOCSP+"/{req...}", s.ocspGET)
+	mux.HandleFunc("POST "+wire.PathOCSP, s.ocspPOST)
 }
 
 // crl serves the current DER CRL (RFC 5280) with caching headers that end

@@ -27,6 +27,7 @@ import (
 	"github.com/certgate/certgate/internal/pemutil"
 	"github.com/certgate/certgate/internal/server"
 	"github.com/certgate/certgate/internal/store"
+	"github.com/certgate/certgate/internal/wire"
 )
 
 func needTool(t *testing.T, name string) string {
@@ -94,7 +95,7 @@ func (e *env) do(method, path, contentType string, body []byte, hdr http.Header)
 
 func (e *env) revokeSerial(serial, reason string) {
 	e.t.Helper()
-	if _, err := e.client(&e.admin).Revoke(context.Background(), server.RevokeRequest{Serial: serial, Reason: reason}); err != nil {
+	if _, err := e.client(&e.admin).Revoke(context.Background(), wire.RevokeRequest{Serial: serial, Reason: reason}); err != nil {
 		e.t.Fatal(err)
 	}
 }

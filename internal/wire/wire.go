@@ -1,0 +1,150 @@
+package wire
+
+import "time"
+
+// Paths of the API. Paths under /v1/ take and return JSON; the bundle, the
+// CRL and OCSP are the standard formats of their kinds.
+const (
+	PathTokens       = "/v1/tokens"       // POST CreateTokenRequest → CreateTokenResponse (admin)
+	PathEnroll       = "/v1/enroll"       // POST EnrollRequest → EnrollResponse (the token authenticates)
+	PathRenew        = "/v1/renew"        // POST RenewRequest → EnrollResponse (the current certificate authenticates)
+	PathCertificates = "/v1/certificates" // GET → CertificateList; GET PathCertificates/SERIAL → Certificate (admin)
+	PathRevoke       = "/v1/revoke"       // POST RevokeRequest → RevokeResponse (admin)
+	PathAudit        = "/v1/audit"        // GET ?after=N&limit=N → AuditRecords (admin)
+	PathRevocations  = "/v1/revocations"  // GET → Revocations (gateway or admin)
+	PathFeed         = "/v1/feed"         // GET [?after=N] → the change feed, JSON lines (gateway or admin; internal/feed)
+	PathBundle       = "/v1/bundle"       // GET → the trusted roots, PEM
+	PathCRL          = "/crl"             // GET → the CRL, DER
+	PathOCSP         = "/ocsp"            // POST, or GET PathOCSP/BASE64 → an OCSP response
+	PathHealth       = "/healthz"         // GET → Health
+)
+
+// CreateTokenRequest is the body of POST /v1/tokens.
+type CreateTokenRequest struct {
+	Identity string `json:"identity"`
+	TTL      string `json:"ttl,omitempty"` // Go duration; default from config
+}
+
+// CreateTokenResponse answers POST /v1/tokens. Token is a secret.
+type CreateTokenResponse struct {
+	Token     string    `json:"token"`
+	ID        string    `json:"id"`
+	Identity  string    `json:"identity"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// EnrollRequest is the body of POST /v1/enroll.
+type EnrollRequest struct {
+	Token string `json:"token"`
+	CSR   string `json:"csr"` // PEM
+}
+
+// RenewRequest is the body of POST /v1/renew.
+type RenewRequest struct {
+	CSR string `json:"csr"` // PEM, for a new key and the same identity
+}
+
+// EnrollResponse answers an enrollment or a renewal: the new certificate,
+// its chain and the bundle.
+type EnrollResponse struct {
+	Serial      string    `json:"serial"`
+	Identity    string    `json:"identity"`
+	NotAfter    time.Time `json:"not_after"`
+	Certificate string    `json:"certificate"` // PEM leaf
+	Chain       string    `json:"chain"`       // PEM intermediates
+	Bundle      string    `json:"bundle"`      // PEM roots
+}
+
+// Certificate statuses.
+const (
+	StatusValid   = "valid"
+	StatusExpired = "expired"
+	StatusRevoked = "revoked"
+)
+
+// Certificate is a certificate record.
+type Certificate struct {
+	Serial      string      `json:"serial"`
+	Identity    string      `json:"identity"`
+	CommonName  string      `json:"common_name"`
+	Fingerprint string      `json:"fingerprint_sha256"`
+	NotBefore   time.Time   `json:"not_before"`
+	NotAfter    time.Time   `json:"not_after"`
+	KeyType     string      `json:"key_type"`
+	Obtained    string      `json:"obtained"`
+	RenewedFrom string      `json:"renewed_from,omitempty"`
+	IssuedAt    time.Time   `json:"issued_at"`
+	Status      string      `json:"status"` // StatusValid, StatusExpired or StatusRevoked
+	Revocation  *Revocation `json:"revocation,omitempty"`
+	PEM         string      `json:"pem,omitempty"` // GET /v1/certificates/SERIAL only
+}
+
+// CertificateList answers GET /v1/certificates.
+type CertificateList struct {
+	Certificates []Certificate `json:"certificates"`
+}
+
+// Revocation describes a revocation.
+type Revocation struct {
+	Serial     string    `json:"serial"`
+	Reason     int       `json:"reason"`
+	ReasonName string    `json:"reason_name"`
+	RevokedAt  time.Time `json:"revoked_at"`
+	RevokedBy  string    `json:"revoked_by"`
+}
+
+// RevokeRequest is the body of POST /v1/revoke: exactly one selector.
+type RevokeRequest struct {
+	Serial         string `json:"serial,omitempty"`
+	Identity       string `json:"identity,omitempty"`
+	IdentityPrefix string `json:"identity_prefix,omitempty"`
+	Reason         string `json:"reason,omitempty"` // RFC 5280 name or code
+	// DryRun lists what would be revoked and changes nothing.
+	DryRun bool `json:"dry_run,omitempty"`
+}
+
+// RevokeResponse answers POST /v1/revoke: what was revoked, or with
+// DryRun, what would have been.
+type RevokeResponse struct {
+	DryRun  bool         `json:"dry_run,omitempty"`
+	Revoked []Revocation `json:"revoked"`
+}
+
+// AuditRecord is one record of the audit log.
+type AuditRecord struct {
+	Seq      int64     `json:"seq"`
+	Time     time.Time `json:"time"`
+	Actor    string    `json:"actor"`
+	Action   string    `json:"action"`
+	Subject  string    `json:"subject"`
+	Detail   string    `json:"detail,omitempty"`
+	PrevHash string    `json:"prev_hash"`
+	Hash     string    `json:"hash"`
+}
+
+// AuditRecords answers GET /v1/audit.
+type AuditRecords struct {
+	Records []AuditRecord `json:"records"`
+}
+
+// Revoked is one revoked, unexpired certificate, as GET /v1/revocations
+// and the change feed's snapshot list it. NotAfter lets a follower forget
+// the entry once the certificate has expired anyway.
+type Revoked struct {
+	Serial   string    `json:"serial"`
+	Identity string    `json:"identity"`
+	Reason   int       `json:"reason"`
+	NotAfter time.Time `json:"not_after"`
+}
+
+// Revocations answers GET /v1/revocations: every revoked certificate that
+// has not expired yet, as of a position of the change feed.
+type Revocations struct {
+	Position int64     `json:"position"`
+	Revoked  []Revoked `json:"revoked"`
+}
+
+// Health answers GET /healthz.
+type Health struct {
+	Status string `json:"status"` // "ok"
+}
