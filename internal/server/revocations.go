@@ -1,0 +1,48 @@
+package server
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/certgate/certgate/internal/feed"
+	"github.com/certgate/certgate/internal/wire"
+)
+
+// revocations answers GET /v1/revocations (gateway or admin): every
+// revoked, unexpired certificate as of a feed position, for followers that
+// pull instead of following the feed.
+func (s *Server) revocations(r *http.Request) (int, any, error) {
+	if _, err := s.authenticate(r, "/admin/", "/gateway/"); err != nil {
+		return 0, nil, err
+	}
+	snap, err := s.o.Store.RevocationSnapshot(r.Context(), s.o.Clock.Now())
+	if err != nil {
+		return 0, nil, err
+	}
+	out := make([]wire.Revoked, len(snap.Revoked))
+	for i, e := range snap.Revoked {
+		out[i] = wire.Revoked{Serial: e.Serial, Identity: e.Identity, Reason: e.Reason, NotAfter: e.NotAfter.UTC()}
+	}
+	return http.StatusOK, wire.Revocations{Position: snap.Position, Revoked: out}, nil
+}
+
+// feedHandler streams the change feed to a gateway (or an admin watching
+// by hand with curl -N).
+func (s *Server) feedHandler(w http.ResponseWriter, r *http.Request) {
+	c, err := s.authenticate(r, "/admin/", "/gateway/")
+	if err != nil {
+		writeError(w, r, s.o.Log, classify(err))
+		return
+	}
+	after, err := feed.ParseAfter(r)
+	if err != nil {
+		writeError(w, r, s.o.Log, apiError(http.StatusBadRequest, wire.CodeBadRequest, err.Error(), nil))
+		return
+	}
+	s.o.Log.Info("feed follower connected", "identity", c.ID.String(), "serial", c.Serial, "after", after)
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	defer context.AfterFunc(s.streams, cancel)()
+	err = s.feed.Stream(ctx, w, after)
+	s.o.Log.Info("feed follower gone", "identity", c.ID.String(), "serial", c.Serial, "err", err)
+}
