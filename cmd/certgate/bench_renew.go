@@ -1,32 +1,17 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"io"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/certgate/certgate/internal/bench"
 	"github.com/certgate/certgate/internal/keytype"
-	"github.com/certgate/certgate/internal/loadgen"
 )
 
-// benchRenewOptions are the flags of "certgate bench renew" and
-// "certgate bench storm".
-type benchRenewOptions struct {
-	dir, server string
-	clients     int
-	count       int
-	duration    time.Duration
-	window      time.Duration // storm only
-	keyType     string
-	resume      bool
-	serverPID   int
-}
-
 func newBenchRenewCmd(s streams) *cobra.Command {
-	var o benchRenewOptions
+	var f benchLoadFlags
+	o := bench.RenewOptions{Log: s.err}
 	cmd := &cobra.Command{
 		Use:   "renew --dir DIR [--server URL] [--clients 32] [--count 20000] [--duration 60s] [--resume]",
 		Short: "Measure renewals per second, each on a new mTLS connection, against a running server",
@@ -48,19 +33,18 @@ The run stops when every agent renewed or after --duration. With
 server's CPU time per renewal. It fills the store with 2 x --count
 certificates: run it against a test CA.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runBenchRenew(cmd.Context(), s.out, s.err, o, false)
-		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return runBenchRenew(cmd, s, &f, o) },
 	}
-	renewFlags(cmd, &o)
-	cmd.Flags().IntVar(&o.clients, "clients", 32, "renewals in flight at once")
-	cmd.Flags().IntVar(&o.count, "count", 20000, "agents to enroll, each renewing once")
-	cmd.Flags().DurationVar(&o.duration, "duration", 60*time.Second, "stop starting renewals after this long (0: no bound)")
+	renewFlags(cmd, &f, &o)
+	cmd.Flags().IntVar(&o.Clients, "clients", 32, "renewals in flight at once")
+	cmd.Flags().IntVar(&o.Count, "count", 20000, "agents to enroll, each renewing once")
+	cmd.Flags().DurationVar(&o.Duration, "duration", 60*time.Second, "stop starting renewals after this long (0: no bound)")
 	return cmd
 }
 
 func newBenchStormCmd(s streams) *cobra.Command {
-	var o benchRenewOptions
+	var f benchLoadFlags
+	o := bench.RenewOptions{Log: s.err}
 	cmd := &cobra.Command{
 		Use:   "storm --dir DIR [--server URL] [--agents 10000] [--window 60s] [--resume]",
 		Short: "Renewal storm: every agent renews once at a random moment of a window",
@@ -73,92 +57,27 @@ code, and fails if any renewal failed or the last answer came after the
 window plus 5 s. --resume resumes a session per agent as in 'bench renew'.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runBenchRenew(cmd.Context(), s.out, s.err, o, true)
+			o.Storm = true
+			return runBenchRenew(cmd, s, &f, o)
 		},
 	}
-	renewFlags(cmd, &o)
-	cmd.Flags().IntVar(&o.count, "agents", 10000, "agents, each renewing once")
-	cmd.Flags().DurationVar(&o.window, "window", 60*time.Second, "the renewals are spread at random over this span")
+	renewFlags(cmd, &f, &o)
+	cmd.Flags().IntVar(&o.Count, "agents", 10000, "agents, each renewing once")
+	cmd.Flags().DurationVar(&o.Window, "window", 60*time.Second, "the renewals are spread at random over this span")
 	return cmd
 }
 
-func renewFlags(cmd *cobra.Command, o *benchRenewOptions) {
-	dirFlag(cmd, &o.dir)
-	cmd.Flags().StringVar(&o.server, "server", "", "server URL (default: server.url from the config)")
-	cmd.Flags().StringVar(&o.keyType, "key-type", string(keytype.Default), "agent key type")
-	cmd.Flags().BoolVar(&o.resume, "resume", false, "resume a TLS session per agent instead of a full handshake")
-	cmd.Flags().IntVar(&o.serverPID, "server-pid", 0, "process ID of a local server: report its CPU time per renewal (Linux)")
+func renewFlags(cmd *cobra.Command, f *benchLoadFlags, o *bench.RenewOptions) {
+	f.add(cmd)
+	cmd.Flags().StringVar(&o.KeyType, "key-type", string(keytype.Default), "agent key type")
+	cmd.Flags().BoolVar(&o.Resume, "resume", false, "resume a TLS session per agent instead of a full handshake")
+	cmd.Flags().IntVar(&o.ServerPID, "server-pid", 0, "process ID of a local server: report its CPU time per renewal (Linux)")
 }
 
-// stormGrace is how long after the window the last answer may come for a
-// storm to count as renewed inside it: the renewals drawn at its very end
-// need their own latency.
-const stormGrace = 5 * time.Second
-
-func runBenchRenew(ctx context.Context, out, errw io.Writer, o benchRenewOptions, storm bool) error {
-	if err := needDir(o.dir); err != nil {
+func runBenchRenew(cmd *cobra.Command, s streams, f *benchLoadFlags, o bench.RenewOptions) (err error) {
+	if o.Target, err = f.target(o.Check); err != nil {
 		return err
 	}
-	switch {
-	case storm && o.count < 1:
-		return fmt.Errorf("--agents: %d: need at least one agent", o.count)
-	case storm && o.window <= 0:
-		return fmt.Errorf("--window: %s is not positive", o.window)
-	case !storm && o.clients < 1:
-		return fmt.Errorf("--clients: %d: need at least one client", o.clients)
-	case !storm && o.count < 1:
-		return fmt.Errorf("--count: %d: need at least one agent", o.count)
-	case !storm && o.duration < 0:
-		return fmt.Errorf("--duration: %s is negative", o.duration)
-	}
-	t, err := openLoadTarget(o.dir, o.server, o.keyType, o.serverPID)
-	if err != nil {
-		return err
-	}
-	defer t.admin.CloseIdleConnections()
-
-	fmt.Fprintf(errw, "enrolling %d agents with %s keys and making their renewal CSRs (not measured)...\n", o.count, t.keyType)
-	t0 := time.Now()
-	agents, err := loadgen.PrepareAgents(ctx, t.admin, loadgen.AgentOptions{
-		PrepareOptions: loadgen.PrepareOptions{Count: o.count, TrustDomain: t.cfg.TrustDomain, KeyType: t.keyType},
-		ServerURL:      t.server, Roots: t.roots,
-	})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(errw, "prepared in %s\n", time.Since(t0).Round(time.Millisecond))
-	mode := "full handshakes"
-	if o.resume {
-		t0 = time.Now()
-		if err := loadgen.WarmSessions(ctx, t.server, t.roots, agents, 32); err != nil {
-			return err
-		}
-		fmt.Fprintf(errw, "opened a session per agent in %s (not measured)\n", time.Since(t0).Round(time.Millisecond))
-		mode = "resumed sessions"
-	}
-	var res *loadgen.RenewResult
-	if storm {
-		fmt.Fprintf(errw, "storm: %d agents renewing at random over %s against %s, %s...\n", o.count, o.window, t.server, mode)
-		res, err = loadgen.RunStorm(ctx, loadgen.StormOptions{ServerURL: t.server, Roots: t.roots, Window: o.window, Resume: o.resume, ServerCPU: t.serverCPU}, agents)
-	} else {
-		fmt.Fprintf(errw, "renewing with %d in flight against %s, %s...\n", o.clients, t.server, mode)
-		res, err = loadgen.RunRenew(ctx, loadgen.RenewOptions{ServerURL: t.server, Roots: t.roots, Clients: o.clients, Duration: o.duration, Resume: o.resume, ServerCPU: t.serverCPU}, agents)
-	}
-	if err := printRun(out, res, err); err != nil {
-		return err
-	}
-	name := "bench renew"
-	if storm {
-		name = "bench storm"
-	}
-	if n := res.Failed(); n > 0 {
-		return fmt.Errorf("%s: %d of %d renewals failed", name, n, res.Sent)
-	}
-	if o.resume && res.Resumed != res.OK {
-		return fmt.Errorf("%s: only %d of %d renewals resumed their session", name, res.Resumed, res.OK)
-	}
-	if storm && res.Elapsed > o.window+stormGrace {
-		return fmt.Errorf("bench storm: the last renewal was answered after %s, past the %s window", res.Elapsed.Round(time.Millisecond), o.window)
-	}
-	return nil
+	res, err := bench.RunRenew(cmd.Context(), o)
+	return printed(s.out, res, err)
 }

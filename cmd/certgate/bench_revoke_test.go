@@ -1,11 +1,9 @@
 package main
 
 import (
-	"context"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestBenchRevoke runs certgate bench revoke at a small scale against the
@@ -16,35 +14,33 @@ func TestBenchRevoke(t *testing.T) {
 	}
 	bin := buildCertgate(t)
 	dir := startServer(t)
-	var out, errw syncBuffer
-	err := runBenchRevoke(context.Background(), &out, &errw, benchRevokeOptions{
-		dir: dir, certgate: bin, gateways: 2, revocations: 5, timeout: 2 * time.Minute, work: t.TempDir(),
-	})
-	if err != nil {
-		t.Fatalf("%v\n%s%s", err, errw.String(), out.String())
+	out, errs, code := cli(t, "bench", "revoke", "--dir", dir, "--certgate", bin, "--gateways", "2", "--revocations", "5", "--timeout", "2m", "--work-dir", t.TempDir())
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, errs, out)
 	}
-	t.Log(out.String())
-	if !strings.Contains(out.String(), "2 certgate gateway processes following https://127.0.0.1:") ||
-		!regexp.MustCompile(`(?m)^  p50 \S+  p90 \S+  p99 \S+  max \S+$`).MatchString(out.String()) ||
-		!strings.Contains(out.String(), "each connection closed (10): ") {
-		t.Fatalf("output:\n%s", out.String())
+	t.Log(out)
+	if !strings.Contains(out, "2 certgate gateway processes following https://127.0.0.1:") ||
+		!regexp.MustCompile(`(?m)^  p50 \S+  p90 \S+  p99 \S+  max \S+$`).MatchString(out) ||
+		!strings.Contains(out, "each connection closed (10): ") {
+		t.Fatalf("output:\n%s", out)
 	}
 }
 
 func TestBenchRevokeFlags(t *testing.T) {
+	t.Setenv("CERTGATE_DIR", "")
 	dir := t.TempDir()
 	for _, tc := range []struct {
-		o   benchRevokeOptions
-		err string
+		args []string
+		err  string
 	}{
-		{benchRevokeOptions{gateways: 5, revocations: 100, timeout: time.Minute}, "--dir: no certgate directory given (flag --dir or CERTGATE_DIR)"},
-		{benchRevokeOptions{dir: dir, gateways: 0, revocations: 100, timeout: time.Minute}, "--gateways: 0: need 1 to 50"},
-		{benchRevokeOptions{dir: dir, gateways: 5, revocations: 0, timeout: time.Minute}, "--revocations: 0: need 1 to 10000"},
-		{benchRevokeOptions{dir: dir, gateways: 5, revocations: 100}, "--timeout: 0s must be positive"},
+		{nil, "--dir: no certgate directory given (flag --dir or CERTGATE_DIR)"},
+		{[]string{"--dir", dir, "--gateways", "0"}, "--gateways: 0: need 1 to 50"},
+		{[]string{"--dir", dir, "--revocations", "0"}, "--revocations: 0: need 1 to 10000"},
+		{[]string{"--dir", dir, "--timeout", "0s"}, "--timeout: 0s must be positive"},
 	} {
-		err := runBenchRevoke(context.Background(), &syncBuffer{}, &syncBuffer{}, tc.o)
-		if err == nil || err.Error() != tc.err {
-			t.Errorf("%+v: %v, want %q", tc.o, err, tc.err)
+		_, errs, code := cli(t, append([]string{"bench", "revoke"}, tc.args...)...)
+		if code != 1 || errs != "certgate: "+tc.err+"\n" {
+			t.Errorf("%v: exit %d, %q; want %q", tc.args, code, errs, tc.err)
 		}
 	}
 }

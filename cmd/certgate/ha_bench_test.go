@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/certgate/certgate/internal/apiclient"
+	"github.com/certgate/certgate/internal/bench"
 	"github.com/certgate/certgate/internal/cadir"
-	"github.com/certgate/certgate/internal/loadgen"
 	"github.com/certgate/certgate/internal/store/storetest"
 )
 
@@ -78,10 +78,10 @@ func BenchmarkIssuanceStores(b *testing.B) {
 		name    string
 		url     string
 		roots   *x509.CertPool
-		work    []loadgen.Enrollment
+		work    []bench.Enrollment
 		ok      int
 		elapsed time.Duration
-		lat     loadgen.Histogram
+		lat     bench.Histogram
 	}
 	sides := []*side{{name: "sqlite"}, {name: "postgres"}}
 	const rounds = 5
@@ -96,7 +96,7 @@ func BenchmarkIssuanceStores(b *testing.B) {
 		defer stop()
 		sd.url, sd.roots = u, roots
 		var err error
-		sd.work, err = loadgen.Prepare(ctx, admin, loadgen.PrepareOptions{Count: per * rounds, TrustDomain: "example.org"})
+		sd.work, err = bench.Prepare(ctx, admin, bench.PrepareOptions{Count: per * rounds, TrustDomain: "example.org"})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -105,7 +105,7 @@ func BenchmarkIssuanceStores(b *testing.B) {
 	for r := range rounds {
 		for k := range sides {
 			sd := sides[(r+k)%len(sides)]
-			res, err := loadgen.Run(ctx, loadgen.Options{ServerURL: sd.url, Roots: sd.roots, Clients: 32}, sd.work[r*per:(r+1)*per])
+			res, err := bench.Enroll(ctx, bench.EnrollLoad{ServerURL: sd.url, Roots: sd.roots, Clients: 32}, sd.work[r*per:(r+1)*per])
 			if err != nil {
 				b.Fatal(err)
 			}

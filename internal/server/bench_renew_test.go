@@ -13,11 +13,11 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/certgate/certgate/internal/bench"
 	"github.com/certgate/certgate/internal/ca"
 	"github.com/certgate/certgate/internal/csr"
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/keytype"
-	"github.com/certgate/certgate/internal/loadgen"
 	"github.com/certgate/certgate/internal/pemutil"
 	"github.com/certgate/certgate/internal/store"
 	"github.com/certgate/certgate/internal/wire"
@@ -30,7 +30,7 @@ import (
 // (SQLite WAL, synchronous=FULL, group commit) -> certificate. benchClients
 // renewals are in flight at once; agents (certificates, keys, CSRs) are
 // made before the timer starts. It uses the load generator's renewal
-// client (internal/loadgen), which checks every answer.
+// client (internal/bench), which checks every answer.
 //
 //   - full: a full TLS 1.3 handshake per renewal (the server signs, and
 //     verifies the client's chain and CertificateVerify).
@@ -71,10 +71,10 @@ func BenchmarkRenew(b *testing.B) {
 // agents issues n client certificates directly (not measured; a renewal
 // does not care how its certificate was obtained) and makes a new key and
 // CSR for each.
-func (e *benchEnv) agents(b *testing.B, n int) []*loadgen.Agent {
+func (e *benchEnv) agents(b *testing.B, n int) []*bench.Agent {
 	b.Helper()
 	ctx := context.Background()
-	out := make([]*loadgen.Agent, n)
+	out := make([]*bench.Agent, n)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	var once sync.Once
@@ -104,7 +104,7 @@ func (e *benchEnv) agents(b *testing.B, n int) []*loadgen.Agent {
 	return out
 }
 
-func (e *benchEnv) agent(ctx context.Context, i int) (*loadgen.Agent, error) {
+func (e *benchEnv) agent(ctx context.Context, i int) (*bench.Agent, error) {
 	id := identity.MustParse(fmt.Sprintf("spiffe://%s/bench/agent-%d", e.td, i))
 	cur, _ := keytype.Generate(keytype.ECDSAP256)
 	next, _ := keytype.Generate(keytype.ECDSAP256)
@@ -118,14 +118,14 @@ func (e *benchEnv) agent(ctx context.Context, i int) (*loadgen.Agent, error) {
 	}
 	body, _ := json.Marshal(wire.RenewRequest{CSR: string(req)})
 	cert := tls.Certificate{Certificate: [][]byte{iss.Cert.Raw, iss.Chain[0].Raw}, PrivateKey: cur, Leaf: iss.Cert}
-	return &loadgen.Agent{Identity: id.String(), Cert: cert, Next: next.Public(), Body: body}, nil
+	return &bench.Agent{Identity: id.String(), Cert: cert, Next: next.Public(), Body: body}, nil
 }
 
 // serveRenewBaseline serves, with the server's own TLS config, a handler
 // that answers GET /healthz, and POST /v1/renew with a real renewal answer
 // made in advance for the agent whose certificate the connection
 // presented (issued directly, not measured), and returns its URL.
-func (e *benchEnv) serveRenewBaseline(b *testing.B, agents []*loadgen.Agent) string {
+func (e *benchEnv) serveRenewBaseline(b *testing.B, agents []*bench.Agent) string {
 	b.Helper()
 	ctx := context.Background()
 	answers := make(map[string][]byte, len(agents))
@@ -166,17 +166,17 @@ func (e *benchEnv) serveRenewBaseline(b *testing.B, agents []*loadgen.Agent) str
 // runRenewBench renews every agent once (b.N in all) with benchClients in
 // flight, each on a new connection, and reports renewals/s, latency
 // quantiles (dial to answer) and the process's CPU per renewal.
-func runRenewBench(b *testing.B, url string, e *benchEnv, agents []*loadgen.Agent, resume bool) {
+func runRenewBench(b *testing.B, url string, e *benchEnv, agents []*bench.Agent, resume bool) {
 	b.Helper()
 	ctx := context.Background()
 	if resume {
-		if err := loadgen.WarmSessions(ctx, url, e.roots, agents, benchClients); err != nil {
+		if err := bench.WarmSessions(ctx, url, e.roots, agents, benchClients); err != nil {
 			b.Fatal(err)
 		}
 	}
 	cpu0 := processCPU(b)
 	b.ResetTimer()
-	res, err := loadgen.RunRenew(ctx, loadgen.RenewOptions{ServerURL: url, Roots: e.roots, Clients: benchClients, Resume: resume}, agents)
+	res, err := bench.Renew(ctx, bench.RenewLoad{ServerURL: url, Roots: e.roots, Clients: benchClients, Resume: resume}, agents)
 	b.StopTimer()
 	if err != nil {
 		b.Fatal(err)

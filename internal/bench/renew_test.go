@@ -1,4 +1,4 @@
-package loadgen
+package bench
 
 import (
 	"bytes"
@@ -122,7 +122,7 @@ func repeatPath(p string, n int) []string {
 func TestRunRenewFullHandshakes(t *testing.T) {
 	rs := newRenewServer(t)
 	agents := rs.agents(t, repeatPath("/ok", 30)...)
-	res, err := RunRenew(context.Background(), RenewOptions{ServerURL: rs.url, Roots: rs.roots, Clients: 4}, agents)
+	res, err := Renew(context.Background(), RenewLoad{ServerURL: rs.url, Roots: rs.roots, Clients: 4}, agents)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,14 +145,14 @@ func TestRunRenewFullHandshakes(t *testing.T) {
 func TestRunRenewResumed(t *testing.T) {
 	rs := newRenewServer(t)
 	agents := rs.agents(t, repeatPath("/ok", 20)...)
-	_, err := RunRenew(context.Background(), RenewOptions{ServerURL: rs.url, Roots: rs.roots, Resume: true}, agents)
-	if err == nil || err.Error() != "loadgen: resumed mode needs WarmSessions first" {
+	_, err := Renew(context.Background(), RenewLoad{ServerURL: rs.url, Roots: rs.roots, Resume: true}, agents)
+	if err == nil || err.Error() != "bench: resumed mode needs WarmSessions first" {
 		t.Fatalf("resume without sessions: %v", err)
 	}
 	if err := WarmSessions(context.Background(), rs.url, rs.roots, agents, 4); err != nil {
 		t.Fatal(err)
 	}
-	res, err := RunRenew(context.Background(), RenewOptions{ServerURL: rs.url, Roots: rs.roots, Clients: 4, Resume: true}, agents)
+	res, err := Renew(context.Background(), RenewLoad{ServerURL: rs.url, Roots: rs.roots, Clients: 4, Resume: true}, agents)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func TestRunRenewResumed(t *testing.T) {
 func TestRunRenewCountsErrorsByKind(t *testing.T) {
 	rs := newRenewServer(t)
 	paths := append(repeatPath("/ok", 5), "/revoked", "/revoked", "/wrongkey", "/drop")
-	res, err := RunRenew(context.Background(), RenewOptions{ServerURL: rs.url, Roots: rs.roots, Clients: 3}, rs.agents(t, paths...))
+	res, err := Renew(context.Background(), RenewLoad{ServerURL: rs.url, Roots: rs.roots, Clients: 3}, rs.agents(t, paths...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestRunRenewCountsErrorsByKind(t *testing.T) {
 	// A server the load generator does not trust: every renewal fails in
 	// the handshake.
 	other := testca.New(t, "example.org")
-	res, err = RunRenew(context.Background(), RenewOptions{ServerURL: rs.url, Roots: other.Pool(), Clients: 2}, rs.agents(t, "/ok", "/ok"))
+	res, err = Renew(context.Background(), RenewLoad{ServerURL: rs.url, Roots: other.Pool(), Clients: 2}, rs.agents(t, "/ok", "/ok"))
 	if err != nil || res.Errors[KindTransport] != 2 || !strings.Contains(res.ErrorSamples[KindTransport], "certificate signed by unknown authority") {
 		t.Fatalf("untrusted server: %v %v %q", err, res.Errors, res.ErrorSamples)
 	}
@@ -188,23 +188,23 @@ func TestRunRenewBadOptions(t *testing.T) {
 	rs := newRenewServer(t)
 	agents := rs.agents(t, "/ok")
 	for _, c := range []struct {
-		o      RenewOptions
+		o      RenewLoad
 		agents []*Agent
 		want   string
 	}{
-		{RenewOptions{ServerURL: "http://127.0.0.1:1"}, agents, `loadgen: server URL "http://127.0.0.1:1" must be an https:// URL`},
-		{RenewOptions{ServerURL: rs.url}, nil, "loadgen: no agents to renew"},
-		{RenewOptions{ServerURL: rs.url, Clients: -1}, agents, "loadgen: clients -1: need at least one"},
-		{RenewOptions{ServerURL: rs.url, Duration: -time.Second}, agents, "loadgen: duration -1s is negative"},
+		{RenewLoad{ServerURL: "http://127.0.0.1:1"}, agents, `bench: server URL "http://127.0.0.1:1" must be an https:// URL`},
+		{RenewLoad{ServerURL: rs.url}, nil, "bench: no agents to renew"},
+		{RenewLoad{ServerURL: rs.url, Clients: -1}, agents, "bench: clients -1: need at least one"},
+		{RenewLoad{ServerURL: rs.url, Duration: -time.Second}, agents, "bench: duration -1s is negative"},
 	} {
-		if _, err := RunRenew(context.Background(), c.o, c.agents); err == nil || err.Error() != c.want {
-			t.Errorf("RunRenew(%+v) = %v, want %q", c.o, err, c.want)
+		if _, err := Renew(context.Background(), c.o, c.agents); err == nil || err.Error() != c.want {
+			t.Errorf("Renew(%+v) = %v, want %q", c.o, err, c.want)
 		}
 	}
-	if _, err := RunStorm(context.Background(), StormOptions{ServerURL: rs.url, Window: -time.Second}, agents); err == nil || err.Error() != "loadgen: window -1s is negative" {
+	if _, err := Storm(context.Background(), StormLoad{ServerURL: rs.url, Window: -time.Second}, agents); err == nil || err.Error() != "bench: window -1s is negative" {
 		t.Errorf("RunStorm with a negative window: %v", err)
 	}
-	if _, err := PrepareAgents(context.Background(), nil, AgentOptions{}); err == nil || err.Error() != "loadgen: count 0: need at least one agent" {
+	if _, err := PrepareAgents(context.Background(), nil, AgentOptions{}); err == nil || err.Error() != "bench: count 0: need at least one agent" {
 		t.Errorf("PrepareAgents(0): %v", err)
 	}
 }
@@ -214,7 +214,7 @@ func TestRunStorm(t *testing.T) {
 	agents := rs.agents(t, append(repeatPath("/ok", 40), "/revoked")...)
 	window := 400 * time.Millisecond
 	start := time.Now()
-	res, err := RunStorm(context.Background(), StormOptions{ServerURL: rs.url, Roots: rs.roots, Window: window, Rand: rand.New(rand.NewPCG(1, 2))}, agents)
+	res, err := Storm(context.Background(), StormLoad{ServerURL: rs.url, Roots: rs.roots, Window: window, Rand: rand.New(rand.NewPCG(1, 2))}, agents)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +233,7 @@ func TestRunStorm(t *testing.T) {
 	// Cancelled: no renewal starts after ctx ends.
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	res, err = RunStorm(ctx, StormOptions{ServerURL: rs.url, Roots: rs.roots, Window: time.Hour}, rs.agents(t, repeatPath("/ok", 20)...))
+	res, err = Storm(ctx, StormLoad{ServerURL: rs.url, Roots: rs.roots, Window: time.Hour}, rs.agents(t, repeatPath("/ok", 20)...))
 	if !errors.Is(err, context.DeadlineExceeded) || res.Sent >= 20 {
 		t.Fatalf("cancelled storm: %v, sent %d", err, res.Sent)
 	}

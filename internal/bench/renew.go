@@ -1,4 +1,4 @@
-package loadgen
+package bench
 
 import (
 	"bufio"
@@ -16,7 +16,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/certgate/certgate/internal/clock"
@@ -24,8 +23,8 @@ import (
 	"github.com/certgate/certgate/internal/wire"
 )
 
-// RenewOptions configures a renewal run.
-type RenewOptions struct {
+// RenewLoad configures a renewal run.
+type RenewLoad struct {
 	ServerURL string // https://host:port of the certgate server
 	Roots     *x509.CertPool
 	// Clients is the number of renewals in flight at once; 32 if zero. Each
@@ -76,18 +75,13 @@ func (r *RenewResult) Failed() int { return r.Sent - r.OK }
 type renewer struct {
 	addr, host string
 	timeout    time.Duration
-	// The server's chain is verified once, then its leaf pinned: a client
-	// full handshake would otherwise spend three ECDSA verifications of the
-	// load generator's CPU on a chain it has already checked. A new leaf
-	// (the server renewed its certificate) is verified in full again.
-	roots  *x509.CertPool
-	pinned atomic.Pointer[[]byte]
+	pin        *pinVerifier
 }
 
 func newRenewer(serverURL string, roots *x509.CertPool, timeout time.Duration) (*renewer, error) {
 	u, err := url.Parse(serverURL)
 	if err != nil || u.Scheme != "https" || u.Host == "" {
-		return nil, fmt.Errorf("loadgen: server URL %q must be an https:// URL", serverURL)
+		return nil, fmt.Errorf("bench: server URL %q must be an https:// URL", serverURL)
 	}
 	host, port := u.Hostname(), u.Port()
 	if port == "" {
@@ -96,35 +90,15 @@ func newRenewer(serverURL string, roots *x509.CertPool, timeout time.Duration) (
 	if timeout == 0 {
 		timeout = 30 * time.Second
 	}
-	return &renewer{addr: net.JoinHostPort(host, port), host: host, timeout: timeout, roots: roots}, nil
-}
-
-func (rn *renewer) verify(cs tls.ConnectionState) error {
-	if len(cs.PeerCertificates) == 0 {
-		return errors.New("loadgen: server sent no certificate")
-	}
-	leaf := cs.PeerCertificates[0]
-	if p := rn.pinned.Load(); p != nil && bytes.Equal(*p, leaf.Raw) {
-		return nil
-	}
-	inter := x509.NewCertPool()
-	for _, c := range cs.PeerCertificates[1:] {
-		inter.AddCert(c)
-	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: rn.roots, Intermediates: inter, DNSName: rn.host}); err != nil {
-		return fmt.Errorf("loadgen: server certificate: %w", err)
-	}
-	raw := leaf.Raw
-	rn.pinned.Store(&raw)
-	return nil
+	return &renewer{addr: net.JoinHostPort(host, port), host: host, timeout: timeout, pin: &pinVerifier{roots: roots, name: host}}, nil
 }
 
 func (rn *renewer) config(a *Agent) *tls.Config {
 	return &tls.Config{
 		Certificates:       []tls.Certificate{a.Cert},
 		ServerName:         rn.host,
-		InsecureSkipVerify: true, // verified by rn.verify: chain once, then the pinned leaf
-		VerifyConnection:   rn.verify,
+		InsecureSkipVerify: true, // verified by rn.pin: chain once, then the pinned leaf
+		VerifyConnection:   rn.pin.verify,
 		ClientSessionCache: a.Sessions,
 		NextProtos:         []string{"http/1.1"},
 		MinVersion:         tls.VersionTLS12,
@@ -246,7 +220,7 @@ func WarmSessions(ctx context.Context, serverURL string, roots *x509.CertPool, a
 			err = fmt.Errorf("%d: %s", status, bytes.TrimSpace(body))
 		}
 		if err != nil {
-			return fmt.Errorf("loadgen: warm session of %s: %w", a.Identity, err)
+			return fmt.Errorf("bench: warm session of %s: %w", a.Identity, err)
 		}
 		return nil
 	})
@@ -257,7 +231,7 @@ func WarmSessions(ctx context.Context, serverURL string, roots *x509.CertPool, a
 // drops the agents' sessions.
 func renewerFor(serverURL string, roots *x509.CertPool, timeout time.Duration, resume bool, agents []*Agent) (*renewer, error) {
 	if resume && agents[0].Sessions == nil {
-		return nil, errors.New("loadgen: resumed mode needs WarmSessions first")
+		return nil, errors.New("bench: resumed mode needs WarmSessions first")
 	}
 	rn, err := newRenewer(serverURL, roots, timeout)
 	if err != nil {
@@ -274,9 +248,9 @@ func renewerFor(serverURL string, roots *x509.CertPool, timeout time.Duration, r
 // RunRenew renews every agent once, o.Clients at a time, each on a new
 // connection, and measures it. If ctx ends, it stops sending and returns
 // what it measured so far with ctx's error.
-func RunRenew(ctx context.Context, o RenewOptions, agents []*Agent) (*RenewResult, error) {
+func Renew(ctx context.Context, o RenewLoad, agents []*Agent) (*RenewResult, error) {
 	if len(agents) == 0 {
-		return nil, errors.New("loadgen: no agents to renew")
+		return nil, errors.New("bench: no agents to renew")
 	}
 	if err := checkLoad(&o.Clients, o.Duration); err != nil {
 		return nil, err

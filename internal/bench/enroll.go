@@ -1,4 +1,4 @@
-package loadgen
+package bench
 
 import (
 	"bytes"
@@ -22,8 +22,8 @@ import (
 	"github.com/certgate/certgate/internal/wire"
 )
 
-// Options configures a load run.
-type Options struct {
+// EnrollLoad configures a load run.
+type EnrollLoad struct {
 	ServerURL string // https://host:port of the certgate server
 	Roots     *x509.CertPool
 	// Clients is the number of concurrent clients, each with one keep-alive
@@ -50,8 +50,8 @@ const (
 	KindCancelled = "cancelled"  // the run's context ended while in flight
 )
 
-// Result is what a run measured.
-type Result struct {
+// EnrollResult is what a run measured.
+type EnrollResult struct {
 	Clients int
 	Proto   string // HTTP/1.1 or HTTP/2.0
 	// Connections is the number of TLS connections dialled, warm-up
@@ -69,28 +69,28 @@ type Result struct {
 	// to answer read.
 	Latency *Histogram
 	// ServerCPU is the CPU time the server used during the measurement;
-	// zero when Options.ServerCPU was not set.
+	// zero when EnrollLoad.ServerCPU was not set.
 	ServerCPU time.Duration
 }
 
 // Rate is successful enrollments per second.
-func (r *Result) Rate() float64 { return perSecond(r.OK, r.Elapsed) }
+func (r *EnrollResult) Rate() float64 { return perSecond(r.OK, r.Elapsed) }
 
 // Failed is the number of enrollments that did not return a certificate.
-func (r *Result) Failed() int { return r.Sent - r.OK }
+func (r *EnrollResult) Failed() int { return r.Sent - r.OK }
 
 // Run sends the prepared enrollments to the server, o.Clients at a time,
 // and measures them. Each client first makes one warm-up request (GET
 // /healthz) outside the measurement, so its connection is open and its
 // handshake done before the clock starts. If ctx ends, Run stops sending,
 // returns what it measured so far, and ctx's error.
-func Run(ctx context.Context, o Options, work []Enrollment) (*Result, error) {
+func Enroll(ctx context.Context, o EnrollLoad, work []Enrollment) (*EnrollResult, error) {
 	u, err := url.Parse(o.ServerURL)
 	if err != nil || u.Scheme != "https" || u.Host == "" {
-		return nil, fmt.Errorf("loadgen: server URL %q must be an https:// URL", o.ServerURL)
+		return nil, fmt.Errorf("bench: server URL %q must be an https:// URL", o.ServerURL)
 	}
 	if len(work) == 0 {
-		return nil, errors.New("loadgen: nothing to send")
+		return nil, errors.New("bench: nothing to send")
 	}
 	if err := checkLoad(&o.Clients, o.Duration); err != nil {
 		return nil, err
@@ -117,11 +117,11 @@ func Run(ctx context.Context, o Options, work []Enrollment) (*Result, error) {
 		return nil, err
 	}
 
-	res := &Result{Clients: o.Clients, Proto: proto}
+	res := &EnrollResult{Clients: o.Clients, Proto: proto}
 	var rec *recorder
 	res.Elapsed, res.ServerCPU, err = measure(o.Clock, o.ServerCPU, func(start time.Time) {
 		rec = pull(ctx, o.Clock, start, o.Duration, o.Clients, len(work), func(w, i int) (string, string) {
-			return enroll(ctx, clients[w], base+wire.PathEnroll, work[i].Body)
+			return sendEnrollment(ctx, clients[w], base+wire.PathEnroll, work[i].Body)
 		})
 	})
 	if err != nil {
@@ -134,7 +134,7 @@ func Run(ctx context.Context, o Options, work []Enrollment) (*Result, error) {
 
 // newClient returns an HTTP client with at most one connection, whose
 // dials are counted.
-func newClient(o Options, serverName string, dials *atomic.Int64) *http.Client {
+func newClient(o EnrollLoad, serverName string, dials *atomic.Int64) *http.Client {
 	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -182,15 +182,15 @@ func warmUp(ctx context.Context, clients []*http.Client, healthURL string) (stri
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return "", fmt.Errorf("loadgen: warm-up: %w", err)
+		return "", fmt.Errorf("bench: warm-up: %w", err)
 	}
 	slices.Sort(protos)
 	return strings.Join(slices.Compact(protos), ","), nil
 }
 
-// enroll sends one prepared enrollment. It returns "" on success, else the
+// sendEnrollment sends one prepared enrollment. It returns "" on success, else the
 // kind of failure and its message.
-func enroll(ctx context.Context, c *http.Client, enrollURL string, body []byte) (kind, msg string) {
+func sendEnrollment(ctx context.Context, c *http.Client, enrollURL string, body []byte) (kind, msg string) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, enrollURL, bytes.NewReader(body))
 	if err != nil {
 		return KindTransport, err.Error()
@@ -219,7 +219,7 @@ func enroll(ctx context.Context, c *http.Client, enrollURL string, body []byte) 
 }
 
 // Print writes the figures in plain words.
-func (r *Result) Print(w io.Writer) error {
+func (r *EnrollResult) Print(w io.Writer) error {
 	head := fmt.Sprintf("enrollments  %d sent, %d ok, %d failed in %s\n", r.Sent, r.OK, r.Failed(), r.Elapsed.Round(time.Millisecond)) +
 		fmt.Sprintf("clients      %d over %s keep-alive TLS (%d connections dialled, warm-up included)\n", r.Clients, r.Proto, r.Connections)
 	f := figures{noun: "enrollment", ok: r.OK, elapsed: r.Elapsed, serverCPU: r.ServerCPU, latency: r.Latency, errors: r.Errors, samples: r.ErrorSamples}

@@ -1,4 +1,4 @@
-package loadgen
+package bench
 
 import (
 	"os"
@@ -15,9 +15,9 @@ func TestParseStat(t *testing.T) {
 		t.Fatalf("parseStat = %s, %v; want 3.25s (250 + 75 ticks)", got, err)
 	}
 	for _, c := range []struct{ stat, want string }{
-		{"4242 certgate S 1", "loadgen: CPU time of process 4242: /proc/4242/stat does not parse"},
-		{"4242 (certgate) S 1 2 3", "loadgen: CPU time of process 4242: /proc/4242/stat has 6 fields"},
-		{"4242 (certgate) S 1 4242 4242 0 -1 4194560 1185 0 0 0 -5 75 0", `loadgen: CPU time of process 4242: /proc/4242/stat field "-5" is not a tick count`},
+		{"4242 certgate S 1", "bench: CPU time of process 4242: /proc/4242/stat does not parse"},
+		{"4242 (certgate) S 1 2 3", "bench: CPU time of process 4242: /proc/4242/stat has 6 fields"},
+		{"4242 (certgate) S 1 4242 4242 0 -1 4194560 1185 0 0 0 -5 75 0", `bench: CPU time of process 4242: /proc/4242/stat field "-5" is not a tick count`},
 	} {
 		if _, err := parseStat(4242, c.stat); err == nil || err.Error() != c.want {
 			t.Errorf("parseStat(%q) = %v, want %q", c.stat, err, c.want)

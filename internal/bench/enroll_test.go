@@ -1,4 +1,4 @@
-package loadgen
+package bench
 
 import (
 	"bytes"
@@ -127,7 +127,7 @@ func repeat(tok string, n int) []string {
 func TestRunKeepAlive(t *testing.T) {
 	for _, h2 := range []bool{false, true} {
 		srv, roots := fakeServer(t, h2)
-		res, err := Run(context.Background(), Options{ServerURL: srv.URL, Roots: roots, Clients: 4, HTTP2: h2}, work(repeat("ok", 200)...))
+		res, err := Enroll(context.Background(), EnrollLoad{ServerURL: srv.URL, Roots: roots, Clients: 4, HTTP2: h2}, work(repeat("ok", 200)...))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -150,7 +150,7 @@ func TestRunCountsErrorsByKind(t *testing.T) {
 	srv, roots := fakeServer(t, false)
 	tokens := append(repeat("ok", 10), repeat("used", 3)...)
 	tokens = append(tokens, "empty", "empty", "drop", "nope")
-	res, err := Run(context.Background(), Options{ServerURL: srv.URL, Roots: roots, Clients: 3}, work(tokens...))
+	res, err := Enroll(context.Background(), EnrollLoad{ServerURL: srv.URL, Roots: roots, Clients: 3}, work(tokens...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func equalMaps(a, b map[string]int) bool {
 func TestRunDurationBound(t *testing.T) {
 	srv, roots := fakeServer(t, false)
 	start := time.Now()
-	res, err := Run(context.Background(), Options{ServerURL: srv.URL, Roots: roots, Clients: 2, Duration: 100 * time.Millisecond}, work(repeat("slow", 1000)...))
+	res, err := Enroll(context.Background(), EnrollLoad{ServerURL: srv.URL, Roots: roots, Clients: 2, Duration: 100 * time.Millisecond}, work(repeat("slow", 1000)...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +204,7 @@ func TestRunCancelled(t *testing.T) {
 	srv, roots := fakeServer(t, false)
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(100*time.Millisecond, cancel)
-	res, err := Run(ctx, Options{ServerURL: srv.URL, Roots: roots, Clients: 2}, work(repeat("slow", 1000)...))
+	res, err := Enroll(ctx, EnrollLoad{ServerURL: srv.URL, Roots: roots, Clients: 2}, work(repeat("slow", 1000)...))
 	if !errors.Is(err, context.Canceled) || res == nil || res.Sent >= 1000 {
 		t.Fatalf("err %v, result %+v", err, res)
 	}
@@ -216,33 +216,33 @@ func TestRunCancelled(t *testing.T) {
 func TestRunBadOptions(t *testing.T) {
 	srv, _ := fakeServer(t, false)
 	for _, c := range []struct {
-		o    Options
+		o    EnrollLoad
 		work []Enrollment
 		want string
 	}{
-		{Options{ServerURL: "http://127.0.0.1:1"}, work("ok"), `loadgen: server URL "http://127.0.0.1:1" must be an https:// URL`},
-		{Options{ServerURL: srv.URL}, nil, "loadgen: nothing to send"},
-		{Options{ServerURL: srv.URL, Clients: -1}, work("ok"), "loadgen: clients -1: need at least one"},
-		{Options{ServerURL: srv.URL, Duration: -time.Second}, work("ok"), "loadgen: duration -1s is negative"},
+		{EnrollLoad{ServerURL: "http://127.0.0.1:1"}, work("ok"), `bench: server URL "http://127.0.0.1:1" must be an https:// URL`},
+		{EnrollLoad{ServerURL: srv.URL}, nil, "bench: nothing to send"},
+		{EnrollLoad{ServerURL: srv.URL, Clients: -1}, work("ok"), "bench: clients -1: need at least one"},
+		{EnrollLoad{ServerURL: srv.URL, Duration: -time.Second}, work("ok"), "bench: duration -1s is negative"},
 	} {
-		if _, err := Run(context.Background(), c.o, c.work); err == nil || err.Error() != c.want {
-			t.Errorf("Run(%+v) = %v, want %q", c.o, err, c.want)
+		if _, err := Enroll(context.Background(), c.o, c.work); err == nil || err.Error() != c.want {
+			t.Errorf("Enroll(%+v) = %v, want %q", c.o, err, c.want)
 		}
 	}
 	// A server we do not trust fails the warm-up, before anything is
 	// measured.
-	_, err := Run(context.Background(), Options{ServerURL: srv.URL, Roots: x509.NewCertPool()}, work("ok"))
-	if err == nil || !strings.HasPrefix(err.Error(), "loadgen: warm-up: ") || !strings.Contains(err.Error(), "certificate signed by unknown authority") {
+	_, err := Enroll(context.Background(), EnrollLoad{ServerURL: srv.URL, Roots: x509.NewCertPool()}, work("ok"))
+	if err == nil || !strings.HasPrefix(err.Error(), "bench: warm-up: ") || !strings.Contains(err.Error(), "certificate signed by unknown authority") {
 		t.Fatalf("untrusted server: %v", err)
 	}
 }
 
 func TestPrepareRefusesNothing(t *testing.T) {
-	if _, err := Prepare(context.Background(), nil, PrepareOptions{Count: 0, TrustDomain: "example.org"}); err == nil || err.Error() != "loadgen: count 0: need at least one enrollment" {
+	if _, err := Prepare(context.Background(), nil, PrepareOptions{Count: 0, TrustDomain: "example.org"}); err == nil || err.Error() != "bench: count 0: need at least one enrollment" {
 		t.Fatalf("Prepare(0) = %v", err)
 	}
 	_, err := Prepare(context.Background(), nil, PrepareOptions{Count: 1, TrustDomain: "Example.org"})
-	want := `loadgen: invalid SPIFFE ID "spiffe://Example.org/bench/client-0": trust domain "Example.org" has invalid character 'E' (lowercase letters, digits, '.', '-', '_' only)`
+	want := `bench: invalid SPIFFE ID "spiffe://Example.org/bench/client-0": trust domain "Example.org" has invalid character 'E' (lowercase letters, digits, '.', '-', '_' only)`
 	if err == nil || err.Error() != want {
 		t.Fatalf("Prepare with a bad trust domain = %v, want %s", err, want)
 	}
@@ -255,7 +255,7 @@ func TestRunServerCPU(t *testing.T) {
 		calls++
 		return time.Duration(calls) * 700 * time.Millisecond, nil
 	}
-	res, err := Run(context.Background(), Options{ServerURL: srv.URL, Roots: roots, Clients: 2, ServerCPU: cpu}, work(repeat("ok", 10)...))
+	res, err := Enroll(context.Background(), EnrollLoad{ServerURL: srv.URL, Roots: roots, Clients: 2, ServerCPU: cpu}, work(repeat("ok", 10)...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,8 +267,8 @@ func TestRunServerCPU(t *testing.T) {
 	if !strings.Contains(out.String(), "server CPU   700ms, ") || !strings.Contains(out.String(), ": 70ms per enrollment, 14 enrollments per CPU-second\n") {
 		t.Fatalf("report:\n%s", out.String())
 	}
-	failing := func() (time.Duration, error) { return 0, errors.New("loadgen: no such process") }
-	if _, err := Run(context.Background(), Options{ServerURL: srv.URL, Roots: roots, ServerCPU: failing}, work("ok")); err == nil || err.Error() != "loadgen: no such process" {
+	failing := func() (time.Duration, error) { return 0, errors.New("bench: no such process") }
+	if _, err := Enroll(context.Background(), EnrollLoad{ServerURL: srv.URL, Roots: roots, ServerCPU: failing}, work("ok")); err == nil || err.Error() != "bench: no such process" {
 		t.Fatalf("failing probe: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -19,7 +19,7 @@ import (
 	"github.com/certgate/certgate/internal/testca"
 )
 
-func TestBenchAgainstBaseline(t *testing.T) {
+func TestTLSAgainstBaseline(t *testing.T) {
 	ca := testca.New(t, "example.org")
 	dir := t.TempDir()
 	bundle := ca.WriteBundle(t, dir)
@@ -33,7 +33,7 @@ func TestBenchAgainstBaseline(t *testing.T) {
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- runBenchBaseline(ctx, baselineOptions{listen: "127.0.0.1:0", cert: srvCert, key: srvKey, bundle: bundle, upstream: up.URL}, func(a string) { ready <- a })
+		done <- ServeBaseline(ctx, BaselineOptions{Listen: "127.0.0.1:0", Cert: srvCert, Key: srvKey, Bundle: bundle, Upstream: up.URL}, func(a string) { ready <- a })
 	}()
 	var addr string
 	select {
@@ -42,14 +42,17 @@ func TestBenchAgainstBaseline(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	err := runBench(ctx, &out, benchOptions{
-		addr: addr, compare: addr, names: []string{"one", "two"}, serverPID: os.Getpid(), comparePID: os.Getpid(),
-		cert: cliCert, key: cliKey, cacert: bundle, serverName: "localhost", curve: "P256",
-		modes: []string{"full", "resumed", "keepalive"}, path: "/", duration: 200 * time.Millisecond, warmup: 50 * time.Millisecond,
-		concurrency: 2, rounds: 2,
+	res, err := RunTLS(ctx, TLSOptions{
+		Addr: addr, Compare: addr, Names: []string{"one", "two"}, ServerPID: os.Getpid(), ComparePID: os.Getpid(),
+		Cert: cliCert, Key: cliKey, CACert: bundle, ServerName: "localhost", Curve: "P256",
+		Modes: []string{"full", "resumed", "keepalive"}, Path: "/", Duration: 200 * time.Millisecond, Warmup: 50 * time.Millisecond,
+		Concurrency: 2, Rounds: 2, Out: &out,
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(res.Rows) != 12 || res.Rows[0].Target != "one" || res.Rows[1].Target != "two" || res.Rows[6].Target != "two" || res.Rows[0].Ops == 0 || res.Rows[0].ServerCPU == 0 {
+		t.Fatalf("result rows: %+v", res.Rows)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	if len(lines) != 18 || !strings.HasPrefix(lines[0], "client: ecdsa-p256 key, offers P256, server chain verified once") ||
@@ -80,8 +83,8 @@ func TestBenchAgainstBaseline(t *testing.T) {
 	other := testca.New(t, "example.org")
 	oc, ok := other.Issue(t).WriteFiles(t, dir, "other")
 	out.Reset()
-	runBench(ctx, &out, benchOptions{addr: addr, cert: oc, key: ok, curve: "X25519",
-		modes: []string{"full"}, path: "/", duration: 100 * time.Millisecond, concurrency: 1, rounds: 1})
+	RunTLS(ctx, TLSOptions{Addr: addr, Cert: oc, Key: ok, Curve: "X25519",
+		Modes: []string{"full"}, Path: "/", Duration: 100 * time.Millisecond, Concurrency: 1, Rounds: 1, Out: &out})
 	if !strings.Contains(out.String(), "first error:") {
 		t.Fatalf("untrusted client:\n%s", out.String())
 	}
@@ -90,28 +93,28 @@ func TestBenchAgainstBaseline(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		o   benchOptions
+		o   TLSOptions
 		err string
 	}{
-		{benchOptions{}, "--addr: no address given"},
-		{benchOptions{addr: "x"}, "--cert, --key: a client certificate and key are required"},
-		{benchOptions{addr: "x", cert: cliCert, key: cliKey, concurrency: 1, duration: time.Second, rounds: 0}, "--rounds: must be 1 to 100, got 0"},
-		{benchOptions{addr: "x", cert: cliCert, key: cliKey, concurrency: 1, duration: time.Second, rounds: 1, comparePID: 1}, "--compare-pid: no --compare address given"},
-		{benchOptions{addr: "x", cert: cliCert, key: cliKey, concurrency: 1, duration: time.Second, rounds: 1, names: []string{"a", "b"}}, "--names: 2 names for 1 targets"},
-		{benchOptions{addr: "x", cert: cliCert, key: cliKey, concurrency: 1, duration: time.Second, rounds: 1, curve: "P521"}, `--curve: unknown group "P521" (P256, X25519, X25519MLKEM768)`},
-		{benchOptions{addr: "x", cert: cliCert, key: cliKey, concurrency: 1, duration: time.Second, rounds: 1, curve: "P256", modes: []string{"slow"}}, `--mode: unknown mode "slow" (full, resumed, keepalive)`},
-		{benchOptions{addr: "x", cert: cliCert, key: cliKey, concurrency: 1, duration: time.Second, rounds: 1, curve: "P256", serverPID: -5}, "--server-pid: loadgen: CPU time of process -5: open /proc/-5/stat: no such file or directory"},
-		{benchOptions{addr: "x", cert: filepath.Join(dir, "nope"), key: cliKey, concurrency: 1, duration: time.Second, rounds: 1, curve: "P256"}, "--cert/--key: open " + filepath.Join(dir, "nope") + ": no such file or directory"},
+		{TLSOptions{}, "--addr: no address given"},
+		{TLSOptions{Addr: "x"}, "--cert, --key: a client certificate and key are required"},
+		{TLSOptions{Addr: "x", Cert: cliCert, Key: cliKey, Concurrency: 1, Duration: time.Second, Rounds: 0}, "--rounds: must be 1 to 100, got 0"},
+		{TLSOptions{Addr: "x", Cert: cliCert, Key: cliKey, Concurrency: 1, Duration: time.Second, Rounds: 1, ComparePID: 1}, "--compare-pid: no --compare address given"},
+		{TLSOptions{Addr: "x", Cert: cliCert, Key: cliKey, Concurrency: 1, Duration: time.Second, Rounds: 1, Names: []string{"a", "b"}}, "--names: 2 names for 1 targets"},
+		{TLSOptions{Addr: "x", Cert: cliCert, Key: cliKey, Concurrency: 1, Duration: time.Second, Rounds: 1, Curve: "P521"}, `--curve: unknown group "P521" (P256, X25519, X25519MLKEM768)`},
+		{TLSOptions{Addr: "x", Cert: cliCert, Key: cliKey, Concurrency: 1, Duration: time.Second, Rounds: 1, Curve: "P256", Modes: []string{"slow"}}, `--mode: unknown mode "slow" (full, resumed, keepalive)`},
+		{TLSOptions{Addr: "x", Cert: cliCert, Key: cliKey, Concurrency: 1, Duration: time.Second, Rounds: 1, Curve: "P256", ServerPID: -5}, "--server-pid: bench: CPU time of process -5: open /proc/-5/stat: no such file or directory"},
+		{TLSOptions{Addr: "x", Cert: filepath.Join(dir, "nope"), Key: cliKey, Concurrency: 1, Duration: time.Second, Rounds: 1, Curve: "P256"}, "--cert/--key: open " + filepath.Join(dir, "nope") + ": no such file or directory"},
 	} {
-		if err := runBench(ctx, &out, tc.o); err == nil || err.Error() != tc.err {
-			t.Errorf("runBench(%+v) = %v, want %q", tc.o, err, tc.err)
+		if _, err := RunTLS(ctx, tc.o); err == nil || err.Error() != tc.err {
+			t.Errorf("RunTLS(%+v) = %v, want %q", tc.o, err, tc.err)
 		}
 	}
 }
 
 // The baseline proxies --proxy-prefix to the upstream and answers other
 // paths 403 itself, as the gateway answers a path no route allows.
-func TestBenchBaselineProxyPrefix(t *testing.T) {
+func TestBaselineProxyPrefix(t *testing.T) {
 	ca := testca.New(t, "example.org")
 	dir := t.TempDir()
 	bundle := ca.WriteBundle(t, dir)
@@ -122,11 +125,11 @@ func TestBenchBaselineProxyPrefix(t *testing.T) {
 	defer cancel()
 	upReady, baseReady := make(chan string, 1), make(chan string, 1)
 	upDone, baseDone := make(chan error, 1), make(chan error, 1)
-	go func() { upDone <- runBenchUpstream(ctx, "127.0.0.1:0", func(a string) { upReady <- a }) }()
+	go func() { upDone <- ServeUpstream(ctx, "127.0.0.1:0", func(a string) { upReady <- a }) }()
 	up := <-upReady
 	go func() {
-		baseDone <- runBenchBaseline(ctx, baselineOptions{listen: "127.0.0.1:0", cert: srvCert, key: srvKey, bundle: bundle,
-			upstream: "http://" + up, proxyPrefix: "/bench"}, func(a string) { baseReady <- a })
+		baseDone <- ServeBaseline(ctx, BaselineOptions{Listen: "127.0.0.1:0", Cert: srvCert, Key: srvKey, Bundle: bundle,
+			Upstream: "http://" + up, ProxyPrefix: "/bench"}, func(a string) { baseReady <- a })
 	}()
 	addr := <-baseReady
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{
@@ -144,7 +147,7 @@ func TestBenchBaselineProxyPrefix(t *testing.T) {
 			t.Errorf("GET %s = %q, want %q", path, got, want)
 		}
 	}
-	if err := runBenchBaseline(ctx, baselineOptions{cert: srvCert, key: srvKey, bundle: bundle, proxyPrefix: "bench"}, nil); err == nil ||
+	if err := ServeBaseline(ctx, BaselineOptions{Cert: srvCert, Key: srvKey, Bundle: bundle, ProxyPrefix: "bench"}, nil); err == nil ||
 		err.Error() != `--proxy-prefix: "bench" does not start with /` {
 		t.Errorf("proxy prefix without a slash: %v", err)
 	}
@@ -157,7 +160,7 @@ func TestBenchBaselineProxyPrefix(t *testing.T) {
 	}
 }
 
-func TestBenchReadResponse(t *testing.T) {
+func TestReadResponse(t *testing.T) {
 	for _, tc := range []struct {
 		name, in string
 		status   int
@@ -193,10 +196,10 @@ func TestBenchReadResponse(t *testing.T) {
 
 // The bench upstream answers keep-alive requests, skips Content-Length
 // bodies, refuses chunked ones and honours Connection: close.
-func TestBenchUpstream(t *testing.T) {
+func TestUpstream(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready, done := make(chan string, 1), make(chan error, 1)
-	go func() { done <- runBenchUpstream(ctx, "127.0.0.1:0", func(a string) { ready <- a }) }()
+	go func() { done <- ServeUpstream(ctx, "127.0.0.1:0", func(a string) { ready <- a }) }()
 	addr := <-ready
 	const ok = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n"
 	for _, tc := range []struct{ name, send, want string }{
@@ -244,7 +247,7 @@ func TestBenchUpstream(t *testing.T) {
 
 // The load generator and the bench upstream parse what the other side of
 // a connection sends: neither may panic or read past what it was given.
-func FuzzBenchReadResponse(f *testing.F) {
+func FuzzReadResponse(f *testing.F) {
 	f.Add("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
 	f.Add("HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\nX-T: 1\r\n\r\n")
 	f.Add("HTTP/1.1 204 No Content\r\n\r\n")
@@ -257,7 +260,7 @@ func FuzzBenchReadResponse(f *testing.F) {
 	})
 }
 
-func FuzzBenchRequestHead(f *testing.F) {
+func FuzzRequestHead(f *testing.F) {
 	f.Add("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
 	f.Add("POST / HTTP/1.1\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
 	f.Add("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n")

@@ -1,4 +1,4 @@
-package loadgen
+package bench
 
 import (
 	"context"
@@ -24,10 +24,10 @@ func checkLoad(clients *int, d time.Duration) error {
 		*clients = 32
 	}
 	if *clients < 0 {
-		return fmt.Errorf("loadgen: clients %d: need at least one", *clients)
+		return fmt.Errorf("bench: clients %d: need at least one", *clients)
 	}
 	if d < 0 {
-		return fmt.Errorf("loadgen: duration %s is negative", d)
+		return fmt.Errorf("bench: duration %s is negative", d)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package loadgen
+package bench
 
 import (
 	"context"
@@ -45,7 +45,7 @@ type AgentOptions struct {
 // enrollments o.Parallel at a time.
 func PrepareAgents(ctx context.Context, admin *apiclient.Client, o AgentOptions) ([]*Agent, error) {
 	if o.Count < 1 {
-		return nil, fmt.Errorf("loadgen: count %d: need at least one agent", o.Count)
+		return nil, fmt.Errorf("bench: count %d: need at least one agent", o.Count)
 	}
 	if o.PathPrefix == "" {
 		o.PathPrefix = "/bench/agent"
@@ -61,14 +61,14 @@ func PrepareAgents(ctx context.Context, admin *apiclient.Client, o AgentOptions)
 	}
 	enroller, err := apiclient.New(apiclient.Options{ServerURL: o.ServerURL, Roots: o.Roots, Timeout: time.Minute})
 	if err != nil {
-		return nil, fmt.Errorf("loadgen: %w", err)
+		return nil, fmt.Errorf("bench: %w", err)
 	}
 	defer enroller.CloseIdleConnections()
 	ids := make([]identity.ID, o.Count)
 	for i := range ids {
 		id, err := identity.New(o.TrustDomain, fmt.Sprintf("%s-%d", o.PathPrefix, i))
 		if err != nil {
-			return nil, fmt.Errorf("loadgen: %w", err)
+			return nil, fmt.Errorf("bench: %w", err)
 		}
 		ids[i] = id
 	}
@@ -96,7 +96,7 @@ func PrepareAgents(ctx context.Context, admin *apiclient.Client, o AgentOptions)
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("loadgen: make keys and CSRs: %w", err)
+		return nil, fmt.Errorf("bench: make keys and CSRs: %w", err)
 	}
 	agents := make([]*Agent, o.Count)
 	err = parallel(ctx, o.Count, o.Parallel, func(i int) error {
@@ -124,7 +124,7 @@ func PrepareAgents(ctx context.Context, admin *apiclient.Client, o AgentOptions)
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("loadgen: enroll agents: %w", err)
+		return nil, fmt.Errorf("bench: enroll agents: %w", err)
 	}
 	return agents, nil
 }

@@ -1,4 +1,4 @@
-package loadgen
+package bench
 
 import (
 	"context"
@@ -42,7 +42,7 @@ type PrepareOptions struct {
 // measured, and a load run's certificates are never used.
 func Prepare(ctx context.Context, admin *apiclient.Client, o PrepareOptions) ([]Enrollment, error) {
 	if o.Count < 1 {
-		return nil, fmt.Errorf("loadgen: count %d: need at least one enrollment", o.Count)
+		return nil, fmt.Errorf("bench: count %d: need at least one enrollment", o.Count)
 	}
 	if o.PathPrefix == "" {
 		o.PathPrefix = "/bench"
@@ -60,7 +60,7 @@ func Prepare(ctx context.Context, admin *apiclient.Client, o PrepareOptions) ([]
 	for i := range ids {
 		id, err := identity.New(o.TrustDomain, fmt.Sprintf("%s/client-%d", o.PathPrefix, i))
 		if err != nil {
-			return nil, fmt.Errorf("loadgen: %w", err)
+			return nil, fmt.Errorf("bench: %w", err)
 		}
 		ids[i] = id
 	}
@@ -75,7 +75,7 @@ func Prepare(ctx context.Context, admin *apiclient.Client, o PrepareOptions) ([]
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("loadgen: make CSRs: %w", err)
+		return nil, fmt.Errorf("bench: make CSRs: %w", err)
 	}
 	err = parallel(ctx, o.Count, o.Parallel, func(i int) error {
 		tok, err := admin.CreateToken(ctx, ids[i].String(), o.TokenTTL)
@@ -90,7 +90,7 @@ func Prepare(ctx context.Context, admin *apiclient.Client, o PrepareOptions) ([]
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("loadgen: mint tokens: %w", err)
+		return nil, fmt.Errorf("bench: mint tokens: %w", err)
 	}
 	return out, nil
 }

@@ -1,4 +1,4 @@
-package loadgen
+package bench
 
 import (
 	"fmt"
@@ -18,7 +18,7 @@ const userHZ = 100
 func ProcessCPU(pid int) (time.Duration, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, fmt.Errorf("loadgen: CPU time of process %d: %w", pid, err)
+		return 0, fmt.Errorf("bench: CPU time of process %d: %w", pid, err)
 	}
 	return parseStat(pid, string(data))
 }
@@ -29,17 +29,17 @@ func ProcessCPU(pid int) (time.Duration, error) {
 func parseStat(pid int, stat string) (time.Duration, error) {
 	i := strings.LastIndexByte(stat, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("loadgen: CPU time of process %d: /proc/%d/stat does not parse", pid, pid)
+		return 0, fmt.Errorf("bench: CPU time of process %d: /proc/%d/stat does not parse", pid, pid)
 	}
 	f := strings.Fields(stat[i+1:]) // f[0] is field 3
 	if len(f) < 13 {
-		return 0, fmt.Errorf("loadgen: CPU time of process %d: /proc/%d/stat has %d fields", pid, pid, len(f)+2)
+		return 0, fmt.Errorf("bench: CPU time of process %d: /proc/%d/stat has %d fields", pid, pid, len(f)+2)
 	}
 	var ticks int64
 	for _, s := range f[11:13] {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || n < 0 {
-			return 0, fmt.Errorf("loadgen: CPU time of process %d: /proc/%d/stat field %q is not a tick count", pid, pid, s)
+			return 0, fmt.Errorf("bench: CPU time of process %d: /proc/%d/stat field %q is not a tick count", pid, pid, s)
 		}
 		ticks += n
 	}

@@ -1,4 +1,4 @@
-package loadgen
+package bench
 
 import (
 	"context"
@@ -18,8 +18,8 @@ import (
 	"github.com/certgate/certgate/internal/wire"
 )
 
-// StormOptions configures a renewal storm.
-type StormOptions struct {
+// StormLoad configures a renewal storm.
+type StormLoad struct {
 	ServerURL string
 	Roots     *x509.CertPool
 	// Window is the span over which the renewals are spread: each agent
@@ -39,19 +39,19 @@ type StormOptions struct {
 // RunStorm makes every agent renew once at its own random moment of the
 // window, as a fleet of agents whose renewal times happen to bunch up
 // would: a renewal starts at its moment whatever is still in flight, so
-// concurrency is whatever the server's speed makes it (Result.Clients is
+// concurrency is whatever the server's speed makes it (EnrollResult.Clients is
 // the peak). It returns when every renewal has been answered. If ctx ends,
 // no further renewal starts and ctx's error is returned with what was
 // measured.
-func RunStorm(ctx context.Context, o StormOptions, agents []*Agent) (*RenewResult, error) {
+func Storm(ctx context.Context, o StormLoad, agents []*Agent) (*RenewResult, error) {
 	if len(agents) == 0 {
-		return nil, errors.New("loadgen: no agents to renew")
+		return nil, errors.New("bench: no agents to renew")
 	}
 	if o.Window == 0 {
 		o.Window = 60 * time.Second
 	}
 	if o.Window < 0 {
-		return nil, fmt.Errorf("loadgen: window %s is negative", o.Window)
+		return nil, fmt.Errorf("bench: window %s is negative", o.Window)
 	}
 	if o.Clock == nil {
 		o.Clock = clock.Real{}
