@@ -20,7 +20,6 @@ import (
 	"github.com/certgate/certgate/internal/accesslog"
 	"github.com/certgate/certgate/internal/ca"
 	"github.com/certgate/certgate/internal/clock"
-	"github.com/certgate/certgate/internal/config"
 	"github.com/certgate/certgate/internal/enroll"
 	"github.com/certgate/certgate/internal/gateway"
 	"github.com/certgate/certgate/internal/identity"
@@ -157,7 +156,7 @@ routes:
 	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
 		return "", err
 	}
-	cfg, err := config.LoadGateway(cfgPath)
+	cfg, err := gateway.LoadConfig(cfgPath)
 	if err != nil {
 		return "", err
 	}

@@ -150,7 +150,11 @@ func runGatewayWith(ctx context.Context, log *slog.Logger, cfgPath string, s str
 	} else {
 		log.Warn("server.url is not set: revocations are not followed")
 	}
-	gw, err := gateway.New(cfg, opts)
+	gc, err := gateway.NewConfig(cfg)
+	if err != nil {
+		return err
+	}
+	gw, err := gateway.New(gc, opts)
 	if err != nil {
 		return err
 	}

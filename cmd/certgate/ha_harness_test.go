@@ -228,7 +228,11 @@ routes:
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw, err := gateway.New(gc, gateway.Options{Clock: clock.Real{}, Logger: log, AccessLog: accesslog.New(io.Discard),
+	rc, err := gateway.NewConfig(gc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := gateway.New(rc, gateway.Options{Clock: clock.Real{}, Logger: log, AccessLog: accesslog.New(io.Discard),
 		Revocations: g.holder, MaxStaleness: gc.Revocation.MaxStaleness.Std()})
 	if err != nil {
 		t.Fatal(err)

@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/certgate/certgate/internal/authz"
-	"github.com/certgate/certgate/internal/config"
 	"github.com/certgate/certgate/internal/gateway"
 	"github.com/certgate/certgate/internal/pemutil"
 )
@@ -58,7 +57,7 @@ func runPolicyTest(w io.Writer, o policyTestOptions, now time.Time) error {
 	if !strings.HasPrefix(o.path, "/") {
 		return fmt.Errorf("--path: %q must start with '/'", o.path)
 	}
-	cfg, err := config.LoadGateway(o.config)
+	cfg, err := gateway.LoadConfig(o.config)
 	if err != nil {
 		return err
 	}

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/certgate/certgate/internal/ca"
-	"github.com/certgate/certgate/internal/config"
 	"github.com/certgate/certgate/internal/enroll"
 	"github.com/certgate/certgate/internal/gateway"
 	"github.com/certgate/certgate/internal/keytype"
@@ -197,7 +196,7 @@ routes:
 	if err := os.WriteFile(cfgPath, yaml, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.LoadGateway(cfgPath)
+	cfg, err := gateway.LoadConfig(cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -241,7 +241,7 @@ routes:
 		if g.checkLive(p, now) != "" || g.checkStale(now) {
 			b.Fatal("not live")
 		}
-		if d := rt.policy.Authorize("api.example.org:8443", "POST", "/v1/billing/pay", p.id); !d.Allowed || d.Route.Name != "billing" {
+		if d := rt.cfg.policy.Authorize("api.example.org:8443", "POST", "/v1/billing/pay", p.id); !d.Allowed || d.Route.Name != "billing" {
 			b.Fatalf("decision %+v", d)
 		}
 	}

@@ -18,10 +18,10 @@
 // # Requests
 //
 // HTTP/1.1 clients are served by a small engine of this package: one
-// goroutine per connection reads a request head with a strict parser
-// (request smuggling shapes are refused with 400), authorizes it
-// ([authz.Policy.Authorize], no allocation), and forwards it over a pooled
-// keep-alive upstream connection, streaming bodies both ways. HTTP/2
+// goroutine per connection reads a request head with the strict codec of
+// internal/gateway/h1 (request smuggling shapes are refused with 400),
+// authorizes it ([authz.Policy.Authorize], no allocation), and forwards it
+// over a pooled keep-alive upstream connection, streaming bodies both ways. HTTP/2
 // clients are served by golang.org/x/net/http2 and forwarded through
 // net/http's Transport. Identity headers (RFC 9440 Client-Cert and
 // Client-Cert-Chain, X-Forwarded-Client-Cert, X-Client-Identity,
@@ -68,6 +68,12 @@
 // TLS sessions are cached per certificate, so none made with the old one
 // is resumed after a rotation. [Metrics.CertificateExpiry] follows the
 // current certificate.
+//
+// # Configuration
+//
+// [New] and [Gateway.Reload] take a [Config]: the YAML schema of
+// internal/config compiled once ([NewConfig], [LoadConfig]) into what the
+// request path reads, with the files it names read and the routes built.
 //
 // This package does not issue certificates, fetch revocations (see
 // internal/revocation and internal/feed) or read config files (see

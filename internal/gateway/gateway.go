@@ -16,7 +16,6 @@ import (
 
 	"github.com/certgate/certgate/internal/accesslog"
 	"github.com/certgate/certgate/internal/clock"
-	"github.com/certgate/certgate/internal/config"
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/revocation"
 	"github.com/certgate/certgate/internal/tlspolicy"
@@ -80,9 +79,10 @@ type Gateway struct {
 	wg     sync.WaitGroup
 }
 
-// New builds a gateway from a validated config, reading the files it
-// names. It listens on nothing until [Gateway.Start].
-func New(cfg *config.Gateway, o Options) (*Gateway, error) {
+// New builds a gateway from a runtime config, reading the gateway's
+// certificate and key files if the config names them. It listens on
+// nothing until [Gateway.Start].
+func New(cfg *Config, o Options) (*Gateway, error) {
 	g := &Gateway{
 		clock: o.Clock, log: o.Logger, access: o.AccessLog, metrics: o.Metrics,
 		revoked: o.Revocations, sweep: o.SweepInterval, fresh: freshness{max: o.MaxStaleness},
@@ -137,8 +137,8 @@ func New(cfg *config.Gateway, o Options) (*Gateway, error) {
 // checkCertificateMode refuses a config whose certificate source does not
 // match how the gateway was built: cert and key files without
 // Options.Certificate, or neither with it.
-func (g *Gateway) checkCertificateMode(cfg *config.Gateway) error {
-	switch files := cfg.Cert != "" || cfg.Key != ""; {
+func (g *Gateway) checkCertificateMode(cfg *Config) error {
+	switch files := cfg.certFile != "" || cfg.keyFile != ""; {
 	case g.ownSource && files:
 		return errors.New("gateway: the config names cert and key files, but the gateway's certificate comes from its identity; switching needs a restart")
 	case !g.ownSource && !files:
@@ -203,7 +203,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		return errors.New("gateway: already started")
 	}
 	rt := g.rt.Load()
-	ln, err := net.Listen("tcp", rt.cfg.Listen)
+	ln, err := net.Listen("tcp", rt.cfg.listen)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
@@ -224,7 +224,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		<-g.ctx.Done()
 		g.Close()
 	}()
-	g.log.Info("gateway listening", "addr", ln.Addr().String(), "routes", len(rt.cfg.Routes), "tcp_routes", len(rt.cfg.TCPRoutes))
+	g.log.Info("gateway listening", "addr", ln.Addr().String(), "routes", len(rt.cfg.routes), "tcp_routes", len(rt.cfg.tcpRoutes))
 	return nil
 }
 
@@ -291,7 +291,7 @@ func (g *Gateway) TCPAddr(name string) net.Addr {
 // touching open ones. On error nothing changes. Listen addresses of the
 // HTTP listener, metrics and access log need a restart; TCP routes are
 // started and stopped.
-func (g *Gateway) Reload(cfg *config.Gateway) error {
+func (g *Gateway) Reload(cfg *Config) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed {
@@ -309,16 +309,14 @@ func (g *Gateway) Reload(cfg *config.Gateway) error {
 	if err != nil {
 		return err
 	}
-	if cfg.Listen != old.cfg.Listen {
-		g.log.Warn("listen address changed; it applies after a restart", "old", old.cfg.Listen, "new", cfg.Listen)
-		rt.cfg.Listen = old.cfg.Listen
+	if cfg.listen != old.cfg.listen {
+		g.log.Warn("listen address changed; it applies after a restart", "old", old.cfg.listen, "new", cfg.listen)
+		c := *cfg
+		c.listen = old.cfg.listen
+		rt.cfg = &c
 	}
-	if !slices.Equal(cfg.ServerURLs(), old.cfg.ServerURLs()) || cfg.Revocation != old.cfg.Revocation || cfg.Server.CA != old.cfg.Server.CA ||
-		cfg.Server.RevocationRefresh != old.cfg.Server.RevocationRefresh {
-		g.log.Warn("server and revocation settings changed; they apply after a restart")
-	}
-	if oi, ni := old.cfg.Identity, cfg.Identity; oi.Dir != ni.Dir || !slices.Equal(oi.Hosts, ni.Hosts) || oi.TokenFile != ni.TokenFile || oi.KeyType != ni.KeyType {
-		g.log.Warn("identity settings changed; they apply after a restart")
+	if cfg.restart != old.cfg.restart {
+		g.log.Warn("server, revocation or identity settings changed; they apply after a restart")
 	}
 	g.rt.Store(rt)
 	// Close the pools no route uses any more.
@@ -333,7 +331,7 @@ func (g *Gateway) Reload(cfg *config.Gateway) error {
 		}
 	}
 	g.pools = pools
-	if !slices.EqualFunc(old.roots, rt.roots, func(a, b *x509.Certificate) bool { return a.Equal(b) }) || old.cfg.TrustDomain != rt.cfg.TrustDomain {
+	if !slices.EqualFunc(old.cfg.roots, rt.cfg.roots, func(a, b *x509.Certificate) bool { return a.Equal(b) }) || old.cfg.trustDomain != rt.cfg.trustDomain {
 		g.rotateTicketKeys()
 	}
 	g.reportOwnCertificate()
@@ -342,7 +340,7 @@ func (g *Gateway) Reload(cfg *config.Gateway) error {
 			g.log.Error("reload: tcp route listener", "error", err)
 		}
 	}
-	g.log.Info("configuration reloaded", "routes", len(cfg.Routes), "tcp_routes", len(cfg.TCPRoutes))
+	g.log.Info("configuration reloaded", "routes", len(cfg.routes), "tcp_routes", len(cfg.tcpRoutes))
 	return nil
 }
 

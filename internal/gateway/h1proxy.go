@@ -6,12 +6,12 @@ import (
 	"errors"
 	"io"
 	"net"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/certgate/certgate/internal/accesslog"
 	"github.com/certgate/certgate/internal/authz"
+	"github.com/certgate/certgate/internal/gateway/h1"
 )
 
 // clientBufferSize is the read and write buffer of a client connection.
@@ -29,11 +29,9 @@ type h1session struct {
 	bw    *bufio.Writer
 	head  []byte
 	out   []byte
-	req   request
+	req   h1.Request
 	entry accesslog.Entry
 }
-
-var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // h1Pool holds idle sessions with their buffers (about 20 KiB), so that a
 // new connection allocates none of them, as net/http pools its bufio
@@ -68,7 +66,7 @@ func (s *h1session) release() {
 	s.br.Reset(nil)
 	s.bw.Reset(nil)
 	s.g, s.t, s.tc = nil, nil, nil
-	s.req.reset()
+	s.req.Reset()
 	s.entry = accesslog.Entry{}
 	if cap(s.head) > maxPooledScratch || cap(s.out) > maxPooledScratch {
 		return
@@ -80,15 +78,15 @@ func (s *h1session) release() {
 // carry another.
 func (s *h1session) serveOne() bool {
 	rt := s.g.rt.Load()
-	to := &rt.cfg.Timeouts
+	to := &rt.cfg.timeouts
 	p := s.t.peer
-	s.tc.SetReadDeadline(time.Now().Add(to.Idle.Std()))
+	s.tc.SetReadDeadline(time.Now().Add(to.idle))
 	if _, err := s.br.Peek(1); err != nil {
 		return false
 	}
 	start := time.Now()
-	s.tc.SetReadDeadline(start.Add(to.ReadHeader.Std()))
-	head, err := readHead(s.br, s.head, rt.cfg.MaxHeaderBytes)
+	s.tc.SetReadDeadline(start.Add(to.readHeader))
+	head, err := h1.ReadHead(s.br, s.head, rt.cfg.maxHeader)
 	s.head = head
 	e := &s.entry
 	*e = accesslog.Entry{
@@ -96,25 +94,29 @@ func (s *h1session) serveOne() bool {
 		Client: p.client, TLSVersion: p.tlsVersion, Resumed: p.resumed, Decision: "deny",
 	}
 	if err != nil {
-		var he *httpError
+		var he *h1.Error
 		switch {
 		case errors.As(err, &he):
 			s.refuse(e, he)
 		case isTimeout(err):
-			s.refuse(e, &httpError{status: 408, reason: "read_header_timeout", msg: "timed out reading the request header"})
+			s.refuse(e, &h1.Error{Status: 408, Reason: "read_header_timeout", Msg: "timed out reading the request header"})
 		}
 		return false
 	}
 	s.tc.SetReadDeadline(time.Time{})
 	req := &s.req
-	if he := parseRequest(head, req); he != nil {
+	if he := h1.ParseRequest(head, req); he != nil {
 		s.refuse(e, he)
 		return false
 	}
-	host, path := string(req.host), string(req.path)
-	e.Method, e.Host, e.Path = req.method, host, path
-	if rt.cfg.AccessLog.Query {
-		e.Path = string(req.target)
+	if hasDotSegment(req.Path) {
+		s.refuse(e, h1.BadRequest("bad_target", "request path has a '.' or '..' segment"))
+		return false
+	}
+	host, path := string(req.Host), string(req.Path)
+	e.Method, e.Host, e.Path = req.Method, host, path
+	if rt.cfg.logQuery {
+		e.Path = string(req.Target)
 	}
 	now := s.g.clock.Now()
 	if why := s.g.checkLive(p, now); why != "" {
@@ -125,18 +127,18 @@ func (s *h1session) serveOne() bool {
 	if s.g.checkStale(now) {
 		e.Reason, e.Status = reasonStale, 503
 		// A request body is not drained: the connection closes instead.
-		closeAfter := req.close || req.chunked || req.contentLength > 0
+		closeAfter := req.Close || req.HasBody()
 		s.writeJSON(503, s.g.staleJSON(now), closeAfter)
 		s.finish(e, "")
 		return !closeAfter
 	}
-	dec := rt.policy.Authorize(host, req.method, path, p.id)
+	dec := rt.cfg.policy.Authorize(host, req.Method, path, p.id)
 	if !dec.Allowed {
 		return s.forbid(e, dec, host, path)
 	}
 	route := rt.routes[dec.Route.Index]
 	e.Route, e.Decision, e.Reason = route.name, "allow", string(dec.Reason)
-	if req.expect100 {
+	if req.Expect100 {
 		s.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
 		if s.bw.Flush() != nil {
 			return false
@@ -152,17 +154,17 @@ func (s *h1session) forbid(e *accesslog.Entry, dec authz.Decision, host, path st
 	e.Reason = string(dec.Reason)
 	e.Status = 403
 	// A request body is not drained: the connection closes instead.
-	closeAfter := s.req.close || s.req.chunked || s.req.contentLength > 0
-	body := forbiddenJSON(s.t.peer.id, s.req.method, host, path)
+	closeAfter := s.req.Close || s.req.HasBody()
+	body := forbiddenJSON(s.t.peer.id, s.req.Method, host, path)
 	s.writeJSON(403, body, closeAfter)
 	s.finish(e, e.Route)
 	return !closeAfter
 }
 
 // refuse answers a request that could not be parsed and closes.
-func (s *h1session) refuse(e *accesslog.Entry, he *httpError) {
-	e.Decision, e.Reason, e.Status, e.Error = "deny", he.reason, he.status, he.msg
-	s.writeJSON(he.status, errorJSON(codeFor(he.status), he.msg), true)
+func (s *h1session) refuse(e *accesslog.Entry, he *h1.Error) {
+	e.Decision, e.Reason, e.Status, e.Error = "deny", he.Reason, he.Status, he.Msg
+	s.writeJSON(he.Status, errorJSON(codeFor(he.Status), he.Msg), true)
 	s.finish(e, "")
 }
 
@@ -174,10 +176,9 @@ func (s *h1session) finish(e *accesslog.Entry, route string) {
 
 func (s *h1session) writeJSON(status int, body []byte, closeAfter bool) {
 	b := s.out[:0]
-	b = appendStatusLine(b, status, nil)
-	b = append(b, "Content-Type: application/json\r\nContent-Length: "...)
-	b = strconv.AppendInt(b, int64(len(body)), 10)
-	b = append(b, "\r\n"...)
+	b = h1.AppendStatusLine(b, status, nil)
+	b = append(b, "Content-Type: application/json\r\n"...)
+	b = h1.AppendContentLength(b, int64(len(body)))
 	if closeAfter {
 		b = append(b, "Connection: close\r\n"...)
 	}
@@ -193,7 +194,7 @@ func (s *h1session) writeJSON(status int, body []byte, closeAfter bool) {
 func (s *h1session) proxy(rt *runtime, route *httpRoute, e *accesslog.Entry) bool {
 	req := &s.req
 	up := route.up
-	hasBody := req.chunked || req.contentLength > 0
+	hasBody := req.HasBody()
 	var uc *upConn
 	for {
 		var reused bool
@@ -210,8 +211,8 @@ func (s *h1session) proxy(rt *runtime, route *httpRoute, e *accesslog.Entry) boo
 			e.BytesIn = n
 			if err != nil {
 				uc.c.Close()
-				if errors.Is(err, errChunked) {
-					s.refuse(e, badRequest("bad_chunked_body", "%v", err))
+				if errors.Is(err, h1.ErrChunked) {
+					s.refuse(e, h1.BadRequest("bad_chunked_body", "%v", err))
 					return false
 				}
 				if uc.bw.Flush() != nil {
@@ -232,13 +233,13 @@ func (s *h1session) proxy(rt *runtime, route *httpRoute, e *accesslog.Entry) boo
 		uc.c.SetReadDeadline(time.Now().Add(up.headerTimeout))
 		var head []byte
 		for {
-			head, err = readHead(uc.br, uc.head, maxResponseHead)
+			head, err = h1.ReadHead(uc.br, uc.head, maxResponseHead)
 			uc.head = head
 			if err == nil {
-				err = parseResponse(head, &uc.resp)
+				err = h1.ParseResponse(head, &uc.resp)
 			}
 			// 1xx responses other than 101 are informational: skip them.
-			if err != nil || uc.resp.status/100 != 1 || uc.resp.status == 101 {
+			if err != nil || uc.resp.Status/100 != 1 || uc.resp.Status == 101 {
 				break
 			}
 		}
@@ -264,7 +265,7 @@ func (s *h1session) proxy(rt *runtime, route *httpRoute, e *accesslog.Entry) boo
 }
 
 func (s *h1session) upstreamFailed(e *accesslog.Entry, route *httpRoute, status int, reason string, err error, closeAfter bool) bool {
-	closeAfter = closeAfter || s.req.close
+	closeAfter = closeAfter || s.req.Close
 	e.Status, e.Reason, e.Error = status, reason, err.Error()
 	msg := "upstream unavailable"
 	if status == 504 {
@@ -277,60 +278,42 @@ func (s *h1session) upstreamFailed(e *accesslog.Entry, route *httpRoute, status 
 }
 
 func (s *h1session) copyRequestBody(uc *upConn) (int64, error) {
-	if s.req.chunked {
-		return copyChunked(uc.bw, s.br, uc.bw.Flush, true)
+	if s.req.Chunked {
+		return h1.CopyChunked(uc.bw, s.br, uc.bw.Flush, true)
 	}
-	n, err := io.CopyN(uc.bw, s.br, s.req.contentLength)
+	n, err := io.CopyN(uc.bw, s.br, s.req.ContentLength)
 	if errors.Is(err, io.EOF) {
 		err = io.ErrUnexpectedEOF
 	}
 	return n, err
 }
 
-// body framing of a response.
-const (
-	bodyNone = iota
-	bodyLength
-	bodyChunked
-	bodyEOF
-)
-
 func (s *h1session) relayResponse(route *httpRoute, uc *upConn, e *accesslog.Entry) bool {
 	req, resp := &s.req, &uc.resp
-	e.Status = resp.status
-	if resp.status == 101 {
+	e.Status = resp.Status
+	if resp.Status == 101 {
 		return s.upgrade(route, uc, e)
 	}
-	mode := bodyEOF
-	switch {
-	case !resp.hasBody(req.method):
-		mode = bodyNone
-	case resp.chunked:
-		mode = bodyChunked
-	case resp.contentLength >= 0:
-		mode = bodyLength
-	}
-	closeAfter := req.close || s.g.ctx.Err() != nil
+	mode := resp.Framing(req.Method)
+	closeAfter := req.Close || s.g.ctx.Err() != nil
 	clientChunked := false
-	if mode == bodyChunked || mode == bodyEOF {
-		if req.minor == 1 {
+	if mode == h1.FramingChunked || mode == h1.FramingEOF {
+		if req.Minor == 1 {
 			clientChunked = true
 		} else {
 			closeAfter = true
 		}
 	}
-	b := appendStatusLine(s.out[:0], resp.status, resp.reason)
-	for _, h := range resp.headers {
-		if skipResponseHeader(h.name) {
+	b := h1.AppendStatusLine(s.out[:0], resp.Status, resp.Reason)
+	for _, h := range resp.Headers {
+		if skipResponseHeader(h.Name) {
 			continue
 		}
-		b = appendHeader(b, h.name, h.value)
+		b = h1.AppendHeader(b, h.Name, h.Value)
 	}
 	switch {
-	case mode == bodyLength || (mode == bodyNone && req.method == "HEAD" && resp.contentLength >= 0):
-		b = append(b, "Content-Length: "...)
-		b = strconv.AppendInt(b, resp.contentLength, 10)
-		b = append(b, "\r\n"...)
+	case mode == h1.FramingLength || (mode == h1.FramingNone && req.Method == "HEAD" && resp.ContentLength >= 0):
+		b = h1.AppendContentLength(b, resp.ContentLength)
 	case clientChunked:
 		b = append(b, "Transfer-Encoding: chunked\r\n"...)
 	}
@@ -344,18 +327,18 @@ func (s *h1session) relayResponse(route *httpRoute, uc *upConn, e *accesslog.Ent
 	var n int64
 	var err error
 	switch mode {
-	case bodyLength:
-		n, err = copyStream(s.bw, uc.br, resp.contentLength, false)
-	case bodyChunked:
-		n, err = copyChunked(s.bw, uc.br, s.bw.Flush, clientChunked)
-	case bodyEOF:
-		n, err = copyStream(s.bw, uc.br, -1, clientChunked)
+	case h1.FramingLength:
+		n, err = h1.CopyStream(s.bw, uc.br, resp.ContentLength, false)
+	case h1.FramingChunked:
+		n, err = h1.CopyChunked(s.bw, uc.br, s.bw.Flush, clientChunked)
+	case h1.FramingEOF:
+		n, err = h1.CopyStream(s.bw, uc.br, -1, clientChunked)
 	}
 	e.BytesOut = n
 	if err == nil {
 		err = s.bw.Flush()
 	}
-	if err != nil || mode == bodyEOF || resp.close {
+	if err != nil || mode == h1.FramingEOF || resp.Close {
 		uc.c.Close()
 	} else {
 		route.up.put(uc)
@@ -368,71 +351,19 @@ func (s *h1session) relayResponse(route *httpRoute, uc *upConn, e *accesslog.Ent
 	return !closeAfter
 }
 
-// copyStream copies n bytes (n < 0: until EOF) from src to dst, flushing
-// dst whenever src has nothing buffered, so a slow stream is not held
-// back. With chunk set, each piece is written as an HTTP chunk and the
-// last chunk is written at EOF.
-func copyStream(dst *bufio.Writer, src *bufio.Reader, n int64, chunk bool) (int64, error) {
-	bp := copyBufPool.Get().(*[]byte)
-	defer copyBufPool.Put(bp)
-	buf := *bp
-	var total int64
-	var sizeBuf [20]byte
-	for n < 0 || total < n {
-		want := len(buf)
-		if n >= 0 && n-total < int64(want) {
-			want = int(n - total)
-		}
-		k, err := src.Read(buf[:want])
-		if k > 0 {
-			total += int64(k)
-			if chunk {
-				dst.Write(strconv.AppendInt(sizeBuf[:0], int64(k), 16))
-				dst.WriteString("\r\n")
-			}
-			if _, werr := dst.Write(buf[:k]); werr != nil {
-				return total, werr
-			}
-			if chunk {
-				dst.WriteString("\r\n")
-			}
-			if src.Buffered() == 0 && (n < 0 || total < n) {
-				if werr := dst.Flush(); werr != nil {
-					return total, werr
-				}
-			}
-		}
-		if err != nil {
-			if errors.Is(err, io.EOF) && n < 0 {
-				break
-			}
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return total, err
-		}
-	}
-	if chunk {
-		if _, err := dst.WriteString("0\r\n\r\n"); err != nil {
-			return total, err
-		}
-	}
-	return total, nil
-}
-
 // upgrade completes a WebSocket handshake and pipes bytes both ways until
 // either side closes.
 func (s *h1session) upgrade(route *httpRoute, uc *upConn, e *accesslog.Entry) bool {
-	if !s.req.upgrade {
+	if !s.req.Upgrade {
 		uc.c.Close()
 		return s.upstreamFailed(e, route, 502, "upstream_unexpected_upgrade", errors.New("upstream switched protocols for a request that did not ask"), true)
 	}
-	b := appendStatusLine(s.out[:0], 101, uc.resp.reason)
-	for _, h := range uc.resp.headers {
-		if skipResponseHeader(h.name) {
+	b := h1.AppendStatusLine(s.out[:0], 101, uc.resp.Reason)
+	for _, h := range uc.resp.Headers {
+		if skipResponseHeader(h.Name) {
 			continue
 		}
-		b = appendHeader(b, h.name, h.value)
+		b = h1.AppendHeader(b, h.Name, h.Value)
 	}
 	b = append(b, "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n"...)
 	s.out = b

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/certgate/certgate/internal/accesslog"
+	"github.com/certgate/certgate/internal/gateway/h1"
 )
 
 // h2server serves clients that negotiated HTTP/2. Requests go upstream
@@ -29,8 +30,8 @@ type trackedKey struct{}
 func newH2Server(g *Gateway) *h2server {
 	h := &h2server{g: g}
 	rt := g.rt.Load()
-	h.srv = &http2.Server{IdleTimeout: rt.cfg.Timeouts.Idle.Std(), MaxConcurrentStreams: 250}
-	h.base = &http.Server{MaxHeaderBytes: rt.cfg.MaxHeaderBytes, ReadHeaderTimeout: rt.cfg.Timeouts.ReadHeader.Std()}
+	h.srv = &http2.Server{IdleTimeout: rt.cfg.timeouts.idle, MaxConcurrentStreams: 250}
+	h.base = &http.Server{MaxHeaderBytes: rt.cfg.maxHeader, ReadHeaderTimeout: rt.cfg.timeouts.readHeader}
 	return h
 }
 
@@ -57,7 +58,7 @@ func (h *h2server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		Client: p.client, TLSVersion: p.tlsVersion, Resumed: p.resumed, Decision: "deny",
 		Method: r.Method, Host: r.Host, Path: path,
 	}
-	if rt.cfg.AccessLog.Query {
+	if rt.cfg.logQuery {
 		e.Path = r.URL.RequestURI()
 	}
 	finish := func(route string) {
@@ -84,7 +85,7 @@ func (h *h2server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		finish("")
 		return
 	}
-	dec := rt.policy.Authorize(r.Host, r.Method, path, p.id)
+	dec := rt.cfg.policy.Authorize(r.Host, r.Method, path, p.id)
 	if !dec.Allowed {
 		route := ""
 		if dec.Route != nil {
@@ -143,8 +144,8 @@ func (h *h2server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(resp.StatusCode)
 	rc := http.NewResponseController(w)
 	rc.Flush()
-	bp := copyBufPool.Get().(*[]byte)
-	defer copyBufPool.Put(bp)
+	bp := h1.CopyBuffer()
+	defer h1.PutCopyBuffer(bp)
 	for {
 		n, rerr := resp.Body.Read(*bp)
 		if n > 0 {

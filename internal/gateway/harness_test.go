@@ -25,7 +25,6 @@ import (
 
 	"github.com/certgate/certgate/internal/accesslog"
 	"github.com/certgate/certgate/internal/clock"
-	"github.com/certgate/certgate/internal/config"
 	"github.com/certgate/certgate/internal/revocation"
 	"github.com/certgate/certgate/internal/testca"
 )
@@ -128,7 +127,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	}
 	e.cfgPath = filepath.Join(e.dir, "gateway.yaml")
 	e.writeConfig(routes + o.yamlExtra)
-	cfg, err := config.LoadGateway(e.cfgPath)
+	cfg, err := LoadConfig(e.cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,8 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
-	"strconv"
+
+	"github.com/certgate/certgate/internal/gateway/h1"
 )
 
 // Identity header names. Client-Cert and Client-Cert-Chain are RFC 9440;
@@ -36,12 +37,12 @@ var responseSkip = []string{
 
 func skipRequestHeader(name []byte, connTokens [][]byte) bool {
 	for _, s := range requestSkip {
-		if asciiEqualFold(name, s) {
+		if h1.EqualFold(name, s) {
 			return true
 		}
 	}
 	for _, t := range connTokens {
-		if asciiEqualFold(name, string(t)) {
+		if h1.EqualFold(name, string(t)) {
 			return true
 		}
 	}
@@ -50,35 +51,11 @@ func skipRequestHeader(name []byte, connTokens [][]byte) bool {
 
 func skipResponseHeader(name []byte) bool {
 	for _, s := range responseSkip {
-		if asciiEqualFold(name, s) {
+		if h1.EqualFold(name, s) {
 			return true
 		}
 	}
 	return false
-}
-
-func appendStatusLine(b []byte, status int, reason []byte) []byte {
-	b = append(b, "HTTP/1.1 "...)
-	b = strconv.AppendInt(b, int64(status), 10)
-	b = append(b, ' ')
-	if len(reason) > 0 {
-		return append(append(b, reason...), "\r\n"...)
-	}
-	return append(append(b, http.StatusText(status)...), "\r\n"...)
-}
-
-func appendHeader(b, name, value []byte) []byte {
-	b = append(b, name...)
-	b = append(b, ": "...)
-	b = append(b, value...)
-	return append(b, "\r\n"...)
-}
-
-func appendHeaderString(b []byte, name, value string) []byte {
-	b = append(b, name...)
-	b = append(b, ": "...)
-	b = append(b, value...)
-	return append(b, "\r\n"...)
 }
 
 // appendUpstreamHead writes the request head the upstream receives: the
@@ -87,36 +64,34 @@ func appendHeaderString(b []byte, name, value string) []byte {
 func (s *h1session) appendUpstreamHead(b []byte, rt *runtime, route *httpRoute) []byte {
 	req := &s.req
 	up := route.up
-	b = append(b, req.method...)
+	b = append(b, req.Method...)
 	b = append(b, ' ')
 	b = append(b, up.basePath...)
-	b = append(b, req.target...)
+	b = append(b, req.Target...)
 	b = append(b, " HTTP/1.1\r\nHost: "...)
-	if len(req.host) > 0 {
-		b = append(b, req.host...)
+	if len(req.Host) > 0 {
+		b = append(b, req.Host...)
 	} else {
 		b = append(b, up.hostName...)
 	}
 	b = append(b, "\r\n"...)
-	for _, h := range req.headers {
-		if skipRequestHeader(h.name, req.connTokens) {
+	for _, h := range req.Headers {
+		if skipRequestHeader(h.Name, req.ConnTokens) {
 			continue
 		}
-		b = appendHeader(b, h.name, h.value)
+		b = h1.AppendHeader(b, h.Name, h.Value)
 	}
 	b = appendIdentityHeaders(b, s.t.peer, route.hdr, rt.selfID)
-	b = appendHeaderString(b, "X-Forwarded-For", s.t.peer.clientIP())
+	b = h1.AppendHeaderString(b, "X-Forwarded-For", s.t.peer.clientIP())
 	b = append(b, "X-Forwarded-Proto: https\r\n"...)
-	if req.upgrade {
+	if req.Upgrade {
 		b = append(b, "Connection: Upgrade\r\nUpgrade: websocket\r\n"...)
 	}
 	switch {
-	case req.chunked:
+	case req.Chunked:
 		b = append(b, "Transfer-Encoding: chunked\r\n"...)
-	case req.contentLength >= 0:
-		b = append(b, "Content-Length: "...)
-		b = strconv.AppendInt(b, req.contentLength, 10)
-		b = append(b, "\r\n"...)
+	case req.ContentLength >= 0:
+		b = h1.AppendContentLength(b, req.ContentLength)
 	}
 	return append(b, "\r\n"...)
 }
@@ -126,19 +101,19 @@ func appendIdentityHeaders(b []byte, p *peer, hs headerSet, selfID string) []byt
 		p.identityHeaders(selfID)
 	}
 	if hs.clientCert {
-		b = appendHeaderString(b, HeaderClientCert, p.clientCert)
+		b = h1.AppendHeaderString(b, HeaderClientCert, p.clientCert)
 	}
 	if hs.clientCertChain && p.clientCertChain != "" {
-		b = appendHeaderString(b, HeaderClientCertChain, p.clientCertChain)
+		b = h1.AppendHeaderString(b, HeaderClientCertChain, p.clientCertChain)
 	}
 	if hs.xfcc {
-		b = appendHeaderString(b, HeaderXFCC, p.xfcc)
+		b = h1.AppendHeaderString(b, HeaderXFCC, p.xfcc)
 	}
 	if hs.identity {
-		b = appendHeaderString(b, HeaderIdentity, p.id)
+		b = h1.AppendHeaderString(b, HeaderIdentity, p.id)
 	}
 	if hs.serial {
-		b = appendHeaderString(b, HeaderSerial, p.serial)
+		b = h1.AppendHeaderString(b, HeaderSerial, p.serial)
 	}
 	return b
 }

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/certgate/certgate/internal/config"
 	"github.com/certgate/certgate/internal/testca"
 )
 
@@ -79,7 +78,7 @@ routes:
 	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.LoadGateway(cfgPath)
+	cfg, err := LoadConfig(cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +179,7 @@ routes:
 		t.Fatalf("reload to cert files: %v, want %s", err, want)
 	}
 	get(kept, keptBR)
-	fc, err := config.LoadGateway(cfgPath)
+	fc, err := LoadConfig(cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}

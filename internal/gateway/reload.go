@@ -5,15 +5,13 @@ import (
 	"crypto/sha256"
 	"os"
 	"time"
-
-	"github.com/certgate/certgate/internal/config"
 )
 
 // ReloadFrom loads the config at path and applies it with
 // [Gateway.Reload]. On any error the running config stays and the error is
 // logged and returned.
 func (g *Gateway) ReloadFrom(path string) error {
-	cfg, err := config.LoadGateway(path)
+	cfg, err := LoadConfig(path)
 	if err == nil {
 		err = g.Reload(cfg)
 	}
@@ -57,7 +55,7 @@ func (g *Gateway) WatchConfig(ctx context.Context, path string, interval time.Du
 func (g *Gateway) fingerprint(path string) [32]byte {
 	cfg := g.rt.Load().cfg
 	h := sha256.New()
-	for _, p := range []string{path, cfg.Bundle, cfg.Cert, cfg.Key} {
+	for _, p := range append([]string{path}, cfg.files...) {
 		b, _ := os.ReadFile(p)
 		s := sha256.Sum256(b)
 		h.Write(s[:])

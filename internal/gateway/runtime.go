@@ -7,23 +7,20 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/certgate/certgate/internal/authz"
-	"github.com/certgate/certgate/internal/config"
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/pemutil"
 	"github.com/certgate/certgate/internal/tlspolicy"
 )
 
-// runtime is one generation of configuration turned into the values the
-// request path uses. A reload builds a new one and swaps it in; requests in
-// flight finish with the one they started with.
+// runtime is one generation of configuration with what it needs at run
+// time: the trust material with its cache, the upstream pools, the
+// gateway's certificate. A reload builds a new one and swaps it in;
+// requests in flight finish with the one they started with.
 type runtime struct {
-	cfg    *config.Gateway
+	cfg    *Config
 	trust  *trust
-	roots  []*x509.Certificate
-	policy *authz.Policy
 	routes []*httpRoute // by authz route index
-	tcp    map[string]*tcpRoute
+	tcp    map[string]*tcpRouteConfig
 	cert   *tls.Certificate // loaded from the config's files; nil with Options.Certificate
 	selfID string           // the gateway's own SPIFFE ID, for X-Forwarded-Client-Cert By=
 }
@@ -39,31 +36,17 @@ type headerSet struct {
 	clientCert, clientCertChain, xfcc, identity, serial bool
 }
 
-type tcpRoute struct {
-	name    string
-	listen  string
-	backend string
-	allow   authz.Rule
-}
-
-// buildRuntime reads the files cfg names and builds a runtime, reusing
-// upstream pools from pools (keyed by upstream identity) where they match.
-// With loadCert it loads the gateway's certificate from the config's cert
-// and key files; own returns the gateway's current certificate when an
-// upstream asks for it (and, without loadCert, names the gateway).
-func buildRuntime(cfg *config.Gateway, pools map[string]*upstream, own func() *tls.Certificate, loadCert bool) (*runtime, error) {
-	bundle, err := os.ReadFile(cfg.Bundle)
-	if err != nil {
-		return nil, fmt.Errorf("gateway: bundle: %w", err)
-	}
-	roots, err := pemutil.ParseCertificates(bundle)
-	if err != nil {
-		return nil, fmt.Errorf("gateway: bundle %s: %w", cfg.Bundle, err)
-	}
-	rt := &runtime{cfg: cfg, trust: newTrust(cfg.TrustDomain, roots), roots: roots, tcp: map[string]*tcpRoute{}}
+// buildRuntime builds a runtime for cfg, reusing upstream pools from pools
+// (keyed by upstream identity) where they match. With loadCert it loads
+// the gateway's certificate from the config's cert and key files; own
+// returns the gateway's current certificate when an upstream asks for it
+// (and, without loadCert, names the gateway).
+func buildRuntime(cfg *Config, pools map[string]*upstream, own func() *tls.Certificate, loadCert bool) (*runtime, error) {
+	rt := &runtime{cfg: cfg, trust: newTrust(cfg.trustDomain, cfg.roots), tcp: map[string]*tcpRouteConfig{}}
 	self := own
 	if loadCert {
-		if rt.cert, err = loadKeyPair(cfg.Cert, cfg.Key); err != nil {
+		var err error
+		if rt.cert, err = loadKeyPair(cfg.certFile, cfg.keyFile); err != nil {
 			return nil, err
 		}
 		self = func() *tls.Certificate { return rt.cert }
@@ -72,46 +55,33 @@ func buildRuntime(cfg *config.Gateway, pools map[string]*upstream, own func() *t
 	if id, err := identity.FromCertificate(self().Leaf); err == nil {
 		rt.selfID = id.String()
 	}
-	rcs := make([]authz.RouteConfig, len(cfg.Routes))
-	for i, r := range cfg.Routes {
-		rcs[i] = authz.RouteConfig{Name: r.Name, Host: r.Host, PathPrefix: r.PathPrefix, Methods: r.Methods, Allow: r.Allow}
+	for i := range cfg.routes {
+		r := &cfg.routes[i]
 		up, err := buildUpstream(cfg, r, own, pools)
 		if err != nil {
 			return nil, err
 		}
-		rt.routes = append(rt.routes, &httpRoute{name: r.Name, up: up, hdr: headerSet{
-			clientCert:      config.HeaderOn(r.Headers.ClientCert),
-			clientCertChain: config.HeaderOn(r.Headers.ClientCertChain),
-			xfcc:            config.HeaderOn(r.Headers.XFCC),
-			identity:        config.HeaderOn(r.Headers.Identity),
-			serial:          config.HeaderOn(r.Headers.Serial),
-		}})
+		rt.routes = append(rt.routes, &httpRoute{name: r.name, up: up, hdr: r.hdr})
 	}
-	if rt.policy, err = authz.New(rcs); err != nil {
-		return nil, fmt.Errorf("gateway: %w", err)
-	}
-	for _, r := range cfg.TCPRoutes {
-		rule, err := authz.NewRule(r.Allow)
-		if err != nil {
-			return nil, fmt.Errorf("gateway: tcp route %q: %w", r.Name, err)
-		}
-		rt.tcp[r.Name] = &tcpRoute{name: r.Name, listen: r.Listen, backend: r.Backend, allow: rule}
+	for i := range cfg.tcpRoutes {
+		rt.tcp[cfg.tcpRoutes[i].name] = &cfg.tcpRoutes[i]
 	}
 	return rt, nil
 }
 
-func buildUpstream(cfg *config.Gateway, r config.Route, own func() *tls.Certificate, pools map[string]*upstream) (*upstream, error) {
-	key := fmt.Sprintf("%s|%s|%s|%t|%v|%v|%v|%d", r.Upstream, r.UpstreamCA, r.UpstreamServerName, r.UpstreamClientCert,
-		cfg.Timeouts.UpstreamDial, cfg.Timeouts.UpstreamHeader, cfg.Timeouts.UpstreamIdle, cfg.Timeouts.UpstreamMaxIdle)
+func buildUpstream(cfg *Config, r *routeConfig, own func() *tls.Certificate, pools map[string]*upstream) (*upstream, error) {
+	to := &cfg.timeouts
+	key := fmt.Sprintf("%s|%s|%s|%t|%v|%v|%v|%d", r.upstream, r.upstreamCAKey, r.upstreamServerName, r.upstreamClientCert,
+		to.upstreamDial, to.upstreamHeader, to.upstreamIdle, to.upstreamMaxIdle)
 	if up, ok := pools[key]; ok {
 		return up, nil
 	}
 	o := upstreamOptions{
-		rawURL:        r.Upstream,
-		dialTimeout:   cfg.Timeouts.UpstreamDial.Std(),
-		headerTimeout: cfg.Timeouts.UpstreamHeader.Std(),
-		idleTimeout:   cfg.Timeouts.UpstreamIdle.Std(),
-		maxIdle:       cfg.Timeouts.UpstreamMaxIdle,
+		rawURL:        r.upstream,
+		dialTimeout:   to.upstreamDial,
+		headerTimeout: to.upstreamHeader,
+		idleTimeout:   to.upstreamIdle,
+		maxIdle:       to.upstreamMaxIdle,
 	}
 	up, err := newUpstream(o)
 	if err != nil {
@@ -119,24 +89,16 @@ func buildUpstream(cfg *config.Gateway, r config.Route, own func() *tls.Certific
 	}
 	if up.scheme == "https" {
 		tc := tlspolicy.Apply(&tls.Config{ServerName: up.hostName, NextProtos: []string{"http/1.1"}})
-		if r.UpstreamServerName != "" {
-			tc.ServerName = r.UpstreamServerName
+		if r.upstreamServerName != "" {
+			tc.ServerName = r.upstreamServerName
 		}
-		if r.UpstreamCA != "" {
-			data, err := os.ReadFile(r.UpstreamCA)
-			if err != nil {
-				return nil, fmt.Errorf("gateway: route %q: upstream_ca: %w", r.Name, err)
-			}
-			cas, err := pemutil.ParseCertificates(data)
-			if err != nil {
-				return nil, fmt.Errorf("gateway: route %q: upstream_ca %s: %w", r.Name, r.UpstreamCA, err)
-			}
+		if r.upstreamCA != nil {
 			tc.RootCAs = x509.NewCertPool()
-			for _, c := range cas {
+			for _, c := range r.upstreamCA {
 				tc.RootCAs.AddCert(c)
 			}
 		}
-		if r.UpstreamClientCert {
+		if r.upstreamClientCert {
 			// Asked at each new upstream connection, so a renewed or
 			// reloaded certificate is used without rebuilding the pool.
 			tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return own(), nil }

@@ -43,7 +43,7 @@ func (g *Gateway) handshake(c net.Conn, serve func(*tracked)) {
 	// No SetNoDelay: Go's TCP connections have Nagle off already.
 	rt := g.rt.Load()
 	tc := tls.Server(c, g.tlsConfig)
-	c.SetDeadline(start.Add(rt.cfg.Timeouts.Handshake.Std()))
+	c.SetDeadline(start.Add(rt.cfg.timeouts.handshake))
 	if err := tc.Handshake(); err != nil {
 		g.handshakeFailed(tc, c.RemoteAddr(), err, start)
 		c.Close()

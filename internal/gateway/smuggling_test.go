@@ -2,60 +2,43 @@ package gateway
 
 import (
 	"bufio"
-	"errors"
-	"io"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/certgate/certgate/internal/gateway/h1/h1test"
 )
 
+// TestSmugglingRefused drives the codec's smuggling corpus (h1test) and the
+// gateway's own target checks over the wire: each is answered with its
+// status, logged with its reason, the connection is closed, and nothing
+// but a body the gateway had begun to stream reaches the upstream.
 func TestSmugglingRefused(t *testing.T) {
 	e := newEnv(t)
 	leaf := e.ca.Issue(t, withSvc("a"))
-	long := strings.Repeat("a", 5000)
-	for _, tc := range []struct {
-		name, raw, status, reason string
-		upstreamMaySee            bool
-	}{
-		{"CL and TE", "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "400 Bad Request", "smuggling_te_cl", false},
-		{"TE and CL", "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n", "400 Bad Request", "smuggling_te_cl", false},
-		{"duplicate CL same", "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", "400 Bad Request", "smuggling_duplicate_cl", false},
-		{"duplicate CL differ", "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 30\r\n\r\nabc", "400 Bad Request", "smuggling_duplicate_cl", false},
-		{"CL list", "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\nabc", "400 Bad Request", "bad_content_length", false},
-		{"CL sign", "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\nabc", "400 Bad Request", "bad_content_length", false},
-		{"duplicate TE", "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "400 Bad Request", "smuggling_duplicate_te", false},
-		{"TE list", "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", "501 Not Implemented", "unsupported_transfer_encoding", false},
-		{"TE obfuscated", "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", "501 Not Implemented", "unsupported_transfer_encoding", false},
-		{"space before colon", "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n", "400 Bad Request", "bad_header", false},
-		{"obs-fold", "GET /x HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n", "400 Bad Request", "obs_fold", false},
-		{"obs-fold TE", "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n", "501 Not Implemented", "unsupported_transfer_encoding", false},
-		{"bare CR", "GET /x HTTP/1.1\r\nHost: a\r\nX-A: b\rX-B: c\r\n\r\n", "400 Bad Request", "bad_header", false},
-		{"NUL in value", "GET /x HTTP/1.1\r\nHost: a\r\nX-A: b\x00c\r\n\r\n", "400 Bad Request", "bad_header", false},
-		{"over-long header", "GET /x HTTP/1.1\r\nHost: a\r\nX-A: " + long + "\r\n\r\n", "431 Request Header Fields Too Large", "header_too_large", false},
-		{"missing Host", "GET /x HTTP/1.1\r\n\r\n", "400 Bad Request", "missing_host", false},
-		{"duplicate Host", "GET /x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "400 Bad Request", "duplicate_host", false},
-		{"absolute form", "GET http://a/x HTTP/1.1\r\nHost: a\r\n\r\n", "400 Bad Request", "bad_target", false},
-		{"dot segment", "GET /x/../admin HTTP/1.1\r\nHost: a\r\n\r\n", "400 Bad Request", "bad_target", false},
-		{"encoded dot segment", "GET /x/%2e%2E/admin HTTP/1.1\r\nHost: a\r\n\r\n", "400 Bad Request", "bad_target", false},
-		{"HTTP/2 preface over h1", "GET /x HTTP/2.0\r\nHost: a\r\n\r\n", "505 HTTP Version Not Supported", "bad_version", false},
-		{"bad chunk size", "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", "400 Bad Request", "bad_chunked_body", true},
-		{"chunk size overflow", "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff1\r\nabc\r\n0\r\n\r\n", "400 Bad Request", "bad_chunked_body", true},
-		{"chunk size LF only", "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n", "400 Bad Request", "bad_chunked_body", true},
-		{"chunk data overrun", "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcdef\r\n0\r\n\r\n", "400 Bad Request", "bad_chunked_body", true},
+	cases := h1test.SmugglingCases()
+	for _, tc := range []h1test.Smuggling{
+		{Name: "absolute form", Raw: "GET http://a/x HTTP/1.1\r\nHost: a\r\n\r\n", Status: 400, Reason: "bad_target"},
+		{Name: "dot segment", Raw: "GET /x/../admin HTTP/1.1\r\nHost: a\r\n\r\n", Status: 400, Reason: "bad_target"},
+		{Name: "encoded dot segment", Raw: "GET /x/%2e%2E/admin HTTP/1.1\r\nHost: a\r\n\r\n", Status: 400, Reason: "bad_target"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
+		cases = append(cases, tc)
+	}
+	for _, tc := range cases {
+		t.Run(tc.Name, func(t *testing.T) {
 			e.logBuf.Reset()
 			hits := e.hits.Load()
-			status, closed := e.rawRequest(leaf, tc.raw)
-			if status != tc.status || !closed {
-				t.Fatalf("status %q closed=%v, want %q and closed", status, closed, tc.status)
+			status, closed := e.rawRequest(leaf, tc.Raw)
+			if want := fmt.Sprintf("%d %s", tc.Status, http.StatusText(tc.Status)); status != want || !closed {
+				t.Fatalf("status %q closed=%v, want %q and closed", status, closed, want)
 			}
-			l := e.waitLog(func(m map[string]any) bool { return m["reason"] == tc.reason })
+			l := e.waitLog(func(m map[string]any) bool { return m["reason"] == tc.Reason })
 			if l["decision"] != "deny" {
 				t.Fatalf("log %v", l)
 			}
-			if !tc.upstreamMaySee && e.hits.Load() != hits {
+			if !tc.Body && e.hits.Load() != hits {
 				t.Fatal("the upstream saw the request")
 			}
 		})
@@ -102,102 +85,4 @@ func TestIdleConnectionClosed(t *testing.T) {
 	if e.gw.Connections() != 1 {
 		t.Fatalf("connections = %d", e.gw.Connections())
 	}
-}
-
-func TestParseRequest(t *testing.T) {
-	var r request
-	head := "PUT /a/b?c=d HTTP/1.1\r\nHost: api.example.org:8443\r\nContent-Length: 12\r\nConnection: keep-alive, X-Secret\r\nExpect: 100-continue\r\n\r\n"
-	if err := parseRequest([]byte(head), &r); err != nil {
-		t.Fatal(err)
-	}
-	if r.method != "PUT" || string(r.path) != "/a/b" || string(r.target) != "/a/b?c=d" || string(r.host) != "api.example.org:8443" ||
-		r.contentLength != 12 || r.chunked || r.close || !r.expect100 || len(r.connTokens) != 2 || len(r.headers) != 4 {
-		t.Fatalf("parsed %+v", r)
-	}
-	if err := parseRequest([]byte("GET / HTTP/1.0\n\n"), &r); err != nil || !r.close || r.minor != 0 {
-		t.Fatalf("HTTP/1.0: %+v %v", r, err)
-	}
-	if err := parseRequest([]byte("GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: WebSocket\r\n\r\n"), &r); err != nil || !r.upgrade {
-		t.Fatalf("upgrade: %+v %v", r, err)
-	}
-	for _, tc := range []struct{ in, msg string }{
-		{"GET  HTTP/1.1\r\n\r\n", "malformed request line"},
-		{"G(T / HTTP/1.1\r\nHost: a\r\n\r\n", "malformed method"},
-		{"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", "invalid Host header"},
-		{"GET / HTTP/1.1\r\nHost: a\r\nExpect: nothing\r\n\r\n", "unsupported Expect header"},
-		{"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", "Transfer-Encoding in an HTTP/1.0 request"},
-		{"GET /\x7f HTTP/1.1\r\nHost: a\r\n\r\n", "request target has an invalid character"},
-		{"GET / HTTP/1.1\r\n: x\r\n\r\n", "malformed header line"},
-	} {
-		err := parseRequest([]byte(tc.in), &r)
-		if err == nil || err.msg != tc.msg {
-			t.Errorf("parseRequest(%q) = %v, want %q", tc.in, err, tc.msg)
-		}
-	}
-}
-
-func TestReadHead(t *testing.T) {
-	br := bufio.NewReaderSize(strings.NewReader("\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\nrest"), 16)
-	head, err := readHead(br, nil, 100)
-	if err != nil || string(head) != "GET / HTTP/1.1\r\nHost: a\r\n\r\n" {
-		t.Fatalf("head %q %v", head, err)
-	}
-	br = bufio.NewReaderSize(strings.NewReader("GET / HTTP/1.1\r\nHost: "+strings.Repeat("a", 100)+"\r\n\r\n"), 16)
-	if _, err := readHead(br, nil, 64); !errors.Is(err, errHeaderTooLarge) {
-		t.Fatalf("err %v", err)
-	}
-	br = bufio.NewReader(strings.NewReader("GET / HTTP/1.1\r\nHost"))
-	if _, err := readHead(br, nil, 64); err != io.EOF {
-		t.Fatalf("err %v", err)
-	}
-}
-
-func FuzzParseRequest(f *testing.F) {
-	for _, s := range []string{
-		"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
-		"POST /x?y HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
-		"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, close\r\nUpgrade: websocket\r\n\r\n",
-		"GET / HTTP/1.0\n\n",
-		"GET /%2e%2e/x HTTP/1.1\r\nHost: a\r\n X: y\r\n\r\n",
-	} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		var r request
-		if err := parseRequest(data, &r); err != nil {
-			if err.status < 400 || err.reason == "" {
-				t.Fatalf("bad error %+v", err)
-			}
-			return
-		}
-		// What the parser accepts has one unambiguous framing.
-		if r.chunked && r.contentLength >= 0 {
-			t.Fatal("both chunked and a content length")
-		}
-		if len(r.path) == 0 || r.path[0] != '/' || hasDotSegment(r.path) {
-			t.Fatalf("accepted path %q", r.path)
-		}
-	})
-}
-
-func FuzzCopyChunked(f *testing.F) {
-	f.Add([]byte("3\r\nabc\r\n0\r\n\r\n"))
-	f.Add([]byte("a;x=y\r\n0123456789\r\n0\r\nT: v\r\n\r\n"))
-	f.Add([]byte("zz\r\n"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		var out strings.Builder
-		bw := bufio.NewWriter(&out)
-		n, err := copyChunked(bw, bufio.NewReader(strings.NewReader(string(data))), bw.Flush, true)
-		if err != nil {
-			return
-		}
-		bw.Flush()
-		// Re-encoded output decodes to the same number of bytes.
-		var again strings.Builder
-		bw2 := bufio.NewWriter(&again)
-		m, err := copyChunked(bw2, bufio.NewReader(strings.NewReader(out.String())), bw2.Flush, true)
-		if err != nil || m != n {
-			t.Fatalf("re-encoded body: %d vs %d bytes, %v", m, n, err)
-		}
-	})
 }

@@ -36,7 +36,7 @@ func (g *Gateway) serveTCP(name string, t *tracked) {
 		e.Reason = reasonStale
 		return
 	}
-	d := net.Dialer{Timeout: rt.cfg.Timeouts.UpstreamDial.Std()}
+	d := net.Dialer{Timeout: rt.cfg.timeouts.upstreamDial}
 	bc, err := d.DialContext(g.ctx, "tcp", r.backend)
 	if err != nil {
 		e.Reason, e.Error = "upstream_unavailable", err.Error()

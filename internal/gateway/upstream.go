@@ -2,10 +2,8 @@ package gateway
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/certgate/certgate/internal/gateway/h1"
 )
 
 // upstreamBufferSize is the read and write buffer of an upstream
@@ -112,7 +112,7 @@ type upConn struct {
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	head      []byte
-	resp      response
+	resp      h1.Response
 	idleSince time.Time
 }
 
@@ -186,116 +186,4 @@ func (u *upstream) close() {
 		uc.c.Close()
 	}
 	u.transport.CloseIdleConnections()
-}
-
-// response is a parsed upstream response head; slices point into the
-// connection's head buffer.
-type response struct {
-	status        int
-	minor         int
-	reason        []byte
-	headers       []header
-	contentLength int64
-	chunked       bool
-	close         bool
-	upgrade       bool
-}
-
-var errBadResponse = errors.New("malformed response from upstream")
-
-func parseResponse(head []byte, r *response) error {
-	*r = response{headers: r.headers[:0], contentLength: -1}
-	line, rest := nextLine(head)
-	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
-		return fmt.Errorf("%w: status line %q", errBadResponse, truncateBytes(line, 64))
-	}
-	switch line[7] {
-	case '0':
-		r.minor = 0
-	case '1':
-		r.minor = 1
-	default:
-		return fmt.Errorf("%w: status line %q", errBadResponse, truncateBytes(line, 64))
-	}
-	for _, c := range line[9:12] {
-		if c < '0' || c > '9' {
-			return fmt.Errorf("%w: status line %q", errBadResponse, truncateBytes(line, 64))
-		}
-		r.status = r.status*10 + int(c-'0')
-	}
-	if r.status < 100 {
-		return fmt.Errorf("%w: status %d", errBadResponse, r.status)
-	}
-	if len(line) > 12 {
-		if line[12] != ' ' {
-			return fmt.Errorf("%w: status line %q", errBadResponse, truncateBytes(line, 64))
-		}
-		r.reason = line[13:]
-	}
-	var nCL int
-	for {
-		line, rest = nextLine(rest)
-		if line == nil {
-			return fmt.Errorf("%w: header line", errBadResponse)
-		}
-		if len(line) == 0 {
-			break
-		}
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || line[0] == ' ' || line[0] == '\t' || !isToken(line[:colon]) {
-			return fmt.Errorf("%w: header line %q", errBadResponse, truncateBytes(line, 64))
-		}
-		name, value := line[:colon], trimOWS(line[colon+1:])
-		for _, c := range value {
-			if (c < ' ' && c != '\t') || c == 0x7f {
-				return fmt.Errorf("%w: control character in header %q", errBadResponse, name)
-			}
-		}
-		if len(r.headers) >= maxHeaders {
-			return fmt.Errorf("%w: more than %d headers", errBadResponse, maxHeaders)
-		}
-		r.headers = append(r.headers, header{name: name, value: value})
-		switch {
-		case asciiEqualFold(name, "content-length"):
-			n, ok := parseContentLength(value)
-			if !ok || (nCL > 0 && n != r.contentLength) {
-				return fmt.Errorf("%w: invalid Content-Length", errBadResponse)
-			}
-			nCL++
-			r.contentLength = n
-		case asciiEqualFold(name, "transfer-encoding"):
-			if !asciiEqualFold(value, "chunked") || r.chunked {
-				return fmt.Errorf("%w: unsupported Transfer-Encoding %q", errBadResponse, value)
-			}
-			r.chunked = true
-		case asciiEqualFold(name, "connection"):
-			forEachToken(value, func(tok []byte) {
-				if asciiEqualFold(tok, "close") {
-					r.close = true
-				}
-			})
-		}
-	}
-	if r.chunked && nCL > 0 {
-		return fmt.Errorf("%w: both Content-Length and Transfer-Encoding", errBadResponse)
-	}
-	if r.minor == 0 {
-		r.close = true
-	}
-	return nil
-}
-
-// hasBody reports whether a response to method has a body (RFC 9112 6.3).
-func (r *response) hasBody(method string) bool {
-	if method == "HEAD" || r.status/100 == 1 || r.status == 204 || r.status == 304 {
-		return false
-	}
-	return true
-}
-
-func truncateBytes(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[:n]
-	}
-	return b
 }

@@ -1,4 +1,4 @@
-package gateway
+package h1
 
 import (
 	"bufio"
@@ -8,27 +8,27 @@ import (
 	"strconv"
 )
 
-// errChunked is a malformed chunked body.
-var errChunked = errors.New("invalid chunked encoding")
+// ErrChunked is wrapped by every malformed chunked body error.
+var ErrChunked = errors.New("invalid chunked encoding")
 
 // maxTrailer bounds the trailer section of a chunked body; trailers are
 // read and dropped.
 const maxTrailer = 8 << 10
 
-// copyChunked decodes a chunked body from src strictly and writes it to dst
+// CopyChunked decodes a chunked body from src strictly and writes it to dst
 // re-encoded, chunk by chunk, calling flush whenever src has nothing more
 // buffered so a stream (server-sent events) goes out as it comes in. It
 // returns the number of body bytes copied. Extensions and trailers are
 // dropped. Without encode the body is written without chunk framing (for
 // an HTTP/1.0 client, which reads to the end of the connection).
-func copyChunked(dst *bufio.Writer, src *bufio.Reader, flush func() error, encode bool) (int64, error) {
+func CopyChunked(dst *bufio.Writer, src *bufio.Reader, flush func() error, encode bool) (int64, error) {
 	var total int64
 	var sizeBuf [20]byte
 	for {
 		line, err := src.ReadSlice('\n')
 		if err != nil {
 			if errors.Is(err, bufio.ErrBufferFull) {
-				return total, fmt.Errorf("%w: chunk size line too long", errChunked)
+				return total, fmt.Errorf("%w: chunk size line too long", ErrChunked)
 			}
 			return total, err
 		}
@@ -64,7 +64,7 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader, flush func() error, encod
 			return total, err
 		}
 		if crlf != [2]byte{'\r', '\n'} {
-			return total, fmt.Errorf("%w: chunk data not followed by CRLF", errChunked)
+			return total, fmt.Errorf("%w: chunk data not followed by CRLF", ErrChunked)
 		}
 		if encode {
 			if _, err := dst.WriteString("\r\n"); err != nil {
@@ -83,7 +83,7 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader, flush func() error, encod
 // extension, CRLF.
 func parseChunkSize(line []byte) (int64, error) {
 	if len(line) < 3 || line[len(line)-2] != '\r' {
-		return 0, fmt.Errorf("%w: chunk size line not ended by CRLF", errChunked)
+		return 0, fmt.Errorf("%w: chunk size line not ended by CRLF", ErrChunked)
 	}
 	line = line[:len(line)-2]
 	var n int64
@@ -102,21 +102,21 @@ func parseChunkSize(line []byte) (int64, error) {
 			goto ext
 		}
 		if i >= 15 {
-			return 0, fmt.Errorf("%w: chunk size too large", errChunked)
+			return 0, fmt.Errorf("%w: chunk size too large", ErrChunked)
 		}
 		n = n<<4 | int64(d)
 	}
 ext:
 	if i == 0 {
-		return 0, fmt.Errorf("%w: invalid chunk size %q", errChunked, truncateBytes(line, 32))
+		return 0, fmt.Errorf("%w: invalid chunk size %q", ErrChunked, truncate(line, 32))
 	}
-	rest := trimOWS(line[i:])
+	rest := TrimOWS(line[i:])
 	if len(rest) > 0 && rest[0] != ';' {
-		return 0, fmt.Errorf("%w: invalid chunk size %q", errChunked, truncateBytes(line, 32))
+		return 0, fmt.Errorf("%w: invalid chunk size %q", ErrChunked, truncate(line, 32))
 	}
 	for _, c := range rest {
 		if c < ' ' && c != '\t' || c == 0x7f {
-			return 0, fmt.Errorf("%w: control character in chunk extension", errChunked)
+			return 0, fmt.Errorf("%w: control character in chunk extension", ErrChunked)
 		}
 	}
 	return n, nil
@@ -128,22 +128,22 @@ func skipTrailer(src *bufio.Reader) error {
 		line, err := src.ReadSlice('\n')
 		if err != nil {
 			if errors.Is(err, bufio.ErrBufferFull) {
-				return fmt.Errorf("%w: trailer line too long", errChunked)
+				return fmt.Errorf("%w: trailer line too long", ErrChunked)
 			}
 			return err
 		}
 		read += len(line)
 		if read > maxTrailer {
-			return fmt.Errorf("%w: trailer too large", errChunked)
+			return fmt.Errorf("%w: trailer too large", ErrChunked)
 		}
 		if len(line) < 2 || line[len(line)-2] != '\r' {
-			return fmt.Errorf("%w: trailer line not ended by CRLF", errChunked)
+			return fmt.Errorf("%w: trailer line not ended by CRLF", ErrChunked)
 		}
 		if len(line) == 2 {
 			return nil
 		}
 		if line[0] == ' ' || line[0] == '\t' {
-			return fmt.Errorf("%w: obsolete line folding in trailer", errChunked)
+			return fmt.Errorf("%w: obsolete line folding in trailer", ErrChunked)
 		}
 	}
 }

@@ -1,0 +1,139 @@
+package gateway
+
+import (
+	"crypto/sha256"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/certgate/certgate/internal/authz"
+	"github.com/certgate/certgate/internal/config"
+	"github.com/certgate/certgate/internal/pemutil"
+)
+
+// Config is the gateway's runtime configuration: the YAML schema
+// (config.Gateway) once it was decoded, defaulted and validated, turned
+// into the values the request path reads, with the trust bundle and
+// upstream CA files it names read and the routes compiled. Build it with
+// [NewConfig] or [LoadConfig]; it is immutable and may be shared.
+//
+// The gateway's own key is not read here but by [New] and
+// [Gateway.Reload], so that [Explain] (policy test) works from a config
+// alone, without access to the key.
+type Config struct {
+	listen      string
+	trustDomain string
+	roots       []*x509.Certificate
+	certFile    string // "" when Options.Certificate supplies the certificate
+	keyFile     string
+	routes      []routeConfig
+	policy      *authz.Policy // routes compiled, same order
+	tcpRoutes   []tcpRouteConfig
+	timeouts    timeouts
+	maxHeader   int
+	logQuery    bool
+	// files are the files the config was read from, watched for changes.
+	files []string
+	// restart sums up the settings of the YAML file used outside the
+	// gateway (server, revocation, identity), to warn that a reload does
+	// not apply them.
+	restart string
+}
+
+type timeouts struct {
+	handshake, readHeader, idle                time.Duration
+	upstreamDial, upstreamHeader, upstreamIdle time.Duration
+	upstreamMaxIdle                            int
+}
+
+type routeConfig struct {
+	name               string
+	upstream           string
+	upstreamCA         []*x509.Certificate // nil: system roots
+	upstreamCAKey      string              // identifies the CA content, for pool reuse
+	upstreamServerName string
+	upstreamClientCert bool
+	hdr                headerSet
+}
+
+type tcpRouteConfig struct {
+	name, listen, backend string
+	allow                 authz.Rule
+}
+
+// LoadConfig reads, checks and compiles the gateway config at path.
+func LoadConfig(path string) (*Config, error) {
+	c, err := config.LoadGateway(path)
+	if err != nil {
+		return nil, err
+	}
+	return NewConfig(c)
+}
+
+// NewConfig compiles a validated schema: it reads the trust bundle and
+// the upstream CA files and builds the route policy.
+func NewConfig(c *config.Gateway) (*Config, error) {
+	bundle, err := os.ReadFile(c.Bundle)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: bundle: %w", err)
+	}
+	roots, err := pemutil.ParseCertificates(bundle)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: bundle %s: %w", c.Bundle, err)
+	}
+	t := c.Timeouts
+	cfg := &Config{
+		listen: c.Listen, trustDomain: c.TrustDomain, roots: roots,
+		certFile: c.Cert, keyFile: c.Key,
+		timeouts: timeouts{
+			handshake: t.Handshake.Std(), readHeader: t.ReadHeader.Std(), idle: t.Idle.Std(),
+			upstreamDial: t.UpstreamDial.Std(), upstreamHeader: t.UpstreamHeader.Std(), upstreamIdle: t.UpstreamIdle.Std(),
+			upstreamMaxIdle: t.UpstreamMaxIdle,
+		},
+		maxHeader: c.MaxHeaderBytes, logQuery: c.AccessLog.Query,
+		files: []string{c.Bundle},
+		restart: fmt.Sprintf("%q %+v %+v %q %q %q %q", c.ServerURLs(), c.Server, c.Revocation,
+			c.Identity.Dir, c.Identity.Hosts, c.Identity.TokenFile, c.Identity.KeyType),
+	}
+	if c.Cert != "" {
+		cfg.files = append(cfg.files, c.Cert, c.Key)
+	}
+	rcs := make([]authz.RouteConfig, len(c.Routes))
+	for i, r := range c.Routes {
+		rcs[i] = authz.RouteConfig{Name: r.Name, Host: r.Host, PathPrefix: r.PathPrefix, Methods: r.Methods, Allow: r.Allow}
+		rc := routeConfig{
+			name: r.Name, upstream: r.Upstream, upstreamServerName: r.UpstreamServerName, upstreamClientCert: r.UpstreamClientCert,
+			hdr: headerSet{
+				clientCert:      config.HeaderOn(r.Headers.ClientCert),
+				clientCertChain: config.HeaderOn(r.Headers.ClientCertChain),
+				xfcc:            config.HeaderOn(r.Headers.XFCC),
+				identity:        config.HeaderOn(r.Headers.Identity),
+				serial:          config.HeaderOn(r.Headers.Serial),
+			},
+		}
+		if r.UpstreamCA != "" {
+			data, err := os.ReadFile(r.UpstreamCA)
+			if err != nil {
+				return nil, fmt.Errorf("gateway: route %q: upstream_ca: %w", r.Name, err)
+			}
+			if rc.upstreamCA, err = pemutil.ParseCertificates(data); err != nil {
+				return nil, fmt.Errorf("gateway: route %q: upstream_ca %s: %w", r.Name, r.UpstreamCA, err)
+			}
+			rc.upstreamCAKey = fmt.Sprintf("%x", sha256.Sum256(data))
+			cfg.files = append(cfg.files, r.UpstreamCA)
+		}
+		cfg.routes = append(cfg.routes, rc)
+	}
+	if cfg.policy, err = authz.New(rcs); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	for _, r := range c.TCPRoutes {
+		rule, err := authz.NewRule(r.Allow)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: tcp route %q: %w", r.Name, err)
+		}
+		cfg.tcpRoutes = append(cfg.tcpRoutes, tcpRouteConfig{name: r.Name, listen: r.Listen, backend: r.Backend, allow: rule})
+	}
+	return cfg, nil
+}
