@@ -110,21 +110,26 @@ func runGatewayWith(ctx context.Context, log *slog.Logger, cfgPath string, s str
 
 	holder := revocation.NewHolder()
 	opts := gateway.Options{Clock: o.clock, Logger: log, AccessLog: access, Revocations: holder}
-	var own *gatewayIdentity
+	var own *agent.Gateway
 	if cfg.Identity.Dir != "" {
 		ac, ok := o.clock.(agent.Clock)
 		if !ok {
 			ac = agent.RealClock{}
 		}
-		if own, err = setupGatewayIdentity(ctx, log, cfg, o.token, ac); err != nil {
+		dns, ips := cfg.Identity.HostNames()
+		own, err = agent.SetupGateway(ctx, agent.GatewayOptions{
+			Dir: cfg.Identity.Dir, TrustDomain: cfg.TrustDomain, Token: o.token, TokenFile: cfg.Identity.TokenFile, KeyType: cfg.Identity.KeyType,
+			Hosts: cfg.Identity.Hosts, DNSNames: dns, IPAddresses: ips, ServerURLs: cfg.ServerURLs(), Clock: ac, Log: log,
+		})
+		if err != nil {
 			return err
 		}
-		opts.Certificate = own.certificate
+		opts.Certificate = own.Certificate
 		agentDone := make(chan struct{})
 		go func() {
 			defer close(agentDone)
-			if err := own.agent.Run(ctx); err != nil {
-				c := own.certificate()
+			if err := own.Agent.Run(ctx); err != nil {
+				c := own.Certificate()
 				log.Error("the gateway's certificate can no longer be renewed; it serves with it until it expires", "err", err, "not_after", c.Leaf.NotAfter)
 			}
 		}()
@@ -200,10 +205,10 @@ func revocationSource(cfg *config.Gateway, clk clock.Clock, log *slog.Logger, m 
 // revocationSourceFor is revocationSource for a gateway with its own
 // identity (own non-nil) too: it follows the server that enrolled it unless
 // the config names servers, and authenticates with its current certificate.
-func revocationSourceFor(cfg *config.Gateway, own *gatewayIdentity, clk clock.Clock, log *slog.Logger, m *metrics.Gateway) (revocation.Source, error) {
+func revocationSourceFor(cfg *config.Gateway, own *agent.Gateway, clk clock.Clock, log *slog.Logger, m *metrics.Gateway) (revocation.Source, error) {
 	urls := cfg.ServerURLs()
 	if len(urls) == 0 && own != nil {
-		urls = []string{own.serverURL}
+		urls = []string{own.ServerURL}
 	}
 	if len(urls) == 0 {
 		return nil, nil
@@ -235,7 +240,7 @@ func revocationSourceFor(cfg *config.Gateway, own *gatewayIdentity, clk clock.Cl
 // revocationTLS authenticates the gateway to the server with its own
 // certificate: the identity's current one, or the cert and key files read
 // on every connection so a renewed certificate is picked up.
-func revocationTLS(cfg *config.Gateway, own *gatewayIdentity) (*tls.Config, error) {
+func revocationTLS(cfg *config.Gateway, own *agent.Gateway) (*tls.Config, error) {
 	caPEM, err := os.ReadFile(cfg.Server.CA)
 	if err != nil {
 		return nil, fmt.Errorf("server.ca: %w", err)
@@ -249,7 +254,7 @@ func revocationTLS(cfg *config.Gateway, own *gatewayIdentity) (*tls.Config, erro
 		pool.AddCert(c)
 	}
 	if own != nil {
-		return tlspolicy.Apply(&tls.Config{RootCAs: pool, GetClientCertificate: own.getClientCertificate}), nil
+		return tlspolicy.Apply(&tls.Config{RootCAs: pool, GetClientCertificate: own.GetClientCertificate}), nil
 	}
 	certPath, keyPath := cfg.Cert, cfg.Key
 	return tlspolicy.Apply(&tls.Config{

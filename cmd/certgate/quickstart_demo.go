@@ -93,7 +93,7 @@ func enrollDemo(ctx context.Context, dir, td string) (demoSetup, error) {
 			return nil
 		})
 	}
-	job("/gateway/"+quickstartGatewayName, func(tok string) error {
+	job(identity.GatewayPrefix+quickstartGatewayName, func(tok string) error {
 		mu.Lock()
 		d.gatewayToken = tok
 		mu.Unlock()

@@ -54,6 +54,15 @@
 // certificate's expiry. A bodyless idempotent request whose connection fails
 // under it is retried once.
 //
+// # A gateway's own certificate
+//
+// [SetupGateway] gives `certgate gateway` its serving certificate the way
+// a client gets one: on first start it redeems an enrollment token for
+// spiffe://TD/gateway/<name> (identity.GatewayPrefix) with the gateway's
+// host names into the identity directory, and returns an [Agent] that the
+// gateway runs to renew it; later starts reuse the directory and need no
+// token until the certificate has expired.
+//
 // This package is not an enrollment client (see internal/enroll) and not a
 // general-purpose proxy: the proxy exists so an application that cannot do
 // mTLS itself can borrow the agent's identity, and must therefore listen on

@@ -33,7 +33,7 @@ func startRevokeGateway(ctx context.Context, admin, enroller *apiclient.Client, 
 	if err := os.Mkdir(g.dir, 0o700); err != nil {
 		return nil, err
 	}
-	id, err := identity.New(td, fmt.Sprintf("/gateway/bench-%d", i))
+	id, err := identity.New(td, fmt.Sprintf("%sbench-%d", identity.GatewayPrefix, i))
 	if err != nil {
 		return nil, err
 	}

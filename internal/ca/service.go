@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/certgate/certgate/internal/audit"
@@ -186,13 +185,11 @@ func (s *Service) Renew(ctx context.Context, current *x509.Certificate, csrPEM [
 	})
 }
 
-// GatewayPathPrefix marks gateway identities: their certificates also
-// serve TLS (serverAuth, with the host names the CSR asks for).
-const GatewayPathPrefix = "/gateway/"
-
-// profileFor picks the profile of an enrollment or renewal by identity.
+// profileFor picks the profile of an enrollment or renewal by identity:
+// gateway identities' certificates also serve TLS (serverAuth, with the
+// host names the CSR asks for).
 func (s *Service) profileFor(id identity.ID) (Profile, []csr.Option) {
-	if strings.HasPrefix(id.Path(), GatewayPathPrefix) {
+	if id.Under(identity.GatewayPrefix) {
 		p := GatewayProfile
 		p.Lifetime = s.o.Client.Lifetime
 		return p, []csr.Option{csr.AllowHostnames()}

@@ -80,7 +80,7 @@ func Init(ctx context.Context, o InitOptions) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("cadir: %w", err)
 	}
-	adminID, err := identity.New(o.TrustDomain, "/admin/"+o.AdminName)
+	adminID, err := identity.New(o.TrustDomain, identity.AdminPrefix+o.AdminName)
 	if err != nil {
 		return fmt.Errorf("cadir: admin name: %w", err)
 	}

@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/hex"
 	"fmt"
+	"github.com/certgate/certgate/internal/identity"
 	"net/http"
 	"strconv"
 
@@ -14,7 +15,7 @@ const maxAuditPage = 5000
 // auditRecords answers GET /v1/audit (admin): a page of the audit log after
 // a record number.
 func (s *Server) auditRecords(r *http.Request) (int, any, error) {
-	if _, err := s.authenticate(r, "/admin/"); err != nil {
+	if _, err := s.authenticate(r, identity.AdminPrefix); err != nil {
 		return 0, nil, err
 	}
 	q := r.URL.Query()

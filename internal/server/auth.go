@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 
 	"github.com/certgate/certgate/internal/audit"
 	"github.com/certgate/certgate/internal/ca"
@@ -21,8 +20,8 @@ type Caller struct {
 }
 
 // authenticate returns the caller if its certificate (already verified
-// against the roots by the handshake) is of one of the allowed kinds (path
-// prefixes such as "/admin/") and is not revoked.
+// against the roots by the handshake) is of one of the allowed kinds (role
+// path prefixes such as identity.AdminPrefix) and is not revoked.
 func (s *Server) authenticate(r *http.Request, kinds ...string) (Caller, error) {
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		return Caller{}, apiError(http.StatusUnauthorized, wire.CodeUnauthenticated, "a client certificate is required", nil)
@@ -34,7 +33,7 @@ func (s *Server) authenticate(r *http.Request, kinds ...string) (Caller, error) 
 	}
 	allowed := false
 	for _, k := range kinds {
-		allowed = allowed || strings.HasPrefix(id.Path(), k)
+		allowed = allowed || id.Under(k)
 	}
 	if !allowed {
 		return Caller{}, apiError(http.StatusForbidden, wire.CodeForbidden, fmt.Sprintf("identity %s may not use this endpoint", id), nil)

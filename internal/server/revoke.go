@@ -17,7 +17,7 @@ import (
 // certificate of an identity, or under an identity prefix, or with dry_run
 // lists what it would revoke.
 func (s *Server) revoke(r *http.Request) (int, any, error) {
-	c, err := s.authenticate(r, "/admin/")
+	c, err := s.authenticate(r, identity.AdminPrefix)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -15,7 +15,7 @@ import (
 // createToken answers POST /v1/tokens (admin): a one-time enrollment token
 // for an identity of the trust domain.
 func (s *Server) createToken(r *http.Request) (int, any, error) {
-	c, err := s.authenticate(r, "/admin/")
+	c, err := s.authenticate(r, identity.AdminPrefix)
 	if err != nil {
 		return 0, nil, err
 	}
