@@ -18,6 +18,9 @@
 // stream is alive when nothing happens; a follower that hears nothing for
 // longer than its staleness limit knows it may be missing revocations.
 //
-// [Server] writes the stream; [Follower] reads it, keeps a revocation.Set
-// current and reconnects with backoff, failing over between server URLs.
+// This package is the protocol ([Message], [ParseMessage]) and the
+// [Follower], which reads the stream, keeps a revocation.Set current and
+// reconnects with backoff, failing over between server URLs. The server
+// half, which reads the store, is internal/server/feedserver: gateways and
+// Go services link this package and must not link the store.
 package feed

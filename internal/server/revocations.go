@@ -5,7 +5,7 @@ import (
 	"github.com/certgate/certgate/internal/identity"
 	"net/http"
 
-	"github.com/certgate/certgate/internal/feed"
+	"github.com/certgate/certgate/internal/server/feedserver"
 	"github.com/certgate/certgate/internal/wire"
 )
 
@@ -35,7 +35,7 @@ func (s *Server) feedHandler(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.o.Log, classify(err))
 		return
 	}
-	after, err := feed.ParseAfter(r)
+	after, err := feedserver.ParseAfter(r)
 	if err != nil {
 		writeError(w, r, s.o.Log, apiError(http.StatusBadRequest, wire.CodeBadRequest, err.Error(), nil))
 		return

@@ -17,9 +17,9 @@ import (
 	"github.com/certgate/certgate/internal/ca"
 	"github.com/certgate/certgate/internal/certstatus"
 	"github.com/certgate/certgate/internal/clock"
-	"github.com/certgate/certgate/internal/feed"
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/keytype"
+	"github.com/certgate/certgate/internal/server/feedserver"
 	"github.com/certgate/certgate/internal/store"
 	"github.com/certgate/certgate/internal/tlspolicy"
 )
@@ -60,7 +60,7 @@ type Server struct {
 	o     Options
 	roots *x509.CertPool
 
-	feed   *feed.Server
+	feed   *feedserver.Server
 	status *certstatus.Service
 	// streams is cancelled when a graceful shutdown starts: feed streams
 	// never go idle, so Shutdown would otherwise wait them out.
@@ -96,9 +96,9 @@ func New(o Options) (*Server, error) {
 	for _, r := range o.Authority.Roots() {
 		pool.AddCert(r)
 	}
-	fo := feed.ServerOptions{Store: o.Store, Clock: o.Clock, Log: o.Log, Heartbeat: o.FeedHeartbeat}
+	fo := feedserver.Options{Store: o.Store, Clock: o.Clock, Log: o.Log, Heartbeat: o.FeedHeartbeat}
 	so := certstatus.Options{Authority: o.Authority, Store: o.Store, Clock: o.Clock, Log: o.Log, Settings: o.Status}
-	if n, ok := o.Store.(feed.Notifier); ok {
+	if n, ok := o.Store.(feedserver.Notifier); ok {
 		fo.Notifier = n
 		so.Notifier = n
 	}
@@ -108,7 +108,7 @@ func New(o Options) (*Server, error) {
 	}
 	streams, stopStreams := context.WithCancel(context.Background())
 	clients := newClientVerifier(pool, o.Authority.Issuer().Certificate(), o.Authority.TrustDomain(), o.Clock.Now)
-	return &Server{o: o, roots: pool, feed: feed.NewServer(fo), status: status, streams: streams, stopStreams: stopStreams, clients: clients}, nil
+	return &Server{o: o, roots: pool, feed: feedserver.New(fo), status: status, streams: streams, stopStreams: stopStreams, clients: clients}, nil
 }
 
 // TLSConfig is the server's TLS configuration: certgate's TLS policy

@@ -1,4 +1,4 @@
-package feed
+package feedserver
 
 import (
 	"bufio"
@@ -11,11 +11,13 @@ import (
 	"time"
 
 	"github.com/certgate/certgate/internal/clock"
+	"github.com/certgate/certgate/internal/feed"
 	"github.com/certgate/certgate/internal/store"
 	"github.com/certgate/certgate/internal/wire"
 )
 
-// Store is what the feed server reads.
+// Store is what the feed server reads: the event log and the revocation
+// snapshot.
 type Store interface {
 	Events(ctx context.Context, after int64, limit int) ([]store.Event, error)
 	LastPosition(ctx context.Context) (int64, error)
@@ -28,8 +30,8 @@ type Notifier interface {
 	EventsChanged() <-chan struct{}
 }
 
-// ServerOptions configures a Server.
-type ServerOptions struct {
+// Options configures a Server.
+type Options struct {
 	Store    Store
 	Notifier Notifier // nil: poll only
 	Clock    clock.Clock
@@ -44,10 +46,10 @@ type ServerOptions struct {
 }
 
 // Server streams the feed over HTTP. Authentication is the caller's job.
-type Server struct{ o ServerOptions }
+type Server struct{ o Options }
 
-// NewServer returns a Server.
-func NewServer(o ServerOptions) *Server {
+// New returns a Server.
+func New(o Options) *Server {
 	if o.Heartbeat == 0 {
 		o.Heartbeat = 2 * time.Second
 	}
@@ -94,7 +96,7 @@ func (s *Server) Stream(ctx context.Context, w http.ResponseWriter, after int64)
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriterSize(w, 32<<10)
 	enc := json.NewEncoder(bw)
-	send := func(m Message) error {
+	send := func(m feed.Message) error {
 		_ = rc.SetWriteDeadline(time.Now().Add(s.o.WriteTimeout))
 		if err := enc.Encode(m); err != nil {
 			return err
@@ -128,7 +130,7 @@ func (s *Server) Stream(ctx context.Context, w http.ResponseWriter, after int64)
 		if err != nil {
 			return err
 		}
-		m := Message{Type: TypeSnapshot, Position: snap.Position, Time: s.o.Clock.Now(), Revoked: make([]wire.Revoked, len(snap.Revoked))}
+		m := feed.Message{Type: feed.TypeSnapshot, Position: snap.Position, Time: s.o.Clock.Now(), Revoked: make([]wire.Revoked, len(snap.Revoked))}
 		for i, e := range snap.Revoked {
 			m.Revoked[i] = wire.Revoked{Serial: e.Serial, Identity: e.Identity, Reason: e.Reason, NotAfter: e.NotAfter.UTC()}
 		}
@@ -136,7 +138,7 @@ func (s *Server) Stream(ctx context.Context, w http.ResponseWriter, after int64)
 			return err
 		}
 		pos = snap.Position
-	} else if err := send(Message{Type: TypeHeartbeat, Position: pos, Time: s.o.Clock.Now()}); err != nil {
+	} else if err := send(feed.Message{Type: feed.TypeHeartbeat, Position: pos, Time: s.o.Clock.Now()}); err != nil {
 		// An immediate heartbeat tells a resuming follower it is connected.
 		return err
 	}
@@ -163,7 +165,7 @@ func (s *Server) Stream(ctx context.Context, w http.ResponseWriter, after int64)
 			if e.Kind != store.EventRevoke {
 				continue
 			}
-			if err := send(Message{Type: TypeRevoke, Position: e.Position, Time: e.Time.UTC(), Serial: e.Serial,
+			if err := send(feed.Message{Type: feed.TypeRevoke, Position: e.Position, Time: e.Time.UTC(), Serial: e.Serial,
 				Identity: e.Identity, Reason: e.Reason, NotAfter: e.NotAfter.UTC()}); err != nil {
 				return err
 			}
@@ -183,7 +185,7 @@ func (s *Server) Stream(ctx context.Context, w http.ResponseWriter, after int64)
 		case <-wake:
 		case <-poll.C:
 		case <-heartbeat.C:
-			if err := send(Message{Type: TypeHeartbeat, Position: pos, Time: s.o.Clock.Now()}); err != nil {
+			if err := send(feed.Message{Type: feed.TypeHeartbeat, Position: pos, Time: s.o.Clock.Now()}); err != nil {
 				return err
 			}
 			if err := flush(); err != nil {
