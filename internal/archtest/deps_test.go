@@ -144,6 +144,7 @@ func TestImportRulesCatchForbiddenImports(t *testing.T) {
 			src:  "package h1\n\nimport _ \"github.com/jackc/pgx/v5/stdlib\"\n",
 			want: []string{
 				"only the store opens databases: internal/gateway/h1 imports github.com/jackc/pgx/v5/stdlib",
+				"the client side links no store and no database driver: internal/bench links github.com/jackc/pgx/v5/stdlib (internal/bench → internal/gateway/h1 → github.com/jackc/pgx/v5/stdlib)",
 				"the client side links no store and no database driver: internal/gateway links github.com/jackc/pgx/v5/stdlib (internal/gateway → internal/gateway/h1 → github.com/jackc/pgx/v5/stdlib)",
 				"the client side links no store and no database driver: internal/gateway/h1 links github.com/jackc/pgx/v5/stdlib (internal/gateway/h1 → github.com/jackc/pgx/v5/stdlib)",
 			},

@@ -2,28 +2,75 @@ package bench
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http/httputil"
-	"strconv"
 	"time"
+
+	"github.com/certgate/certgate/internal/gateway/h1"
 )
 
 // The TLS load's side of an HTTP/1.1 exchange: it sends fixed requests and
-// reads only as much of the answer as it must to stay in step.
+// reads the answers with the gateway's codec (internal/gateway/h1), no
+// header map and no allocation per answer.
+
+// maxHead bounds the head of an answer or of a request the upstream reads.
+const maxHead = 16 << 10
+
+// answers reads the answers to GET requests on one connection.
+type answers struct {
+	br   *bufio.Reader
+	head []byte
+	resp h1.Response
+}
+
+func newAnswers(c net.Conn) *answers {
+	return &answers{br: bufio.NewReaderSize(c, 4<<10), head: make([]byte, 0, 1<<10)}
+}
+
+// readHead reads and parses the next answer's head and returns its status.
+// An informational answer (1xx) is an error: the load sends no request
+// that asks for one.
+func (a *answers) readHead() (int, error) {
+	var err error
+	if a.head, err = h1.ReadHead(a.br, a.head, maxHead); err != nil {
+		return 0, fmt.Errorf("reading the response head: %w", err)
+	}
+	if err := h1.ParseResponse(a.head, &a.resp); err != nil {
+		return 0, err
+	}
+	if a.resp.Status < 200 {
+		return 0, fmt.Errorf("unexpected status %d", a.resp.Status)
+	}
+	return a.resp.Status, nil
+}
+
+// read reads one whole answer on a keep-alive connection: head and body,
+// framed by Content-Length or chunked encoding, and returns its status.
+func (a *answers) read() (int, error) {
+	status, err := a.readHead()
+	if err != nil {
+		return 0, err
+	}
+	if a.resp.Framing("GET") == h1.FramingEOF {
+		return 0, errors.New("a keep-alive response without Content-Length or chunked framing")
+	}
+	if _, err := h1.DiscardBody(a.br, &a.resp, "GET"); err != nil {
+		return 0, fmt.Errorf("reading the body: %w", err)
+	}
+	return status, nil
+}
 
 // exchange writes one request on a keep-alive connection and reads the
 // whole response. Any complete response below 500 counts: a 403 from a
 // route check is as much work for the server as a 200.
-func exchange(c net.Conn, br *bufio.Reader, req []byte) error {
+func exchange(c net.Conn, a *answers, req []byte) error {
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c.Write(req); err != nil {
 		return err
 	}
-	status, err := readResponse(br)
+	status, err := a.read()
 	if err != nil {
 		return err
 	}
@@ -33,91 +80,23 @@ func exchange(c net.Conn, br *bufio.Reader, req []byte) error {
 	return nil
 }
 
-// readResponse reads one response to a GET, its head and its whole body
-// (by Content-Length or chunked framing), and returns its status. It is
-// the load generator's cheap stand-in for http.ReadResponse: no header
-// map, no allocation for a response with a length.
-func readResponse(br *bufio.Reader) (int, error) {
-	line, err := br.ReadSlice('\n')
-	if err != nil {
-		return 0, fmt.Errorf("reading the status line: %w", err)
-	}
-	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
-		return 0, fmt.Errorf("not an HTTP/1.x status line: %q", line)
-	}
-	status, err := strconv.Atoi(string(line[9:12]))
-	if err != nil || status < 200 {
-		return 0, fmt.Errorf("unexpected status line: %q", line)
-	}
-	length, chunked := int64(-1), false
-	for {
-		line, err = br.ReadSlice('\n')
-		if err != nil {
-			return 0, fmt.Errorf("reading the response head: %w", err)
-		}
-		line = bytes.TrimRight(line, "\r\n")
-		if len(line) == 0 {
-			break
-		}
-		name, value, ok := bytes.Cut(line, []byte(":"))
-		if !ok {
-			return 0, fmt.Errorf("malformed header line: %q", line)
-		}
-		value = bytes.TrimSpace(value)
-		switch {
-		case bytes.EqualFold(name, []byte("Content-Length")):
-			if length, err = strconv.ParseInt(string(value), 10, 64); err != nil || length < 0 {
-				return 0, fmt.Errorf("bad Content-Length: %q", value)
-			}
-		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
-			chunked = bytes.EqualFold(value, []byte("chunked"))
-		}
-	}
-	switch {
-	case status == 204 || status == 304:
-	case chunked:
-		if _, err := io.Copy(io.Discard, httputil.NewChunkedReader(br)); err != nil {
-			return 0, fmt.Errorf("reading the chunked body: %w", err)
-		}
-		// The chunked reader stops after the last chunk: the trailer
-		// section, up to its empty line, is left.
-		for {
-			line, err := br.ReadSlice('\n')
-			if err != nil {
-				return 0, fmt.Errorf("reading the trailer: %w", err)
-			}
-			if len(bytes.TrimRight(line, "\r\n")) == 0 {
-				break
-			}
-		}
-	case length >= 0:
-		if _, err := br.Discard(int(length)); err != nil {
-			return 0, fmt.Errorf("reading the body: %w", err)
-		}
-	default:
-		return 0, errors.New("a keep-alive response without Content-Length or chunked framing")
-	}
-	return status, nil
-}
-
-// exchangeClose writes a Connection: close request and reads to the end
-// of the connection, checking only the status line: the cheapest complete
-// exchange for the load generator.
-func exchangeClose(c net.Conn, buf, req []byte) error {
+// exchangeClose writes a Connection: close request, reads the answer's
+// head and then the connection to its end: the cheapest complete exchange
+// for the load generator.
+func exchangeClose(c net.Conn, req []byte) error {
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c.Write(req); err != nil {
 		return err
 	}
-	if _, err := io.ReadAtLeast(c, buf, 12); err != nil {
-		return fmt.Errorf("reading the response: %w", err)
+	a := newAnswers(c)
+	status, err := a.readHead()
+	if err != nil {
+		return err
 	}
-	if !bytes.HasPrefix(buf, []byte("HTTP/1.1 ")) || buf[9] < '1' || buf[9] > '5' {
-		return fmt.Errorf("not an HTTP/1.1 response: %q", buf)
+	if status >= 500 {
+		return fmt.Errorf("status %d", status)
 	}
-	if buf[9] == '5' {
-		return fmt.Errorf("status %s", buf[9:12])
-	}
-	if _, err := io.Copy(io.Discard, c); err != nil {
+	if _, err := io.Copy(io.Discard, a.br); err != nil {
 		return fmt.Errorf("reading the response: %w", err)
 	}
 	return nil

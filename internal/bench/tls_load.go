@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -86,10 +85,10 @@ func loadTarget(ctx context.Context, t tlsTarget, mode string, o TLSOptions, d t
 						continue
 					}
 					note(c.(*tls.Conn).ConnectionState())
-					br := bufio.NewReader(c)
+					a := newAnswers(c)
 					for ctx.Err() == nil {
 						t0 := time.Now()
-						if err := exchange(c, br, keepReq); err != nil {
+						if err := exchange(c, a, keepReq); err != nil {
 							if ctx.Err() == nil {
 								fail(err)
 							}
@@ -102,7 +101,6 @@ func loadTarget(ctx context.Context, t tlsTarget, mode string, o TLSOptions, d t
 				}
 				return
 			}
-			buf := make([]byte, 16)
 			for ctx.Err() == nil {
 				t0 := time.Now()
 				c, err := d.DialContext(context.Background(), "tcp", t.addr)
@@ -112,7 +110,7 @@ func loadTarget(ctx context.Context, t tlsTarget, mode string, o TLSOptions, d t
 					}
 					continue
 				}
-				err = exchangeClose(c, buf, closeReq)
+				err = exchangeClose(c, closeReq)
 				cs := c.(*tls.Conn).ConnectionState()
 				c.Close()
 				if err != nil {

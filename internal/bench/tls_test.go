@@ -160,7 +160,7 @@ func TestBaselineProxyPrefix(t *testing.T) {
 	}
 }
 
-func TestReadResponse(t *testing.T) {
+func TestReadAnswer(t *testing.T) {
 	for _, tc := range []struct {
 		name, in string
 		status   int
@@ -169,33 +169,36 @@ func TestReadResponse(t *testing.T) {
 	}{
 		{"length", "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\nNEXT", 200, "", "NEXT"},
 		{"chunked", "HTTP/1.1 403 Forbidden\r\ntransfer-encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\nNEXT", 403, "", "NEXT"},
+		{"chunked with a trailer", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\nX-T: 1\r\n\r\nNEXT", 200, "", "NEXT"},
 		{"no content", "HTTP/1.1 204 No Content\r\n\r\nNEXT", 204, "", "NEXT"},
 		{"no framing", "HTTP/1.1 200 OK\r\n\r\nok", 0, "a keep-alive response without Content-Length or chunked framing", ""},
-		{"bad length", "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", 0, `bad Content-Length: "-1"`, ""},
-		{"short body", "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nok", 0, "reading the body: EOF", ""},
-		{"not HTTP", "SSH-2.0-OpenSSH_9.6\r\n", 0, `not an HTTP/1.x status line: "SSH-2.0-OpenSSH_9.6\r\n"`, ""},
-		{"informational", "HTTP/1.1 100 Continue\r\n\r\n", 0, `unexpected status line: "HTTP/1.1 100 Continue\r\n"`, ""},
-		{"bad header", "HTTP/1.1 200 OK\r\nno colon\r\n\r\n", 0, `malformed header line: "no colon"`, ""},
+		{"bad length", "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", 0, "malformed response from upstream: invalid Content-Length", ""},
+		{"short body", "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nok", 0, "reading the body: unexpected EOF", ""},
+		{"not HTTP", "SSH-2.0-OpenSSH_9.6\r\n\r\n", 0, `malformed response from upstream: status line "SSH-2.0-OpenSSH_9.6"`, ""},
+		{"informational", "HTTP/1.1 100 Continue\r\n\r\n", 0, "unexpected status 100", ""},
+		{"bad header", "HTTP/1.1 200 OK\r\nno colon\r\n\r\n", 0, `malformed response from upstream: header line "no colon"`, ""},
+		{"cut head", "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n", 0, "reading the response head: EOF", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			br := bufio.NewReader(strings.NewReader(tc.in))
-			status, err := readResponse(br)
+			a := &answers{br: bufio.NewReader(strings.NewReader(tc.in))}
+			status, err := a.read()
 			if tc.err != "" {
 				if err == nil || err.Error() != tc.err {
-					t.Fatalf("readResponse = %d, %v; want error %q", status, err, tc.err)
+					t.Fatalf("read = %d, %v; want error %q", status, err, tc.err)
 				}
 				return
 			}
-			rest, _ := io.ReadAll(br)
+			rest, _ := io.ReadAll(a.br)
 			if err != nil || status != tc.status || string(rest) != tc.rest {
-				t.Fatalf("readResponse = %d, %v, rest %q; want %d, rest %q", status, err, rest, tc.status, tc.rest)
+				t.Fatalf("read = %d, %v, rest %q; want %d, rest %q", status, err, rest, tc.status, tc.rest)
 			}
 		})
 	}
 }
 
 // The bench upstream answers keep-alive requests, skips Content-Length
-// bodies, refuses chunked ones and honours Connection: close.
+// bodies, refuses chunked ones and malformed heads, and honours
+// Connection: close.
 func TestUpstream(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready, done := make(chan string, 1), make(chan error, 1)
@@ -204,11 +207,14 @@ func TestUpstream(t *testing.T) {
 	const ok = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n"
 	for _, tc := range []struct{ name, send, want string }{
 		{"keep-alive with a body", "GET / HTTP/1.1\r\nHost: a\r\n\r\nPOST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello" +
-			"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", ok + ok + ok},
-		{"chunked body", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+			"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", ok + ok + ok},
+		{"chunked body", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
 			"HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"},
 		{"HTTP/1.0", "GET / HTTP/1.0\r\n\r\n", ok},
-		{"malformed", "GET / HTTP/1.1\r\nno colon\r\n\r\n", "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"},
+		{"gzip body", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+			"HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"},
+		{"no Host", "GET / HTTP/1.1\r\n\r\n", "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"},
+		{"malformed", "GET / HTTP/1.1\r\nHost: a\r\nno colon\r\n\r\n", "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := net.Dial("tcp", addr)
@@ -230,7 +236,7 @@ func TestUpstream(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	io.WriteString(c, "GET / HTTP/1.1\r\n\r\n")
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	buf := make([]byte, len(ok))
 	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != ok {
@@ -245,29 +251,18 @@ func TestUpstream(t *testing.T) {
 	}
 }
 
-// The load generator and the bench upstream parse what the other side of
-// a connection sends: neither may panic or read past what it was given.
-func FuzzReadResponse(f *testing.F) {
+// The load generator reads what the other side of a connection sends: it
+// may not panic, nor count an answer it did not read whole. (The codec
+// underneath has its own fuzz targets in internal/gateway/h1.)
+func FuzzReadAnswer(f *testing.F) {
 	f.Add("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
 	f.Add("HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\nX-T: 1\r\n\r\n")
 	f.Add("HTTP/1.1 204 No Content\r\n\r\n")
 	f.Add("HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n")
 	f.Fuzz(func(t *testing.T, in string) {
-		status, err := readResponse(bufio.NewReader(strings.NewReader(in)))
+		status, err := (&answers{br: bufio.NewReader(strings.NewReader(in))}).read()
 		if err == nil && (status < 200 || status > 999) {
 			t.Fatalf("status %d without an error", status)
-		}
-	})
-}
-
-func FuzzRequestHead(f *testing.F) {
-	f.Add("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-	f.Add("POST / HTTP/1.1\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
-	f.Add("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n")
-	f.Fuzz(func(t *testing.T, in string) {
-		length, _, _, err := readRequestHead(bufio.NewReader(strings.NewReader(in)))
-		if err == nil && length < 0 {
-			t.Fatalf("negative length %d without an error", length)
 		}
 	})
 }
