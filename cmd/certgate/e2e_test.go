@@ -171,61 +171,6 @@ func TestEndToEnd(t *testing.T) {
 	}
 }
 
-func TestInitRefuses(t *testing.T) {
-	t.Setenv("CERTGATE_PASSPHRASE", testPassphrase)
-	dir := filepath.Join(t.TempDir(), "ca")
-	mustCLI(t, "init", "--dir", dir, "--trust-domain", "example.org")
-	snapshot := func() map[string]string {
-		m := map[string]string{}
-		filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-			if err == nil && !fi.IsDir() {
-				b, _ := os.ReadFile(p)
-				m[p] = fmt.Sprintf("%x %v", b, fi.Mode())
-			}
-			return nil
-		})
-		return m
-	}
-	before := snapshot()
-	for name, tc := range map[string]struct {
-		args []string
-		env  string
-		want string
-	}{
-		"existing dir": {[]string{"init", "--dir", dir, "--trust-domain", "example.org"}, testPassphrase,
-			"certgate: cadir: directory already holds a certgate installation: " + filepath.Join(dir, "certgate.yaml") + " exists (init never overwrites; use another --dir)\n"},
-		"empty passphrase": {[]string{"init", "--dir", dir + "2", "--trust-domain", "example.org"}, "",
-			"certgate: no passphrase: set CERTGATE_PASSPHRASE or use --passphrase-file (an empty passphrase is refused)\n"},
-		"bad trust domain": {[]string{"init", "--dir", dir + "3", "--trust-domain", "Example.org"}, testPassphrase,
-			"certgate: cadir: trust_domain: trust domain \"Example.org\" has invalid character 'E' (lowercase letters, digits, '.', '-', '_' only)\n"},
-		"bad key type": {[]string{"init", "--dir", dir + "4", "--trust-domain", "example.org", "--key-type", "rsa-1024"}, testPassphrase,
-			"certgate: --key-type: unsupported key type \"rsa-1024\" (want one of ecdsa-p256, ecdsa-p384, ed25519, rsa-2048, rsa-3072, rsa-4096)\n"},
-		"no trust domain": {[]string{"init", "--dir", dir + "5"}, testPassphrase, "certgate: --trust-domain: required (e.g. example.org)\n"},
-	} {
-		t.Run(name, func(t *testing.T) {
-			t.Setenv("CERTGATE_PASSPHRASE", tc.env)
-			_, stderr, code := cli(t, tc.args...)
-			if code != 1 || stderr != tc.want {
-				t.Fatalf("exit %d, stderr %q\nwant %q", code, stderr, tc.want)
-			}
-		})
-	}
-	after := snapshot()
-	if len(after) != len(before) {
-		t.Fatalf("files changed: %d before, %d after", len(before), len(after))
-	}
-	for p, v := range before {
-		if after[p] != v {
-			t.Fatalf("%s changed", p)
-		}
-	}
-	for _, suffix := range []string{"2", "3", "4", "5"} {
-		if _, err := os.Stat(dir + suffix); !os.IsNotExist(err) {
-			t.Fatalf("refused init left %s behind", dir+suffix)
-		}
-	}
-}
-
 func TestServerRefusesBadSetup(t *testing.T) {
 	t.Setenv("CERTGATE_PASSPHRASE", testPassphrase)
 	dir := filepath.Join(t.TempDir(), "ca")

@@ -188,36 +188,6 @@ func TestVerifyCmdJSON(t *testing.T) {
 	}
 }
 
-func TestVerifyCmdErrors(t *testing.T) {
-	f := newVerifyFiles(t)
-	garbage := filepath.Join(f.dir, "garbage.pem")
-	if err := os.WriteFile(garbage, []byte("not a certificate\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	missing := filepath.Join(f.dir, "missing.pem")
-	tests := []struct {
-		args []string
-		want string
-	}{
-		{[]string{"--cert", f.cert}, `required flag(s) "bundle" not set`},
-		{[]string{"--bundle", f.bundle}, `required flag(s) "cert" not set`},
-		{[]string{"--bundle", f.bundle, "--cert", f.cert, "--at", "yesterday"},
-			`verify: --at "yesterday" is not an RFC 3339 time such as 2026-05-01T12:00:00Z`},
-		{[]string{"--bundle", missing, "--cert", f.cert}, "verify: --bundle: open " + missing + ": no such file or directory"},
-		{[]string{"--bundle", f.bundle, "--cert", garbage}, "verify: --cert " + garbage + ": pemutil: no PEM data found"},
-		{[]string{"--bundle", f.bundle, "--cert", f.cert, "--store", missing},
-			"verify: --store: stat " + missing + ": no such file or directory"},
-		{[]string{"--bundle", f.bundle, "--cert", f.cert, "--store", "mysql://db"},
-			`verify: --store: store: store URL "mysql://db": unsupported scheme "mysql" (want sqlite:// or postgres://)`},
-		{[]string{"--bundle", f.bundle, "--cert", f.cert, "extra"}, `unknown command "extra" for "verify"`},
-	}
-	for _, tt := range tests {
-		if _, err := runVerifyCmd(t, tt.args...); err == nil || err.Error() != tt.want {
-			t.Errorf("verify %q: err = %v, want %s", tt.args, err, tt.want)
-		}
-	}
-}
-
 // The whole binary path: registered on the root command, exit status 1 and
 // one line on stderr when the chain fails.
 func TestVerifyExitStatus(t *testing.T) {
