@@ -114,7 +114,7 @@ func runGatewayWith(ctx context.Context, log *slog.Logger, cfgPath string, s str
 	if cfg.Identity.Dir != "" {
 		ac, ok := o.clock.(agent.Clock)
 		if !ok {
-			ac = agent.RealClock{}
+			ac = clock.Real{}
 		}
 		dns, ips := cfg.Identity.HostNames()
 		own, err = agent.SetupGateway(ctx, agent.GatewayOptions{

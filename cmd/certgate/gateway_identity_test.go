@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/certgate/certgate/internal/ca"
+	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/gateway"
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/server"
@@ -33,7 +34,7 @@ import (
 // and the gateway's agent.
 type identitySetup struct {
 	env       *testenv.Env
-	clock     *testenv.FakeClock
+	clock     *clock.Fake
 	authority *ca.Service
 	link      *link
 	serverLog *syncBuffer
@@ -44,7 +45,7 @@ const identityLifetime = time.Hour
 
 func newIdentitySetup(t *testing.T) *identitySetup {
 	t.Helper()
-	s := &identitySetup{clock: testenv.NewFakeClock(time.Now().UTC().Truncate(time.Second)), serverLog: &syncBuffer{}}
+	s := &identitySetup{clock: clock.NewFake(time.Now().UTC().Truncate(time.Second)), serverLog: &syncBuffer{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

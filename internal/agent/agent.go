@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/certgate/certgate/internal/clock"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -36,7 +37,7 @@ type Options struct {
 	Dir string
 	// ServerURL is the certgate server, https://HOST:PORT.
 	ServerURL string
-	Clock     Clock        // RealClock if nil
+	Clock     Clock        // clock.Real if nil
 	Log       *slog.Logger // discards if nil
 	// OnRenew is a shell command (sh -c) run after every renewal, once all
 	// files are written; empty runs nothing.
@@ -69,7 +70,7 @@ func New(o Options) (*Agent, error) {
 		return nil, err
 	}
 	if o.Clock == nil {
-		o.Clock = RealClock{}
+		o.Clock = clock.Real{}
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)

@@ -7,7 +7,8 @@ import (
 )
 
 // Clock is the agent's source of time: "now" for every validity decision,
-// and a way to wait that tests can drive.
+// and a way to wait that tests can drive. clock.Real is the wall clock;
+// tests pass a *clock.Fake.
 type Clock interface {
 	clock.Clock
 	// Until returns a channel that receives once this clock reaches t (at
@@ -16,9 +17,3 @@ type Clock interface {
 	// push the wake-up later.
 	Until(t time.Time) <-chan time.Time
 }
-
-// RealClock is the wall clock.
-type RealClock struct{ clock.Real }
-
-// Until waits for the wall clock to reach t.
-func (RealClock) Until(t time.Time) <-chan time.Time { return time.After(time.Until(t)) }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/certgate/certgate/internal/ca"
+	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/enroll"
 	"github.com/certgate/certgate/internal/gateway"
 	"github.com/certgate/certgate/internal/keytype"
@@ -30,7 +31,7 @@ const td = "example.org"
 // and short client lifetimes, all on one fake clock (internal/testenv).
 type env struct {
 	t        *testing.T
-	clock    *testenv.FakeClock
+	clock    *clock.Fake
 	lifetime time.Duration
 	store    store.Store
 	authz    *ca.Service
@@ -41,7 +42,7 @@ type env struct {
 
 func newEnv(t *testing.T, lifetime time.Duration) *env {
 	t.Helper()
-	clk := testenv.NewFakeClock(time.Now().UTC().Truncate(time.Second))
+	clk := clock.NewFake(time.Now().UTC().Truncate(time.Second))
 	te := testenv.Start(t, testenv.WithClock(clk), testenv.WithServiceOptions(func(o *ca.ServiceOptions) {
 		o.Client = ca.ClientProfile
 		o.Client.Lifetime = lifetime

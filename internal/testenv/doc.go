@@ -6,8 +6,9 @@
 // clock, the trust domain, the listener, and wrap the store for fault
 // injection. Helpers issue certificates directly, mint tokens, make API
 // clients and write credential directories the way `certgate enroll` does.
-// [FakeClock] is a fake clock whose waits fire when the test advances it,
-// for code that sleeps on its clock (the agent).
+// For a fake clock, pass a *clock.Fake (internal/clock) to [WithClock]:
+// its waits fire when the test advances it, for code that sleeps on its
+// clock (the agent).
 //
 // It exists so that each package's tests do not build the same stack
 // again, slightly differently. It is not the CA directory on disk that

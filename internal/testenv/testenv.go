@@ -67,8 +67,8 @@ type options struct {
 	dir         string
 }
 
-// WithClock runs the CA, the service and the server on c (a *clock.Fake,
-// a *FakeClock, ...) instead of the real clock.
+// WithClock runs the CA, the service and the server on c (a *clock.Fake)
+// instead of the real clock.
 func WithClock(c clock.Clock) Option { return func(o *options) { o.clock = c } }
 
 // WithTrustDomain sets the trust domain; "example.org" by default.
