@@ -19,7 +19,6 @@ import (
 	"github.com/certgate/certgate/certgatetls"
 	"github.com/certgate/certgate/internal/apiclient"
 	"github.com/certgate/certgate/internal/csr"
-	"github.com/certgate/certgate/internal/enroll"
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/keytype"
 	"github.com/certgate/certgate/internal/pemutil"
@@ -61,7 +60,7 @@ func (d *demo) renew(t *testing.T, dir string) string {
 			t.Fatal(err)
 		}
 	}
-	if err := enroll.Write(dir, key, append(certs[0], certs[1]...), certs[2]); err != nil {
+	if err := writeDir(dir, key, append(certs[0], certs[1]...), certs[2]); err != nil {
 		t.Fatal(err)
 	}
 	return resp.Serial

@@ -5,11 +5,32 @@
 //
 // # Credentials on disk
 //
-// `certgate enroll --out DIR` and `certgate agent --dir DIR` keep three
-// files in a directory: key.pem (the private key, 0600, generated on this
-// machine), cert.pem (the leaf, then the intermediate) and bundle.pem (the
-// trusted roots). The agent replaces them before the certificate expires,
-// each file atomically, the key first.
+// A credentials directory is the one format every certgate client shares:
+// `certgate enroll --out DIR` writes it, `certgate agent --dir DIR` renews
+// it in place, a gateway keeps its own identity in one, and this package
+// reads it. This package owns the format: [ReadCredentials] and
+// [WriteCredentials] are its reader and writer, and the commands above use
+// them. The files:
+//
+//   - key.pem ([KeyFile]): the private key, PKCS#8 PEM, mode 0600,
+//     generated on this machine and never sent anywhere.
+//   - cert.pem ([CertFile]): the certificate chain, PEM, the leaf first,
+//     then the intermediate. The leaf carries exactly one SPIFFE ID.
+//   - bundle.pem ([BundleFile]): the trusted roots, PEM.
+//   - server.url ([ServerURLFile]): the certgate server, https://HOST:PORT
+//     and a newline, from the enrollment token, so that the agent knows
+//     where to renew ([ReadServerURL], [WriteServerURL]).
+//
+// The agent adds combined.pem (the chain followed by the key, 0600, in one
+// file for readers that must never see a mismatched pair) and
+// agent-status.json (its last state); neither is needed to use the
+// credentials.
+//
+// Every file is replaced atomically (a temporary file, fsync, rename), the
+// key first, then the certificate, then the bundle: a cert.pem on disk
+// always has its key beside it, and a reader of the two may see the new key
+// beside the old certificate only for as long as one rename takes
+// ([ErrKeyMismatch]; read again).
 //
 // A [Source] loads the three files, checks them against each other (the key
 // must match the leaf, the chain must verify against the bundle, the leaf
@@ -77,7 +98,7 @@
 // # What this package is not
 //
 // It does not enroll or renew (that is `certgate enroll` and `certgate
-// agent`, which write the files this package reads), it does not route or
+// agent`, which write the files with this package's writer), it does not route or
 // proxy (that is the gateway), and it has no per-route policy language
 // beyond the [Authorizer] hook.
 package certgatetls

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"crypto"
 	"github.com/certgate/certgate/certgatetls"
 	"github.com/certgate/certgate/internal/accesslog"
 	"github.com/certgate/certgate/internal/ca"
@@ -87,8 +88,17 @@ func (d *demo) issueDir(name, path string, p ca.Profile, extraRoots ...*x509.Cer
 		return "", ca.Issued{}, err
 	}
 	dir := filepath.Join(d.Dir, name)
-	err = enroll.Write(dir, key, append([]*x509.Certificate{iss.Cert}, iss.Chain...), append(iss.Roots, extraRoots...))
+	err = writeDir(dir, key, append([]*x509.Certificate{iss.Cert}, iss.Chain...), append(iss.Roots, extraRoots...))
 	return dir, iss, err
+}
+
+// writeDir writes a credentials directory with the package's writer.
+func writeDir(dir string, key crypto.Signer, chain, bundle []*x509.Certificate) error {
+	c, err := certgatetls.NewCredentials(key, chain, bundle)
+	if err != nil {
+		return err
+	}
+	return certgatetls.WriteCredentials(dir, c)
 }
 
 // enrollDir enrolls path the way `certgate enroll` does: an admin mints a

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/revocation"
 	"github.com/certgate/certgate/internal/tlspolicy"
 	"github.com/certgate/certgate/internal/wire"
@@ -126,7 +127,7 @@ func StartRevocations(ctx context.Context, o RevocationOptions) (*Revocations, e
 		o.MaxStaleness = DefaultMaxStaleness
 	}
 	if o.Clock == nil {
-		o.Clock = systemClock{}
+		o.Clock = clock.Real{}
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

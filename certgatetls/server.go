@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 
+	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/tlspolicy"
 )
@@ -88,7 +89,7 @@ func ServerConfig(o ServerOptions) (*tls.Config, error) {
 		return nil, fmt.Errorf("certgatetls: %w", err)
 	}
 	if o.Clock == nil {
-		o.Clock = systemClock{}
+		o.Clock = clock.Real{}
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

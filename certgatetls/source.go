@@ -2,29 +2,17 @@ package certgatetls
 
 import (
 	"context"
-	"crypto"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/certgate/certgate/internal/identity"
-	"github.com/certgate/certgate/internal/pemutil"
-)
-
-// File names inside a credentials directory, as `certgate enroll` and
-// `certgate agent` write them.
-const (
-	KeyFile    = "key.pem"
-	CertFile   = "cert.pem"
-	BundleFile = "bundle.pem"
+	"github.com/certgate/certgate/internal/clock"
 )
 
 // DefaultPollInterval is how often a [Source] looks at its files. The agent
@@ -43,43 +31,9 @@ const firstRetry = 50 * time.Millisecond
 // heals on the next look and is not worth an operator's attention.
 const warnAfter = 3
 
-// ErrKeyMismatch means key.pem does not hold the key of the certificate in
-// cert.pem. While an agent replaces the files this is transient.
-var ErrKeyMismatch = errors.New("certgatetls: private key does not match the certificate")
-
-// Clock tells the time. Tests inject a fake one; the default is the system
-// clock.
-type Clock interface {
-	Now() time.Time
-}
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time { return time.Now() }
-
-// Credentials is one loaded, consistent set of the files: a key, its
-// certificate chain and the trust bundle. It is never modified.
-type Credentials struct {
-	// Certificate is the chain, leaf first, with its private key and Leaf
-	// set.
-	Certificate *tls.Certificate
-	// Identity is the SPIFFE ID in the leaf, e.g.
-	// "spiffe://example.org/svc/billing".
-	Identity string
-	// Serial is the leaf's serial number in lowercase hexadecimal.
-	Serial string
-	// NotAfter is when the leaf expires.
-	NotAfter time.Time
-	// Bundle holds the trusted roots of bundle.pem; Roots is the same as a
-	// pool.
-	Bundle []*x509.Certificate
-	Roots  *x509.CertPool
-	// Generation counts loads: 1 for the first, +1 for each change.
-	Generation uint64
-
-	hash [sha256.Size]byte
-	id   identity.ID
-}
+// Clock tells the time: anything with a Now() time.Time method. Tests
+// inject a fake one; the default is the system clock.
+type Clock = clock.Clock
 
 // SourceOption configures a [Source].
 type SourceOption func(*sourceOptions)
@@ -139,7 +93,7 @@ func NewSource(dir string, opts ...SourceOption) (*Source, error) {
 		o.log = slog.New(slog.DiscardHandler)
 	}
 	if o.clock == nil {
-		o.clock = systemClock{}
+		o.clock = clock.Real{}
 	}
 	s := &Source{dir: dir, opts: o, done: make(chan struct{})}
 	if _, err := s.reload(true); err != nil {
@@ -234,14 +188,10 @@ func (a stamp) equal(b stamp) bool {
 	return true
 }
 
-func (s *Source) paths() [3]string {
-	return [3]string{filepath.Join(s.dir, KeyFile), filepath.Join(s.dir, CertFile), filepath.Join(s.dir, BundleFile)}
-}
-
 func (s *Source) reload(first bool) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	paths := s.paths()
+	paths := credentialPaths(s.dir)
 	// Stat before reading: if a file changes in between, the next look sees
 	// a new stamp and reads again.
 	var st stamp
@@ -255,14 +205,12 @@ func (s *Source) reload(first bool) (bool, error) {
 	if !first && st.equal(s.stamp) {
 		return false, nil
 	}
-	var data [3][]byte
+	data, err := readFiles(paths)
+	if err != nil {
+		return false, s.failed(first, [sha256.Size]byte{}, fmt.Errorf("certgatetls: %w", err))
+	}
 	h := sha256.New()
-	for i, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return false, s.failed(first, [sha256.Size]byte{}, fmt.Errorf("certgatetls: %w", err))
-		}
-		data[i] = b
+	for _, b := range data {
 		fmt.Fprintf(h, "%d:", len(b))
 		h.Write(b)
 	}
@@ -274,8 +222,11 @@ func (s *Source) reload(first bool) (bool, error) {
 		s.failures = 0
 		return false, nil
 	}
-	c, err := parseCredentials(paths, data, s.opts.clock.Now())
-	clear(data[0])
+	c, err := parseCredentials(paths, data)
+	clear(data[0]) // the key's PEM
+	if err == nil {
+		err = c.verifyNow(paths, s.opts.clock.Now())
+	}
 	if err != nil {
 		return false, s.failed(first, sum, err)
 	}
@@ -310,63 +261,3 @@ func (s *Source) failed(first bool, sum [sha256.Size]byte, err error) error {
 	}
 	return err
 }
-
-// parseCredentials checks the three files against each other.
-func parseCredentials(paths [3]string, data [3][]byte, now time.Time) (*Credentials, error) {
-	key, err := pemutil.ParsePrivateKey(data[0])
-	if err != nil {
-		return nil, fmt.Errorf("certgatetls: %s: %w", paths[0], err)
-	}
-	chain, err := pemutil.ParseCertificates(data[1])
-	if err != nil {
-		return nil, fmt.Errorf("certgatetls: %s: %w", paths[1], err)
-	}
-	bundle, err := pemutil.ParseCertificates(data[2])
-	if err != nil {
-		return nil, fmt.Errorf("certgatetls: %s: %w", paths[2], err)
-	}
-	leaf := chain[0]
-	type equaler interface{ Equal(crypto.PublicKey) bool }
-	if pub, ok := key.Public().(equaler); !ok || !pub.Equal(leaf.PublicKey) {
-		return nil, fmt.Errorf("%w: %s does not hold the key of %s", ErrKeyMismatch, paths[0], paths[1])
-	}
-	id, err := identity.FromCertificate(leaf)
-	if err != nil {
-		return nil, fmt.Errorf("certgatetls: %s: %w", paths[1], err)
-	}
-	switch {
-	case now.Before(leaf.NotBefore):
-		return nil, fmt.Errorf("certgatetls: %s is not valid before %s (now %s)", paths[1], utc(leaf.NotBefore), utc(now))
-	case now.After(leaf.NotAfter):
-		return nil, fmt.Errorf("certgatetls: %s expired at %s (now %s); renew it with `certgate agent` or enroll again", paths[1], utc(leaf.NotAfter), utc(now))
-	}
-	roots := x509.NewCertPool()
-	for _, r := range bundle {
-		roots.AddCert(r)
-	}
-	inter := x509.NewCertPool()
-	for _, c := range chain[1:] {
-		inter.AddCert(c)
-	}
-	if _, err := leaf.Verify(x509.VerifyOptions{
-		Roots: roots, Intermediates: inter, CurrentTime: now,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
-	}); err != nil {
-		return nil, fmt.Errorf("certgatetls: %s does not verify against %s: %w", paths[1], paths[2], err)
-	}
-	tc := &tls.Certificate{PrivateKey: key, Leaf: leaf}
-	for _, c := range chain {
-		tc.Certificate = append(tc.Certificate, c.Raw)
-	}
-	return &Credentials{
-		Certificate: tc,
-		Identity:    id.String(),
-		Serial:      leaf.SerialNumber.Text(16),
-		NotAfter:    leaf.NotAfter,
-		Bundle:      bundle,
-		Roots:       roots,
-		id:          id,
-	}, nil
-}
-
-func utc(t time.Time) string { return t.UTC().Format(time.RFC3339) }

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/certgate/certgate/certgatetls"
 	"github.com/certgate/certgate/internal/atomicfile"
 	"github.com/certgate/certgate/internal/enroll"
 	"github.com/certgate/certgate/internal/gateway"
@@ -87,7 +88,7 @@ func enrollDemo(ctx context.Context, dir, td string) (demoSetup, error) {
 			mu.Lock()
 			d.clients[name] = quickstartClientInfo{
 				Identity: res.Identity.String(), Dir: out,
-				Cert: filepath.Join(out, enroll.CertFile), Key: filepath.Join(out, enroll.KeyFile),
+				Cert: filepath.Join(out, certgatetls.CertFile), Key: filepath.Join(out, certgatetls.KeyFile),
 			}
 			mu.Unlock()
 			return nil
@@ -142,7 +143,7 @@ func writeQuickstartGatewayConfig(dir, listen, td, serverURL, upstreamURL string
 	if err := os.MkdirAll(gwDir, 0o700); err != nil {
 		return "", fmt.Errorf("quickstart: %w", err)
 	}
-	if err := os.Remove(filepath.Join(gwDir, enroll.CertFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := os.Remove(filepath.Join(gwDir, certgatetls.CertFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("quickstart: %w", err)
 	}
 	dns, ips := gatewayHosts(listen)
@@ -169,7 +170,7 @@ routes:
     path_prefix: /
     upstream: %s
     allow: [%s]
-`, q(listen), q(td), q(filepath.Join(dir, "bundle.pem")), strings.Join(hosts, ", "), q(serverURL), q(upstreamURL), q(allowed.String()))
+`, q(listen), q(td), q(filepath.Join(dir, certgatetls.BundleFile)), strings.Join(hosts, ", "), q(serverURL), q(upstreamURL), q(allowed.String()))
 	path := filepath.Join(gwDir, "gateway.yaml")
 	if err := atomicfile.Write(path, []byte(cfg), 0o600); err != nil {
 		return "", fmt.Errorf("quickstart: %w", err)

@@ -99,14 +99,14 @@ func New(o Options) (*Agent, error) {
 	}
 	a := &Agent{o: o}
 	a.cur.Store(c)
-	a.status = Status{Identity: c.id.String(), Serial: c.serial, NotBefore: c.leaf().NotBefore, NotAfter: c.leaf().NotAfter, State: StateStarting}
+	a.status = Status{Identity: c.id.String(), Serial: c.Serial, NotBefore: c.leaf().NotBefore, NotAfter: c.leaf().NotAfter, State: StateStarting}
 	return a, nil
 }
 
 // GetClientCertificate returns the current certificate, for
 // tls.Config.GetClientCertificate: each new connection gets the newest one.
 func (a *Agent) GetClientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-	return a.cur.Load().cert, nil
+	return a.cur.Load().Certificate, nil
 }
 
 // Status returns the agent's current state.
@@ -180,14 +180,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	next := a.renewalPoint(cur)
-	a.o.Log.Info("agent started", "identity", cur.id.String(), "serial", cur.serial,
+	a.o.Log.Info("agent started", "identity", cur.id.String(), "serial", cur.Serial,
 		"not_after", cur.leaf().NotAfter, "next_renewal", next, "valid_for", a.left(cur))
 	failures := 0
 	for {
 		cur = a.cur.Load()
 		now := a.o.Clock.Now()
 		if !now.Before(cur.leaf().NotAfter) {
-			return a.stop(&StoppedError{Err: ErrExpired, Serial: cur.serial, NotAfter: cur.leaf().NotAfter})
+			return a.stop(&StoppedError{Err: ErrExpired, Serial: cur.Serial, NotAfter: cur.leaf().NotAfter})
 		}
 		if now.Before(next) {
 			a.update(func(s *Status) {
@@ -211,10 +211,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		case err == nil:
 			failures = 0
 			next = a.renewalPoint(fresh)
-			a.o.Log.Info("certificate renewed", "identity", fresh.id.String(), "serial", fresh.serial,
-				"renewed_from", cur.serial, "not_after", fresh.leaf().NotAfter, "next_renewal", next)
+			a.o.Log.Info("certificate renewed", "identity", fresh.id.String(), "serial", fresh.Serial,
+				"renewed_from", cur.Serial, "not_after", fresh.leaf().NotAfter, "next_renewal", next)
 			a.update(func(s *Status) {
-				*s = Status{Identity: fresh.id.String(), Serial: fresh.serial, NotBefore: fresh.leaf().NotBefore,
+				*s = Status{Identity: fresh.id.String(), Serial: fresh.Serial, NotBefore: fresh.leaf().NotBefore,
 					NotAfter: fresh.leaf().NotAfter, State: StateWaiting, NextRenewal: next, LastAttempt: now,
 					LastRenewal: now, Renewals: s.Renewals + 1}
 			})
@@ -237,7 +237,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			next = now.Add(delay)
 			a.o.Log.Warn("renewal failed; keeping the current certificate",
 				"err", err, "attempt", failures, "retry_in", delay.Round(time.Millisecond),
-				"valid_for", left.Round(time.Second), "not_after", cur.leaf().NotAfter, "serial", cur.serial)
+				"valid_for", left.Round(time.Second), "not_after", cur.leaf().NotAfter, "serial", cur.Serial)
 			a.update(func(s *Status) {
 				s.State = StateRetrying
 				s.LastAttempt = now

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/certgate/certgate/internal/enroll"
+	"github.com/certgate/certgate/certgatetls"
 	"github.com/certgate/certgate/internal/keytype"
 	"github.com/certgate/certgate/internal/pemutil"
 	"github.com/certgate/certgate/internal/store"
@@ -255,7 +255,7 @@ echo "serial=$CERTGATE_SERIAL identity=$CERTGATE_IDENTITY" >&2`,
 			if !strings.Contains(logs.String(), want) {
 				t.Fatalf("log lacks the hook output %s:\n%s", want, logs)
 			}
-			for _, name := range []string{enroll.CertFile, enroll.BundleFile} {
+			for _, name := range []string{certgatetls.CertFile, certgatetls.BundleFile} {
 				seen, _ := os.ReadFile(filepath.Join(out, name))
 				now, _ := os.ReadFile(filepath.Join(dir, name))
 				if len(seen) == 0 || string(seen) != string(now) {
@@ -308,9 +308,9 @@ func TestFilesAreAtomic(t *testing.T) {
 	})
 	wg.Go(func() {
 		for !stop.Load() {
-			kb, err1 := os.ReadFile(filepath.Join(dir, enroll.KeyFile))
-			cb, err2 := os.ReadFile(filepath.Join(dir, enroll.CertFile))
-			fi, err3 := os.Stat(filepath.Join(dir, enroll.KeyFile))
+			kb, err1 := os.ReadFile(filepath.Join(dir, certgatetls.KeyFile))
+			cb, err2 := os.ReadFile(filepath.Join(dir, certgatetls.CertFile))
+			fi, err3 := os.Stat(filepath.Join(dir, certgatetls.KeyFile))
 			if err1 != nil || err2 != nil || err3 != nil {
 				report(fmt.Sprint(err1, err2, err3))
 				continue

@@ -2,8 +2,6 @@ package agent
 
 import (
 	"bytes"
-	"crypto"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -11,126 +9,70 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 
+	"github.com/certgate/certgate/certgatetls"
 	"github.com/certgate/certgate/internal/atomicfile"
-	"github.com/certgate/certgate/internal/enroll"
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/pemutil"
 )
 
-// Files the agent writes next to enroll's key.pem, cert.pem and bundle.pem.
+// Files the agent writes next to the credentials (certgatetls.KeyFile,
+// CertFile, BundleFile and ServerURLFile; the format is certgatetls's).
 const (
 	// CombinedFile holds the chain followed by the key (0600), replaced in
 	// one rename, for readers that must never see a mismatched pair.
 	CombinedFile = "combined.pem"
 	// StatusFile is the agent's last state, rewritten after every attempt.
 	StatusFile = "agent-status.json"
-	// ServerURLFile remembers the server URL: certgate enroll writes it from
-	// the token, --server overrides it.
-	ServerURLFile = enroll.ServerURLFile
 )
 
-// credentials are a key, its certificate chain and the trust bundle, as
-// loaded from or written to a directory. They are never modified after
+// credentials are a directory's credentials as certgatetls reads and
+// writes them, with the identity parsed. They are never modified after
 // construction, so they can be shared through an atomic pointer.
 type credentials struct {
-	cert   *tls.Certificate // chain with Leaf set, for TLS
-	key    crypto.Signer
-	chain  []*x509.Certificate // leaf first
-	bundle []*x509.Certificate
-	roots  *x509.CertPool
-	id     identity.ID
-	serial string
+	*certgatetls.Credentials
+	id identity.ID
 }
 
-func (c *credentials) leaf() *x509.Certificate { return c.chain[0] }
+func (c *credentials) leaf() *x509.Certificate { return c.Chain[0] }
 
-func newCredentials(key crypto.Signer, chain, bundle []*x509.Certificate) (*credentials, error) {
-	if len(chain) == 0 {
-		return nil, errors.New("agent: no certificate")
-	}
-	if len(bundle) == 0 {
-		return nil, errors.New("agent: empty trust bundle")
-	}
-	leaf := chain[0]
-	type equaler interface{ Equal(crypto.PublicKey) bool }
-	if pub, ok := key.Public().(equaler); !ok || !pub.Equal(leaf.PublicKey) {
-		return nil, errors.New("agent: the key does not match the certificate")
-	}
-	id, err := identity.FromCertificate(leaf)
+// withIdentity adds the parsed identity to c (which certgatetls checked).
+func withIdentity(c *certgatetls.Credentials) (*credentials, error) {
+	id, err := identity.Parse(c.Identity)
 	if err != nil {
-		return nil, fmt.Errorf("agent: certificate: %w", err)
+		return nil, fmt.Errorf("agent: %w", err)
 	}
-	c := &credentials{key: key, chain: chain, bundle: bundle, roots: x509.NewCertPool(), id: id, serial: leaf.SerialNumber.Text(16)}
-	c.cert = &tls.Certificate{PrivateKey: key, Leaf: leaf}
-	for _, x := range chain {
-		c.cert.Certificate = append(c.cert.Certificate, x.Raw)
-	}
-	for _, r := range bundle {
-		c.roots.AddCert(r)
-	}
-	return c, nil
+	return &credentials{Credentials: c, id: id}, nil
 }
 
 // loadCredentials reads key.pem, cert.pem and bundle.pem from dir.
 func loadCredentials(dir string) (*credentials, error) {
-	read := func(name string) ([]byte, error) {
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("agent: %s does not exist: enroll first (certgate enroll --token ... --out %s)", filepath.Join(dir, name), dir)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("agent: %w", err)
-		}
-		return b, nil
+	c, err := certgatetls.ReadCredentials(dir)
+	var missing *fs.PathError
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && errors.As(err, &missing):
+		return nil, fmt.Errorf("agent: %s does not exist: enroll first (certgate enroll --token ... --out %s)", missing.Path, dir)
+	case err != nil:
+		return nil, fmt.Errorf("agent: %w", err)
 	}
-	keyPEM, err := read(enroll.KeyFile)
-	if err != nil {
-		return nil, err
-	}
-	certPEM, err := read(enroll.CertFile)
-	if err != nil {
-		return nil, err
-	}
-	bundlePEM, err := read(enroll.BundleFile)
-	if err != nil {
-		return nil, err
-	}
-	key, err := pemutil.ParsePrivateKey(keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("agent: %s: %w", filepath.Join(dir, enroll.KeyFile), err)
-	}
-	chain, err := pemutil.ParseCertificates(certPEM)
-	if err != nil {
-		return nil, fmt.Errorf("agent: %s: %w", filepath.Join(dir, enroll.CertFile), err)
-	}
-	bundle, err := pemutil.ParseCertificates(bundlePEM)
-	if err != nil {
-		return nil, fmt.Errorf("agent: %s: %w", filepath.Join(dir, enroll.BundleFile), err)
-	}
-	c, err := newCredentials(key, chain, bundle)
-	if err != nil {
-		return nil, fmt.Errorf("%w (in %s)", err, dir)
-	}
-	return c, nil
+	return withIdentity(c)
 }
 
 // write replaces the files in dir: key.pem, cert.pem, bundle.pem (in that
 // order, see the package documentation), then combined.pem.
 func (c *credentials) write(dir string) error {
-	if err := enroll.Write(dir, c.key, c.chain, c.bundle); err != nil {
+	if err := certgatetls.WriteCredentials(dir, c.Credentials); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
 	return c.writeCombined(dir)
 }
 
 func (c *credentials) writeCombined(dir string) error {
-	keyPEM, err := pemutil.EncodePrivateKey(c.key)
+	keyPEM, err := pemutil.EncodePrivateKey(c.Key())
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
-	data := append(pemutil.EncodeCertificates(c.chain...), keyPEM...)
+	data := append(pemutil.EncodeCertificates(c.Chain...), keyPEM...)
 	if err := atomicfile.Write(filepath.Join(dir, CombinedFile), data, 0o600); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
@@ -151,18 +93,17 @@ func (c *credentials) combinedCurrent(dir string) bool {
 // else what dir/server.url holds. Once the agent is set up, pass the result
 // to [RememberServerURL] so the next start needs no flag.
 func ServerURL(dir, flag string) (string, error) {
-	path := filepath.Join(dir, ServerURLFile)
+	path := filepath.Join(dir, certgatetls.ServerURLFile)
 	if flag != "" {
 		return flag, checkServerURL(flag)
 	}
-	b, err := os.ReadFile(path)
+	u, err := certgatetls.ReadServerURL(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("agent: no server URL: enroll with certgate enroll (which writes %s) or pass --server https://HOST:PORT once", path)
 	}
 	if err != nil {
 		return "", fmt.Errorf("agent: %w", err)
 	}
-	u := strings.TrimSpace(string(b))
 	if err := checkServerURL(u); err != nil {
 		return "", fmt.Errorf("%w (in %s)", err, path)
 	}
@@ -171,11 +112,10 @@ func ServerURL(dir, flag string) (string, error) {
 
 // RememberServerURL writes u to dir/server.url unless it already holds it.
 func RememberServerURL(dir, u string) error {
-	path := filepath.Join(dir, ServerURLFile)
-	if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) == u {
+	if old, err := certgatetls.ReadServerURL(dir); err == nil && old == u {
 		return nil
 	}
-	if err := atomicfile.Write(path, []byte(u+"\n"), 0o644); err != nil {
+	if err := certgatetls.WriteServerURL(dir, u); err != nil {
 		return fmt.Errorf("agent: remember the server URL: %w", err)
 	}
 	return nil

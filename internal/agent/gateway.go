@@ -10,15 +10,14 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/certgate/certgate/certgatetls"
 	"github.com/certgate/certgate/internal/enroll"
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/keytype"
-	"github.com/certgate/certgate/internal/pemutil"
 	"github.com/certgate/certgate/internal/token"
 )
 
@@ -115,22 +114,17 @@ func SetupGateway(ctx context.Context, o GatewayOptions) (*Gateway, error) {
 // certificate that does not parse is an error. The agent checks the key,
 // chain and bundle when it loads the directory.
 func readGatewayLeaf(dir string, now time.Time) (leaf *x509.Certificate, why string, err error) {
-	path := filepath.Join(dir, enroll.CertFile)
-	b, err := os.ReadFile(path)
+	leaf, err = certgatetls.ReadLeaf(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Sprintf("identity.dir %s holds no certificate", dir), nil
 	}
 	if err != nil {
 		return nil, "", fmt.Errorf("gateway: identity.dir: %w", err)
 	}
-	certs, err := pemutil.ParseCertificates(b)
-	if err != nil {
-		return nil, "", fmt.Errorf("gateway: identity.dir: %s: %w", path, err)
+	if !now.Before(leaf.NotAfter) {
+		return nil, fmt.Sprintf("the certificate in %s expired at %s", dir, leaf.NotAfter.UTC().Format(time.RFC3339)), nil
 	}
-	if !now.Before(certs[0].NotAfter) {
-		return nil, fmt.Sprintf("the certificate in %s expired at %s", dir, certs[0].NotAfter.UTC().Format(time.RFC3339)), nil
-	}
-	return certs[0], "", nil
+	return leaf, "", nil
 }
 
 // checkGatewayCertificate makes sure the enrolled certificate can do a

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/certgate/certgate/internal/enroll"
+	"github.com/certgate/certgate/certgatetls"
 )
 
 // hookOutputLimit bounds the hook output kept for the log; a chatty hook
@@ -37,12 +37,12 @@ func (a *Agent) runHook(ctx context.Context, c *credentials) {
 	dir, _ := filepath.Abs(a.o.Dir)
 	cmd.Env = append(os.Environ(),
 		"CERTGATE_DIR="+dir,
-		"CERTGATE_KEY="+filepath.Join(dir, enroll.KeyFile),
-		"CERTGATE_CERT="+filepath.Join(dir, enroll.CertFile),
-		"CERTGATE_BUNDLE="+filepath.Join(dir, enroll.BundleFile),
+		"CERTGATE_KEY="+filepath.Join(dir, certgatetls.KeyFile),
+		"CERTGATE_CERT="+filepath.Join(dir, certgatetls.CertFile),
+		"CERTGATE_BUNDLE="+filepath.Join(dir, certgatetls.BundleFile),
 		"CERTGATE_COMBINED="+filepath.Join(dir, CombinedFile),
 		"CERTGATE_IDENTITY="+c.id.String(),
-		"CERTGATE_SERIAL="+c.serial,
+		"CERTGATE_SERIAL="+c.Serial,
 		"CERTGATE_NOT_AFTER="+c.leaf().NotAfter.UTC().Format(time.RFC3339),
 	)
 	out := &limitedBuffer{max: hookOutputLimit}

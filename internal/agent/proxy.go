@@ -68,7 +68,7 @@ func NewProxy(a *Agent, upstream string, log *slog.Logger) (*Proxy, error) {
 func (p *Proxy) newGeneration() *generation {
 	cur := p.agent.cur.Load()
 	tc := tlspolicy.Apply(&tls.Config{
-		RootCAs:              cur.roots,
+		RootCAs:              cur.Roots,
 		GetClientCertificate: p.agent.GetClientCertificate,
 		// The gateway's certificate is judged at the agent's "now".
 		Time: p.agent.o.Clock.Now,

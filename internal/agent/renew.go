@@ -14,9 +14,7 @@ import (
 	"github.com/certgate/certgate/internal/apiclient"
 	"github.com/certgate/certgate/internal/csr"
 	"github.com/certgate/certgate/internal/enroll"
-	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/keytype"
-	"github.com/certgate/certgate/internal/pemutil"
 	"github.com/certgate/certgate/internal/wire"
 )
 
@@ -25,7 +23,7 @@ import (
 // and makes the new credentials current. A refusal that no retry can fix is
 // a *StoppedError.
 func (a *Agent) renew(ctx context.Context, cur *credentials) (*credentials, error) {
-	kt, err := keytype.Of(cur.key.Public())
+	kt, err := keytype.Of(cur.Key().Public())
 	if err != nil {
 		return nil, fmt.Errorf("agent: current key: %w", err)
 	}
@@ -48,8 +46,8 @@ func (a *Agent) renew(ctx context.Context, cur *credentials) (*credentials, erro
 	u, _ := url.Parse(a.o.ServerURL) // checked by New
 	cl, err := apiclient.New(apiclient.Options{
 		ServerURL:        a.o.ServerURL,
-		Certificate:      cur.cert,
-		VerifyConnection: a.verifyServer(u.Hostname(), cur.roots),
+		Certificate:      cur.Certificate,
+		VerifyConnection: a.verifyServer(u.Hostname(), cur.Roots),
 		Timeout:          a.o.RequestTimeout,
 	})
 	if err != nil {
@@ -105,7 +103,7 @@ func (a *Agent) verifyServer(host string, roots *x509.CertPool) func(tls.Connect
 func (a *Agent) classify(err error, cur *credentials) error {
 	var ae *apiclient.Error
 	if errors.As(err, &ae) && ae.Status == http.StatusForbidden {
-		stop := &StoppedError{Serial: cur.serial, NotAfter: cur.leaf().NotAfter}
+		stop := &StoppedError{Serial: cur.Serial, NotAfter: cur.leaf().NotAfter}
 		switch ae.Code {
 		case wire.CodeRevoked:
 			stop.Err = ErrRevoked
@@ -124,23 +122,13 @@ func (a *Agent) classify(err error, cur *credentials) error {
 // checkAnswer makes sure the server certified our new key, for the same
 // identity, with a chain the roots we trust verify for client auth.
 func (a *Agent) checkAnswer(resp wire.EnrollResponse, key crypto.Signer, cur *credentials) (*credentials, error) {
-	leaves, err := pemutil.ParseCertificates([]byte(resp.Certificate))
+	c, err := enroll.Credentials(resp, key)
 	if err != nil {
-		return nil, fmt.Errorf("agent: server's certificate: %w", err)
+		return nil, fmt.Errorf("agent: %w", err)
 	}
-	var chain []*x509.Certificate
-	if resp.Chain != "" {
-		if chain, err = pemutil.ParseCertificates([]byte(resp.Chain)); err != nil {
-			return nil, fmt.Errorf("agent: server's chain: %w", err)
-		}
-	}
-	bundle, err := pemutil.ParseCertificates([]byte(resp.Bundle))
-	if err != nil {
-		return nil, fmt.Errorf("agent: server's bundle: %w", err)
-	}
-	leaf := leaves[0]
-	if id, err := identity.FromCertificate(leaf); err != nil || id != cur.id {
-		return nil, fmt.Errorf("agent: the server returned a certificate for %v, not %s", id, cur.id)
+	leaf := c.Chain[0]
+	if c.Identity != cur.id.String() {
+		return nil, fmt.Errorf("agent: the server returned a certificate for %s, not %s", c.Identity, cur.id)
 	}
 	if bytes.Equal(leaf.Raw, cur.leaf().Raw) {
 		return nil, errors.New("agent: the server returned the current certificate")
@@ -148,18 +136,13 @@ func (a *Agent) checkAnswer(resp wire.EnrollResponse, key crypto.Signer, cur *cr
 	if err := enroll.CheckHosts(leaf, cur.leaf().DNSNames, cur.leaf().IPAddresses); err != nil {
 		return nil, fmt.Errorf("agent: the server's answer: %w", err)
 	}
-	fresh, err := newCredentials(key, append([]*x509.Certificate{leaf}, chain...), bundle)
+	fresh, err := withIdentity(c)
 	if err != nil {
-		return nil, fmt.Errorf("agent: the server's answer: %w", err)
+		return nil, err
 	}
-	inters := x509.NewCertPool()
-	for _, c := range chain {
-		inters.AddCert(c)
-	}
-	for _, roots := range []*x509.CertPool{cur.roots, fresh.roots} {
-		if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inters, CurrentTime: a.o.Clock.Now(),
-			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-			return nil, fmt.Errorf("agent: the new certificate does not verify: %w", err)
+	for _, roots := range []*x509.CertPool{cur.Roots, fresh.Roots} {
+		if err := enroll.VerifyClient(c, roots, a.o.Clock.Now()); err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
 		}
 	}
 	return fresh, nil

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/certgate/certgate/internal/enroll"
+	"github.com/certgate/certgate/certgatetls"
 	"github.com/certgate/certgate/internal/keytype"
 	"github.com/certgate/certgate/internal/pemutil"
 )
@@ -199,7 +199,7 @@ func TestRenewThreeTimesThroughProxy(t *testing.T) {
 // leaf.
 func checkKeyMatches(t *testing.T, dir string, leaf *x509.Certificate) {
 	t.Helper()
-	for _, name := range []string{enroll.KeyFile, CombinedFile} {
+	for _, name := range []string{certgatetls.KeyFile, CombinedFile} {
 		path := filepath.Join(dir, name)
 		fi, err := os.Stat(path)
 		if err != nil {

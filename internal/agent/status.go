@@ -10,10 +10,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/certgate/certgate/certgatetls"
 	"github.com/certgate/certgate/internal/atomicfile"
-	"github.com/certgate/certgate/internal/enroll"
 	"github.com/certgate/certgate/internal/identity"
-	"github.com/certgate/certgate/internal/pemutil"
 )
 
 // Agent states, as reported in [Status.State].
@@ -59,19 +58,13 @@ func writeStatus(dir string, st Status) error {
 // from cert.pem alone, state "not running", with the renewal expected at
 // two thirds of the lifetime.
 func ReadStatus(dir string) (Status, error) {
-	path := filepath.Join(dir, enroll.CertFile)
-	b, err := os.ReadFile(path)
+	leaf, err := certgatetls.ReadLeaf(dir)
 	if err != nil {
 		return Status{}, fmt.Errorf("agent: %w", err)
 	}
-	chain, err := pemutil.ParseCertificates(b)
-	if err != nil {
-		return Status{}, fmt.Errorf("agent: %s: %w", path, err)
-	}
-	leaf := chain[0]
 	id, err := identity.FromCertificate(leaf)
 	if err != nil {
-		return Status{}, fmt.Errorf("agent: %s: %w", path, err)
+		return Status{}, fmt.Errorf("agent: %s: %w", filepath.Join(dir, certgatetls.CertFile), err)
 	}
 	serial := leaf.SerialNumber.Text(16)
 	var st Status

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certgate/certgate/certgatetls"
 	"github.com/certgate/certgate/internal/apiclient"
 	"github.com/certgate/certgate/internal/ca"
 	"github.com/certgate/certgate/internal/identity"
@@ -45,7 +46,7 @@ func TestBackoff(t *testing.T) {
 
 func TestRenewalPoint(t *testing.T) {
 	nb := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	c := &credentials{chain: []*x509.Certificate{{NotBefore: nb, NotAfter: nb.Add(100 * time.Hour)}}}
+	c := &credentials{Credentials: &certgatetls.Credentials{Chain: []*x509.Certificate{{NotBefore: nb, NotAfter: nb.Add(100 * time.Hour)}}}}
 	for r, want := range map[float64]time.Duration{0: 60 * time.Hour, 0.5: 65 * time.Hour, 1: 70 * time.Hour} {
 		a := &Agent{o: Options{Rand: func() float64 { return r }}}
 		if got := a.renewalPoint(c).Sub(nb).Round(time.Millisecond); got != want {
@@ -56,7 +57,7 @@ func TestRenewalPoint(t *testing.T) {
 
 func TestClassify(t *testing.T) {
 	na := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
-	cur := &credentials{serial: "ab12", chain: []*x509.Certificate{{NotAfter: na}}}
+	cur := &credentials{Credentials: &certgatetls.Credentials{Serial: "ab12", Chain: []*x509.Certificate{{NotAfter: na}}}}
 	a := &Agent{}
 	const again = ": enroll again with a new token (certgate enroll --token ...)"
 	for _, tc := range []struct {
@@ -111,7 +112,7 @@ func errString(err error) string {
 
 func TestServerURL(t *testing.T) {
 	dir := t.TempDir()
-	path := filepath.Join(dir, ServerURLFile)
+	path := filepath.Join(dir, certgatetls.ServerURLFile)
 	if _, err := ServerURL(dir, ""); errString(err) != "agent: no server URL: enroll with certgate enroll (which writes "+path+") or pass --server https://HOST:PORT once" {
 		t.Fatalf("no URL: %v", err)
 	}
@@ -149,7 +150,9 @@ func TestNewRefuses(t *testing.T) {
 	client := e.enroll("/svc/billing", keytype.ECDSAP256)
 	key, _ := os.ReadFile(filepath.Join(other, "key.pem"))
 	os.WriteFile(filepath.Join(client, "key.pem"), key, 0o600)
-	if _, err := New(Options{Dir: client, ServerURL: e.url}); errString(err) != "agent: the key does not match the certificate (in "+client+")" {
+	// The files are read and checked by certgatetls, which owns their format.
+	want := "agent: certgatetls: private key does not match the certificate: " + filepath.Join(client, "key.pem") + " does not hold the key of " + filepath.Join(client, "cert.pem")
+	if _, err := New(Options{Dir: client, ServerURL: e.url}); errString(err) != want || !errors.Is(err, certgatetls.ErrKeyMismatch) {
 		t.Fatalf("mismatched key: %v", err)
 	}
 	if _, err := NewProxy(&Agent{}, "http://127.0.0.1:8443", nil); errString(err) != `agent: upstream "http://127.0.0.1:8443" must be https://HOST[:PORT][/PATH]` {

@@ -1,8 +1,8 @@
 // Package enroll is the client side of enrollment: make a key where the
 // client lives, send only a CSR with a one-time token, check what comes back,
-// and write key.pem (0600), cert.pem (leaf then intermediate) and bundle.pem
-// atomically. The private key never leaves this process except into
-// key.pem.
+// and write the credentials directory (key.pem, cert.pem, bundle.pem and
+// server.url) with certgatetls's writer, which owns the format. The private
+// key never leaves this process except into key.pem.
 package enroll
 
 import (
@@ -15,29 +15,18 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/certgate/certgate/certgatetls"
 	"github.com/certgate/certgate/internal/apiclient"
-	"github.com/certgate/certgate/internal/atomicfile"
 	"github.com/certgate/certgate/internal/csr"
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/keytype"
 	"github.com/certgate/certgate/internal/pemutil"
 	"github.com/certgate/certgate/internal/token"
-)
-
-// File names inside an enrollment directory.
-const (
-	KeyFile    = "key.pem"
-	CertFile   = "cert.pem"
-	BundleFile = "bundle.pem"
-	// ServerURLFile holds the server URL from the token, so the agent knows
-	// where to renew without being told again.
-	ServerURLFile = "server.url"
+	"github.com/certgate/certgate/internal/wire"
 )
 
 // Result describes what was written.
@@ -101,17 +90,20 @@ func Enroll(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("enroll: %w", err)
 	}
-	leaf, chain, bundle, err := check(resp.Certificate, resp.Chain, resp.Bundle, key, tok, o.Now())
+	creds, err := check(resp, key, tok, o.Now())
 	if err != nil {
 		return Result{}, err
 	}
+	leaf := creds.Chain[0]
 	if err := CheckHosts(leaf, o.DNSNames, o.IPAddresses); err != nil {
 		return Result{}, fmt.Errorf("enroll: %w", err)
 	}
-	if err := Write(o.OutDir, key, append([]*x509.Certificate{leaf}, chain...), bundle); err != nil {
-		return Result{}, err
+	if err := certgatetls.WriteCredentials(o.OutDir, creds); err != nil {
+		return Result{}, fmt.Errorf("enroll: %w", err)
 	}
-	if err := atomicfile.Write(filepath.Join(o.OutDir, ServerURLFile), []byte(tok.ServerURL+"\n"), 0o644); err != nil {
+	// The server URL from the token, so the agent knows where to renew
+	// without being told again.
+	if err := certgatetls.WriteServerURL(o.OutDir, tok.ServerURL); err != nil {
 		return Result{}, fmt.Errorf("enroll: %w", err)
 	}
 	return Result{Dir: o.OutDir, Identity: tok.Identity, Serial: leaf.SerialNumber.Text(16), NotAfter: leaf.NotAfter}, nil
@@ -119,31 +111,17 @@ func Enroll(ctx context.Context, o Options) (Result, error) {
 
 // check makes sure the answer is a certificate for our key and identity
 // that chains to the root the token pins.
-func check(leafPEM, chainPEM, bundlePEM string, key crypto.Signer, tok token.Token, now time.Time) (*x509.Certificate, []*x509.Certificate, []*x509.Certificate, error) {
-	leaves, err := pemutil.ParseCertificates([]byte(leafPEM))
+func check(resp wire.EnrollResponse, key crypto.Signer, tok token.Token, now time.Time) (*certgatetls.Credentials, error) {
+	c, err := Credentials(resp, key)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("enroll: server's certificate: %w", err)
+		return nil, fmt.Errorf("enroll: %w", err)
 	}
-	chain, err := pemutil.ParseCertificates([]byte(chainPEM))
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("enroll: server's chain: %w", err)
-	}
-	bundle, err := pemutil.ParseCertificates([]byte(bundlePEM))
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("enroll: server's bundle: %w", err)
-	}
-	leaf := leaves[0]
-	type equaler interface{ Equal(crypto.PublicKey) bool }
-	if pub, ok := key.Public().(equaler); !ok || !pub.Equal(leaf.PublicKey) {
-		return nil, nil, nil, errors.New("enroll: the server returned a certificate for another key")
-	}
-	id, err := identity.FromCertificate(leaf)
-	if err != nil || id != tok.Identity {
-		return nil, nil, nil, fmt.Errorf("enroll: the server returned a certificate for %v, not %s", id, tok.Identity)
+	if c.Identity != tok.Identity.String() {
+		return nil, fmt.Errorf("enroll: the server returned a certificate for %s, not %s", c.Identity, tok.Identity)
 	}
 	roots := x509.NewCertPool()
 	pinnedFound := false
-	for _, r := range bundle {
+	for _, r := range c.Bundle {
 		sum := sha256.Sum256(r.Raw)
 		if hex.EncodeToString(sum[:]) == tok.RootFingerprint {
 			pinnedFound = true
@@ -151,16 +129,55 @@ func check(leafPEM, chainPEM, bundlePEM string, key crypto.Signer, tok token.Tok
 		}
 	}
 	if !pinnedFound {
-		return nil, nil, nil, errors.New("enroll: the bundle does not contain the root the token pins")
+		return nil, errors.New("enroll: the bundle does not contain the root the token pins")
 	}
+	if err := VerifyClient(c, roots, now); err != nil {
+		return nil, fmt.Errorf("enroll: %w", err)
+	}
+	return c, nil
+}
+
+// Credentials turns the server's answer to an enrollment or a renewal into
+// credentials for key: the certificate, its chain and the bundle parsed,
+// the certificate checked to be for key and to carry a SPIFFE ID. For which
+// identity it must be, and which roots must verify it, are the caller's to
+// check ([VerifyClient]).
+func Credentials(resp wire.EnrollResponse, key crypto.Signer) (*certgatetls.Credentials, error) {
+	leaves, err := pemutil.ParseCertificates([]byte(resp.Certificate))
+	if err != nil {
+		return nil, fmt.Errorf("the server's certificate: %w", err)
+	}
+	var chain []*x509.Certificate
+	if resp.Chain != "" {
+		if chain, err = pemutil.ParseCertificates([]byte(resp.Chain)); err != nil {
+			return nil, fmt.Errorf("the server's chain: %w", err)
+		}
+	}
+	bundle, err := pemutil.ParseCertificates([]byte(resp.Bundle))
+	if err != nil {
+		return nil, fmt.Errorf("the server's bundle: %w", err)
+	}
+	c, err := certgatetls.NewCredentials(key, append(leaves[:1:1], chain...), bundle)
+	if errors.Is(err, certgatetls.ErrKeyMismatch) {
+		return nil, errors.New("the server returned a certificate for another key")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("the server's answer: %w", err)
+	}
+	return c, nil
+}
+
+// VerifyClient checks that c's certificate verifies, with its chain, up to
+// roots at now, for client authentication.
+func VerifyClient(c *certgatetls.Credentials, roots *x509.CertPool, now time.Time) error {
 	inters := x509.NewCertPool()
-	for _, c := range chain {
-		inters.AddCert(c)
+	for _, x := range c.Chain[1:] {
+		inters.AddCert(x)
 	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inters, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		return nil, nil, nil, fmt.Errorf("enroll: the new certificate does not verify: %w", err)
+	if _, err := c.Chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inters, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return fmt.Errorf("the new certificate does not verify: %w", err)
 	}
-	return leaf, chain, bundle, nil
+	return nil
 }
 
 // CheckHosts reports an error unless cert names every one of dns and ips.
@@ -178,33 +195,6 @@ func CheckHosts(cert *x509.Certificate, dns []string, ips []net.IP) error {
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("the certificate does not name %s", strings.Join(missing, ", "))
-	}
-	return nil
-}
-
-// Write stores key, chain (leaf first) and bundle in dir: key.pem 0600, the
-// others 0644, each replaced atomically. The key is written first so that a
-// cert.pem on disk always has its key beside it.
-func Write(dir string, key crypto.Signer, chain, bundle []*x509.Certificate) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("enroll: %w", err)
-	}
-	keyPEM, err := pemutil.EncodePrivateKey(key)
-	if err != nil {
-		return fmt.Errorf("enroll: %w", err)
-	}
-	for _, f := range []struct {
-		name string
-		data []byte
-		perm os.FileMode
-	}{
-		{KeyFile, keyPEM, 0o600},
-		{CertFile, pemutil.EncodeCertificates(chain...), 0o644},
-		{BundleFile, pemutil.EncodeCertificates(bundle...), 0o644},
-	} {
-		if err := atomicfile.Write(filepath.Join(dir, f.name), f.data, f.perm); err != nil {
-			return fmt.Errorf("enroll: %w", err)
-		}
 	}
 	return nil
 }

@@ -7,17 +7,14 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/certgate/certgate/certgatetls"
 	"github.com/certgate/certgate/internal/apiclient"
 	"github.com/certgate/certgate/internal/ca"
-	"github.com/certgate/certgate/internal/enroll"
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/keytype"
-	"github.com/certgate/certgate/internal/pemutil"
 	"github.com/certgate/certgate/internal/store"
 )
 
@@ -104,7 +101,11 @@ func (e *Env) WriteClientFiles(t testing.TB, dir string, cert tls.Certificate) {
 		}
 		chain[i] = c
 	}
-	if err := enroll.Write(dir, key, chain, []*x509.Certificate{e.Root}); err != nil {
+	creds, err := certgatetls.NewCredentials(key, chain, []*x509.Certificate{e.Root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := certgatetls.WriteCredentials(dir, creds); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -113,16 +114,9 @@ func (e *Env) WriteClientFiles(t testing.TB, dir string, cert tls.Certificate) {
 // WriteClientFiles and the agent write it.
 func ReadLeaf(t testing.TB, dir string) *x509.Certificate {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, enroll.CertFile))
+	leaf, err := certgatetls.ReadLeaf(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	certs, err := pemutil.ParseCertificates(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(certs) == 0 {
-		t.Fatalf("testenv: no certificate in %s", filepath.Join(dir, enroll.CertFile))
-	}
-	return certs[0]
+	return leaf
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certgate/certgate/certgatetls"
 	"github.com/certgate/certgate/internal/apiclient"
 	"github.com/certgate/certgate/internal/ca"
 	"github.com/certgate/certgate/internal/clock"
@@ -89,18 +90,18 @@ func TestIssueDirectHostsAndFiles(t *testing.T) {
 
 	dir := filepath.Join(t.TempDir(), "gw")
 	e.WriteClientFiles(t, dir, c)
-	fi, err := os.Stat(filepath.Join(dir, enroll.KeyFile))
+	fi, err := os.Stat(filepath.Join(dir, certgatetls.KeyFile))
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("key.pem: %v %v, want mode 0600", fi, err)
 	}
-	loaded, err := tls.LoadX509KeyPair(filepath.Join(dir, enroll.CertFile), filepath.Join(dir, enroll.KeyFile))
+	loaded, err := tls.LoadX509KeyPair(filepath.Join(dir, certgatetls.CertFile), filepath.Join(dir, certgatetls.KeyFile))
 	if err != nil || len(loaded.Certificate) != 2 || !loaded.Leaf.Equal(c.Leaf) {
 		t.Fatalf("cert.pem and key.pem: %v", err)
 	}
 	if !testenv.ReadLeaf(t, dir).Equal(c.Leaf) {
 		t.Fatal("ReadLeaf does not return the leaf written")
 	}
-	bundle, err := os.ReadFile(filepath.Join(dir, enroll.BundleFile))
+	bundle, err := os.ReadFile(filepath.Join(dir, certgatetls.BundleFile))
 	if err != nil || string(bundle) != string(e.BundlePEM) {
 		t.Fatalf("bundle.pem: %q %v, want the root", bundle, err)
 	}
