@@ -24,10 +24,11 @@ import (
 	"time"
 
 	"github.com/certgate/certgate/internal/apiclient"
-	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/config"
 	"github.com/certgate/certgate/internal/gateway"
 	"github.com/certgate/certgate/internal/pemutil"
+	"github.com/certgate/certgate/internal/testenv"
+	"github.com/certgate/certgate/internal/testenv/gatewaytest"
 	"github.com/certgate/certgate/internal/token"
 )
 
@@ -45,21 +46,18 @@ type gatewaySetup struct {
 	clientDir map[string]string // name -> enrolled directory
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+// syncBuffer is a log written while the test reads it.
+type syncBuffer = testenv.SyncBuffer
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+// enrollCLI enrolls spiffe://example.org/svc/NAME the operator's way:
+// `certgate token create` in the CA directory, then `certgate enroll` into
+// a new directory, which it returns.
+func enrollCLI(t *testing.T, caDir, name string) string {
+	t.Helper()
+	tok := strings.TrimSpace(mustCLI(t, "token", "create", "--dir", caDir, "--identity", "spiffe://example.org/svc/"+name, "--ttl", "10m"))
+	out := filepath.Join(t.TempDir(), name)
+	mustCLI(t, "enroll", "--token", tok, "--out", out)
+	return out
 }
 
 func (g *gatewaySetup) header() http.Header {
@@ -70,7 +68,7 @@ func (g *gatewaySetup) header() http.Header {
 
 func newGatewaySetup(t *testing.T) *gatewaySetup {
 	t.Helper()
-	g := &gatewaySetup{dir: startServer(t), access: &syncBuffer{}, clientDir: map[string]string{}}
+	g := &gatewaySetup{dir: startServer(t), clientDir: map[string]string{}}
 	g.bundle = filepath.Join(g.dir, "bundle.pem")
 	srvCfg, err := config.LoadServer(g.dir)
 	if err != nil {
@@ -107,9 +105,8 @@ routes:
 	if err := os.WriteFile(g.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if g.addr, err = startGatewayCmd(t, slog.New(slog.DiscardHandler), g.cfgPath, g.access, gatewayRun{clock: clock.Real{}}); err != nil {
-		t.Fatalf("gateway: %v", err)
-	}
+	gw := gatewaytest.MustStart(t, gatewaytest.Options{Dir: gwDir, File: g.cfgPath, Log: slog.New(slog.DiscardHandler)})
+	g.addr, g.access = gw.Addr, gw.Access
 	return g
 }
 

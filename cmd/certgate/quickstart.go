@@ -10,8 +10,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,6 +23,7 @@ import (
 	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/config"
 	"github.com/certgate/certgate/internal/gateway"
+	"github.com/certgate/certgate/internal/gatewayd"
 )
 
 // demoPassphrase encrypts the quickstart CA's keys when the operator gives
@@ -233,8 +236,13 @@ func quickstart(ctx context.Context, s streams, o quickstartOptions) error {
 	}
 	ready := make(chan net.Addr, 1)
 	component("gateway", func() error {
-		return runGatewayWith(ctx, log, cfgPath, streams{in: s.in, out: io.Discard, err: s.err}, gatewayRun{clock: clock.Real{}, token: demo.gatewayToken},
-			func(gw *gateway.Gateway) { ready <- gw.Addr() })
+		// The demo's access log is a file; SIGHUP reloads its routes as it
+		// does a gateway's.
+		sighup := make(chan os.Signal, 1)
+		signal.Notify(sighup, syscall.SIGHUP)
+		defer signal.Stop(sighup)
+		return gatewayd.Run(ctx, gatewayd.Options{Config: cfgPath, Log: log, Token: demo.gatewayToken, Reload: sighup,
+			Ready: func(gw *gateway.Gateway) { ready <- gw.Addr() }})
 	})
 	var gwAddr net.Addr
 	select {

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -121,4 +122,15 @@ func cmdEnvStdout(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("usage: envstdout VAR")
 	}
 	ts.Setenv(args[0], strings.TrimRight(ts.ReadFile("stdout"), "\n"))
+}
+
+// certgateBinary is a certgate executable for tests that run it as a
+// process: this test binary, which TestMain put on PATH under that name.
+func certgateBinary(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("certgate")
+	if err != nil {
+		t.Fatalf("certgate is not on PATH (TestMain puts this test binary there): %v", err)
+	}
+	return p
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/certgate/certgate/internal/store"
 	"github.com/certgate/certgate/internal/store/storetest"
+	"github.com/certgate/certgate/internal/testenv"
 	"github.com/certgate/certgate/internal/wire"
 )
 
@@ -122,8 +123,7 @@ func TestStoreCopyToPostgres(t *testing.T) {
 		tok := strings.TrimSpace(mustCLI(t, "token", "create", "--dir", dir, "--identity", id, "--ttl", "10m"))
 		out := filepath.Join(t.TempDir(), "c")
 		mustCLI(t, "enroll", "--token", tok, "--out", out)
-		chainPEM, _ := os.ReadFile(filepath.Join(out, "cert.pem"))
-		serials = append(serials, parseLeaf(t, string(chainPEM)).SerialNumber.Text(16))
+		serials = append(serials, testenv.ReadLeaf(t, out).SerialNumber.Text(16))
 	}
 	mustCLI(t, "token", "create", "--dir", dir, "--identity", "spiffe://example.org/svc/later", "--ttl", "10m") // unused
 	for _, s := range serials[:3] {

@@ -10,6 +10,15 @@
 // its waits fire when the test advances it, for code that sleeps on its
 // clock (the agent).
 //
+// Around it, what a test of the whole system needs: an HTTP [Upstream]
+// that names the identity the gateway forwarded (and echoes WebSocket
+// frames), a TCP [EchoBackend], a [Link] between two parts that the test
+// cuts and restores, and the certgate binary ([Certgate], built once per
+// test binary) with [CLI] and [StartServerProcess] for tests that need
+// real processes. A gateway running as `certgate gateway` runs it is in
+// the subpackage gatewaytest (its runtime imports packages whose own tests
+// use this one).
+//
 // It exists so that each package's tests do not build the same stack
 // again, slightly differently. It is not the CA directory on disk that
 // `certgate init` makes (cmd/certgate tests that exercise the commands use

@@ -1,4 +1,4 @@
-package main
+package integration
 
 import (
 	"bufio"
@@ -7,11 +7,8 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -26,6 +23,7 @@ import (
 	"github.com/certgate/certgate/internal/server"
 	"github.com/certgate/certgate/internal/store"
 	"github.com/certgate/certgate/internal/testenv"
+	"github.com/certgate/certgate/internal/testenv/gatewaytest"
 )
 
 // identitySetup is a real CA and server on a SQLite store
@@ -36,22 +34,22 @@ type identitySetup struct {
 	env       *testenv.Env
 	clock     *clock.Fake
 	authority *ca.Service
-	link      *link
-	serverLog *syncBuffer
-	upstream  *httptest.Server
+	link      *testenv.Link
+	serverLog *testenv.SyncBuffer
+	upstream  string
 }
 
 const identityLifetime = time.Hour
 
 func newIdentitySetup(t *testing.T) *identitySetup {
 	t.Helper()
-	s := &identitySetup{clock: clock.NewFake(time.Now().UTC().Truncate(time.Second)), serverLog: &syncBuffer{}}
+	s := &identitySetup{clock: clock.NewFake(time.Now().UTC().Truncate(time.Second)), serverLog: &testenv.SyncBuffer{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.link = newLink(t, ln.Addr().String())
-	s.env = testenv.Start(t, testenv.WithClock(s.clock), testenv.WithListener(ln), testenv.WithServerURL(s.link.url()),
+	s.link = testenv.NewLink(t, ln.Addr().String())
+	s.env = testenv.Start(t, testenv.WithClock(s.clock), testenv.WithListener(ln), testenv.WithServerURL(s.link.URL()),
 		testenv.WithServiceOptions(func(o *ca.ServiceOptions) {
 			o.Client = ca.ClientProfile
 			o.Client.Lifetime = identityLifetime
@@ -61,10 +59,7 @@ func newIdentitySetup(t *testing.T) *identitySetup {
 			o.FeedHeartbeat = 100 * time.Millisecond
 		}))
 	s.authority = s.env.Authority
-	s.upstream = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "hello %s\n", r.Header.Get(gateway.HeaderIdentity))
-	}))
-	t.Cleanup(s.upstream.Close)
+	s.upstream = testenv.Upstream(t, gateway.HeaderIdentity)
 	return s
 }
 
@@ -92,7 +87,7 @@ routes:
   - name: api
     upstream: %s
     allow: ["spiffe://example.org/svc/*"]
-`, extra, s.upstream.URL)
+`, extra, s.upstream)
 	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -103,8 +98,12 @@ routes:
 // the error it stopped with before it was ready.
 func (s *identitySetup) start(t *testing.T, cfgPath, tok string) (string, error) {
 	t.Helper()
-	run := gatewayRun{clock: s.clock, token: tok, firstSet: 10 * time.Second}
-	return startGatewayCmd(t, slog.New(slog.NewTextHandler(testWriter{t}, nil)), cfgPath, io.Discard, run)
+	g, err := gatewaytest.Start(t, gatewaytest.Options{Dir: filepath.Dir(cfgPath), File: cfgPath, Clock: s.clock, Token: tok,
+		Log: slog.New(slog.NewTextHandler(testenv.LogWriter{T: t}, nil))})
+	if err != nil {
+		return "", err
+	}
+	return g.Addr, nil
 }
 
 // client issues a 24-hour client certificate (longer than every rotation
@@ -231,8 +230,8 @@ func TestGatewayEnrollsAndRotatesItsOwnCertificate(t *testing.T) {
 
 	// The feed connection was made with the first certificate, which has
 	// expired: cut it, and the gateway reconnects with the current one.
-	s.link.setDown(true)
-	s.link.setDown(false)
+	s.link.SetDown(true)
+	s.link.SetDown(false)
 	s.waitFeed(t, cur.SerialNumber.Text(16))
 	mobile, mobileSerial := s.client(t, "/svc/mobile")
 	victim := dialKeepAlive(t, addr, mobile)

@@ -1,4 +1,4 @@
-package main
+package integration
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/certgate/certgate/internal/pemutil"
 	"github.com/certgate/certgate/internal/store"
 	"github.com/certgate/certgate/internal/store/storetest"
+	"github.com/certgate/certgate/internal/testenv"
 )
 
 // issueTry is one attempt to get a certificate: mint a token, enroll.
@@ -44,9 +45,9 @@ func TestHAPostgresRestartDuringIssuance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	relay := newLink(t, u.Host)
-	u.Host = relay.ln.Addr().String()
-	issueThroughOutage(t, pg, u.String(), func() { relay.setDown(true) }, func() { relay.setDown(false) })
+	relay := testenv.NewLink(t, u.Host)
+	u.Host = relay.Addr()
+	issueThroughOutage(t, pg, u.String(), func() { relay.SetDown(true) }, func() { relay.SetDown(false) })
 }
 
 // issueThroughOutage runs the scenario above: replicas on replicaURL (the

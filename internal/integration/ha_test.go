@@ -1,4 +1,4 @@
-package main
+package integration
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"github.com/certgate/certgate/internal/apiclient"
 	"github.com/certgate/certgate/internal/store"
 	"github.com/certgate/certgate/internal/store/storetest"
+	"github.com/certgate/certgate/internal/testenv"
 	"github.com/certgate/certgate/internal/wire"
 )
 
@@ -185,13 +186,12 @@ func (h *haSetup) revokeAndWait(gws []*haGateway, c client, r int) (time.Duratio
 // and refuses every revoked client while admitting the others.
 func TestHAKillReplicaDuringRevocations(t *testing.T) {
 	pg := storetest.PostgresURL(t)
-	bin := buildCertgate(t)
 	h := newHASetup(t, pg)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	victim, _ := h.startReplicaProcess(ctx, bin, h.home)
-	h.startReplicaProcess(ctx, bin, freeAddr(t))
-	h.startReplicaProcess(ctx, bin, freeAddr(t))
+	victim, _ := h.startReplicaProcess(ctx, h.home)
+	h.startReplicaProcess(ctx, testenv.FreeAddr(t))
+	h.startReplicaProcess(ctx, testenv.FreeAddr(t))
 	homes := []int{0, 0, 1, 1, 2}
 	var gws []*haGateway
 	for i, home := range homes {
@@ -209,7 +209,7 @@ func TestHAKillReplicaDuringRevocations(t *testing.T) {
 	go func() {
 		<-killNow
 		killing.Store(true)
-		victim.kill(t)
+		victim.Kill(t)
 		killedAt.Store(time.Now().UnixNano())
 	}()
 	const senders = 3

@@ -1,4 +1,4 @@
-package main
+package integration
 
 import (
 	"fmt"
@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/certgate/certgate/internal/testenv"
 )
 
 // privatePostgres is a PostgreSQL cluster of the test's own, in a
@@ -54,7 +56,7 @@ func startPrivatePostgres(t *testing.T) *privatePostgres {
 			t.Fatalf("chown: %v %s", err, out)
 		}
 	}
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	p.port = addr[strings.LastIndexByte(addr, ':')+1:]
 	if out, err := p.run(t, "initdb", "-D", dir, "-A", "trust", "-U", "postgres", "--no-sync"); err != nil {
 		skip(fmt.Sprintf("initdb: %v %s", err, out))

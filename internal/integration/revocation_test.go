@@ -1,4 +1,4 @@
-package main
+package integration
 
 import (
 	"bufio"
@@ -7,18 +7,23 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/net/http2"
 
-	"github.com/certgate/certgate/internal/cadir"
+	"github.com/certgate/certgate/internal/apiclient"
+	"github.com/certgate/certgate/internal/ca"
+	"github.com/certgate/certgate/internal/clock"
+	"github.com/certgate/certgate/internal/gateway"
+	"github.com/certgate/certgate/internal/identity"
+	"github.com/certgate/certgate/internal/testenv"
+	"github.com/certgate/certgate/internal/testenv/gatewaytest"
+	"github.com/certgate/certgate/internal/wire"
 )
 
 // TestFeedRevocationClosesLiveConnections: through the real server's
@@ -173,7 +178,7 @@ func TestFeedCatchUpAndStaleness(t *testing.T) {
 		conns = append(conns, conn{c, br, done})
 	}
 
-	f.link.setDown(true)
+	f.link.SetDown(true)
 	for _, v := range victims {
 		f.revoke(t, v)
 	}
@@ -183,7 +188,7 @@ func TestFeedCatchUpAndStaleness(t *testing.T) {
 			t.Fatalf("victim %d while the feed is down: %d %v", i, code, err)
 		}
 	}
-	f.link.setDown(false)
+	f.link.SetDown(false)
 	for i, c := range conns {
 		waitRead(c.br)
 		select {
@@ -200,7 +205,7 @@ func TestFeedCatchUpAndStaleness(t *testing.T) {
 
 	// Staleness, by the gateway's clock.
 	bc, bbr, _ := f.openH1(t, f.tlsConfig(bystander, "http/1.1"))
-	f.link.setDown(true)
+	f.link.SetDown(true)
 	f.clock.Advance(time.Minute + time.Second)
 	bc.SetDeadline(time.Now().Add(5 * time.Second))
 	io.WriteString(bc, "GET /x HTTP/1.1\r\nHost: api\r\n\r\n")
@@ -215,7 +220,7 @@ func TestFeedCatchUpAndStaleness(t *testing.T) {
 	if err := refused(f.tcpAddr, f.tlsConfig(bystander)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("TCP route while stale: %v", err)
 	}
-	f.link.setDown(false)
+	f.link.SetDown(false)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		code, err := get(bc, bbr)
@@ -236,24 +241,10 @@ func TestFeedCatchUpAndStaleness(t *testing.T) {
 // feed stops at once and cleanly; the feed stream, which never goes idle,
 // does not hold the graceful shutdown for its whole grace period.
 func TestServerStopsWhileFollowed(t *testing.T) {
-	t.Setenv("CERTGATE_PASSPHRASE", testPassphrase)
-	dir := filepath.Join(t.TempDir(), "ca")
-	mustCLI(t, "init", "--dir", dir, "--trust-domain", "example.org", "--listen", freeAddr(t))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ready := make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		done <- runServer(ctx, slog.New(slog.DiscardHandler), dir, "", []byte(testPassphrase), func(string) { close(ready) })
-	}()
-	<-ready
-	cert, roots, cfg, err := cadir.AdminCredentials(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert}}}}
+	e := testenv.Start(t)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: e.Roots, Certificates: []tls.Certificate{e.AdminCert}}}}
 	defer hc.CloseIdleConnections()
-	resp, err := hc.Get(cfg.Listen.URL + "/v1/feed")
+	resp, err := hc.Get(e.URL + wire.PathFeed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,10 +253,11 @@ func TestServerStopsWhileFollowed(t *testing.T) {
 	if err != nil || !strings.HasPrefix(line, `{"type":"snapshot"`) {
 		t.Fatalf("first feed line %q %v", line, err)
 	}
-	cancel()
 	start := time.Now()
+	stopped := make(chan error, 1)
+	go func() { stopped <- e.StopServer() }()
 	select {
-	case err := <-done:
+	case err := <-stopped:
 		if err != nil || time.Since(start) > 3*time.Second {
 			t.Fatalf("server stopped after %v: %v", time.Since(start), err)
 		}
@@ -292,4 +284,74 @@ func TestPullModeClosesConnections(t *testing.T) {
 	if err := refused(f.gwAddr, f.tlsConfig(victim, "http/1.1")); err == nil || !strings.Contains(err.Error(), "bad certificate") {
 		t.Fatalf("handshake after revocation: %v", err)
 	}
+}
+
+// feedSetup is a real server and CA (testenv), a gateway that follows the
+// server's change feed through a link the test can cut (after a replica
+// that is down: failover is part of every run), an upstream that answers
+// HTTP and WebSocket, a TCP route to an echo backend, and an admin client.
+type feedSetup struct {
+	env     *testenv.Env
+	admin   *apiclient.Client
+	link    *testenv.Link
+	gwAddr  string
+	tcpAddr string
+	access  *testenv.SyncBuffer
+	clock   *clock.Fake // the gateway's, when the setup has a fake clock
+}
+
+func newFeedSetup(t *testing.T, fake bool) *feedSetup { return newRevocationSetup(t, fake, "feed") }
+
+func newRevocationSetup(t *testing.T, fake bool, mode string) *feedSetup {
+	t.Helper()
+	e := testenv.Start(t)
+	f := &feedSetup{env: e, admin: e.Client(t, &e.AdminCert), link: testenv.NewLink(t, e.Addr), tcpAddr: testenv.FreeAddr(t)}
+	gwDir := t.TempDir()
+	e.WriteClientFiles(t, gwDir, e.IssueDirect(t, identity.GatewayPrefix+"gw1", ca.GatewayProfile))
+	allow := []string{"spiffe://example.org/svc/*"}
+	o := gatewaytest.Options{Dir: gwDir, Config: gatewaytest.Config{
+		Bundle: "bundle.pem", Cert: "cert.pem", Key: "key.pem",
+		ServerURLs: []string{"https://" + testenv.FreeAddr(t), f.link.URL()}, Refresh: "100ms",
+		Mode: mode, MaxStaleness: "1m", MaxBackoff: "300ms",
+		Routes:    []gatewaytest.Route{{Name: "api", Upstream: testenv.Upstream(t, gateway.HeaderIdentity), Allow: allow}},
+		TCPRoutes: []gatewaytest.TCPRoute{{Name: "echo", Listen: f.tcpAddr, Backend: testenv.EchoBackend(t), Allow: allow}},
+	}}
+	if fake {
+		f.clock = clock.NewFake(time.Now())
+		o.Clock = f.clock
+	}
+	gw := gatewaytest.MustStart(t, o)
+	f.gwAddr, f.access = gw.Addr, gw.Access
+	return f
+}
+
+// enroll issues a client certificate for spiffe://example.org/svc/NAME.
+func (f *feedSetup) enroll(t *testing.T, name string) client {
+	t.Helper()
+	c := f.env.IssueDirect(t, "/svc/"+name, ca.ClientProfile)
+	return client{cert: c, serial: c.Leaf.SerialNumber.Text(16), id: "spiffe://example.org/svc/" + name}
+}
+
+func (f *feedSetup) tlsConfig(c client, protos ...string) *tls.Config {
+	return clientTLS(f.env.Roots, c, protos...)
+}
+
+func (f *feedSetup) revoke(t *testing.T, c client) time.Time {
+	t.Helper()
+	if _, err := f.admin.Revoke(context.Background(), wire.RevokeRequest{Serial: c.serial, Reason: "keyCompromise"}); err != nil {
+		t.Fatal(err)
+	}
+	return time.Now()
+}
+
+// openH1 opens a keep-alive HTTP/1.1 connection and proves it with a
+// request; the returned channel closes when the gateway closes it.
+func (f *feedSetup) openH1(t *testing.T, tc *tls.Config) (*tls.Conn, *bufio.Reader, <-chan struct{}) {
+	t.Helper()
+	c, br, done, err := openLive(f.gwAddr, tc)
+	if err != nil {
+		t.Fatalf("h1: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, br, done
 }

@@ -1,4 +1,4 @@
-package main
+package integration
 
 import (
 	"os"
@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/certgate/certgate/internal/store/storetest"
+	"github.com/certgate/certgate/internal/testenv"
 )
 
 // TestAdminCLIChoosesReplica: the admin commands talk to the replica
@@ -20,9 +21,9 @@ func TestAdminCLIChoosesReplica(t *testing.T) {
 
 	// A token minted through replica B enrolls through replica A (the
 	// token names the config's server, replica A).
-	tok := strings.TrimSpace(mustCLI(t, "token", "create", "--dir", h.dir, "--server", replicaB, "--identity", "spiffe://example.org/svc/cli"))
+	tok := strings.TrimSpace(testenv.MustCLI(t, h.bin, "token", "create", "--dir", h.dir, "--server", replicaB, "--identity", "spiffe://example.org/svc/cli"))
 	out := t.TempDir()
-	mustCLI(t, "enroll", "--token", tok, "--out", out)
+	testenv.MustCLI(t, h.bin, "enroll", "--token", tok, "--out", out)
 	chainPEM, err := os.ReadFile(filepath.Join(out, "cert.pem"))
 	if err != nil {
 		t.Fatal(err)
@@ -30,15 +31,15 @@ func TestAdminCLIChoosesReplica(t *testing.T) {
 	leaf := parseLeaf(t, string(chainPEM))
 	serial := leaf.SerialNumber.Text(16)
 
-	if got := mustCLI(t, "cert", "revoke", "--dir", h.dir, "--server", replicaB, "--serial", serial); got != "revoked "+serial+" (unspecified)\n" {
+	if got := testenv.MustCLI(t, h.bin, "cert", "revoke", "--dir", h.dir, "--server", replicaB, "--serial", serial); got != "revoked "+serial+" (unspecified)\n" {
 		t.Fatalf("revoke through replica B: %q", got)
 	}
 	// Replica A (the config's server) sees the revocation replica B made.
-	if show := mustCLI(t, "cert", "show", "--dir", h.dir, serial); !strings.Contains(show, "status:       revoked") {
+	if show := testenv.MustCLI(t, h.bin, "cert", "show", "--dir", h.dir, serial); !strings.Contains(show, "status:       revoked") {
 		t.Fatalf("replica A after a revoke through B:\n%s", show)
 	}
 	// --server is really used: a replica that is not there is an error.
-	_, stderr, code := cli(t, "cert", "list", "--dir", h.dir, "--server", "https://127.0.0.1:1")
+	_, stderr, code := testenv.CLI(t, h.bin, "cert", "list", "--dir", h.dir, "--server", "https://127.0.0.1:1")
 	if code != 1 || !strings.Contains(stderr, "https://127.0.0.1:1/v1/certificates") || !strings.Contains(stderr, "connection refused") {
 		t.Fatalf("unreachable --server: exit %d %q", code, stderr)
 	}

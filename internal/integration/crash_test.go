@@ -1,24 +1,16 @@
-package main
+package integration
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -31,6 +23,7 @@ import (
 	"github.com/certgate/certgate/internal/keytype"
 	"github.com/certgate/certgate/internal/pemutil"
 	"github.com/certgate/certgate/internal/store"
+	"github.com/certgate/certgate/internal/testenv"
 	"github.com/certgate/certgate/internal/wire"
 )
 
@@ -52,18 +45,16 @@ func TestCrashDurability(t *testing.T) {
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	bin := buildCertgate(t)
-	t.Setenv("CERTGATE_PASSPHRASE", testPassphrase)
+	bin := testenv.Certgate(t)
 	dir := filepath.Join(t.TempDir(), "ca")
-	addr := freeAddr(t)
-	mustCLI(t, "init", "--dir", dir, "--trust-domain", "example.org", "--listen", addr)
+	addr := testenv.FreeAddr(t)
+	testenv.MustCLI(t, bin, "init", "--dir", dir, "--trust-domain", "example.org", "--listen", addr)
 	url := "https://" + addr
-
-	p := startServerProcess(ctx, t, bin, dir)
 	adminCert, roots, _, err := cadir.AdminCredentials(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	p := testenv.StartServerProcess(ctx, t, bin, dir, roots)
 	admin, err := apiclient.New(apiclient.Options{ServerURL: url, Roots: roots, Certificate: &adminCert, Timeout: 20 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +74,7 @@ func TestCrashDurability(t *testing.T) {
 			t.Fatal("no request was in flight when the server was killed; the test proved nothing")
 		}
 		admin.CloseIdleConnections()
-		p = startServerProcess(ctx, t, bin, dir)
+		p = testenv.StartServerProcess(ctx, t, bin, dir, roots)
 		if round == rounds {
 			break
 		}
@@ -151,7 +142,7 @@ func TestCrashDurability(t *testing.T) {
 	if len(issued) != len(bySerial) {
 		t.Fatalf("%d issuance audit records for %d stored certificates", len(issued), len(bySerial))
 	}
-	if got := mustCLI(t, "audit", "verify", "--dir", dir); !strings.HasPrefix(got, "OK: ") {
+	if got := testenv.MustCLI(t, bin, "audit", "verify", "--dir", dir); !strings.HasPrefix(got, "OK: ") {
 		t.Fatalf("audit verify after the crash: %q", got)
 	}
 
@@ -175,7 +166,7 @@ func TestCrashDurability(t *testing.T) {
 		t.Fatalf("enrollment after restart: %v", err)
 	}
 	admin.CloseIdleConnections()
-	p.stop(t)
+	p.Stop(t)
 
 	// Straight from the database: a token is redeemed if and only if a
 	// certificate was recorded for it, and for that certificate.
@@ -227,7 +218,7 @@ func TestCrashDurability(t *testing.T) {
 // killAt enrollments succeeded and at least half the workers have a request
 // in flight, then SIGKILLs p. It returns how many certificates clients
 // received and how many requests the kill cut off.
-func crashBurst(ctx context.Context, t *testing.T, p *serverProcess, url string, roots *x509.CertPool, jobs []crashJob, next *atomic.Int64, workers, killAt int) (received, cut int) {
+func crashBurst(ctx context.Context, t *testing.T, p *testenv.ServerProcess, url string, roots *x509.CertPool, jobs []crashJob, next *atomic.Int64, workers, killAt int) (received, cut int) {
 	t.Helper()
 	var (
 		okCount, inflight atomic.Int64
@@ -268,12 +259,12 @@ func crashBurst(ctx context.Context, t *testing.T, p *serverProcess, url string,
 	for okCount.Load() < int64(killAt) || inflight.Load() < int64(workers/2) {
 		if ctx.Err() != nil {
 			killed.Store(true)
-			t.Fatalf("only %d enrollments succeeded before the deadline; server log:\n%s", okCount.Load(), p.log())
+			t.Fatalf("only %d enrollments succeeded before the deadline; server log:\n%s", okCount.Load(), p.Log())
 		}
 		time.Sleep(200 * time.Microsecond)
 	}
 	killed.Store(true)
-	p.kill(t)
+	p.Kill(t)
 	wg.Wait()
 	for _, i := range mine {
 		var apiErr *apiclient.Error
@@ -349,132 +340,4 @@ func parseLeaf(t *testing.T, pemText string) *x509.Certificate {
 		t.Fatalf("certificate in the answer: %v", err)
 	}
 	return certs[0]
-}
-
-// buildCertgate compiles this command into a temporary directory.
-func buildCertgate(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "certgate")
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skipf("the go tool is not on PATH: %v", err)
-	}
-	out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// serverProcess is a "certgate server" child process.
-type serverProcess struct {
-	url    string // where it said it listens
-	cmd    *exec.Cmd
-	done   chan struct{}
-	mu     sync.Mutex
-	stderr bytes.Buffer
-}
-
-func (p *serverProcess) log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stderr.String()
-}
-
-type lockedWriter struct{ p *serverProcess }
-
-func (w lockedWriter) Write(b []byte) (int, error) {
-	w.p.mu.Lock()
-	defer w.p.mu.Unlock()
-	return w.p.stderr.Write(b)
-}
-
-// startServerProcess runs "certgate server --dir dir" with more arguments
-// and returns once it answers /healthz over TLS. The process is killed
-// when the test ends.
-func startServerProcess(ctx context.Context, t *testing.T, bin, dir string, args ...string) *serverProcess {
-	t.Helper()
-	p := &serverProcess{done: make(chan struct{})}
-	p.cmd = exec.Command(bin, append([]string{"server", "--dir", dir}, args...)...)
-	p.cmd.Env = append(os.Environ(), "CERTGATE_PASSPHRASE="+testPassphrase)
-	p.cmd.Stderr = lockedWriter{p}
-	stdout, err := p.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	listening := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if after, ok := strings.CutPrefix(sc.Text(), "certgate server listening on "); ok {
-				listening <- after
-			}
-		}
-		io.Copy(io.Discard, stdout)
-	}()
-	go func() {
-		p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.done
-	})
-	select {
-	case p.url = <-listening:
-	case <-p.done:
-		t.Fatalf("certgate server exited: %s\n%s", p.cmd.ProcessState, p.log())
-	case <-ctx.Done():
-		t.Fatalf("certgate server did not start:\n%s", p.log())
-	}
-	_, roots, _, err := cadir.AdminCredentials(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}, Timeout: 2 * time.Second}
-	defer hc.CloseIdleConnections()
-	for {
-		resp, err := hc.Get(p.url + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p
-			}
-		}
-		select {
-		case <-p.done:
-			t.Fatalf("certgate server exited: %s\n%s", p.cmd.ProcessState, p.log())
-		case <-ctx.Done():
-			t.Fatalf("certgate server never became healthy: %v\n%s", err, p.log())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-// kill sends SIGKILL: no shutdown, no flush, nothing but what is on disk.
-func (p *serverProcess) kill(t *testing.T) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-p.done
-}
-
-// stop asks for a graceful shutdown and waits for it.
-func (p *serverProcess) stop(t *testing.T) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		t.Fatalf("certgate server did not stop on SIGTERM:\n%s", p.log())
-	}
-	if !p.cmd.ProcessState.Success() {
-		t.Fatalf("certgate server: %s\n%s", p.cmd.ProcessState, p.log())
-	}
 }

@@ -1,7 +1,6 @@
-package main
+package integration
 
 import (
-	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -9,13 +8,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -23,22 +18,24 @@ import (
 	"testing"
 	"time"
 
-	"github.com/certgate/certgate/internal/accesslog"
 	"github.com/certgate/certgate/internal/apiclient"
 	"github.com/certgate/certgate/internal/cadir"
-	"github.com/certgate/certgate/internal/clock"
-	"github.com/certgate/certgate/internal/config"
+	"github.com/certgate/certgate/internal/enroll"
 	"github.com/certgate/certgate/internal/gateway"
+	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/pemutil"
 	"github.com/certgate/certgate/internal/revocation"
 	"github.com/certgate/certgate/internal/store"
+	"github.com/certgate/certgate/internal/testenv"
+	"github.com/certgate/certgate/internal/testenv/gatewaytest"
 )
 
 // haSetup is one certgate installation on a PostgreSQL store, served by
-// several replicas that share its directory (each on its own --listen
-// address), with gateways that follow them.
+// several `certgate server` processes (replicas) that share its directory,
+// each on its own --listen address, with gateways that follow them.
 type haSetup struct {
 	t        *testing.T
+	bin      string
 	dir      string
 	roots    *x509.CertPool
 	admin    tls.Certificate
@@ -54,19 +51,14 @@ type haSetup struct {
 // newHASetup runs "certgate init --store storeURL" in a new directory.
 func newHASetup(t *testing.T, storeURL string) *haSetup {
 	t.Helper()
-	t.Setenv("CERTGATE_PASSPHRASE", testPassphrase)
-	h := &haSetup{t: t, dir: filepath.Join(t.TempDir(), "ca"), home: freeAddr(t)}
-	mustCLI(t, "init", "--dir", h.dir, "--trust-domain", "example.org", "--listen", h.home, "--store", storeURL)
+	h := &haSetup{t: t, bin: testenv.Certgate(t), dir: filepath.Join(t.TempDir(), "ca"), home: testenv.FreeAddr(t)}
+	testenv.MustCLI(t, h.bin, "init", "--dir", h.dir, "--trust-domain", "example.org", "--listen", h.home, "--store", storeURL)
 	var err error
 	h.admin, h.roots, _, err = cadir.AdminCredentials(h.dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "hello %s\n", r.Header.Get(gateway.HeaderIdentity))
-	}))
-	t.Cleanup(up.Close)
-	h.upstream = up.URL
+	h.upstream = testenv.Upstream(t, gateway.HeaderIdentity)
 	return h
 }
 
@@ -90,38 +82,21 @@ func (h *haSetup) addReplica(u string) int {
 	return len(h.urls) - 1
 }
 
-// startReplica serves the directory in-process on listen until the test
-// ends; it returns the replica's index.
+// startReplica runs "certgate server --dir DIR --listen listen" until the
+// test ends; it returns the replica's index.
 func (h *haSetup) startReplica(listen string) int {
 	h.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- runServer(ctx, slog.New(slog.DiscardHandler), h.dir, listen, []byte(testPassphrase), func(a string) { ready <- a })
-	}()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		cancel()
-		h.t.Fatalf("replica on %s: %v", listen, err)
-	}
-	h.t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			h.t.Errorf("replica on %s: %v", listen, err)
-		}
-	})
-	return h.addReplica("https://" + addr)
+	_, i := h.startReplicaProcess(context.Background(), listen)
+	return i
 }
 
-// startReplicaProcess runs "certgate server --dir DIR --listen listen" as a
-// child process, killed when the test ends.
-func (h *haSetup) startReplicaProcess(ctx context.Context, bin, listen string) (*serverProcess, int) {
+// startReplicaProcess is startReplica for a test that kills the process.
+func (h *haSetup) startReplicaProcess(ctx context.Context, listen string) (*testenv.ServerProcess, int) {
 	h.t.Helper()
-	p := startServerProcess(ctx, h.t, bin, h.dir, "--listen", listen)
-	return p, h.addReplica(p.url)
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	p := testenv.StartServerProcess(ctx, h.t, h.bin, h.dir, h.roots, "--listen", listen)
+	return p, h.addReplica(p.URL)
 }
 
 // client enrolls spiffe://example.org/svc/NAME through replica r.
@@ -171,9 +146,8 @@ func newCSR(id string) (*ecdsa.PrivateKey, string, error) {
 	return key, string(pemutil.EncodeCSR(der)), nil
 }
 
-// haGateway is a gateway built like "certgate gateway" builds it (config
-// file, feed follower over server.urls, gateway.New), with a hook on its
-// revocation holder that records every change of position.
+// haGateway is a gateway run as `certgate gateway` runs it, with a hook on
+// its revocation holder that records every change of position.
 type haGateway struct {
 	name   string
 	addr   string
@@ -191,71 +165,36 @@ type gatewayStep struct {
 }
 
 // startGateway runs a gateway that follows the replicas at urls, in that
-// order of preference.
+// order of preference, once it has its first revocation set.
 func (h *haSetup) startGateway(name string, urls []string) *haGateway {
 	t := h.t
 	t.Helper()
 	gwDir := t.TempDir()
-	enrollGateway(t, h.dir, gwDir)
-	cfgPath := filepath.Join(gwDir, "gateway.yaml")
-	cfg := fmt.Sprintf(`listen: 127.0.0.1:0
-trust_domain: example.org
-bundle: %s
-cert: cert.pem
-key: key.pem
-server:
-  urls: [%s]
-revocation:
-  mode: feed
-  max_staleness: 1m
-  max_backoff: 300ms
-routes:
-  - name: api
-    upstream: %s
-    allow: ["spiffe://example.org/svc/*"]
-`, filepath.Join(h.dir, "bundle.pem"), strings.Join(urls, ", "), h.upstream)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	gc, err := config.LoadGateway(cfgPath)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	h.mu.Lock()
+	admin := h.admins[0]
+	h.mu.Unlock()
+	tok, err := admin.CreateToken(ctx, "spiffe://example.org"+identity.GatewayPrefix+name, 10*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})).With("gateway", name)
+	if _, err := enroll.Enroll(ctx, enroll.Options{Token: tok.Token, OutDir: gwDir, DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}); err != nil {
+		t.Fatal(err)
+	}
 	g := &haGateway{name: name, holder: revocation.NewHolder()}
 	g.holder.OnChange(g.record)
-	src, err := revocationSource(gc, clock.Real{}, log, nil)
-	if err != nil {
-		t.Fatal(err)
+	gw := gatewaytest.MustStart(t, gatewaytest.Options{Dir: gwDir, Holder: g.holder,
+		Log: slog.New(slog.NewTextHandler(testenv.LogWriter{T: t}, &slog.HandlerOptions{Level: slog.LevelWarn})).With("gateway", name),
+		Config: gatewaytest.Config{
+			Bundle: filepath.Join(h.dir, "bundle.pem"), Cert: "cert.pem", Key: "key.pem", ServerURLs: urls,
+			MaxStaleness: "1m", MaxBackoff: "300ms",
+			Routes: []gatewaytest.Route{{Name: "api", Upstream: h.upstream, Allow: []string{"spiffe://example.org/svc/*"}}},
+		}})
+	if g.holder.Load().Updated().IsZero() {
+		t.Fatalf("gateway %s: no revocation set from %v", name, urls)
 	}
-	rc, err := gateway.NewConfig(gc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := gateway.New(rc, gateway.Options{Clock: clock.Real{}, Logger: log, AccessLog: accesslog.New(io.Discard),
-		Revocations: g.holder, MaxStaleness: gc.Revocation.MaxStaleness.Std()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	srcDone := make(chan struct{})
-	go func() {
-		defer close(srcDone)
-		src.Run(ctx, g.holder)
-	}()
-	t.Cleanup(func() { cancel(); <-srcDone })
-	deadline := time.Now().Add(10 * time.Second)
-	for g.holder.Load().Updated().IsZero() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gateway %s: no revocation set from %v within 10s", name, urls)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if err := gw.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { gw.Close() })
-	g.addr = gw.Addr().String()
+	g.addr = gw.Addr
 	return g
 }
 
@@ -306,26 +245,18 @@ func (g *haGateway) waitPosition(t *testing.T, pos int64, within time.Duration) 
 	}
 }
 
-func (h *haSetup) tlsConfig(c client) *tls.Config {
-	return &tls.Config{RootCAs: h.roots, ServerName: "127.0.0.1", Certificates: []tls.Certificate{c.cert}, NextProtos: []string{"http/1.1"}}
-}
+func (h *haSetup) tlsConfig(c client) *tls.Config { return clientTLS(h.roots, c, "http/1.1") }
 
 // openLive opens a keep-alive HTTP/1.1 connection through the gateway,
 // proves it with a request, and returns a channel closed when the gateway
 // closes it.
 func (h *haSetup) openLive(g *haGateway, c client) (net.Conn, <-chan struct{}, error) {
-	raw, err := tls.Dial("tcp", g.addr, h.tlsConfig(c))
+	conn, br, done, err := openLive(g.addr, h.tlsConfig(c))
 	if err != nil {
-		return nil, nil, err
-	}
-	w := watchConn(raw)
-	br := bufio.NewReader(w)
-	if code, err := get(raw, br); err != nil || code != http.StatusOK {
-		raw.Close()
-		return nil, nil, fmt.Errorf("gateway %s: first request: %d %v", g.name, code, err)
+		return nil, nil, fmt.Errorf("gateway %s: %w", g.name, err)
 	}
 	waitRead(br)
-	return raw, w.done, nil
+	return conn, done, nil
 }
 
 // refusedBy reports whether the gateway refuses c's handshake now.

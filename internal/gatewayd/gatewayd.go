@@ -1,0 +1,262 @@
+// Package gatewayd runs a gateway the way `certgate gateway` does, from its
+// config file: the access log, the gateway's own certificate and the agent
+// that renews it (identity section), metrics, the revocation source (the
+// server's change feed or polling), the wait for the first revocation set,
+// the listeners, and reloads when the config file changes or on a signal.
+//
+// It is the runtime around internal/gateway, shared by the command,
+// `certgate quickstart` and the tests that run a real gateway in-process.
+// It is not the proxy (internal/gateway) nor its config schema
+// (internal/config).
+package gatewayd
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/certgate/certgate/internal/accesslog"
+	"github.com/certgate/certgate/internal/agent"
+	"github.com/certgate/certgate/internal/clock"
+	"github.com/certgate/certgate/internal/config"
+	"github.com/certgate/certgate/internal/feed"
+	"github.com/certgate/certgate/internal/gateway"
+	"github.com/certgate/certgate/internal/metrics"
+	"github.com/certgate/certgate/internal/pemutil"
+	"github.com/certgate/certgate/internal/revocation"
+	"github.com/certgate/certgate/internal/tlspolicy"
+)
+
+// ConfigPollInterval is how often the gateway checks its files for changes.
+const ConfigPollInterval = 2 * time.Second
+
+// FirstSetWait is how long the gateway waits for its first revocation set
+// before it listens anyway (and answers 503 until the set arrives): long
+// enough for a server on the same network, short enough that a gateway
+// whose server is down still comes up and says so.
+const FirstSetWait = 5 * time.Second
+
+// Options say which gateway to run and what the caller replaces.
+type Options struct {
+	Config string       // the gateway's YAML config file
+	Log    *slog.Logger // nil: discarded
+	// Out receives the access log when the config's access_log.path is "-".
+	Out io.Writer
+	// Clock is the gateway's time (clock.Real{} if nil). The identity's
+	// agent waits on it when it is also an agent.Clock, else on the wall
+	// clock.
+	Clock clock.Clock
+	// Token is the enrollment token for the identity section, if any.
+	Token string
+	// FirstSetWait bounds the wait for the first revocation set
+	// ([FirstSetWait] if zero).
+	FirstSetWait time.Duration
+	// Holder receives the revocation sets (a new one if nil): a test hooks
+	// its changes.
+	Holder *revocation.Holder
+	// Reload receives a value when the routes should be reloaded now
+	// (SIGHUP); the config file is also polled.
+	Reload <-chan os.Signal
+	// Ready is called once the listeners are up.
+	Ready func(*gateway.Gateway)
+}
+
+// Run serves the gateway until ctx is done.
+func Run(ctx context.Context, o Options) error {
+	if o.Config == "" {
+		return errors.New("gatewayd: no config file given")
+	}
+	cfg, err := config.LoadGateway(o.Config)
+	if err != nil {
+		return err
+	}
+	if o.FirstSetWait == 0 {
+		o.FirstSetWait = FirstSetWait
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	out := o.Out
+	if out == nil {
+		out = io.Discard
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var access *accesslog.Logger
+	if cfg.AccessLog.Path == "-" {
+		access = accesslog.New(out)
+	} else if access, err = accesslog.Open(cfg.AccessLog.Path, int64(cfg.AccessLog.MaxSizeMB)<<20, cfg.AccessLog.MaxBackups); err != nil {
+		return err
+	}
+	defer access.Close()
+
+	holder := o.Holder
+	if holder == nil {
+		holder = revocation.NewHolder()
+	}
+	opts := gateway.Options{Clock: o.Clock, Logger: log, AccessLog: access, Revocations: holder}
+	var own *agent.Gateway
+	if cfg.Identity.Dir != "" {
+		ac, ok := o.Clock.(agent.Clock)
+		if !ok {
+			ac = clock.Real{}
+		}
+		dns, ips := cfg.Identity.HostNames()
+		own, err = agent.SetupGateway(ctx, agent.GatewayOptions{
+			Dir: cfg.Identity.Dir, TrustDomain: cfg.TrustDomain, Token: o.Token, TokenFile: cfg.Identity.TokenFile, KeyType: cfg.Identity.KeyType,
+			Hosts: cfg.Identity.Hosts, DNSNames: dns, IPAddresses: ips, ServerURLs: cfg.ServerURLs(), Clock: ac, Log: log,
+		})
+		if err != nil {
+			return err
+		}
+		opts.Certificate = own.Certificate
+		agentDone := make(chan struct{})
+		go func() {
+			defer close(agentDone)
+			if err := own.Agent.Run(ctx); err != nil {
+				c := own.Certificate()
+				log.Error("the gateway's certificate can no longer be renewed; it serves with it until it expires", "err", err, "not_after", c.Leaf.NotAfter)
+			}
+		}()
+		defer func() { cancel(); <-agentDone }()
+	}
+	var m *metrics.Gateway
+	if cfg.Metrics.Listen != "" {
+		reg := metrics.NewRegistry()
+		m = metrics.NewGateway(reg, o.Clock.Now)
+		opts.Metrics = m
+		addr, err := metrics.Serve(ctx, cfg.Metrics.Listen, reg)
+		if err != nil {
+			return err
+		}
+		log.Info("metrics listening", "addr", addr.String())
+	}
+	src, err := revocationSource(cfg, own, o.Clock, log, m)
+	if err != nil {
+		return err
+	}
+	if src != nil {
+		opts.MaxStaleness = cfg.Revocation.MaxStaleness.Std()
+	} else {
+		log.Warn("server.url is not set: revocations are not followed")
+	}
+	gc, err := gateway.NewConfig(cfg)
+	if err != nil {
+		return err
+	}
+	gw, err := gateway.New(gc, opts)
+	if err != nil {
+		return err
+	}
+	if src != nil {
+		first := make(chan struct{})
+		var once sync.Once
+		holder.OnChange(func(_, _ *revocation.Set) { once.Do(func() { close(first) }) })
+		srcDone := make(chan struct{})
+		go func() {
+			defer close(srcDone)
+			src.Run(ctx, holder)
+		}()
+		defer func() { cancel(); <-srcDone }()
+		select {
+		case <-first:
+		case <-time.After(o.FirstSetWait):
+			log.Warn("no revocation data yet; listening anyway, requests get 503 until it arrives", "servers", cfg.ServerURLs(), "waited", o.FirstSetWait)
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	if err := gw.Start(ctx); err != nil {
+		return err
+	}
+	defer gw.Close()
+
+	go gw.WatchConfig(ctx, o.Config, ConfigPollInterval, o.Reload)
+
+	if o.Ready != nil {
+		o.Ready(gw)
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// revocationSource builds the configured revocation source, nil when no
+// server is configured. A gateway with its own identity (own non-nil)
+// follows the server that enrolled it unless the config names servers,
+// and authenticates with its current certificate; one with cert and key
+// files reads them on every connection.
+func revocationSource(cfg *config.Gateway, own *agent.Gateway, clk clock.Clock, log *slog.Logger, m *metrics.Gateway) (revocation.Source, error) {
+	urls := cfg.ServerURLs()
+	if len(urls) == 0 && own != nil {
+		urls = []string{own.ServerURL}
+	}
+	if len(urls) == 0 {
+		return nil, nil
+	}
+	tc, err := revocationTLS(cfg, own)
+	if err != nil {
+		return nil, err
+	}
+	switch cfg.Revocation.Mode {
+	case config.RevocationPull:
+		log.Info("revocations: polling", "servers", urls, "interval", cfg.Server.RevocationRefresh.Std(), "max_staleness", cfg.Revocation.MaxStaleness.Std())
+		return revocation.NewFailoverPuller(urls, tc, cfg.Server.RevocationRefresh.Std(), clk, log), nil
+	default:
+		f, err := feed.NewFollower(feed.FollowerOptions{
+			URLs: urls, TLSConfig: tc, Clock: clk, Log: log,
+			IdleTimeout: cfg.Revocation.IdleTimeout.Std(), MaxBackoff: cfg.Revocation.MaxBackoff.Std(),
+		})
+		if err != nil {
+			return nil, err
+		}
+		if m != nil {
+			m.ObserveFeed(f)
+		}
+		log.Info("revocations: following the change feed", "servers", urls, "max_staleness", cfg.Revocation.MaxStaleness.Std())
+		return f, nil
+	}
+}
+
+// revocationTLS authenticates the gateway to the server with its own
+// certificate: the identity's current one, or the cert and key files read
+// on every connection so a renewed certificate is picked up.
+func revocationTLS(cfg *config.Gateway, own *agent.Gateway) (*tls.Config, error) {
+	caPEM, err := os.ReadFile(cfg.Server.CA)
+	if err != nil {
+		return nil, fmt.Errorf("server.ca: %w", err)
+	}
+	cas, err := pemutil.ParseCertificates(caPEM)
+	if err != nil {
+		return nil, fmt.Errorf("server.ca %s: %w", cfg.Server.CA, err)
+	}
+	pool := x509.NewCertPool()
+	for _, c := range cas {
+		pool.AddCert(c)
+	}
+	if own != nil {
+		return tlspolicy.Apply(&tls.Config{RootCAs: pool, GetClientCertificate: own.GetClientCertificate}), nil
+	}
+	certPath, keyPath := cfg.Cert, cfg.Key
+	return tlspolicy.Apply(&tls.Config{
+		RootCAs: pool,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			c, err := tls.LoadX509KeyPair(certPath, keyPath)
+			if err != nil {
+				return nil, fmt.Errorf("gateway certificate: %w", err)
+			}
+			return &c, nil
+		},
+	}), nil
+}
