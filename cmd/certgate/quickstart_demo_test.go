@@ -61,7 +61,7 @@ func TestShellQuote(t *testing.T) {
 		if got := shellQuote(in); got != want {
 			t.Errorf("shellQuote(%q) = %q, want %q", in, got, want)
 		}
-		if out, _, _ := shell(t, "printf %s "+shellQuote(in)); out != in {
+		if out, _ := exec.Command("sh", "-c", "printf %s "+shellQuote(in)).Output(); string(out) != in {
 			t.Errorf("sh reads %q back as %q", shellQuote(in), out)
 		}
 	}
