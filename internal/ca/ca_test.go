@@ -70,7 +70,7 @@ func TestHierarchy(t *testing.T) {
 		t.Run(string(kt), func(t *testing.T) {
 			c := newTestCA(t, kt)
 			now := c.clock.Now()
-			if !c.root.IsCA || c.root.MaxPathLen != 1 || c.root.PermittedURIDomains[0] != "example.org" || len(c.root.PermittedURIDomains) != 1 {
+			if !c.root.IsCA || c.root.MaxPathLen != 2 || c.root.PermittedURIDomains[0] != "example.org" || len(c.root.PermittedURIDomains) != 1 || !c.root.PermittedDNSDomainsCritical {
 				t.Fatalf("root: CA %v pathlen %d constraints %v", c.root.IsCA, c.root.MaxPathLen, c.root.PermittedURIDomains)
 			}
 			if got := c.root.NotAfter.Sub(now); got != DefaultRootLifetime {

@@ -53,9 +53,13 @@ type Issuer struct {
 	key         crypto.Signer
 	trustDomain string
 	clock       clock.Clock
-	// Distribution points put into every leaf (issue 5); empty for none.
-	CRLURL  string
-	OCSPURL string
+	// Where the status of its leaves and its own certificate are
+	// published, put into every leaf; empty for none. Each issuer has its
+	// own CRL and certificate URL (URLs.CRL, URLs.CACert); the OCSP
+	// responder is shared and tells issuers apart by the request.
+	CRLURL    string
+	OCSPURL   string
+	IssuerURL string
 }
 
 // NewIssuer checks that key belongs to the intermediate cert and returns an
@@ -72,6 +76,13 @@ func NewIssuer(cert *x509.Certificate, key crypto.Signer, trustDomain string, cl
 
 // Certificate returns the intermediate certificate.
 func (i *Issuer) Certificate() *x509.Certificate { return i.cert }
+
+// KeyID is the issuer's key identifier in hex: what its leaves carry as
+// authority key identifier and the store records as their issuer.
+func (i *Issuer) KeyID() string { return KeyID(i.cert) }
+
+// KeyID is the lowercase hex subject key identifier of a CA certificate.
+func KeyID(c *x509.Certificate) string { return hex.EncodeToString(c.SubjectKeyId) }
 
 // Prepared is a request that passed every issuance check, bound to one
 // issuer. It can be issued once: a second Issue fails. Only Prepare makes
@@ -129,17 +140,17 @@ func (i *Issuer) Prepare(r Request, p Profile) (*Prepared, error) {
 	if err != nil {
 		return nil, err
 	}
-	ku := x509.KeyUsageDigitalSignature
-	if kt == keytype.RSA2048 || kt == keytype.RSA3072 || kt == keytype.RSA4096 {
-		// RSA keys may be used for key transport by TLS 1.2 peers that ask.
-		ku |= x509.KeyUsageKeyEncipherment
-	}
+	// digitalSignature only, whatever the key: certgate's TLS (package
+	// tlspolicy) negotiates ECDHE suites only, so no peer ever encrypts a
+	// key to an RSA certificate, and keyEncipherment on a clientAuth
+	// certificate is a defect (RFC 5246 section 7.4.6 signs, never
+	// encrypts, with a client certificate).
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: r.Identity.Name()},
 		NotBefore:             now.Add(-backdate),
 		NotAfter:              notAfter,
-		KeyUsage:              ku,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           p.ExtKeyUsage,
 		BasicConstraintsValid: true,
 		URIs:                  []*url.URL{r.Identity.URL()},
@@ -148,14 +159,14 @@ func (i *Issuer) Prepare(r Request, p Profile) (*Prepared, error) {
 		SubjectKeyId:          ski,
 		AuthorityKeyId:        i.cert.SubjectKeyId,
 	}
-	if i.CRLURL != "" {
-		tmpl.CRLDistributionPoints = []string{i.CRLURL}
-	}
-	if i.OCSPURL != "" {
-		tmpl.OCSPServer = []string{i.OCSPURL}
-	}
 	if p.OCSPNoCheck {
+		// A delegated OCSP responder is not checked for revocation
+		// (id-pkix-ocsp-nocheck), so it names no CRL or OCSP responder:
+		// RFC 6960 section 4.2.2.2.1 says such a certificate SHOULD NOT.
 		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, ocspNoCheck)
+		setDistribution(tmpl, "", "", i.IssuerURL)
+	} else {
+		setDistribution(tmpl, i.CRLURL, i.OCSPURL, i.IssuerURL)
 	}
 	return &Prepared{issuer: i, tmpl: tmpl, pub: r.PublicKey, keyTyp: kt}, nil
 }

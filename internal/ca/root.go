@@ -75,12 +75,25 @@ type RootOptions struct {
 	Key         crypto.Signer
 	Now         time.Time
 	Lifetime    time.Duration // DefaultRootLifetime if zero
+	// Generation numbers the root (1 for the first): the second and later
+	// roots have it in their name, so that no two roots of one trust
+	// domain share a subject and path building never confuses them.
+	Generation int
 }
 
-// CreateRoot makes a self-signed root: path length 1 (it signs one
-// intermediate level only), and a name constraint that limits URI SANs
-// beneath it to the trust domain, so even a compromised intermediate cannot
-// mint identities of another trust domain that verifiers of this root accept.
+// rootPathLen is the path length of a root: two CA certificates may follow
+// it, the intermediate and, during a root rotation, the cross-certificate
+// of the next root that old clients build their chain through
+// (leaf <- intermediate <- next root signed by this root <- this root).
+// crypto/x509 counts every CA certificate under the root, self-issued or
+// not, so with one the cross-signed chain would not verify.
+const rootPathLen = 2
+
+// CreateRoot makes a self-signed root: path length 2 (one intermediate
+// level, plus a cross-certificate during a root rotation), and a critical
+// name constraint (RFC 5280 section 4.2.1.10) that limits URI SANs beneath
+// it to the trust domain, so even a compromised intermediate cannot mint
+// identities of another trust domain that verifiers of this root accept.
 func CreateRoot(o RootOptions) (*x509.Certificate, error) {
 	if err := identity.ValidateTrustDomain(o.TrustDomain); err != nil {
 		return nil, fmt.Errorf("ca: %w", err)
@@ -97,18 +110,86 @@ func CreateRoot(o RootOptions) (*x509.Certificate, error) {
 		return nil, err
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "certgate root CA " + o.TrustDomain, Organization: []string{"certgate"}},
-		NotBefore:             o.Now.Add(-backdate),
-		NotAfter:              o.Now.Add(o.Lifetime),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		MaxPathLen:            1,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		SubjectKeyId:          ski,
-		PermittedURIDomains:   []string{o.TrustDomain},
+		SerialNumber:                serial,
+		Subject:                     pkix.Name{CommonName: "certgate root CA " + o.TrustDomain + generationSuffix(o.Generation), Organization: []string{"certgate"}},
+		NotBefore:                   o.Now.Add(-backdate),
+		NotAfter:                    o.Now.Add(o.Lifetime),
+		IsCA:                        true,
+		BasicConstraintsValid:       true,
+		MaxPathLen:                  rootPathLen,
+		KeyUsage:                    x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		SubjectKeyId:                ski,
+		PermittedURIDomains:         []string{o.TrustDomain},
+		PermittedDNSDomainsCritical: true, // marks the whole extension critical
 	}
 	return sign(tmpl, tmpl, o.Key.Public(), o.Key)
+}
+
+// generationSuffix names the second and later generations of a CA.
+func generationSuffix(g int) string {
+	if g < 2 {
+		return ""
+	}
+	return fmt.Sprintf(" G%d", g)
+}
+
+// CrossOptions describes a cross-certificate: Subject's name and key,
+// certified by Issuer, so that a client trusting Issuer verifies chains
+// that end at Subject.
+type CrossOptions struct {
+	Subject   *x509.Certificate // the root whose key is certified
+	Issuer    *x509.Certificate // the root that certifies it
+	IssuerKey crypto.Signer
+	Now       time.Time
+	// CRLURL and IssuerURL are the issuer root's CRL and certificate, for
+	// the distribution point and authority information access.
+	CRLURL, IssuerURL string
+}
+
+// CreateCross makes a cross-certificate: the subject root's name, key and
+// name constraints under the issuer root, path length 1 (it stands where
+// an intermediate's issuer does), valid while both roots are.
+func CreateCross(o CrossOptions) (*x509.Certificate, error) {
+	if !o.Subject.IsCA || !o.Issuer.IsCA {
+		return nil, errors.New("ca: cross-certificate between certificates that are not both CAs")
+	}
+	serial, err := NewSerial()
+	if err != nil {
+		return nil, err
+	}
+	notBefore, notAfter := o.Now.Add(-backdate), o.Subject.NotAfter
+	if o.Issuer.NotAfter.Before(notAfter) {
+		notAfter = o.Issuer.NotAfter
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:                serial,
+		RawSubject:                  o.Subject.RawSubject,
+		NotBefore:                   notBefore,
+		NotAfter:                    notAfter,
+		IsCA:                        true,
+		BasicConstraintsValid:       true,
+		MaxPathLen:                  1,
+		KeyUsage:                    x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		SubjectKeyId:                o.Subject.SubjectKeyId,
+		PermittedURIDomains:         o.Subject.PermittedURIDomains,
+		PermittedDNSDomainsCritical: len(o.Subject.PermittedURIDomains) > 0,
+	}
+	setDistribution(tmpl, o.CRLURL, "", o.IssuerURL)
+	return sign(tmpl, o.Issuer, o.Subject.PublicKey, o.IssuerKey)
+}
+
+// setDistribution puts where status and the issuer's certificate are
+// published into tmpl; empty URLs are left out.
+func setDistribution(tmpl *x509.Certificate, crl, ocsp, issuer string) {
+	if crl != "" {
+		tmpl.CRLDistributionPoints = []string{crl}
+	}
+	if ocsp != "" {
+		tmpl.OCSPServer = []string{ocsp}
+	}
+	if issuer != "" {
+		tmpl.IssuingCertificateURL = []string{issuer}
+	}
 }
 
 // IntermediateOptions describes a new online intermediate.
@@ -118,6 +199,13 @@ type IntermediateOptions struct {
 	Key      crypto.Signer // the intermediate's own key
 	Now      time.Time
 	Lifetime time.Duration // DefaultIntermediateLifetime if zero; capped at the root's expiry
+	// Generation numbers the intermediate; see RootOptions.Generation.
+	Generation int
+	// CRLURL and IssuerURL are the root's CRL and certificate, for the
+	// distribution point (so verifiers that check every CRL of the chain,
+	// openssl verify -crl_check_all, can check this one) and the authority
+	// information access.
+	CRLURL, IssuerURL string
 }
 
 // CreateIntermediate makes the online signing CA: path length 0 (it signs
@@ -144,7 +232,7 @@ func CreateIntermediate(o IntermediateOptions) (*x509.Certificate, error) {
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "certgate intermediate CA" + td, Organization: []string{"certgate"}},
+		Subject:               pkix.Name{CommonName: "certgate intermediate CA" + td + generationSuffix(o.Generation), Organization: []string{"certgate"}},
 		NotBefore:             o.Now.Add(-backdate),
 		NotAfter:              notAfter,
 		IsCA:                  true,
@@ -154,6 +242,7 @@ func CreateIntermediate(o IntermediateOptions) (*x509.Certificate, error) {
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		SubjectKeyId:          ski,
 	}
+	setDistribution(tmpl, o.CRLURL, "", o.IssuerURL)
 	return sign(tmpl, o.Root, o.Key.Public(), o.RootKey)
 }
 

@@ -3,12 +3,11 @@ package ca
 import (
 	"context"
 	"crypto"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/certgate/certgate/internal/audit"
@@ -36,6 +35,10 @@ var (
 
 // ServiceOptions configures a Service.
 type ServiceOptions struct {
+	// Hierarchy is the CA's state; it may be replaced while the service
+	// runs ([Service.SetHierarchy]). If nil, Issuer and Roots make a static
+	// one.
+	Hierarchy   *Hierarchy
 	Issuer      *Issuer
 	Roots       []*x509.Certificate // the trust bundle handed to clients
 	Store       Store
@@ -50,12 +53,16 @@ type ServiceOptions struct {
 // certificates, and records each step durably with its audit record.
 type Service struct {
 	o           ServiceOptions
-	fingerprint string
+	trustDomain string
+	h           atomic.Pointer[Hierarchy]
 }
 
 // NewService returns a Service.
 func NewService(o ServiceOptions) (*Service, error) {
-	if o.Issuer == nil || o.Store == nil || o.Clock == nil || len(o.Roots) == 0 {
+	if o.Hierarchy == nil && o.Issuer != nil && len(o.Roots) > 0 {
+		o.Hierarchy = StaticHierarchy(o.Issuer, o.Roots)
+	}
+	if o.Hierarchy == nil || o.Store == nil || o.Clock == nil {
 		return nil, errors.New("ca: service needs an issuer, roots, a store and a clock")
 	}
 	if o.TokenTTL == 0 {
@@ -67,21 +74,59 @@ func NewService(o ServiceOptions) (*Service, error) {
 	if o.Client.Name == "" {
 		o.Client = ClientProfile
 	}
-	sum := sha256.Sum256(o.Roots[0].Raw)
-	return &Service{o: o, fingerprint: hex.EncodeToString(sum[:])}, nil
+	svc := &Service{o: o, trustDomain: o.Hierarchy.Active.trustDomain}
+	svc.h.Store(o.Hierarchy)
+	o.Hierarchy, o.Issuer, o.Roots = nil, nil, nil
+	return svc, nil
 }
 
-// Issuer returns the issuer.
-func (s *Service) Issuer() *Issuer { return s.o.Issuer }
+// Hierarchy returns the CA's current state.
+func (s *Service) Hierarchy() *Hierarchy { return s.h.Load() }
+
+// SetHierarchy replaces the CA's state: the next issuance signs with h's
+// active intermediate. The trust domain cannot change.
+func (s *Service) SetHierarchy(h *Hierarchy) error {
+	if h == nil || h.Active == nil {
+		return errors.New("ca: no hierarchy")
+	}
+	if h.Active.trustDomain != s.trustDomain {
+		return fmt.Errorf("ca: hierarchy for trust domain %q, not %q", h.Active.trustDomain, s.trustDomain)
+	}
+	s.h.Store(h)
+	return nil
+}
+
+// Issuer returns the active intermediate's issuer.
+func (s *Service) Issuer() *Issuer { return s.h.Load().Active }
 
 // Roots returns the trust bundle.
-func (s *Service) Roots() []*x509.Certificate { return s.o.Roots }
+func (s *Service) Roots() []*x509.Certificate { return s.h.Load().Roots }
 
-// RootFingerprint is the hex SHA-256 of the first root, as put in tokens.
-func (s *Service) RootFingerprint() string { return s.fingerprint }
+// RootFingerprint is the hex SHA-256 of the root the active intermediate
+// chains to (the first root of the bundle if none does), as put in tokens.
+func (s *Service) RootFingerprint() string {
+	h := s.h.Load()
+	for _, r := range h.Roots {
+		if h.Active.cert.CheckSignatureFrom(r) == nil {
+			return Fingerprint(r)
+		}
+	}
+	return Fingerprint(h.Roots[0])
+}
+
+// TrustsRoot reports whether the root with SHA-256 fingerprint fp (hex) is
+// in the trust bundle: a token pinned to it may be redeemed.
+func (s *Service) TrustsRoot(fp string) bool {
+	for _, r := range s.h.Load().Roots {
+		if Fingerprint(r) == fp {
+			return true
+		}
+	}
+	return false
+}
 
 // TrustDomain is the trust domain this CA issues for.
-func (s *Service) TrustDomain() string { return s.o.Issuer.trustDomain }
+func (s *Service) TrustDomain() string { return s.trustDomain }
 
 // CreateToken mints a token for id, valid for ttl (the default if zero),
 // and stores its hash. The returned token carries the secret: give it to
@@ -97,7 +142,7 @@ func (s *Service) CreateToken(ctx context.Context, actor string, id identity.ID,
 		return token.Token{}, fmt.Errorf("ca: token TTL %s is out of range (0 to %s)", ttl, s.o.MaxTokenTTL)
 	}
 	now := s.o.Clock.Now()
-	t, err := token.Mint(token.Claims{ServerURL: s.o.ServerURL, Identity: id, ExpiresAt: now.Add(ttl), RootFingerprint: s.fingerprint})
+	t, err := token.Mint(token.Claims{ServerURL: s.o.ServerURL, Identity: id, ExpiresAt: now.Add(ttl), RootFingerprint: s.RootFingerprint()})
 	if err != nil {
 		return token.Token{}, fmt.Errorf("ca: %w", err)
 	}
@@ -207,7 +252,15 @@ func (s *Service) IssueDirect(ctx context.Context, r Request, p Profile, obtaine
 	return s.issue(ctx, r, p, issueMeta{obtained: obtained, actor: actor})
 }
 
+// IssueDirectBy is IssueDirect with a given issuer of the hierarchy that
+// answers status (the active or a retiring intermediate): the delegated
+// OCSP signer of a retiring intermediate is signed by it.
+func (s *Service) IssueDirectBy(ctx context.Context, iss *Issuer, r Request, p Profile, obtained, actor string) (Issued, error) {
+	return s.issue(ctx, r, p, issueMeta{obtained: obtained, actor: actor, issuer: iss})
+}
+
 type issueMeta struct {
+	issuer                                *Issuer // nil: the active intermediate
 	obtained, actor, tokenID, renewedFrom string
 	// Checked by the store in the recording transaction: the token's
 	// secret hash and identity, the renewed certificate's fingerprint.
@@ -219,12 +272,20 @@ type issueMeta struct {
 // audit record -> return. A serial collision (astronomically unlikely with
 // 159 random bits, but checked by the store) gets one fresh serial.
 func (s *Service) issue(ctx context.Context, r Request, p Profile, m issueMeta) (Issued, error) {
+	h := s.h.Load()
+	iss, chain := h.Active, h.Chain
+	if m.issuer != nil && m.issuer != iss {
+		if h.Status[m.issuer.KeyID()] != m.issuer {
+			return Issued{}, fmt.Errorf("ca: issuer %s does not answer for its certificates any more", m.issuer.KeyID())
+		}
+		iss, chain = m.issuer, []*x509.Certificate{m.issuer.cert}
+	}
 	for attempt := 0; ; attempt++ {
-		prepared, err := s.o.Issuer.Prepare(r, p)
+		prepared, err := iss.Prepare(r, p)
 		if err != nil {
 			return Issued{}, err
 		}
-		cert, err := s.o.Issuer.Issue(prepared)
+		cert, err := iss.Issue(prepared)
 		if err != nil {
 			return Issued{}, err
 		}
@@ -241,6 +302,7 @@ func (s *Service) issue(ctx context.Context, r Request, p Profile, m issueMeta) 
 			TokenID:     m.tokenID,
 			IssuedAt:    s.o.Clock.Now(),
 			DER:         cert.Raw,
+			Issuer:      iss.KeyID(),
 		}
 		action := audit.ActionIssue
 		if m.obtained == store.ObtainedRenew {
@@ -258,7 +320,7 @@ func (s *Service) issue(ctx context.Context, r Request, p Profile, m issueMeta) 
 		})
 		switch {
 		case err == nil:
-			return Issued{Cert: cert, Chain: []*x509.Certificate{s.o.Issuer.cert}, Roots: s.o.Roots, Record: rec}, nil
+			return Issued{Cert: cert, Chain: chain, Roots: h.Roots, Record: rec}, nil
 		case errors.Is(err, store.ErrDuplicateSerial) && attempt == 0:
 			continue
 		case errors.Is(err, store.ErrTokenUsed):

@@ -31,11 +31,14 @@ type Inventory struct {
 	AuditRecords int64
 	AuditSeq     int64  // of the last audit record, 0 when there is none
 	AuditHead    []byte // hash of the last audit record, nil when there is none
+	CACerts      int64  // CA certificates (roots, intermediates, cross-certificates)
+	Rotations    int64
 }
 
 // Empty reports whether the store holds nothing at all.
 func (i Inventory) Empty() bool {
-	return i.Certificates == 0 && i.Revocations == 0 && i.Tokens == 0 && i.Events == 0 && i.AuditRecords == 0
+	return i.Certificates == 0 && i.Revocations == 0 && i.Tokens == 0 && i.Events == 0 && i.AuditRecords == 0 &&
+		i.CACerts == 0 && i.Rotations == 0
 }
 
 // Equal reports whether i and o count the same rows and end at the same
@@ -43,7 +46,7 @@ func (i Inventory) Empty() bool {
 func (i Inventory) Equal(o Inventory) bool {
 	return i.Certificates == o.Certificates && i.Revocations == o.Revocations && i.Tokens == o.Tokens &&
 		i.Events == o.Events && i.LastPosition == o.LastPosition && i.AuditRecords == o.AuditRecords &&
-		i.AuditSeq == o.AuditSeq && bytes.Equal(i.AuditHead, o.AuditHead)
+		i.AuditSeq == o.AuditSeq && bytes.Equal(i.AuditHead, o.AuditHead) && i.CACerts == o.CACerts && i.Rotations == o.Rotations
 }
 
 func (i Inventory) String() string {
@@ -51,8 +54,12 @@ func (i Inventory) String() string {
 	if i.AuditHead != nil {
 		head = fmt.Sprintf("%d %s", i.AuditSeq, hex.EncodeToString(i.AuditHead))
 	}
-	return fmt.Sprintf("%d certificates, %d revocations, %d tokens, %d events (last position %d), %d audit records (head %s)",
+	s := fmt.Sprintf("%d certificates, %d revocations, %d tokens, %d events (last position %d), %d audit records (head %s)",
 		i.Certificates, i.Revocations, i.Tokens, i.Events, i.LastPosition, i.AuditRecords, head)
+	if i.CACerts > 0 || i.Rotations > 0 {
+		s += fmt.Sprintf(", %d CA certificates, %d rotations", i.CACerts, i.Rotations)
+	}
+	return s
 }
 
 // Inventory counts what the store holds, from one consistent snapshot.
@@ -84,8 +91,11 @@ func inventory(ctx context.Context, q queryer) (Inventory, error) {
 		(SELECT COUNT(*) FROM tokens),
 		(SELECT COUNT(*) FROM events),
 		(SELECT COALESCE(MAX(position), 0) FROM events),
-		(SELECT COUNT(*) FROM audit)`).
-		Scan(&inv.Certificates, &inv.Revocations, &inv.Tokens, &inv.Events, &inv.LastPosition, &inv.AuditRecords)
+		(SELECT COUNT(*) FROM audit),
+		(SELECT COUNT(*) FROM ca_certificates),
+		(SELECT COUNT(*) FROM ca_rotations)`).
+		Scan(&inv.Certificates, &inv.Revocations, &inv.Tokens, &inv.Events, &inv.LastPosition, &inv.AuditRecords,
+			&inv.CACerts, &inv.Rotations)
 	if err != nil {
 		return Inventory{}, err
 	}
@@ -102,11 +112,13 @@ func inventory(ctx context.Context, q queryer) (Inventory, error) {
 // reproducible.
 var copyTables = []struct{ name, cols, order string }{
 	{"certificates", `serial, identity, common_name, fingerprint, not_before, not_after, key_type, obtained,
-		renewed_from, token_id, issued_at, der`, "serial"},
+		renewed_from, token_id, issued_at, der, issuer`, "serial"},
 	{"revocations", `serial, reason, revoked_at, revoked_by`, "serial"},
 	{"tokens", `id, secret_hash, identity, created_by, created_at, expires_at, redeemed_at, serial`, "id"},
 	{"events", eventColumns, "position"},
 	{"audit", auditColumns, "seq"},
+	{"ca_certificates", caColumns, "fingerprint"},
+	{"ca_rotations", rotationColumns, "id"},
 }
 
 // copyBatchParams bounds the parameters of one multi-row INSERT, below

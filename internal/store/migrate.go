@@ -143,3 +143,12 @@ func migrateStep(ctx context.Context, db *sql.DB, d dialect, ms []migration) (cu
 	}
 	return cur, false, nil
 }
+
+// LatestSchemaVersion is the schema version this certgate migrates to.
+func LatestSchemaVersion() int {
+	ms, err := loadMigrations(sqliteDialect{}.name())
+	if err != nil {
+		panic(err) // the embedded migrations are checked by the tests
+	}
+	return len(ms)
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 
@@ -24,7 +25,7 @@ func TestPostgresConcurrentMigrate(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			from, to, err := store.Migrate(ctx, u)
-			if err != nil || to != 1 {
+			if err != nil || to != store.LatestSchemaVersion() {
 				t.Errorf("Migrate = %d -> %d, %v", from, to, err)
 			}
 			froms <- from
@@ -58,10 +59,10 @@ func TestPostgresRefusesNewerSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer raw.Close()
-	if _, err := raw.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (2, '0002_future', 0)`); err != nil {
+	if _, err := raw.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (99, '0099_future', 0)`); err != nil {
 		t.Fatal(err)
 	}
-	const want = "store: database schema is newer than this certgate: it is at version 2, this certgate knows up to 1; upgrade certgate"
+	want := fmt.Sprintf("store: database schema is newer than this certgate: it is at version 99, this certgate knows up to %d; upgrade certgate", store.LatestSchemaVersion())
 	if _, err := store.Open(ctx, u); !errors.Is(err, store.ErrSchemaTooNew) || err.Error() != want {
 		t.Errorf("Open: %v, want %q", err, want)
 	}
@@ -72,7 +73,7 @@ func TestPostgresRefusesNewerSchema(t *testing.T) {
 	if err := raw.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM schema_migrations), (SELECT COUNT(*) FROM events)`).Scan(&versions, &events); err != nil {
 		t.Fatal(err)
 	}
-	if versions != 2 || events != 1 {
-		t.Errorf("after the refusals: %d schema versions, %d events; want 2 and 1, unchanged", versions, events)
+	if versions != store.LatestSchemaVersion()+1 || events != 1 {
+		t.Errorf("after the refusals: %d schema versions, %d events; want %d and 1, unchanged", versions, events, store.LatestSchemaVersion()+1)
 	}
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -60,28 +61,29 @@ func TestOpenSQLiteURLs(t *testing.T) {
 func TestMigrations(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "m.db")
+	latest := LatestSchemaVersion()
 	from, to, err := Migrate(ctx, "sqlite://"+path)
-	if err != nil || from != 0 || to != 1 {
-		t.Fatalf("Migrate on a new database = %d -> %d, %v; want 0 -> 1", from, to, err)
+	if err != nil || from != 0 || to != latest {
+		t.Fatalf("Migrate on a new database = %d -> %d, %v; want 0 -> %d", from, to, err, latest)
 	}
 	from, to, err = Migrate(ctx, path)
-	if err != nil || from != 1 || to != 1 {
-		t.Fatalf("Migrate again = %d -> %d, %v; want 1 -> 1", from, to, err)
+	if err != nil || from != latest || to != latest {
+		t.Fatalf("Migrate again = %d -> %d, %v; want %d -> %d", from, to, err, latest, latest)
 	}
 	s, err := OpenSQLite(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, err := s.SchemaVersion(ctx); err != nil || v != 1 {
-		t.Errorf("SchemaVersion = %d, %v; want 1", v, err)
+	if v, err := s.SchemaVersion(ctx); err != nil || v != latest {
+		t.Errorf("SchemaVersion = %d, %v; want %d", v, err, latest)
 	}
 	// A newer certgate migrated this database: refuse it, change nothing.
-	if _, err := s.wdb.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (7, '0007_future', 0)`); err != nil {
+	if _, err := s.wdb.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (99, '0099_future', 0)`); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
 	_, err = OpenSQLite(ctx, path)
-	const want = "store: database schema is newer than this certgate: it is at version 7, this certgate knows up to 1; upgrade certgate"
+	want := fmt.Sprintf("store: database schema is newer than this certgate: it is at version 99, this certgate knows up to %d; upgrade certgate", latest)
 	if !errors.Is(err, ErrSchemaTooNew) || err.Error() != want {
 		t.Errorf("open a newer database: %v, want %q", err, want)
 	}

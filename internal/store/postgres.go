@@ -125,6 +125,8 @@ var postgresUnique = map[string]string{
 	"revocations_pkey":             "revocations.serial",
 	"events_pkey":                  "events.position",
 	"audit_pkey":                   "audit.seq",
+	"ca_certificates_pkey":         "ca_certificates.fingerprint",
+	"ca_rotations_pkey":            "ca_rotations.id",
 }
 
 func (postgresDialect) uniqueViolation(err error) (string, bool) {

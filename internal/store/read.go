@@ -130,7 +130,7 @@ func scanCertificates(rows *sql.Rows) ([]Certificate, error) {
 		var reason, revokedAt sql.NullInt64
 		var revokedBy sql.NullString
 		if err := rows.Scan(&c.Serial, &c.Identity, &c.CommonName, &c.Fingerprint, &nb, &na,
-			&c.KeyType, &c.Obtained, &c.RenewedFrom, &c.TokenID, &issued, &c.DER,
+			&c.KeyType, &c.Obtained, &c.RenewedFrom, &c.TokenID, &issued, &c.DER, &c.Issuer,
 			&reason, &revokedAt, &revokedBy); err != nil {
 			return nil, err
 		}
@@ -144,7 +144,7 @@ func scanCertificates(rows *sql.Rows) ([]Certificate, error) {
 	return certs, rows.Err()
 }
 
-const eventColumns = `position, time, kind, serial, identity, reason, not_after`
+const eventColumns = `position, time, kind, serial, identity, reason, not_after, issuer`
 
 const auditColumns = `seq, time, actor, action, subject, detail, prev_hash, hash`
 
@@ -194,7 +194,7 @@ func queryEvents(ctx context.Context, db queryer, q string, args ...any) ([]Even
 	for rows.Next() {
 		var ev Event
 		var t, na int64
-		if err := rows.Scan(&ev.Position, &t, &ev.Kind, &ev.Serial, &ev.Identity, &ev.Reason, &na); err != nil {
+		if err := rows.Scan(&ev.Position, &t, &ev.Kind, &ev.Serial, &ev.Identity, &ev.Reason, &na, &ev.Issuer); err != nil {
 			return nil, err
 		}
 		ev.Time, ev.NotAfter = fromNanos(t), fromNanos(na)

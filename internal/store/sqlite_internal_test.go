@@ -261,7 +261,7 @@ func TestEventsChanged(t *testing.T) {
 	default:
 	}
 	now := time.Unix(1900000000, 0)
-	c := Certificate{Serial: "1a", Identity: "spiffe://td/x", Fingerprint: strings.Repeat("ab", 32), KeyType: "ed25519",
+	c := Certificate{Serial: "1a", Issuer: "ab", Identity: "spiffe://td/x", Fingerprint: strings.Repeat("ab", 32), KeyType: "ed25519",
 		Obtained: ObtainedEnroll, NotBefore: now, NotAfter: now.Add(time.Hour), IssuedAt: now, DER: []byte{1}}
 	if err := s.RecordIssuance(ctx, Issuance{Cert: c, Now: now, Audit: entry("issue")}); err != nil {
 		t.Fatal(err)

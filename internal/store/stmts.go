@@ -31,8 +31,8 @@ var stmtText = [numStmts]string{
 	stEventHead:  `SELECT COALESCE(MAX(position), 0) FROM events`,
 	stAuditInsert: `INSERT INTO audit (seq, time, actor, action, subject, detail, prev_hash, hash)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-	stEventInsert: `INSERT INTO events (position, time, kind, serial, identity, reason, not_after)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`,
+	stEventInsert: `INSERT INTO events (position, time, kind, serial, identity, reason, not_after, issuer)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 	stTokenInsert: `INSERT INTO tokens (id, secret_hash, identity, created_by, created_at, expires_at)
 		VALUES (?, ?, ?, ?, ?, ?)`,
 	// The redemption is one atomic UPDATE: whoever flips redeemed_at from
@@ -41,9 +41,9 @@ var stmtText = [numStmts]string{
 		WHERE id = ? AND redeemed_at IS NULL AND expires_at > ?`,
 	stTokenState: `SELECT expires_at, redeemed_at FROM tokens WHERE id = ?`,
 	stCertInsert: `INSERT INTO certificates (serial, identity, common_name, fingerprint,
-		not_before, not_after, key_type, obtained, renewed_from, token_id, issued_at, der)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-	stCertForRevoke: `SELECT c.identity, c.not_after, r.serial
+		not_before, not_after, key_type, obtained, renewed_from, token_id, issued_at, der, issuer)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	stCertForRevoke: `SELECT c.identity, c.not_after, c.issuer, r.serial
 		FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial
 		WHERE c.serial = ?`,
 	stRevocationInsert: `INSERT INTO revocations (serial, reason, revoked_at, revoked_by)
@@ -75,7 +75,7 @@ var readStmtText = [numReadStmts]string{
 
 // certColumns is the select list scanned by scanCertificate.
 const certColumns = `c.serial, c.identity, c.common_name, c.fingerprint, c.not_before,
-	c.not_after, c.key_type, c.obtained, c.renewed_from, c.token_id, c.issued_at, c.der,
+	c.not_after, c.key_type, c.obtained, c.renewed_from, c.token_id, c.issued_at, c.der, c.issuer,
 	r.reason, r.revoked_at, r.revoked_by`
 
 // certFrom joins each certificate with its revocation, if any.

@@ -66,6 +66,10 @@ type Certificate struct {
 	TokenID     string // token redeemed for it, or ""
 	IssuedAt    time.Time
 	DER         []byte
+	// Issuer is the lowercase hex subject key identifier of the CA key
+	// that signed it (the certificate's authority key identifier): which
+	// intermediate answers OCSP and lists it on its CRL.
+	Issuer string
 
 	// Revocation is filled by reads; nil when the certificate is not revoked.
 	Revocation *Revocation
@@ -94,17 +98,23 @@ type Revocation struct {
 // Event kinds in the ordered event log.
 const (
 	EventRevoke = "revoke"
+	// EventCA says the CA certificates changed (one was added, changed
+	// state or was revoked); Serial is the CA certificate's fingerprint.
+	// Followers read the CA set again ([Store.ListCAs]).
+	EventCA = "ca"
 )
 
 // Event is one entry of the ordered event log that gateways follow.
 type Event struct {
 	Position int64 // strictly increasing, one total order
 	Time     time.Time
-	Kind     string // EventRevoke
-	Serial   string
+	Kind     string // EventRevoke or EventCA
+	Serial   string // of the revoked certificate; the fingerprint of the CA certificate for EventCA
 	Identity string
 	Reason   int
 	NotAfter time.Time // of the certificate, so followers can forget it after expiry
+	// Issuer is the key ID of the certificate's issuer (Certificate.Issuer).
+	Issuer string
 }
 
 // Issuance is one certificate to record, optionally redeeming a token.
@@ -203,6 +213,18 @@ type Store interface {
 	AppendAudit(ctx context.Context, e audit.Entry) (audit.Record, error)
 	// AuditRecords returns up to limit records with Seq > after, in order.
 	AuditRecords(ctx context.Context, after int64, limit int) ([]audit.Record, error)
+
+	// ListCAs returns every CA certificate, ordered by kind, generation and
+	// creation.
+	ListCAs(ctx context.Context) ([]CACert, error)
+	// ApplyCAChange applies ch in one transaction (see [CAChange]) and
+	// returns the ID of the rotation it inserted or updated, 0 if none.
+	ApplyCAChange(ctx context.Context, ch CAChange) (int64, error)
+	// Rotations returns every rotation, oldest first.
+	Rotations(ctx context.Context) ([]Rotation, error)
+	// IssuerUsage counts, per issuer key ID, the certificates unexpired at
+	// now and unrevoked, and the latest NotAfter of any it issued.
+	IssuerUsage(ctx context.Context, now time.Time) (map[string]IssuerUsage, error)
 
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error

@@ -99,6 +99,8 @@ func validateIssuance(is Issuance) error {
 		return errors.New("certificate key type is empty")
 	case len(c.DER) == 0:
 		return errors.New("certificate DER is empty")
+	case c.Issuer == "" || !isLowerHex(c.Issuer):
+		return fmt.Errorf("issuer %q is not a lowercase hex key ID", c.Issuer)
 	case c.TokenID != is.TokenID && is.TokenID != "":
 		return fmt.Errorf("certificate token ID %q is not the redeemed token %q", c.TokenID, is.TokenID)
 	}

@@ -67,7 +67,7 @@ func (s *SQL) RecordIssuance(ctx context.Context, is Issuance) error {
 		}
 		_, err := w.exec(ctx, stCertInsert, c.Serial, c.Identity, c.CommonName, c.Fingerprint,
 			c.NotBefore.UnixNano(), c.NotAfter.UnixNano(), c.KeyType, c.Obtained, c.RenewedFrom,
-			c.TokenID, c.IssuedAt.UnixNano(), c.DER)
+			c.TokenID, c.IssuedAt.UnixNano(), c.DER, c.Issuer)
 		if err != nil {
 			switch col, _ := s.d.uniqueViolation(err); col {
 			case "certificates.serial":
@@ -192,7 +192,7 @@ func (s *SQL) Revoke(ctx context.Context, req RevokeRequest) ([]Revocation, erro
 			if _, err := w.exec(ctx, stRevocationInsert, rv.Serial, rv.Reason, rv.RevokedAt.UnixNano(), rv.RevokedBy); err != nil {
 				return s.wrap(what+": "+t.serial, err)
 			}
-			ev := Event{Time: rv.RevokedAt, Kind: EventRevoke, Serial: t.serial, Identity: t.identity, Reason: rv.Reason, NotAfter: t.notAfter}
+			ev := Event{Time: rv.RevokedAt, Kind: EventRevoke, Serial: t.serial, Identity: t.identity, Reason: rv.Reason, NotAfter: t.notAfter, Issuer: t.issuer}
 			if _, err := w.appendEvent(ctx, ev); err != nil {
 				return s.wrap(what+": event", err)
 			}
@@ -221,8 +221,8 @@ func (s *SQL) Revoke(ctx context.Context, req RevokeRequest) ([]Revocation, erro
 }
 
 type revokeTarget struct {
-	serial, identity string
-	notAfter         time.Time
+	serial, identity, issuer string
+	notAfter                 time.Time
 }
 
 // revokeTargets reads, under the write lock, the unrevoked certificates req
@@ -230,10 +230,10 @@ type revokeTarget struct {
 func (s *SQL) revokeTargets(ctx context.Context, w *wtx, req RevokeRequest) ([]revokeTarget, error) {
 	if req.Serial != "" {
 		what := "revoke " + req.Serial
-		var identity string
+		var identity, issuer string
 		var notAfter int64
 		var revoked sql.NullString
-		err := w.stmt(ctx, stCertForRevoke).QueryRowContext(ctx, req.Serial).Scan(&identity, &notAfter, &revoked)
+		err := w.stmt(ctx, stCertForRevoke).QueryRowContext(ctx, req.Serial).Scan(&identity, &notAfter, &issuer, &revoked)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			return nil, fmt.Errorf("store: %s: certificate %w", what, ErrNotFound)
@@ -242,9 +242,9 @@ func (s *SQL) revokeTargets(ctx context.Context, w *wtx, req RevokeRequest) ([]r
 		case revoked.Valid:
 			return nil, nil
 		}
-		return []revokeTarget{{req.Serial, identity, fromNanos(notAfter)}}, nil
+		return []revokeTarget{{req.Serial, identity, issuer, fromNanos(notAfter)}}, nil
 	}
-	q := `SELECT c.serial, c.identity, c.not_after` + certFrom + ` WHERE r.serial IS NULL AND c.not_after >= ? AND `
+	q := `SELECT c.serial, c.identity, c.issuer, c.not_after` + certFrom + ` WHERE r.serial IS NULL AND c.not_after >= ? AND `
 	args := []any{req.Now.UnixNano()}
 	what := "revoke identity " + req.Identity
 	if req.Identity != "" {
@@ -265,7 +265,7 @@ func (s *SQL) revokeTargets(ctx context.Context, w *wtx, req RevokeRequest) ([]r
 	for rows.Next() {
 		var t revokeTarget
 		var notAfter int64
-		if err := rows.Scan(&t.serial, &t.identity, &notAfter); err != nil {
+		if err := rows.Scan(&t.serial, &t.identity, &t.issuer, &notAfter); err != nil {
 			return nil, s.wrap(what, err)
 		}
 		t.notAfter = fromNanos(notAfter)

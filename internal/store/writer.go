@@ -310,7 +310,7 @@ func (w *wtx) appendAudit(ctx context.Context, e audit.Entry) (audit.Record, err
 // appendEvent gives ev the next position and inserts it.
 func (w *wtx) appendEvent(ctx context.Context, ev Event) (Event, error) {
 	ev.Position = w.pos + 1
-	if _, err := w.exec(ctx, stEventInsert, ev.Position, ev.Time.UnixNano(), ev.Kind, ev.Serial, ev.Identity, ev.Reason, ev.NotAfter.UnixNano()); err != nil {
+	if _, err := w.exec(ctx, stEventInsert, ev.Position, ev.Time.UnixNano(), ev.Kind, ev.Serial, ev.Identity, ev.Reason, ev.NotAfter.UnixNano(), ev.Issuer); err != nil {
 		return Event{}, err
 	}
 	w.pos = ev.Position

@@ -17,7 +17,7 @@ func testIssuance(serial string) Issuance {
 	rand.Read(der)
 	sum := sha256.Sum256(der)
 	now := time.Unix(1900000000, 0).UTC()
-	c := Certificate{Serial: serial, Identity: "spiffe://example.org/svc/" + serial, CommonName: serial,
+	c := Certificate{Serial: serial, Issuer: "ab", Identity: "spiffe://example.org/svc/" + serial, CommonName: serial,
 		Fingerprint: hex.EncodeToString(sum[:]), NotBefore: now, NotAfter: now.Add(time.Hour),
 		KeyType: "ecdsa-p256", Obtained: ObtainedEnroll, IssuedAt: now, DER: der}
 	return Issuance{Cert: c, Now: now, Audit: audit.Entry{Time: now, Actor: "test", Action: audit.ActionIssue, Subject: serial}}

@@ -114,6 +114,34 @@ func (f *Faulty) AuditRecords(ctx context.Context, after int64, limit int) ([]au
 	return f.Store.AuditRecords(ctx, after, limit)
 }
 
+func (f *Faulty) ListCAs(ctx context.Context) ([]store.CACert, error) {
+	if err := f.fail("ListCAs"); err != nil {
+		return nil, err
+	}
+	return f.Store.ListCAs(ctx)
+}
+
+func (f *Faulty) ApplyCAChange(ctx context.Context, ch store.CAChange) (int64, error) {
+	if err := f.fail("ApplyCAChange"); err != nil {
+		return 0, err
+	}
+	return f.Store.ApplyCAChange(ctx, ch)
+}
+
+func (f *Faulty) Rotations(ctx context.Context) ([]store.Rotation, error) {
+	if err := f.fail("Rotations"); err != nil {
+		return nil, err
+	}
+	return f.Store.Rotations(ctx)
+}
+
+func (f *Faulty) IssuerUsage(ctx context.Context, now time.Time) (map[string]store.IssuerUsage, error) {
+	if err := f.fail("IssuerUsage"); err != nil {
+		return nil, err
+	}
+	return f.Store.IssuerUsage(ctx, now)
+}
+
 func (f *Faulty) Ping(ctx context.Context) error {
 	if err := f.fail("Ping"); err != nil {
 		return err

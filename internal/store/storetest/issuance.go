@@ -202,6 +202,8 @@ func invalidIssuances(t *testing.T, e *env) {
 		{"bad fingerprint", func(is *store.Issuance) { is.Cert.Fingerprint = "abc" }, prefix + `fingerprint "abc" is not lowercase hex SHA-256`},
 		{"no key type", func(is *store.Issuance) { is.Cert.KeyType = "" }, prefix + "certificate key type is empty"},
 		{"no DER", func(is *store.Issuance) { is.Cert.DER = nil }, prefix + "certificate DER is empty"},
+		{"no issuer", func(is *store.Issuance) { is.Cert.Issuer = "" }, prefix + `issuer "" is not a lowercase hex key ID`},
+		{"issuer not hex", func(is *store.Issuance) { is.Cert.Issuer = "Z1" }, prefix + `issuer "Z1" is not a lowercase hex key ID`},
 		{"unknown obtained", func(is *store.Issuance) { is.Cert.Obtained = "magic" }, prefix + `obtained "magic" is not one of init, enroll, renew, server`},
 		{"no not after", func(is *store.Issuance) { is.Cert.NotAfter = time.Time{} }, prefix + "not after is not set"},
 		{"inverted validity", func(is *store.Issuance) { is.Cert.NotAfter = is.Cert.NotBefore },

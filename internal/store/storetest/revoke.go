@@ -32,7 +32,7 @@ var revokeTests = []subtest{
 		equalCert(t, gc, c)
 
 		evs := e.events()
-		wantEv := store.Event{Position: 1, Time: now, Kind: store.EventRevoke, Serial: c.Serial, Identity: c.Identity, Reason: 1, NotAfter: c.NotAfter}
+		wantEv := store.Event{Position: 1, Time: now, Kind: store.EventRevoke, Serial: c.Serial, Identity: c.Identity, Reason: 1, NotAfter: c.NotAfter, Issuer: c.Issuer}
 		if len(evs) != 1 || !evs[0].Time.Equal(now) || !evs[0].NotAfter.Equal(c.NotAfter) {
 			t.Fatalf("events = %+v, want [%+v]", evs, wantEv)
 		}

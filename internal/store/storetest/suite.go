@@ -32,6 +32,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Audit", auditTests},
 		{"List", listTests},
 		{"Lifecycle", lifecycleTests},
+		{"CA", caTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
@@ -102,8 +103,12 @@ func NewCertificate(identity string, issued time.Time) store.Certificate {
 		Obtained:    store.ObtainedEnroll,
 		IssuedAt:    issued,
 		DER:         der,
+		Issuer:      Issuer,
 	}
 }
+
+// Issuer is the issuer key ID of the certificates NewCertificate makes.
+const Issuer = "5a1e"
 
 // NewIssuance wraps c into an Issuance at c.IssuedAt, redeeming tokenID if
 // it is not empty, with its audit entry.
