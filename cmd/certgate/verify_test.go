@@ -220,7 +220,7 @@ func TestVerifyCmdStore(t *testing.T) {
 	}
 	leaf := f.leafCA.Cert
 	serial := leaf.SerialNumber.Text(16)
-	rec := store.Certificate{
+	rec := store.Certificate{Issuer: "ab",
 		Serial: serial, Identity: "spiffe://example.org/svc/test", CommonName: "test",
 		Fingerprint: fmt.Sprintf("%x", sha256.Sum256(leaf.Raw)),
 		NotBefore:   leaf.NotBefore, NotAfter: leaf.NotAfter, KeyType: "ecdsa-p256", Obtained: store.ObtainedEnroll,

@@ -59,14 +59,15 @@ func BenchmarkOCSP(b *testing.B) {
 		perSecond(b)
 	})
 	b.Run("sign-only", func(b *testing.B) {
-		sg, err := f.svc.currentSigner(ctx)
+		is := f.svc.activeState()
+		sg, err := f.svc.currentSigner(ctx, is)
 		if err != nil {
 			b.Fatal(err)
 		}
 		req, _ := ParseRequest(plain)
 		now := f.clock.Now()
 		for b.Loop() {
-			if _, err := f.svc.sign(sg, req, certStatus{status: 0}, now); err != nil {
+			if _, err := f.svc.sign(is, sg, req, certStatus{status: 0}, now); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -100,7 +101,7 @@ func BenchmarkCRL100k(b *testing.B) {
 	var size int
 	b.Run("build", func(b *testing.B) {
 		for b.Loop() {
-			c, err := f.svc.buildCRL(n, now)
+			c, err := f.svc.buildCRL(f.svc.activeState(), n, now)
 			if err != nil || c.Entries != n {
 				b.Fatal(err)
 			}
@@ -116,7 +117,7 @@ func BenchmarkCRL100k(b *testing.B) {
 	b.Run("stdlib-create", func(b *testing.B) {
 		tmpl := &x509.RevocationList{Number: big.NewInt(1), ThisUpdate: now, NextUpdate: now.Add(time.Hour), RevokedCertificateEntries: entries}
 		for b.Loop() {
-			if _, err := f.svc.o.Authority.Issuer().SignCRL(tmpl); err != nil {
+			if _, err := f.svc.o.Authority.Hierarchy().Active.SignCRL(tmpl); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -12,6 +12,7 @@ import (
 const maxCached = 1 << 15
 
 type cacheKey struct {
+	issuer string // key ID
 	serial string
 	hash   crypto.Hash // the CertID hash algorithm, which the response echoes
 }
@@ -57,12 +58,23 @@ func (c *responseCache) put(k cacheKey, e cached) {
 	c.m[k] = e
 }
 
-// forget drops every entry of serial (all hash algorithms).
-func (c *responseCache) forget(serial string) {
+// forget drops every entry of serial under issuer (all hash algorithms).
+func (c *responseCache) forget(issuer, serial string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, h := range hashOIDs {
-		delete(c.m, cacheKey{serial, h.hash})
+		delete(c.m, cacheKey{issuer, serial, h.hash})
+	}
+}
+
+// forgetIssuer drops every entry of issuer (its signer changed).
+func (c *responseCache) forgetIssuer(issuer string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.m {
+		if k.issuer == issuer {
+			delete(c.m, k)
+		}
 	}
 }
 

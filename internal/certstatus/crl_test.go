@@ -41,10 +41,26 @@ func TestCRLListsRevokedWithReasons(t *testing.T) {
 		t.Fatal(err)
 	}
 	rl := parseCRL(t, f, c)
-	now := f.clock.Now()
-	if want := now.Add(-backdate); !rl.ThisUpdate.Equal(want) || !c.ThisUpdate.Equal(want) {
-		t.Errorf("thisUpdate %s, want %s", rl.ThisUpdate, want)
+	// thisUpdate is backdated, but not to before the last revocation it
+	// lists (revB, now).
+	if want := revB.RevokedAt.Truncate(time.Second); !rl.ThisUpdate.Equal(want) || !c.ThisUpdate.Equal(want) {
+		t.Errorf("thisUpdate %s, want %s (the last revocation)", rl.ThisUpdate, want)
 	}
+	for _, e := range rl.RevokedCertificateEntries {
+		if e.RevocationTime.After(rl.ThisUpdate) {
+			t.Errorf("entry revoked at %s, after thisUpdate %s", e.RevocationTime, rl.ThisUpdate)
+		}
+	}
+	// An hour later, with no new revocation, it is backdated a minute.
+	f.clock.Advance(time.Hour)
+	later, err := f.svc.CRL(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := f.clock.Now().Add(-backdate).Truncate(time.Second); !later.ThisUpdate.Equal(want) {
+		t.Errorf("later thisUpdate %s, want %s", later.ThisUpdate, want)
+	}
+	f.clock.Advance(-time.Hour)
 	if got := rl.NextUpdate.Sub(rl.ThisUpdate); got != DefaultCRLValidity {
 		t.Errorf("nextUpdate - thisUpdate = %s, want %s", got, DefaultCRLValidity)
 	}
@@ -185,7 +201,7 @@ func TestViewIgnoresMalformedSerials(t *testing.T) {
 	now := f.clock.Now()
 	f.svc.mu.Lock()
 	for i, s := range []string{"", "xyz", "ABC", "abc", "1"} {
-		f.svc.add(store.Event{Position: int64(i + 1), Serial: s, Time: now, NotAfter: now.Add(time.Hour)})
+		f.svc.add(store.Event{Position: int64(i + 1), Serial: s, Time: now, NotAfter: now.Add(time.Hour), Issuer: f.authz.Issuer().KeyID()})
 	}
 	f.svc.pos, f.svc.loaded, f.svc.synced = 5, true, now
 	got := len(f.svc.revs)
@@ -193,7 +209,7 @@ func TestViewIgnoresMalformedSerials(t *testing.T) {
 	if got != 2 {
 		t.Fatalf("%d revocations in the view, want 2 (abc and 1)", got)
 	}
-	c, err := f.svc.buildCRL(5, now)
+	c, err := f.svc.buildCRL(f.svc.activeState(), 5, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,9 +230,10 @@ func TestRunRebuildsOnRevocation(t *testing.T) {
 	go func() { defer close(done); f.svc.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 	current := func() *CRL {
-		f.svc.crlMu.Lock()
-		defer f.svc.crlMu.Unlock()
-		return f.svc.crl
+		is := f.svc.activeState()
+		is.crlMu.Lock()
+		defer is.crlMu.Unlock()
+		return is.crl
 	}
 	first := current()
 	f.revoke(t, f.leaf(t, "/svc/a"), 1)

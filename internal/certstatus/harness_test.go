@@ -181,11 +181,11 @@ type failingAuthority struct {
 	err error
 }
 
-func (a *failingAuthority) IssueDirect(ctx context.Context, r ca.Request, p ca.Profile, obtained, actor string) (ca.Issued, error) {
+func (a *failingAuthority) IssueDirectBy(ctx context.Context, iss *ca.Issuer, r ca.Request, p ca.Profile, obtained, actor string) (ca.Issued, error) {
 	if a.err != nil {
 		return ca.Issued{}, a.err
 	}
-	return a.Service.IssueDirect(ctx, r, p, obtained, actor)
+	return a.Service.IssueDirectBy(ctx, iss, r, p, obtained, actor)
 }
 
 // failingStore fails certificate lookups with err when err is set.
@@ -229,4 +229,10 @@ type tbsRequestASN1 struct {
 type singleRequestASN1 struct {
 	ReqCert                 certIDASN1
 	SingleRequestExtensions []pkix.Extension `asn1:"explicit,tag:0,optional"`
+}
+
+// activeState is the state of the active intermediate.
+func (s *Service) activeState() *issuerState {
+	st, _ := s.state(s.o.Authority.Hierarchy().Active.KeyID())
+	return st
 }

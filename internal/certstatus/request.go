@@ -258,12 +258,8 @@ func newIssuerHashes(issuer *x509.Certificate) (issuerHashes, error) {
 	return out, nil
 }
 
-// check returns ErrUnauthorized unless req names our intermediate.
-func (h issuerHashes) check(req Request) error {
+// matches reports whether req names this issuer.
+func (h issuerHashes) matches(req Request) bool {
 	want := h[req.HashAlgorithm]
-	if !bytes.Equal(req.IssuerNameHash, want[0]) || !bytes.Equal(req.IssuerKeyHash, want[1]) {
-		return fmt.Errorf("%w: issuer name hash %x and key hash %x (%s) are not this CA's intermediate",
-			ErrUnauthorized, req.IssuerNameHash, req.IssuerKeyHash, req.HashAlgorithm)
-	}
-	return nil
+	return bytes.Equal(req.IssuerNameHash, want[0]) && bytes.Equal(req.IssuerKeyHash, want[1])
 }

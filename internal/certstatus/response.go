@@ -39,7 +39,8 @@ func (s *Service) Respond(ctx context.Context, der []byte) (Response, error) {
 	if err != nil {
 		return Response{}, err
 	}
-	if err := s.hash.check(req); err != nil {
+	is, err := s.issuerOf(req)
+	if err != nil {
 		return Response{}, err
 	}
 	pos, err := s.position(ctx)
@@ -50,22 +51,22 @@ func (s *Service) Respond(ctx context.Context, der []byte) (Response, error) {
 	if req.Serial.Sign() > 0 {
 		serial = ca.SerialHex(req.Serial)
 	}
-	key := cacheKey{serial, req.HashAlgorithm}
+	key := cacheKey{is.iss.KeyID(), serial, req.HashAlgorithm}
 	if req.Nonce == nil {
 		if c, ok := s.cache.get(key, s.o.Clock.Now()); ok && !s.revokedSince(c) {
 			c.resp.Cached = true
 			return c.resp, nil
 		}
 	}
-	st, err := s.status(ctx, serial)
+	st, err := s.status(ctx, is.iss.KeyID(), serial)
 	if err != nil {
 		return Response{}, err
 	}
-	sg, err := s.currentSigner(ctx)
+	sg, err := s.currentSigner(ctx, is)
 	if err != nil {
 		return Response{}, err
 	}
-	resp, err := s.sign(sg, req, st, s.o.Clock.Now())
+	resp, err := s.sign(is, sg, req, st, s.o.Clock.Now())
 	if err != nil {
 		return Response{}, err
 	}
@@ -102,13 +103,32 @@ type certStatus struct {
 	reason    int
 }
 
-// status looks serial up: revoked if the view or the store says so, good if
-// the store knows it, unknown otherwise ("" is no serial we could issue).
-func (s *Service) status(ctx context.Context, serial string) (certStatus, error) {
+// issuerOf returns the issuer the request names, if it answers status; a
+// request about another CA's certificates, or about one of ours that
+// answers no more (retired, revoked, not active yet), is unauthorized.
+func (s *Service) issuerOf(req Request) (*issuerState, error) {
+	states, err := s.states()
+	if err != nil {
+		return nil, err
+	}
+	for _, st := range states {
+		if !st.root && st.hash.matches(req) {
+			return st, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: issuer name hash %x and key hash %x (%s) name no intermediate of this CA that answers for its certificates",
+		ErrUnauthorized, req.IssuerNameHash, req.IssuerKeyHash, req.HashAlgorithm)
+}
+
+// status looks serial up under the issuer keyID: revoked if the view or the
+// store says so, good if the store knows it as a certificate of that
+// issuer, unknown otherwise ("" is no serial we could issue; a serial of
+// another of our issuers is unknown to this one).
+func (s *Service) status(ctx context.Context, keyID, serial string) (certStatus, error) {
 	if serial == "" {
 		return certStatus{status: ocsp.Unknown}, nil
 	}
-	if r, ok := s.revocation(serial); ok {
+	if r, ok := s.revocation(serial); ok && r.issuer == keyID {
 		return certStatus{status: ocsp.Revoked, revokedAt: r.at, reason: r.reason}, nil
 	}
 	rec, err := s.o.Store.GetCertificate(ctx, serial)
@@ -117,6 +137,8 @@ func (s *Service) status(ctx context.Context, serial string) (certStatus, error)
 		return certStatus{status: ocsp.Unknown}, nil
 	case err != nil:
 		return certStatus{}, fmt.Errorf("certstatus: look up %s: %w", serial, err)
+	case rec.Issuer != keyID:
+		return certStatus{status: ocsp.Unknown}, nil
 	case rec.Revocation != nil:
 		return certStatus{status: ocsp.Revoked, revokedAt: rec.Revocation.RevokedAt, reason: rec.Revocation.Reason}, nil
 	}
@@ -169,7 +191,7 @@ var (
 )
 
 // sign builds and signs the response for req with status st at now.
-func (s *Service) sign(sg *signer, req Request, st certStatus, now time.Time) (Response, error) {
+func (s *Service) sign(is *issuerState, sg *signer, req Request, st certStatus, now time.Time) (Response, error) {
 	thisUpdate := now.Add(-backdate).UTC().Truncate(time.Second)
 	if at := st.revokedAt.UTC().Truncate(time.Second); st.status == ocsp.Revoked && at.After(thisUpdate) {
 		// thisUpdate is when the status was known correct (RFC 6960 section
@@ -211,7 +233,7 @@ func (s *Service) sign(sg *signer, req Request, st certStatus, now time.Time) (R
 			hashOID = h.oid
 		}
 	}
-	hashes := s.hash[req.HashAlgorithm]
+	hashes := is.hash[req.HashAlgorithm]
 	data := responseDataASN1{
 		// byKey [2] EXPLICIT KeyHash
 		ResponderID: asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 2, IsCompound: true, Bytes: keyHash},

@@ -119,8 +119,8 @@ func TestOCSPSignerIsDelegatedAndRecorded(t *testing.T) {
 	if i < 0 || recs[i].Action != audit.ActionIssue || recs[i].Actor != "spiffe://"+td+SignerPath {
 		t.Errorf("no audit record of the signer's issuance (%d)", i)
 	}
-	if !bytes.Equal(p.ResponderKeyHash, f.svc.signer.keyHash) {
-		t.Errorf("responder key hash %x, want %x", p.ResponderKeyHash, f.svc.signer.keyHash)
+	if sg := f.svc.activeState().signer; !bytes.Equal(p.ResponderKeyHash, sg.keyHash) {
+		t.Errorf("responder key hash %x, want %x", p.ResponderKeyHash, sg.keyHash)
 	}
 }
 
@@ -320,9 +320,9 @@ func TestOCSPRefusals(t *testing.T) {
 		want string
 	}{
 		{"other CA", request(t, otherRoot, c.SerialNumber, crypto.SHA1, nil), ErrUnauthorized,
-			fmt.Sprintf("certstatus: not authorized for this issuer: issuer name hash %x and key hash %x (SHA-1) are not this CA's intermediate", h1[0], h1[1])},
+			fmt.Sprintf("certstatus: not authorized for this issuer: issuer name hash %x and key hash %x (SHA-1) name no intermediate of this CA that answers for its certificates", h1[0], h1[1])},
 		{"same name other key", request(t, &impostor, c.SerialNumber, crypto.SHA256, nil), ErrUnauthorized,
-			fmt.Sprintf("certstatus: not authorized for this issuer: issuer name hash %x and key hash %x (SHA-256) are not this CA's intermediate", h2[0], h2[1])},
+			fmt.Sprintf("certstatus: not authorized for this issuer: issuer name hash %x and key hash %x (SHA-256) name no intermediate of this CA that answers for its certificates", h2[0], h2[1])},
 		{"garbage", []byte("not an OCSP request"), ErrMalformed,
 			"certstatus: malformed OCSP request: not a DER-encoded OCSPRequest"},
 	} {

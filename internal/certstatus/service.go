@@ -29,13 +29,14 @@ type Notifier interface {
 	EventsChanged() <-chan struct{}
 }
 
-// Authority is what the service needs from the CA: the intermediate that
-// signs CRLs and whose certificates it answers for, and issuance of the
-// delegated OCSP signer. *ca.Service implements it.
+// Authority is what the service needs from the CA: the hierarchy (which
+// intermediates answer for their certificates, which roots publish a CRL
+// of the CA certificates they certified), and issuance of each
+// intermediate's delegated OCSP signer. *ca.Service implements it.
 type Authority interface {
-	Issuer() *ca.Issuer
+	Hierarchy() *ca.Hierarchy
 	TrustDomain() string
-	IssueDirect(ctx context.Context, r ca.Request, p ca.Profile, obtained, actor string) (ca.Issued, error)
+	IssueDirectBy(ctx context.Context, iss *ca.Issuer, r ca.Request, p ca.Profile, obtained, actor string) (ca.Issued, error)
 }
 
 // Settings are the validity periods and refresh intervals; zero fields take
@@ -90,10 +91,16 @@ type Options struct {
 	Settings
 }
 
-// Service builds CRLs and answers OCSP requests for one intermediate.
+// Service builds CRLs and answers OCSP requests for every intermediate
+// that answers for its certificates, and builds the CRLs of the roots.
 type Service struct {
-	o    Options
-	hash issuerHashes
+	o Options
+
+	// issuersMu guards the per-issuer state, rebuilt when the hierarchy
+	// changes (keeping the state of issuers still in it).
+	issuersMu sync.Mutex
+	issuersOf *ca.Hierarchy
+	issuers   map[string]*issuerState // by key ID
 
 	// syncMu serializes reads of the store into the view.
 	syncMu sync.Mutex
@@ -104,13 +111,21 @@ type Service struct {
 	wake   <-chan struct{}     // closed when the store has news after pos
 	synced time.Time           // when the store was last read
 
+	cache responseCache
+}
+
+// issuerState is what the service keeps per issuer: how OCSP requests name
+// it, its current CRL and (intermediates) its delegated OCSP signer.
+type issuerState struct {
+	iss  *ca.Issuer
+	root bool // a root: its CRL lists revoked CA certificates
+	hash issuerHashes
+
 	crlMu sync.Mutex
 	crl   *CRL
 
 	signerMu sync.Mutex
 	signer   *signer
-
-	cache responseCache
 }
 
 // New returns a Service. Nothing is read or issued until first use or
@@ -142,23 +157,97 @@ func New(o Options) (*Service, error) {
 	if o.OCSPValidity >= o.SignerLifetime {
 		return nil, fmt.Errorf("certstatus: OCSP validity %s must be shorter than the signer lifetime %s", o.OCSPValidity, o.SignerLifetime)
 	}
-	h, err := newIssuerHashes(o.Authority.Issuer().Certificate())
-	if err != nil {
+	s := &Service{o: o, revs: make(map[string]*revoked)}
+	s.cache.init(maxCached)
+	if _, err := s.states(); err != nil {
 		return nil, err
 	}
-	s := &Service{o: o, hash: h, revs: make(map[string]*revoked)}
-	s.cache.init(maxCached)
 	return s, nil
 }
 
-// Start loads the revocation view, issues the OCSP signer and builds the
-// first CRL, so a store that is down is reported at server start.
-func (s *Service) Start(ctx context.Context) error {
-	if _, err := s.currentSigner(ctx); err != nil {
-		return err
+// states returns the per-issuer state of the authority's current
+// hierarchy.
+func (s *Service) states() (map[string]*issuerState, error) {
+	h := s.o.Authority.Hierarchy()
+	s.issuersMu.Lock()
+	defer s.issuersMu.Unlock()
+	if h == s.issuersOf {
+		return s.issuers, nil
 	}
-	_, err := s.CRL(ctx)
+	next := make(map[string]*issuerState, len(h.Status)+len(h.RootIssuers))
+	add := func(iss *ca.Issuer, root bool) error {
+		if cur := s.issuers[iss.KeyID()]; cur != nil && cur.iss.Certificate().Equal(iss.Certificate()) && cur.root == root {
+			cur.iss = iss
+			if root {
+				// What a root's CRL lists comes from the hierarchy.
+				cur.crlMu.Lock()
+				cur.crl = nil
+				cur.crlMu.Unlock()
+			}
+			next[iss.KeyID()] = cur
+			return nil
+		}
+		hash, err := newIssuerHashes(iss.Certificate())
+		if err != nil {
+			return err
+		}
+		next[iss.KeyID()] = &issuerState{iss: iss, root: root, hash: hash}
+		return nil
+	}
+	for _, iss := range h.Status {
+		if err := add(iss, false); err != nil {
+			return nil, err
+		}
+	}
+	for _, iss := range h.RootIssuers {
+		if err := add(iss, true); err != nil {
+			return nil, err
+		}
+	}
+	s.issuers, s.issuersOf = next, h
+	return next, nil
+}
+
+// state returns the state of the issuer keyID, if it answers status.
+func (s *Service) state(keyID string) (*issuerState, bool) {
+	states, err := s.states()
+	if err != nil {
+		return nil, false
+	}
+	st, ok := states[keyID]
+	return st, ok
+}
+
+// Start loads the revocation view, issues the OCSP signers and builds the
+// first CRLs, so a store that is down is reported at server start.
+func (s *Service) Start(ctx context.Context) error {
+	_, err := s.refresh(ctx)
 	return err
+}
+
+// refresh brings every issuer's CRL and OCSP signer up to date and returns
+// when the next CRL is due.
+func (s *Service) refresh(ctx context.Context) (time.Time, error) {
+	states, err := s.states()
+	if err != nil {
+		return time.Time{}, err
+	}
+	var next time.Time
+	for keyID, st := range states {
+		crl, err := s.CRLFor(ctx, keyID)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if next.IsZero() || crl.refreshAt.Before(next) {
+			next = crl.refreshAt
+		}
+		if !st.root {
+			if _, err := s.currentSigner(ctx, st); err != nil {
+				return time.Time{}, err
+			}
+		}
+	}
+	return next, nil
 }
 
 // Run keeps the CRL current and the OCSP signer renewed until ctx is done:
@@ -167,16 +256,13 @@ func (s *Service) Start(ctx context.Context) error {
 func (s *Service) Run(ctx context.Context) {
 	for {
 		wait := s.o.Poll
-		if crl, err := s.CRL(ctx); err != nil {
+		if next, err := s.refresh(ctx); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			s.o.Log.Error("building the CRL failed; retrying", "err", err)
-		} else if d := crl.refreshAt.Sub(s.o.Clock.Now()); d < wait {
+			s.o.Log.Error("building a CRL or renewing an OCSP signer failed; retrying", "err", err)
+		} else if d := next.Sub(s.o.Clock.Now()); d < wait {
 			wait = max(d, 0)
-		}
-		if _, err := s.currentSigner(ctx); err != nil && ctx.Err() == nil {
-			s.o.Log.Error("renewing the OCSP signer failed", "err", err)
 		}
 		var wake <-chan struct{}
 		if s.o.Notifier != nil {
@@ -251,7 +337,7 @@ func (s *Service) position(ctx context.Context) (int64, error) {
 	for _, ev := range news {
 		if ev.Kind == store.EventRevoke {
 			s.add(ev)
-			s.cache.forget(ev.Serial)
+			s.cache.forget(ev.Issuer, ev.Serial)
 		}
 	}
 	s.pos, s.wake, s.synced = pos, wake, now
@@ -278,6 +364,7 @@ func (s *Service) fresh() (int64, bool) {
 
 // revoked is one revocation in the view, its serial parsed once.
 type revoked struct {
+	issuer   string // key ID
 	serial   *big.Int
 	position int64 // of its event; orders CRL entries
 	at       time.Time
@@ -293,7 +380,7 @@ func (s *Service) add(ev store.Event) {
 		s.o.Log.Error("ignoring a revocation with a malformed serial", "serial", ev.Serial, "position", ev.Position)
 		return
 	}
-	s.revs[ev.Serial] = &revoked{serial: new(big.Int).SetBytes(b), position: ev.Position, at: ev.Time, reason: ev.Reason, notAfter: ev.NotAfter}
+	s.revs[ev.Serial] = &revoked{issuer: ev.Issuer, serial: new(big.Int).SetBytes(b), position: ev.Position, at: ev.Time, reason: ev.Reason, notAfter: ev.NotAfter}
 }
 
 // revocation returns the revocation of serial in the view, if any.

@@ -27,21 +27,21 @@ type signer struct {
 	keyHash []byte
 }
 
-// currentSigner returns the OCSP signer, issuing a new one when there is
-// none or two thirds of its life have passed. If renewal fails while the
-// current one is still valid, it keeps answering with it.
-func (s *Service) currentSigner(ctx context.Context) (*signer, error) {
-	s.signerMu.Lock()
-	defer s.signerMu.Unlock()
+// currentSigner returns the issuer's OCSP signer, issuing a new one when
+// there is none or two thirds of its life have passed. If renewal fails
+// while the current one is still valid, it keeps answering with it.
+func (s *Service) currentSigner(ctx context.Context, is *issuerState) (*signer, error) {
+	is.signerMu.Lock()
+	defer is.signerMu.Unlock()
 	now := s.o.Clock.Now()
-	cur := s.signer
+	cur := is.signer
 	if cur != nil {
 		life := cur.cert.NotAfter.Sub(cur.cert.NotBefore)
 		if now.Before(cur.cert.NotBefore.Add(life * 2 / 3)) {
 			return cur, nil
 		}
 	}
-	next, err := s.issueSigner(ctx)
+	next, err := s.issueSigner(ctx, is.iss)
 	if err != nil {
 		// Keep the old one while responses signed now still end before it
 		// does; the next request tries again.
@@ -51,14 +51,14 @@ func (s *Service) currentSigner(ctx context.Context) (*signer, error) {
 		}
 		return nil, err
 	}
-	s.signer = next
+	is.signer = next
 	// Responses signed by the old signer stay valid, but new ones come from
 	// the new signer from now on.
-	s.cache.clear()
+	s.cache.forgetIssuer(is.iss.KeyID())
 	return next, nil
 }
 
-func (s *Service) issueSigner(ctx context.Context) (*signer, error) {
+func (s *Service) issueSigner(ctx context.Context, by *ca.Issuer) (*signer, error) {
 	// P-256 always: responses are signed with ecdsa-with-SHA256, which every
 	// OCSP client supports, whatever the CA's own key type.
 	key, err := keytype.Generate(keytype.ECDSAP256)
@@ -71,7 +71,7 @@ func (s *Service) issueSigner(ctx context.Context) (*signer, error) {
 	}
 	p := ca.OCSPSigningProfile
 	p.Lifetime = s.o.SignerLifetime
-	iss, err := s.o.Authority.IssueDirect(ctx, ca.Request{PublicKey: key.Public(), Identity: id}, p, store.ObtainedServer, id.String())
+	iss, err := s.o.Authority.IssueDirectBy(ctx, by, ca.Request{PublicKey: key.Public(), Identity: id}, p, store.ObtainedServer, id.String())
 	if err != nil {
 		return nil, fmt.Errorf("certstatus: OCSP signer: %w", err)
 	}
@@ -84,6 +84,6 @@ func (s *Service) issueSigner(ctx context.Context) (*signer, error) {
 	}
 	// SHA-1 here is RFC 6960's KeyHash, an identifier, not a signature.
 	sum := sha1.Sum(spki.PublicKey.RightAlign())
-	s.o.Log.Info("issued OCSP signer certificate", "serial", iss.Record.Serial, "not_after", iss.Cert.NotAfter)
+	s.o.Log.Info("issued OCSP signer certificate", "issuer", by.KeyID(), "serial", iss.Record.Serial, "not_after", iss.Cert.NotAfter)
 	return &signer{cert: iss.Cert, key: key, keyHash: sum[:]}, nil
 }
