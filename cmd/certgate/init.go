@@ -8,13 +8,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/certgate/certgate/internal/cadir"
+	"github.com/certgate/certgate/internal/cakey"
 	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/config"
 	"github.com/certgate/certgate/internal/keytype"
 )
 
 func newInitCmd(s streams) *cobra.Command {
-	var dir, td, kt, passFile, admin, storeURL, listen, serverURL, statusListen string
+	var dir, td, kt, passFile, admin, storeURL, listen, serverURL, statusListen, caKey string
 	cmd := &cobra.Command{
 		Use:   "init --dir DIR --trust-domain TD",
 		Short: "Create a CA (root + online intermediate), a config, an admin certificate and the store",
@@ -29,6 +30,11 @@ func newInitCmd(s streams) *cobra.Command {
 			t, err := keytype.Parse(kt)
 			if err != nil {
 				return fmt.Errorf("--key-type: %w", err)
+			}
+			if caKey != "" {
+				if _, err := cakey.ParseURI(caKey); err != nil {
+					return fmt.Errorf("--ca-key: %w", err)
+				}
 			}
 			pass, err := readPassphrase(passFile)
 			if err != nil {
@@ -52,6 +58,7 @@ func newInitCmd(s streams) *cobra.Command {
 			}
 			if err := cadir.Init(cmd.Context(), cadir.InitOptions{
 				Dir: dir, TrustDomain: td, KeyType: t, Passphrase: pass, AdminName: admin, Store: storeURL, Config: &cfg, Clock: clock.Real{},
+				CAKey: caKey,
 			}); err != nil {
 				return err
 			}
@@ -69,6 +76,7 @@ func newInitCmd(s streams) *cobra.Command {
 	cmd.Flags().StringVar(&storeURL, "store", "", "store URL (default: SQLite certgate.db in DIR)")
 	cmd.Flags().StringVar(&listen, "listen", "", "address the server will listen on (default 127.0.0.1:8443)")
 	cmd.Flags().StringVar(&serverURL, "server-url", "", "URL clients use to reach the server, written into tokens (default https://LISTEN)")
+	cmd.Flags().StringVar(&caKey, "ca-key", "", "make the CA keys inside a PKCS#11 token: an RFC 7512 URI with module-path and pin-source, e.g. 'pkcs11:token=certgate?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/certgate/pin' (default: encrypted key files in DIR/ca)")
 	cmd.Flags().StringVar(&statusListen, "status-listen", "", "also serve the CRL and OCSP over plain HTTP on this address; certificates name http://STATUS-LISTEN/crl and /ocsp (default: off)")
 	return cmd
 }

@@ -24,6 +24,9 @@ import (
 // Actions recorded in the audit log.
 const (
 	ActionInit        = "ca.init"
+	ActionCAAdopt     = "ca.adopt"  // an installation made before CA rows existed, recorded
+	ActionCARotate    = "ca.rotate" // a phase of a rotation of the intermediate or the root
+	ActionCARevoke    = "ca.revoke" // a CA certificate revoked
 	ActionTokenCreate = "token.create"
 	ActionIssue       = "cert.issue"
 	ActionRenew       = "cert.renew"

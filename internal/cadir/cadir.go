@@ -17,6 +17,7 @@ package cadir
 import (
 	"context"
 	"crypto"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -24,10 +25,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/certgate/certgate/internal/atomicfile"
 	"github.com/certgate/certgate/internal/audit"
 	"github.com/certgate/certgate/internal/ca"
+	"github.com/certgate/certgate/internal/cakey"
 	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/config"
 	"github.com/certgate/certgate/internal/identity"
@@ -45,6 +48,10 @@ type InitOptions struct {
 	TrustDomain string
 	KeyType     keytype.Type // of the CA keys; keytype.Default if empty
 	Passphrase  []byte       // encrypts the CA keys; must not be empty
+	// CAKey, if set, is an RFC 7512 pkcs11: URI naming the token (module
+	// path, PIN source) in which the root and intermediate keys are made;
+	// empty makes encrypted key files.
+	CAKey string
 	AdminName   string       // the admin identity is spiffe://TD/admin/<name>
 	Store       string       // store URL; the config default (SQLite in DIR) if empty
 	// Config, if set, is used instead of the defaults (trust domain, key
@@ -127,33 +134,52 @@ func Init(ctx context.Context, o InitOptions) error {
 	}
 
 	now := o.Clock.Now()
-	rootKey, err := keytype.Generate(o.KeyType)
-	if err != nil {
-		return fmt.Errorf("cadir: root key: %w", err)
-	}
-	root, err := ca.CreateRoot(ca.RootOptions{TrustDomain: o.TrustDomain, Key: rootKey, Now: now})
-	if err != nil {
-		return err
-	}
-	interKey, err := keytype.Generate(o.KeyType)
-	if err != nil {
-		return fmt.Errorf("cadir: intermediate key: %w", err)
-	}
-	inter, err := ca.CreateIntermediate(ca.IntermediateOptions{Root: root, RootKey: rootKey, Key: interKey, Now: now})
-	if err != nil {
-		return err
-	}
-	for _, f := range []struct {
-		rel string
-		key crypto.Signer
-	}{{cfg.CA.RootKey, rootKey}, {cfg.CA.IntermediateKey, interKey}} {
-		enc, err := pemutil.EncryptPrivateKey(f.key, o.Passphrase)
+	keys := &cakey.Source{Dir: o.Dir, Passphrase: o.Passphrase}
+	defer keys.Close()
+	// A CA key is an encrypted file in DIR, or made inside the PKCS#11
+	// token --ca-key names, under a label no other installation in the
+	// same token has.
+	suffix := make([]byte, 4)
+	rand.Read(suffix)
+	newKey := func(role string, rel *string) (crypto.Signer, string, error) {
+		if o.CAKey == "" {
+			k, err := keytype.Generate(o.KeyType)
+			if err != nil {
+				return nil, "", fmt.Errorf("cadir: %s key: %w", role, err)
+			}
+			enc, err := pemutil.EncryptPrivateKey(k, o.Passphrase)
+			if err != nil {
+				return nil, "", fmt.Errorf("cadir: %w", err)
+			}
+			if err := write(*rel, enc, 0o600); err != nil {
+				return nil, "", err
+			}
+			return k, cakey.SchemeFile + *rel, nil
+		}
+		g, err := keys.Generate(ctx, o.CAKey, o.KeyType, fmt.Sprintf("certgate-%s-1-%x", role, suffix))
 		if err != nil {
-			return fmt.Errorf("cadir: %w", err)
+			return nil, "", fmt.Errorf("cadir: %s key: %w", role, err)
 		}
-		if err := write(f.rel, enc, 0o600); err != nil {
-			return err
-		}
+		*rel = g.URI
+		return g.Signer, g.URI, nil
+	}
+	rootKey, rootURI, err := newKey("root", &cfg.CA.RootKey)
+	if err != nil {
+		return err
+	}
+	root, err := ca.CreateRoot(ca.RootOptions{TrustDomain: o.TrustDomain, Key: rootKey, Now: now, Generation: 1})
+	if err != nil {
+		return err
+	}
+	interKey, interURI, err := newKey("intermediate", &cfg.CA.IntermediateKey)
+	if err != nil {
+		return err
+	}
+	urls := urlsOf(&cfg)
+	inter, err := ca.CreateIntermediate(ca.IntermediateOptions{Root: root, RootKey: rootKey, Key: interKey, Now: now, Generation: 1,
+		CRLURL: urls.CRL(ca.KeyID(root)), IssuerURL: urls.CACert(ca.KeyID(root))})
+	if err != nil {
+		return err
 	}
 	for _, f := range []struct {
 		rel  string
@@ -196,15 +222,23 @@ func Init(ctx context.Context, o InitOptions) error {
 			return fmt.Errorf("%w: the store already holds one (%s); use an empty database or schema", ErrExists, got)
 		}
 	}
-	svc, err := newService(loaded, root, inter, interKey, st, o.Clock)
+	rows := []store.CACert{
+		caRow(store.CAKindRoot, 1, root, root, rootURI, now),
+		caRow(store.CAKindIntermediate, 1, inter, root, interURI, now),
+	}
+	if _, err := st.ApplyCAChange(ctx, store.CAChange{Insert: rows, Now: now, Audit: []audit.Entry{{
+		Time: now, Actor: "system", Action: audit.ActionInit, Subject: o.TrustDomain,
+		Detail: fmt.Sprintf(`{"root":%q,"intermediate":%q,"key_type":%q,"key_storage":%q}`, ca.Fingerprint(root), ca.Fingerprint(inter), o.KeyType, storageOf(interURI)),
+	}}}); err != nil {
+		return fmt.Errorf("cadir: %w", err)
+	}
+	h, err := ca.BuildHierarchy(ctx, rows, hierarchyOptions(loaded, keys, o.Clock))
 	if err != nil {
 		return err
 	}
-	if _, err := st.AppendAudit(ctx, audit.Entry{
-		Time: now, Actor: "system", Action: audit.ActionInit, Subject: o.TrustDomain,
-		Detail: fmt.Sprintf(`{"root":%q,"intermediate":%q,"key_type":%q}`, ca.Fingerprint(root), ca.Fingerprint(inter), o.KeyType),
-	}); err != nil {
-		return fmt.Errorf("cadir: %w", err)
+	svc, err := newService(loaded, h, st, o.Clock)
+	if err != nil {
+		return err
 	}
 	adminKey, err := keytype.Generate(keytype.Default)
 	if err != nil {
@@ -265,62 +299,149 @@ type Installation struct {
 	Config    *config.Server
 	Authority *ca.Service
 	Store     store.Store
+	// Keys loads and makes the CA's keys; Hierarchy builds the CA state
+	// from the store's rows with them (after a rotation, say).
+	Keys      *cakey.Source
+	Hierarchy ca.HierarchyOptions
 }
 
-// Close closes the store.
-func (in *Installation) Close() error { return in.Store.Close() }
+// Close closes the store and the key source (PKCS#11 sessions).
+func (in *Installation) Close() error {
+	return errors.Join(in.Store.Close(), in.Keys.Close())
+}
 
-// Open loads DIR's config, decrypts the intermediate key with passphrase,
-// opens the store and returns the wired CA service. The root key stays
-// encrypted on disk: the online CA never needs it.
+// Reload builds the CA state from the store again and makes the service
+// sign with it.
+func (in *Installation) Reload(ctx context.Context) (*ca.Hierarchy, error) {
+	rows, err := in.Store.ListCAs(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("cadir: %w", err)
+	}
+	h, err := ca.BuildHierarchy(ctx, rows, in.Hierarchy)
+	if err != nil {
+		return nil, passphraseError(err)
+	}
+	if err := in.Authority.SetHierarchy(h); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// Open loads DIR's config, opens the store and builds the CA from the CA
+// certificates the store records (an installation made before the store
+// recorded them is adopted from its files first), decrypting or opening
+// the keys of what signs. It returns the wired CA service.
 func Open(ctx context.Context, dir string, passphrase []byte, clk clock.Clock) (*Installation, error) {
 	cfg, err := config.LoadServer(dir)
 	if err != nil {
 		return nil, err
 	}
-	root, inter, interKey, err := loadCA(cfg, passphrase)
-	if err != nil {
-		return nil, err
+	if len(passphrase) == 0 {
+		return nil, errors.New("cadir: no passphrase: set CERTGATE_PASSPHRASE or --passphrase-file")
 	}
 	st, err := store.Open(ctx, cfg.StoreURL())
 	if err != nil {
 		return nil, fmt.Errorf("cadir: open store: %w", err)
 	}
-	svc, err := newService(cfg, root, inter, interKey, st, clk)
-	if err != nil {
-		st.Close()
+	keys := &cakey.Source{Dir: cfg.Dir(), Passphrase: passphrase}
+	in := &Installation{Config: cfg, Store: st, Keys: keys, Hierarchy: hierarchyOptions(cfg, keys, clk)}
+	fail := func(err error) (*Installation, error) {
+		in.Close()
 		return nil, err
 	}
-	return &Installation{Config: cfg, Authority: svc, Store: st}, nil
+	rows, err := st.ListCAs(ctx)
+	if err != nil {
+		return fail(fmt.Errorf("cadir: %w", err))
+	}
+	if len(rows) == 0 {
+		if rows, err = adopt(ctx, cfg, st, clk); err != nil {
+			return fail(err)
+		}
+	}
+	h, err := ca.BuildHierarchy(ctx, rows, in.Hierarchy)
+	if err != nil {
+		return fail(passphraseError(err))
+	}
+	if in.Authority, err = newService(cfg, h, st, clk); err != nil {
+		return fail(err)
+	}
+	return in, nil
 }
 
-func loadCA(cfg *config.Server, passphrase []byte) (root, inter *x509.Certificate, interKey crypto.Signer, err error) {
-	if len(passphrase) == 0 {
-		return nil, nil, nil, errors.New("cadir: no passphrase: set CERTGATE_PASSPHRASE or --passphrase-file")
+// passphraseError says which key file a wrong passphrase failed on, in
+// certgate's words.
+func passphraseError(err error) error {
+	var pe *cakey.PassphraseError
+	if errors.As(err, &pe) {
+		if errors.Is(pe.Err, pemutil.ErrWrongPassphrase) {
+			return fmt.Errorf("cadir: %s: wrong passphrase", pe.What)
+		}
+		return fmt.Errorf("cadir: %s: %w", pe.What, pe.Err)
 	}
-	root, err = readCert(cfg.Path(cfg.CA.RootCert))
+	return err
+}
+
+// adopt records the CA of an installation made before the store recorded
+// CA certificates: the root and intermediate files of the config become
+// generation 1, active, and every certificate and revocation recorded
+// without an issuer gets the intermediate's key ID. Another server
+// adopting at the same time is fine: the loser reads what the winner
+// wrote.
+func adopt(ctx context.Context, cfg *config.Server, st store.Store, clk clock.Clock) ([]store.CACert, error) {
+	root, err := readCert(cfg.Path(cfg.CA.RootCert))
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
-	inter, err = readCert(cfg.Path(cfg.CA.IntermediateCert))
+	inter, err := readCert(cfg.Path(cfg.CA.IntermediateCert))
 	if err != nil {
-		return nil, nil, nil, err
-	}
-	keyPEM, err := os.ReadFile(cfg.Path(cfg.CA.IntermediateKey))
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("cadir: %w", err)
-	}
-	interKey, err = pemutil.DecryptPrivateKey(keyPEM, passphrase)
-	if errors.Is(err, pemutil.ErrWrongPassphrase) {
-		return nil, nil, nil, fmt.Errorf("cadir: %s: wrong passphrase", cfg.Path(cfg.CA.IntermediateKey))
-	}
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("cadir: %s: %w", cfg.Path(cfg.CA.IntermediateKey), err)
+		return nil, err
 	}
 	if err := inter.CheckSignatureFrom(root); err != nil {
-		return nil, nil, nil, fmt.Errorf("cadir: intermediate is not signed by the root: %w", err)
+		return nil, fmt.Errorf("cadir: intermediate is not signed by the root: %w", err)
 	}
-	return root, inter, interKey, nil
+	keyURI := func(v string) string {
+		if strings.HasPrefix(v, cakey.SchemePKCS11) {
+			return v
+		}
+		return cakey.SchemeFile + v
+	}
+	now := clk.Now()
+	rows := []store.CACert{
+		caRow(store.CAKindRoot, 1, root, root, keyURI(cfg.CA.RootKey), now),
+		caRow(store.CAKindIntermediate, 1, inter, root, keyURI(cfg.CA.IntermediateKey), now),
+	}
+	_, err = st.ApplyCAChange(ctx, store.CAChange{Insert: rows, BackfillIssuer: ca.KeyID(inter), Now: now, Audit: []audit.Entry{{
+		Time: now, Actor: "system", Action: audit.ActionCAAdopt, Subject: cfg.TrustDomain,
+		Detail: fmt.Sprintf(`{"root":%q,"intermediate":%q}`, ca.Fingerprint(root), ca.Fingerprint(inter)),
+	}}})
+	if errors.Is(err, store.ErrConflict) {
+		return st.ListCAs(ctx)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cadir: %w", err)
+	}
+	return rows, nil
+}
+
+// caRow is the store record of a CA certificate made now.
+func caRow(kind string, gen int, cert, parent *x509.Certificate, keyURI string, now time.Time) store.CACert {
+	kt, _ := keytype.Of(cert.PublicKey)
+	return store.CACert{
+		Fingerprint: ca.Fingerprint(cert), Kind: kind, KeyID: ca.KeyID(cert), IssuerKeyID: ca.KeyID(parent), Generation: gen,
+		State: store.CAActive, NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, KeyType: string(kt), KeyURI: keyURI,
+		CreatedAt: now, UpdatedAt: now, DER: cert.Raw,
+	}
+}
+
+// storageOf names where a key URI keeps its key, for people.
+func storageOf(uri string) string {
+	switch {
+	case strings.HasPrefix(uri, cakey.SchemePKCS11):
+		return "pkcs11"
+	case strings.HasPrefix(uri, cakey.SchemeFile):
+		return "file"
+	}
+	return "sealed"
 }
 
 func readCert(path string) (*x509.Certificate, error) {
@@ -335,23 +456,27 @@ func readCert(path string) (*x509.Certificate, error) {
 	return certs[0], nil
 }
 
-func newService(cfg *config.Server, root, inter *x509.Certificate, interKey crypto.Signer, st store.Store, clk clock.Clock) (*ca.Service, error) {
-	iss, err := ca.NewIssuer(inter, interKey, cfg.TrustDomain, clk)
-	if err != nil {
-		return nil, err
-	}
-	// Every certificate names where its status is published (served by
-	// "certgate server", package certstatus): server.status_url when set
-	// (the plain-HTTP status listener), else the API's own URL.
+// urlsOf is where the CA's status and certificates are published: under
+// server.status_url when set (the plain-HTTP status listener), else the
+// API's own URL (package certstatus serves them, package server the
+// HTTP).
+func urlsOf(cfg *config.Server) ca.URLs {
 	base := strings.TrimSuffix(cfg.Listen.URL, "/")
 	if cfg.Listen.StatusURL != "" {
 		base = strings.TrimSuffix(cfg.Listen.StatusURL, "/")
 	}
-	iss.CRLURL, iss.OCSPURL = base+"/crl", base+"/ocsp"
+	return ca.URLs{Base: base}
+}
+
+func hierarchyOptions(cfg *config.Server, keys *cakey.Source, clk clock.Clock) ca.HierarchyOptions {
+	return ca.HierarchyOptions{TrustDomain: cfg.TrustDomain, URLs: urlsOf(cfg), Keys: keys, Clock: clk}
+}
+
+func newService(cfg *config.Server, h *ca.Hierarchy, st store.Store, clk clock.Clock) (*ca.Service, error) {
 	client := ca.ClientProfile
 	client.Lifetime = cfg.Profiles.ClientLifetime
 	return ca.NewService(ca.ServiceOptions{
-		Issuer: iss, Roots: []*x509.Certificate{root}, Store: st, Clock: clk,
+		Hierarchy: h, Store: st, Clock: clk,
 		ServerURL: cfg.Listen.URL, TokenTTL: cfg.Tokens.DefaultTTL, MaxTokenTTL: cfg.Tokens.MaxTTL, Client: client,
 	})
 }

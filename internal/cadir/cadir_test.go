@@ -2,6 +2,7 @@ package cadir
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"os"
 	"path/filepath"
@@ -10,6 +11,9 @@ import (
 
 	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/keytype"
+	"github.com/certgate/certgate/internal/store"
+
+	_ "modernc.org/sqlite"
 )
 
 var pass = []byte("a passphrase for tests")
@@ -63,20 +67,75 @@ func TestOpenRefuses(t *testing.T) {
 		err.Error() != "cadir: no passphrase: set CERTGATE_PASSPHRASE or --passphrase-file" {
 		t.Fatalf("no passphrase: %v", err)
 	}
-	// An intermediate from another CA next to this root is refused.
+	// A key file swapped for another CA's does not match the intermediate
+	// the store records.
 	other := initDir(t, keytype.ECDSAP256)
-	for _, f := range []string{"ca/intermediate.pem", "ca/intermediate.key"} {
-		b, _ := os.ReadFile(filepath.Join(other, f))
-		os.WriteFile(filepath.Join(dir, f), b, 0o600)
-	}
+	b, _ := os.ReadFile(filepath.Join(other, "ca/intermediate.key"))
+	os.WriteFile(filepath.Join(dir, "ca/intermediate.key"), b, 0o600)
 	_, err := Open(context.Background(), dir, pass, clock.Real{})
+	if err == nil || !strings.HasPrefix(err.Error(), "ca: intermediate 1 (") || !strings.HasSuffix(err.Error(), "): ca: private key does not match certificate") {
+		t.Fatalf("foreign intermediate key: %v", err)
+	}
+}
+
+// forgetCA makes dir look like an installation made before the store
+// recorded CA certificates and issuers.
+func forgetCA(t *testing.T, dir string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", filepath.Join(dir, "certgate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, q := range []string{`DELETE FROM ca_certificates`, `UPDATE certificates SET issuer = ''`} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestAdoptLegacy: an installation whose store has no CA rows (made by an
+// older certgate) is adopted from its files at the first Open: generation
+// 1, active, every certificate given the intermediate as issuer, audited.
+// Files that do not fit together are refused and nothing is recorded.
+func TestAdoptLegacy(t *testing.T) {
+	ctx := context.Background()
+	dir := initDir(t, keytype.ECDSAP256)
+	forgetCA(t, dir)
+	other := initDir(t, keytype.ECDSAP256)
+	saved, _ := os.ReadFile(filepath.Join(dir, "ca/intermediate.pem"))
+	b, _ := os.ReadFile(filepath.Join(other, "ca/intermediate.pem"))
+	os.WriteFile(filepath.Join(dir, "ca/intermediate.pem"), b, 0o644)
+	_, err := Open(ctx, dir, pass, clock.Real{})
 	if err == nil || !strings.HasPrefix(err.Error(), "cadir: intermediate is not signed by the root: ") {
 		t.Fatalf("foreign intermediate: %v", err)
 	}
+	os.WriteFile(filepath.Join(dir, "ca/intermediate.pem"), saved, 0o644)
+	root, _ := os.ReadFile(filepath.Join(dir, "ca/root.pem"))
 	os.WriteFile(filepath.Join(dir, "ca/root.pem"), []byte("garbage"), 0o644)
-	_, err = Open(context.Background(), dir, pass, clock.Real{})
+	_, err = Open(ctx, dir, pass, clock.Real{})
 	if err == nil || err.Error() != "cadir: "+filepath.Join(dir, "ca/root.pem")+": pemutil: no PEM data found" {
 		t.Fatalf("garbage root: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, "ca/root.pem"), root, 0o644)
+
+	in, err := Open(ctx, dir, pass, clock.Real{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	rows, err := in.Store.ListCAs(ctx)
+	if err != nil || len(rows) != 2 || rows[0].Kind != "intermediate" || rows[0].State != "active" || rows[0].KeyURI != "file:ca/intermediate.key" ||
+		rows[1].Kind != "root" || rows[1].KeyURI != "file:ca/root.key" {
+		t.Fatalf("adopted rows %+v, %v", rows, err)
+	}
+	certs, err := in.Store.ListCertificates(ctx, store.CertFilter{})
+	if err != nil || len(certs) != 1 || certs[0].Issuer != rows[0].KeyID {
+		t.Fatalf("admin certificate issuer after adoption: %+v %v", certs, err)
+	}
+	recs, _ := in.Store.AuditRecords(ctx, 0, 0)
+	if last := recs[len(recs)-1]; last.Action != "ca.adopt" {
+		t.Errorf("last audit record %+v, want ca.adopt", last)
 	}
 }
 

@@ -97,13 +97,32 @@ func (s *Source) unseal(sealed []byte) (crypto.Signer, error) {
 	return s.decrypt("sealed key", sealed)
 }
 
+// PassphraseError is a key that could not be decrypted: no passphrase, or
+// the wrong one (Err is pemutil.ErrWrongPassphrase).
+type PassphraseError struct {
+	What string // the file, or "sealed key"
+	Err  error
+}
+
+func (e *PassphraseError) Error() string {
+	if errors.Is(e.Err, pemutil.ErrWrongPassphrase) {
+		return "cakey: " + e.What + ": wrong passphrase"
+	}
+	return "cakey: " + e.What + ": " + e.Err.Error()
+}
+
+func (e *PassphraseError) Unwrap() error { return e.Err }
+
+// errNoPassphrase is a PassphraseError's Err when none was given.
+var errNoPassphrase = errors.New("no passphrase: set CERTGATE_PASSPHRASE or --passphrase-file")
+
 func (s *Source) decrypt(what string, data []byte) (crypto.Signer, error) {
 	if len(s.Passphrase) == 0 {
-		return nil, fmt.Errorf("cakey: %s: no passphrase: set CERTGATE_PASSPHRASE or --passphrase-file", what)
+		return nil, &PassphraseError{What: what, Err: errNoPassphrase}
 	}
 	k, err := pemutil.DecryptPrivateKey(data, s.Passphrase)
 	if errors.Is(err, pemutil.ErrWrongPassphrase) {
-		return nil, fmt.Errorf("cakey: %s: wrong passphrase", what)
+		return nil, &PassphraseError{What: what, Err: err}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("cakey: %s: %w", what, err)

@@ -357,7 +357,7 @@ func TestOCSPBadInput(t *testing.T) {
 		{"no content type", "POST", "/ocsp", "", valid,
 			result{415, ocsp.MalformedRequestErrorResponse, `content type "" is not application/ocsp-request`}},
 		{"unknown issuer hash", "POST", "/ocsp", "application/ocsp-request", foreign,
-			result{200, ocsp.UnauthorizedErrorResponse, "certstatus: not authorized for this issuer: issuer name hash [0-9a-f]{40} and key hash [0-9a-f]{40} \\(SHA-1\\) are not this CA's intermediate"}},
+			result{200, ocsp.UnauthorizedErrorResponse, "certstatus: not authorized for this issuer: issuer name hash [0-9a-f]{40} and key hash [0-9a-f]{40} \\(SHA-1\\) name no intermediate of this CA that answers for its certificates"}},
 		{"bad base64", "GET", "/ocsp/not*base64", "", nil,
 			result{200, ocsp.MalformedRequestErrorResponse, "OCSP request in the URL is not base64: illegal base64 data at input byte 3"}},
 		{"base64 of garbage", "GET", "/ocsp/" + base64.StdEncoding.EncodeToString([]byte{0x30, 0x01}), "", nil,
