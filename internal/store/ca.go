@@ -210,9 +210,10 @@ func (s *SQL) Rotations(ctx context.Context) ([]Rotation, error) {
 }
 
 // IssuerUsage counts, per issuer key ID, the certificates unexpired at now
-// and unrevoked, and the latest NotAfter of any it issued. Issuers that
-// issued nothing are absent.
-func (s *SQL) IssuerUsage(ctx context.Context, now time.Time) (map[string]IssuerUsage, error) {
+// and unrevoked, and the latest NotAfter of any it issued, leaving out the
+// certificates of identity except (the delegated OCSP signers, which each
+// issuer keeps renewing). Issuers that issued nothing are absent.
+func (s *SQL) IssuerUsage(ctx context.Context, now time.Time, except string) (map[string]IssuerUsage, error) {
 	const what = "issuer usage"
 	if err := s.readCheck(what); err != nil {
 		return nil, err
@@ -222,7 +223,7 @@ func (s *SQL) IssuerUsage(ctx context.Context, now time.Time) (map[string]Issuer
 	}
 	rows, err := s.rdb.QueryContext(ctx, s.d.bind(`SELECT c.issuer,
 		SUM(CASE WHEN r.serial IS NULL AND c.not_after > ? THEN 1 ELSE 0 END), MAX(c.not_after)`+
-		certFrom+` GROUP BY c.issuer`), now.UnixNano())
+		certFrom+` WHERE c.identity <> ? GROUP BY c.issuer`), now.UnixNano(), except)
 	if err != nil {
 		return nil, s.wrap(what, err)
 	}

@@ -223,8 +223,9 @@ type Store interface {
 	// Rotations returns every rotation, oldest first.
 	Rotations(ctx context.Context) ([]Rotation, error)
 	// IssuerUsage counts, per issuer key ID, the certificates unexpired at
-	// now and unrevoked, and the latest NotAfter of any it issued.
-	IssuerUsage(ctx context.Context, now time.Time) (map[string]IssuerUsage, error)
+	// now and unrevoked, and the latest NotAfter of any it issued, leaving
+	// out the certificates of identity except (if not empty).
+	IssuerUsage(ctx context.Context, now time.Time, except string) (map[string]IssuerUsage, error)
 
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error

@@ -237,7 +237,12 @@ var caTests = []subtest{
 		}
 		e.issue("spiffe://example.org/c", T0.Add(-48*time.Hour)) // expired at T0+1h
 		e.revoke(store.RevokeRequest{Serial: a.Serial})
-		u, err := e.s.IssuerUsage(e.ctx, T0.Add(time.Hour))
+		signer := NewCertificate("spiffe://example.org/server/ocsp-signer", T0.Add(30*time.Hour))
+		signer.Issuer = "bb"
+		if err := e.s.RecordIssuance(e.ctx, NewIssuance(signer, "")); err != nil {
+			t.Fatal(err)
+		}
+		u, err := e.s.IssuerUsage(e.ctx, T0.Add(time.Hour), signer.Identity)
 		if err != nil {
 			t.Fatal(err)
 		}

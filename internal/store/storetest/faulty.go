@@ -135,11 +135,11 @@ func (f *Faulty) Rotations(ctx context.Context) ([]store.Rotation, error) {
 	return f.Store.Rotations(ctx)
 }
 
-func (f *Faulty) IssuerUsage(ctx context.Context, now time.Time) (map[string]store.IssuerUsage, error) {
+func (f *Faulty) IssuerUsage(ctx context.Context, now time.Time, except string) (map[string]store.IssuerUsage, error) {
 	if err := f.fail("IssuerUsage"); err != nil {
 		return nil, err
 	}
-	return f.Store.IssuerUsage(ctx, now)
+	return f.Store.IssuerUsage(ctx, now, except)
 }
 
 func (f *Faulty) Ping(ctx context.Context) error {
