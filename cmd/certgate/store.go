@@ -139,6 +139,7 @@ func runStoreCopy(ctx context.Context, out io.Writer, from, to string) error {
 	fmt.Fprintf(out, "copied %s -> %s\n", redactStore(from), redactStore(to))
 	fmt.Fprintf(out, "  certificates:  %d\n  revocations:   %d\n  tokens:        %d\n", inv.Certificates, inv.Revocations, inv.Tokens)
 	fmt.Fprintf(out, "  events:        %d (last position %d)\n", inv.Events, inv.LastPosition)
+	fmt.Fprintf(out, "  CA:            %d certificates, %d rotations\n", inv.CACerts, inv.Rotations)
 	head16 := "none"
 	if inv.AuditHead != nil {
 		head16 = fmt.Sprintf("%x", inv.AuditHead)

@@ -157,8 +157,8 @@ func TestStoreCopyToPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantOut := fmt.Sprintf("copied %s -> %s\n  certificates:  %d\n  revocations:   3\n  tokens:        7\n  events:        3 (last position 3)\n  audit records: %d, chain verified on the target, head %x\nnext: set \"store: %s\" in certgate.yaml of every server, then start them\n",
-		from, redactStore(pg), inv.Certificates, inv.AuditRecords, inv.AuditHead, redactStore(pg))
+	wantOut := fmt.Sprintf("copied %s -> %s\n  certificates:  %d\n  revocations:   3\n  tokens:        7\n  events:        %d (last position %d)\n  CA:            2 certificates, 0 rotations\n  audit records: %d, chain verified on the target, head %x\nnext: set \"store: %s\" in certgate.yaml of every server, then start them\n",
+		from, redactStore(pg), inv.Certificates, inv.Events, inv.LastPosition, inv.AuditRecords, inv.AuditHead, redactStore(pg))
 	if out != wantOut {
 		t.Fatalf("store copy printed\n%s\nwant\n%s", out, wantOut)
 	}
@@ -207,8 +207,8 @@ func TestStoreCopyToPostgres(t *testing.T) {
 		t.Fatalf("audit verify on PostgreSQL after new writes: %q (before the copy: %q)", auditAfter, auditBefore)
 	}
 	evs, err := dst.Events(ctx, 0, 0)
-	if err != nil || len(evs) != 4 || evs[3].Position != 4 || evs[3].Serial != serials[3] {
-		t.Fatalf("events on PostgreSQL: %+v %v; want the new revocation at position 4", evs, err)
+	if err != nil || len(evs) != int(inv.Events)+1 || evs[len(evs)-1].Position != inv.LastPosition+1 || evs[len(evs)-1].Serial != serials[3] {
+		t.Fatalf("events on PostgreSQL: %+v %v; want the new revocation at position %d", evs, err, inv.LastPosition+1)
 	}
 }
 

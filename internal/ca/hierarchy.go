@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -75,9 +76,20 @@ type Hierarchy struct {
 
 // StaticHierarchy is the hierarchy of one intermediate under roots, for a
 // CA whose state is not in a store (tests, tools).
+// Its CAs are rows made up for those certificates (generation 1, active),
+// which the store does not hold.
 func StaticHierarchy(iss *Issuer, roots []*x509.Certificate) *Hierarchy {
 	h := &Hierarchy{Active: iss, Chain: []*x509.Certificate{iss.cert}, Roots: roots, Intermediates: []*x509.Certificate{iss.cert},
 		Status: map[string]*Issuer{iss.KeyID(): iss}, RootIssuers: map[string]*Issuer{}, Revoked: map[string]store.CACert{}}
+	row := func(kind string, c *x509.Certificate, issuer string) store.CACert {
+		return store.CACert{Fingerprint: Fingerprint(c), Kind: kind, KeyID: KeyID(c), IssuerKeyID: issuer, Generation: 1,
+			State: store.CAActive, NotBefore: c.NotBefore, NotAfter: c.NotAfter, DER: c.Raw}
+	}
+	issuer := hex.EncodeToString(iss.cert.AuthorityKeyId)
+	h.CAs = append(h.CAs, row(store.CAKindIntermediate, iss.cert, issuer))
+	for _, r := range roots {
+		h.CAs = append(h.CAs, row(store.CAKindRoot, r, KeyID(r)))
+	}
 	return h
 }
 

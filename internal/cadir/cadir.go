@@ -51,9 +51,9 @@ type InitOptions struct {
 	// CAKey, if set, is an RFC 7512 pkcs11: URI naming the token (module
 	// path, PIN source) in which the root and intermediate keys are made;
 	// empty makes encrypted key files.
-	CAKey string
-	AdminName   string       // the admin identity is spiffe://TD/admin/<name>
-	Store       string       // store URL; the config default (SQLite in DIR) if empty
+	CAKey     string
+	AdminName string // the admin identity is spiffe://TD/admin/<name>
+	Store     string // store URL; the config default (SQLite in DIR) if empty
 	// Config, if set, is used instead of the defaults (trust domain, key
 	// type and store above still apply).
 	Config *config.Server
@@ -228,7 +228,7 @@ func Init(ctx context.Context, o InitOptions) error {
 	}
 	if _, err := st.ApplyCAChange(ctx, store.CAChange{Insert: rows, Now: now, Audit: []audit.Entry{{
 		Time: now, Actor: "system", Action: audit.ActionInit, Subject: o.TrustDomain,
-		Detail: fmt.Sprintf(`{"root":%q,"intermediate":%q,"key_type":%q,"key_storage":%q}`, ca.Fingerprint(root), ca.Fingerprint(inter), o.KeyType, storageOf(interURI)),
+		Detail: fmt.Sprintf(`{"root":%q,"intermediate":%q,"key_type":%q,"key_storage":%q}`, ca.Fingerprint(root), ca.Fingerprint(inter), o.KeyType, cakey.Storage(interURI)),
 	}}}); err != nil {
 		return fmt.Errorf("cadir: %w", err)
 	}
@@ -431,17 +431,6 @@ func caRow(kind string, gen int, cert, parent *x509.Certificate, keyURI string, 
 		State: store.CAActive, NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, KeyType: string(kt), KeyURI: keyURI,
 		CreatedAt: now, UpdatedAt: now, DER: cert.Raw,
 	}
-}
-
-// storageOf names where a key URI keeps its key, for people.
-func storageOf(uri string) string {
-	switch {
-	case strings.HasPrefix(uri, cakey.SchemePKCS11):
-		return "pkcs11"
-	case strings.HasPrefix(uri, cakey.SchemeFile):
-		return "file"
-	}
-	return "sealed"
 }
 
 func readCert(path string) (*x509.Certificate, error) {

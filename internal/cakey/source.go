@@ -189,3 +189,17 @@ func (s *Source) Close() error {
 	clear(s.keys)
 	return errors.Join(errs...)
 }
+
+// Storage names where a key URI keeps its key, for people: "file",
+// "sealed" or "pkcs11"; "" for none (a cross-certificate).
+func Storage(uri string) string {
+	switch {
+	case strings.HasPrefix(uri, SchemePKCS11):
+		return "pkcs11"
+	case strings.HasPrefix(uri, SchemeFile):
+		return "file"
+	case uri == SchemeSealed:
+		return "sealed"
+	}
+	return ""
+}

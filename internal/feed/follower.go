@@ -38,6 +38,12 @@ type FollowerOptions struct {
 	IdleTimeout time.Duration
 	// OnMessage, if set, sees every message after it is applied (metrics).
 	OnMessage func(Message)
+	// OnCA, if set, receives the CA's public state when the stream starts
+	// and at every change of the CA: a gateway makes the published
+	// intermediates known (leaf-only clients of a new intermediate verify
+	// from its first certificate). The revoked CA keys it lists are put
+	// into the revocation set by the follower itself.
+	OnCA func(wire.CA)
 }
 
 // Follower keeps a revocation set current from the feed. It implements
@@ -243,6 +249,15 @@ func (f *Follower) apply(m Message, dst revocation.Updater) error {
 		}
 		f.set = f.set.With(m.Position, now, s)
 		f.pos = m.Position
+	case TypeCA:
+		if !f.synced {
+			return fmt.Errorf("%w: CA state before snapshot", ErrBadMessage)
+		}
+		f.pos = max(f.pos, m.Position)
+		f.set = f.set.WithIssuers(f.pos, now, m.CA.RevokedIssuers...)
+		if f.o.OnCA != nil {
+			f.o.OnCA(*m.CA)
+		}
 	case TypeHeartbeat:
 		if !f.synced {
 			return fmt.Errorf("%w: heartbeat before snapshot", ErrBadMessage)

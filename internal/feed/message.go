@@ -13,6 +13,10 @@ const (
 	TypeSnapshot  = "snapshot"
 	TypeRevoke    = "revoke"
 	TypeHeartbeat = "heartbeat"
+	// TypeCA carries the CA's public state (wire.CA): sent once a stream
+	// starts, and again at every change of the CA (a new intermediate
+	// published or activated, a root rotation, a CA key revoked).
+	TypeCA = "ca"
 )
 
 // Message is one line of the stream.
@@ -27,6 +31,8 @@ type Message struct {
 	Identity string    `json:"identity,omitempty"`
 	Reason   int       `json:"reason,omitempty"`
 	NotAfter time.Time `json:"not_after,omitzero"`
+	// CA
+	CA *wire.CA `json:"ca,omitempty"`
 }
 
 // MaxLine bounds one line of the stream. A snapshot of a million
@@ -51,6 +57,10 @@ func ParseMessage(line []byte) (Message, error) {
 	case TypeRevoke:
 		if m.Serial == "" || m.Position == 0 {
 			return Message{}, fmt.Errorf("%w: revoke without serial or position", ErrBadMessage)
+		}
+	case TypeCA:
+		if m.CA == nil {
+			return Message{}, fmt.Errorf("%w: ca without the CA's state", ErrBadMessage)
 		}
 	default:
 		return Message{}, fmt.Errorf("%w: unknown type %q", ErrBadMessage, m.Type)

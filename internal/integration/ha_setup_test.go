@@ -233,6 +233,26 @@ func (g *haGateway) checkApplied(t *testing.T, evs []store.Event) {
 	}
 }
 
+// revokeEvents returns the revocation events of the store (the CA's own
+// events come before them) and the position of the last event.
+func revokeEvents(t *testing.T, st store.Store) ([]store.Event, int64) {
+	t.Helper()
+	all, err := st.Events(context.Background(), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []store.Event
+	for _, ev := range all {
+		if ev.Kind == store.EventRevoke {
+			evs = append(evs, ev)
+		}
+	}
+	if len(all) == 0 {
+		return evs, 0
+	}
+	return evs, all[len(all)-1].Position
+}
+
 // waitPosition waits until the gateway's set is at position pos.
 func (g *haGateway) waitPosition(t *testing.T, pos int64, within time.Duration) {
 	t.Helper()

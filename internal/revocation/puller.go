@@ -54,7 +54,12 @@ func ParseSnapshot(data []byte, now time.Time) (*Set, error) {
 		}
 		serials = append(serials, s)
 	}
-	return NewSet(snap.Position, now, serials...), nil
+	for i, k := range snap.RevokedIssuers {
+		if k == "" || len(k) > 128 || strings.Trim(k, "0123456789abcdef") != "" {
+			return nil, fmt.Errorf("revocation: revoked issuer %d: %q is not a lowercase hex key ID", i, k)
+		}
+	}
+	return NewSet(snap.Position, now, serials...).WithIssuers(snap.Position, now, snap.RevokedIssuers...), nil
 }
 
 // Puller polls the server for snapshots over mTLS. With several server

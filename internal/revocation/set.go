@@ -11,11 +11,36 @@ import (
 	"time"
 )
 
-// Set is an immutable snapshot of revoked serials.
+// Set is an immutable snapshot of revoked serials, and of revoked CA
+// keys: a certificate whose chain goes through a revoked intermediate is
+// refused like a revoked one.
 type Set struct {
 	serials  map[string]struct{}
+	issuers  map[string]struct{} // key IDs (lowercase hex SKI) of revoked CA certificates
 	position int64
 	updated  time.Time
+}
+
+// IssuerRevoked reports whether the CA key keyID (lowercase hex subject
+// key identifier) is revoked. It is safe on a nil set.
+func (s *Set) IssuerRevoked(keyID string) bool {
+	if s == nil || len(s.issuers) == 0 {
+		return false
+	}
+	_, ok := s.issuers[keyID]
+	return ok
+}
+
+// RevokedIssuers returns the revoked CA keys in no particular order.
+func (s *Set) RevokedIssuers() []string {
+	if s == nil {
+		return nil
+	}
+	out := make([]string, 0, len(s.issuers))
+	for k := range s.issuers {
+		out = append(out, k)
+	}
+	return out
 }
 
 // NewSet builds a set at a feed position, taken at time updated. Serials

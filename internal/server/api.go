@@ -30,6 +30,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+wire.PathRevocations, s.handle(s.revocations))
 	mux.HandleFunc("GET "+wire.PathFeed, s.feedHandler)
 	mux.HandleFunc("GET "+wire.PathBundle, s.bundle)
+	mux.HandleFunc("GET "+wire.PathCA, s.handle(s.caInfo))
 	s.statusRoutes(mux)
 	mux.HandleFunc("GET "+wire.PathHealth, s.health)
 	mux.HandleFunc("/", s.handle(func(*http.Request) (int, any, error) {

@@ -45,8 +45,14 @@ func (s *Server) authenticate(r *http.Request, kinds ...string) (Caller, error) 
 		return Caller{}, apiError(http.StatusForbidden, wire.CodeForbidden, "client certificate is not one this CA issued", nil)
 	case err != nil:
 		return Caller{}, err
+	case rec.Fingerprint != ca.Fingerprint(leaf):
+		// Same serial, other certificate: made with a stolen CA key.
+		return Caller{}, apiError(http.StatusForbidden, wire.CodeForbidden, "client certificate is not one this CA issued", nil)
 	case rec.Revocation != nil:
 		return Caller{}, apiError(http.StatusForbidden, wire.CodeRevoked, fmt.Sprintf("client certificate %s is revoked", serial), nil)
+	case s.o.Authority.Hierarchy().IssuerRevoked(rec.Issuer):
+		return Caller{}, apiError(http.StatusForbidden, wire.CodeRevoked,
+			fmt.Sprintf("client certificate %s was issued by a revoked intermediate; renew it (certgate agent does at its next check)", serial), nil)
 	}
 	return Caller{ID: id, Serial: serial}, nil
 }

@@ -22,7 +22,7 @@ func (s *Server) enroll(r *http.Request) (int, any, error) {
 	if err != nil {
 		return 0, nil, apiError(http.StatusBadRequest, wire.CodeBadToken, err.Error(), nil)
 	}
-	if tok.RootFingerprint != s.o.Authority.RootFingerprint() {
+	if !s.o.Authority.TrustsRoot(tok.RootFingerprint) {
 		return 0, nil, apiError(http.StatusBadRequest, wire.CodeBadToken, "token was made for another CA (root fingerprint differs)", nil)
 	}
 	iss, err := s.o.Authority.Enroll(r.Context(), tok, []byte(req.CSR))

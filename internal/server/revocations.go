@@ -24,7 +24,15 @@ func (s *Server) revocations(r *http.Request) (int, any, error) {
 	for i, e := range snap.Revoked {
 		out[i] = wire.Revoked{Serial: e.Serial, Identity: e.Identity, Reason: e.Reason, NotAfter: e.NotAfter.UTC()}
 	}
-	return http.StatusOK, wire.Revocations{Position: snap.Position, Revoked: out}, nil
+	st, err := caState(r.Context(), s.o.Store, s.o.Authority, snap.Position)
+	if err != nil {
+		return 0, nil, err
+	}
+	resp := wire.Revocations{Position: snap.Position, Revoked: out}
+	if len(st.RevokedIssuers) > 0 {
+		resp.RevokedIssuers = st.RevokedIssuers
+	}
+	return http.StatusOK, resp, nil
 }
 
 // feedHandler streams the change feed to a gateway (or an admin watching

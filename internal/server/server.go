@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/certgate/certgate/internal/audit"
@@ -22,6 +24,7 @@ import (
 	"github.com/certgate/certgate/internal/server/feedserver"
 	"github.com/certgate/certgate/internal/store"
 	"github.com/certgate/certgate/internal/tlspolicy"
+	"github.com/certgate/certgate/internal/wire"
 )
 
 // Store is what the API reads directly; writes go through the CA service.
@@ -33,6 +36,7 @@ type Store interface {
 	RevocationSnapshot(ctx context.Context, now time.Time) (store.Snapshot, error)
 	Events(ctx context.Context, after int64, limit int) ([]store.Event, error)
 	LastPosition(ctx context.Context) (int64, error)
+	ListCAs(ctx context.Context) ([]store.CACert, error)
 	Ping(ctx context.Context) error
 }
 
@@ -57,8 +61,7 @@ type Options struct {
 
 // Server is the control-plane HTTPS server.
 type Server struct {
-	o     Options
-	roots *x509.CertPool
+	o Options
 
 	feed   *feedserver.Server
 	status *certstatus.Service
@@ -70,7 +73,42 @@ type Server struct {
 	mu      sync.Mutex
 	serving *tls.Certificate
 
+	// trust follows the CA's hierarchy: the roots client certificates
+	// must chain to and the verifier with its shortcut for leaves of the
+	// active intermediate, rebuilt when a rotation changed the hierarchy.
+	trustMu sync.Mutex
+	trust   atomic.Pointer[serverTrust]
+}
+
+// serverTrust is the client verification of one hierarchy.
+type serverTrust struct {
+	h       *ca.Hierarchy
+	roots   *x509.CertPool
 	clients *clientVerifier
+
+	once sync.Once
+	cfg  *tls.Config
+}
+
+// currentTrust returns the verification of the authority's current
+// hierarchy, building it once per hierarchy.
+func (s *Server) currentTrust() *serverTrust {
+	h := s.o.Authority.Hierarchy()
+	if t := s.trust.Load(); t != nil && t.h == h {
+		return t
+	}
+	s.trustMu.Lock()
+	defer s.trustMu.Unlock()
+	if t := s.trust.Load(); t != nil && t.h == h {
+		return t
+	}
+	pool := x509.NewCertPool()
+	for _, r := range h.Roots {
+		pool.AddCert(r)
+	}
+	t := &serverTrust{h: h, roots: pool, clients: newClientVerifier(pool, h.Active.Certificate(), s.o.Authority.TrustDomain(), s.o.Clock.Now)}
+	s.trust.Store(t)
+	return t
 }
 
 // New returns a Server. Call Run to serve.
@@ -92,11 +130,8 @@ func New(o Options) (*Server, error) {
 			*d = 30 * time.Second
 		}
 	}
-	pool := x509.NewCertPool()
-	for _, r := range o.Authority.Roots() {
-		pool.AddCert(r)
-	}
-	fo := feedserver.Options{Store: o.Store, Clock: o.Clock, Log: o.Log, Heartbeat: o.FeedHeartbeat}
+	fo := feedserver.Options{Store: o.Store, Clock: o.Clock, Log: o.Log, Heartbeat: o.FeedHeartbeat,
+		CA: func(ctx context.Context, pos int64) (wire.CA, error) { return caState(ctx, o.Store, o.Authority, pos) }}
 	so := certstatus.Options{Authority: o.Authority, Store: o.Store, Clock: o.Clock, Log: o.Log, Settings: o.Status}
 	if n, ok := o.Store.(feedserver.Notifier); ok {
 		fo.Notifier = n
@@ -107,8 +142,9 @@ func New(o Options) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	streams, stopStreams := context.WithCancel(context.Background())
-	clients := newClientVerifier(pool, o.Authority.Issuer().Certificate(), o.Authority.TrustDomain(), o.Clock.Now)
-	return &Server{o: o, roots: pool, feed: feedserver.New(fo), status: status, streams: streams, stopStreams: stopStreams, clients: clients}, nil
+	s := &Server{o: o, feed: feedserver.New(fo), status: status, streams: streams, stopStreams: stopStreams}
+	s.currentTrust()
+	return s, nil
 }
 
 // TLSConfig is the server's TLS configuration: certgate's TLS policy
@@ -116,14 +152,36 @@ func New(o Options) (*Server, error) {
 // given (enrollment has none), and a serving certificate from our own
 // intermediate that renews itself.
 func (s *Server) TLSConfig() *tls.Config {
+	t0 := s.currentTrust()
+	base := s.tlsConfig(t0)
+	// Each handshake gets the configuration of the CA's current hierarchy:
+	// after a root rotation ClientCAs names both roots, and client
+	// certificates are verified against what the CA trusts now.
+	base.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		t := s.currentTrust()
+		if t == t0 {
+			return nil, nil
+		}
+		return t.config(s), nil
+	}
+	return base
+}
+
+// config is the TLS configuration of t, built once.
+func (t *serverTrust) config(s *Server) *tls.Config {
+	t.once.Do(func() { t.cfg = s.tlsConfig(t) })
+	return t.cfg
+}
+
+func (s *Server) tlsConfig(t *serverTrust) *tls.Config {
 	return tlspolicy.Apply(&tls.Config{
 		// Client certificates are verified when given (enrollment has
-		// none) by s.clients, which is cheaper than crypto/tls's own
+		// none) by t.clients, which is cheaper than crypto/tls's own
 		// verification for leaves of our intermediate; ClientCAs still
 		// tells clients which CAs the server accepts.
 		ClientAuth:       tls.RequestClientCert,
-		VerifyConnection: s.clients.verifyConnection,
-		ClientCAs:        s.roots,
+		VerifyConnection: t.clients.verifyConnection,
+		ClientCAs:        t.roots,
 		GetCertificate:   func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.servingCert(context.Background()) },
 		NextProtos:       []string{"h2", "http/1.1"},
 		// Client certificates are judged at the same "now" as everything else.
@@ -153,7 +211,10 @@ func (s *Server) servingCert(ctx context.Context) (*tls.Certificate, error) {
 	now := s.o.Clock.Now()
 	if c := s.serving; c != nil {
 		life := c.Leaf.NotAfter.Sub(c.Leaf.NotBefore)
-		if now.Before(c.Leaf.NotBefore.Add(life * 2 / 3)) {
+		// A rotation made another intermediate active: the next handshake
+		// gets a certificate of it, so nothing keeps using the old one.
+		current := bytes.Equal(c.Leaf.AuthorityKeyId, s.o.Authority.Issuer().Certificate().SubjectKeyId)
+		if current && now.Before(c.Leaf.NotBefore.Add(life*2/3)) {
 			return c, nil
 		}
 	}

@@ -30,8 +30,9 @@ const MaxOCSPRequest = 4 << 10
 // with curl: OCSP error responses have no room for text.
 const ErrorHeader = "Certgate-Error"
 
-// StatusHandler serves certificate status only: GET /crl, GET /ocsp/{req}
-// and POST /ocsp, the same handlers as on the API; every other path is a
+// StatusHandler serves certificate status only: GET /crl, GET /crl/KEYID,
+// GET /ca/KEYID.crt, GET /ocsp/{req} and POST /ocsp, the same handlers as
+// on the API; every other path is a
 // 404. It is meant for a plain-HTTP listener (CRLs and OCSP responses are
 // signed, and many verifiers fetch them over HTTP only), so it never
 // exposes the API, which needs TLS. The status service's CRL and OCSP
@@ -49,6 +50,8 @@ func (s *Server) StatusHandler() http.Handler {
 // status listener serve the same ones.
 func (s *Server) statusRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+wire.PathCRL, s.crl)
+	mux.HandleFunc("GET "+wire.PathCRL+"/{keyid}", s.crlOf)
+	mux.HandleFunc("GET "+wire.PathCACert+"/{file}", s.caCert)
 	mux.HandleFunc("GET "+wire.PathOCSP+"/{req...}", s.ocspGET)
 	mux.HandleFunc("POST "+wire.PathOCSP, s.ocspPOST)
 }
@@ -57,6 +60,10 @@ func (s *Server) statusRoutes(mux *http.ServeMux) {
 // no later than its nextUpdate. No authentication: it is public.
 func (s *Server) crl(w http.ResponseWriter, r *http.Request) {
 	c, err := s.status.CRL(r.Context())
+	s.serveCRL(w, r, c, err)
+}
+
+func (s *Server) serveCRL(w http.ResponseWriter, r *http.Request, c *certstatus.CRL, err error) {
 	if err != nil {
 		writeError(w, r, s.o.Log, classify(err))
 		return

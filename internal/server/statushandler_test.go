@@ -69,12 +69,38 @@ func TestStatusHandlerServesStatusOnly(t *testing.T) {
 
 	for _, tc := range []struct{ method, path string }{
 		{http.MethodGet, "/v1/certificates"}, {http.MethodGet, "/v1/bundle"}, {http.MethodPost, "/v1/enroll"},
-		{http.MethodGet, "/healthz"}, {http.MethodGet, "/"}, {http.MethodGet, "/crl/x"},
+		{http.MethodGet, "/healthz"}, {http.MethodGet, "/"}, {http.MethodGet, "/crl/x/y"}, {http.MethodGet, "/v1/ca"},
 	} {
 		resp, body := send(tc.method, tc.path, "application/json", []byte("{}"))
 		want := `{"error":{"code":"not_found","message":"no such endpoint on the status listener (CRL and OCSP only)"}}`
 		if resp.StatusCode != http.StatusNotFound || string(bytes.TrimSpace(body)) != want {
 			t.Errorf("%s %s: %d %s, want 404 %s", tc.method, tc.path, resp.StatusCode, body, want)
+		}
+	}
+
+	// The intermediate's own CRL and certificate, where its leaves point.
+	inter := e.authz.Issuer().Certificate()
+	resp, body = send(http.MethodGet, "/crl/"+ca.KeyID(inter), "", nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /crl/KEYID: %d %s", resp.StatusCode, body)
+	}
+	if crl, err := x509.ParseRevocationList(body); err != nil || crl.CheckSignatureFrom(inter) != nil {
+		t.Fatalf("CRL of the intermediate: %v", err)
+	}
+	resp, body = send(http.MethodGet, "/ca/"+ca.KeyID(inter)+".crt", "", nil)
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, inter.Raw) || resp.Header.Get("Content-Type") != "application/pkix-cert" {
+		t.Fatalf("GET /ca/KEYID.crt: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	for path, want := range map[string]string{
+		"/crl/ABCD":             `{"error":{"code":"not_found","message":"no such CRL (want /crl/KEYID, KEYID in lowercase hex)"}}`,
+		"/crl/abcd":             `{"error":{"code":"not_found","message":"no CRL for CA key abcd: not a key of this CA, or one that publishes none (retired, revoked, or not signing yet)"}}`,
+		"/ca/abcd":              `{"error":{"code":"not_found","message":"no such CA certificate (want /ca/KEYID.crt, KEYID in lowercase hex)"}}`,
+		"/ca/abcd.crt":          `{"error":{"code":"not_found","message":"no CA certificate with key ID abcd"}}`,
+		"/ca/..%2fcertgate.crt": `{"error":{"code":"not_found","message":"no such CA certificate (want /ca/KEYID.crt, KEYID in lowercase hex)"}}`,
+	} {
+		resp, body := send(http.MethodGet, path, "", nil)
+		if resp.StatusCode != http.StatusNotFound || string(bytes.TrimSpace(body)) != want {
+			t.Errorf("GET %s: %d %s, want 404 %s", path, resp.StatusCode, body, want)
 		}
 	}
 }

@@ -134,7 +134,8 @@ type CAChange struct {
 // IssuerUsage is what one issuer has out there.
 type IssuerUsage struct {
 	Live         int64     // unexpired and unrevoked certificates
-	LastNotAfter time.Time // latest NotAfter of any certificate it issued
+	LastLive     time.Time // latest NotAfter of those, zero if none
+	LastNotAfter time.Time // latest NotAfter of any certificate it issued, revoked ones too
 }
 
 const caColumns = `fingerprint, kind, key_id, issuer_key_id, generation, state, not_before, not_after,
@@ -221,9 +222,11 @@ func (s *SQL) IssuerUsage(ctx context.Context, now time.Time, except string) (ma
 	if err := checkTime("now", now); err != nil {
 		return nil, fmt.Errorf("store: %s: %w", what, err)
 	}
+	n := now.UnixNano()
 	rows, err := s.rdb.QueryContext(ctx, s.d.bind(`SELECT c.issuer,
-		SUM(CASE WHEN r.serial IS NULL AND c.not_after > ? THEN 1 ELSE 0 END), MAX(c.not_after)`+
-		certFrom+` WHERE c.identity <> ? GROUP BY c.issuer`), now.UnixNano(), except)
+		SUM(CASE WHEN r.serial IS NULL AND c.not_after > ? THEN 1 ELSE 0 END),
+		MAX(CASE WHEN r.serial IS NULL AND c.not_after > ? THEN c.not_after ELSE 0 END), MAX(c.not_after)`+
+		certFrom+` WHERE c.identity <> ? GROUP BY c.issuer`), n, n, except)
 	if err != nil {
 		return nil, s.wrap(what, err)
 	}
@@ -231,11 +234,15 @@ func (s *SQL) IssuerUsage(ctx context.Context, now time.Time, except string) (ma
 	out := map[string]IssuerUsage{}
 	for rows.Next() {
 		var issuer string
-		var live, last int64
-		if err := rows.Scan(&issuer, &live, &last); err != nil {
+		var live, lastLive, last int64
+		if err := rows.Scan(&issuer, &live, &lastLive, &last); err != nil {
 			return nil, s.wrap(what, err)
 		}
-		out[issuer] = IssuerUsage{Live: live, LastNotAfter: fromNanos(last)}
+		u := IssuerUsage{Live: live, LastNotAfter: fromNanos(last)}
+		if lastLive != 0 {
+			u.LastLive = fromNanos(lastLive)
+		}
+		out[issuer] = u
 	}
 	if err := rows.Err(); err != nil {
 		return nil, s.wrap(what, err)

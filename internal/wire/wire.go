@@ -14,7 +14,9 @@ const (
 	PathRevocations  = "/v1/revocations"  // GET → Revocations (gateway or admin)
 	PathFeed         = "/v1/feed"         // GET [?after=N] → the change feed, JSON lines (gateway or admin; internal/feed)
 	PathBundle       = "/v1/bundle"       // GET → the trusted roots, PEM
-	PathCRL          = "/crl"             // GET → the CRL, DER
+	PathCA           = "/v1/ca"           // GET → CA: roots, published intermediates, revoked CA keys (public)
+	PathCACert       = "/ca"              // GET PathCACert/KEYID.crt → a CA certificate, DER (public; authority information access)
+	PathCRL          = "/crl"             // GET → the active intermediate's CRL; GET PathCRL/KEYID → that CA key's CRL, DER
 	PathOCSP         = "/ocsp"            // POST, or GET PathOCSP/BASE64 → an OCSP response
 	PathHealth       = "/healthz"         // GET → Health
 )
@@ -142,6 +144,33 @@ type Revoked struct {
 type Revocations struct {
 	Position int64     `json:"position"`
 	Revoked  []Revoked `json:"revoked"`
+	// RevokedIssuers are the key IDs of revoked CA certificates (CA): a
+	// certificate whose chain goes through one is refused.
+	RevokedIssuers []string `json:"revoked_issuers,omitempty"`
+}
+
+// CA is the CA's public state, as GET /v1/ca and the change feed's "ca"
+// message carry it: what clients trust, which intermediates a verifier may
+// need to complete a chain (a client that sends only its leaf, a new
+// intermediate before it signs), and which CA keys are revoked (a chain
+// through one is refused at once, and its holders renew under the active
+// intermediate).
+type CA struct {
+	TrustDomain string `json:"trust_domain"`
+	// Roots is the trust bundle, PEM: every root that is next, active or
+	// retiring (both during a root rotation).
+	Roots string `json:"roots"`
+	// Intermediates are the published CA certificates below the roots, PEM:
+	// intermediates that are next, active or retiring, and the
+	// cross-certificates of a root rotation.
+	Intermediates string `json:"intermediates"`
+	// Active is the key ID (lowercase hex subject key identifier) of the
+	// intermediate that signs new certificates.
+	Active string `json:"active"`
+	// RevokedIssuers are the key IDs of revoked CA certificates.
+	RevokedIssuers []string `json:"revoked_issuers"`
+	// Position is the change feed position this state is current at.
+	Position int64 `json:"position"`
 }
 
 // Health answers GET /healthz.

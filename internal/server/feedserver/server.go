@@ -43,6 +43,9 @@ type Options struct {
 	Poll time.Duration
 	// WriteTimeout cuts a follower that stops reading (10 s if zero).
 	WriteTimeout time.Duration
+	// CA, if set, returns the CA's public state as of event position pos;
+	// it is sent when a stream starts and after every CA event.
+	CA func(ctx context.Context, pos int64) (wire.CA, error)
 }
 
 // Server streams the feed over HTTP. Authentication is the caller's job.
@@ -142,6 +145,19 @@ func (s *Server) Stream(ctx context.Context, w http.ResponseWriter, after int64)
 		// An immediate heartbeat tells a resuming follower it is connected.
 		return err
 	}
+	sendCA := func(pos int64) error {
+		if s.o.CA == nil {
+			return nil
+		}
+		st, err := s.o.CA(ctx, pos)
+		if err != nil {
+			return err
+		}
+		return send(feed.Message{Type: feed.TypeCA, Position: pos, Time: s.o.Clock.Now(), CA: &st})
+	}
+	if err := sendCA(pos); err != nil {
+		return err
+	}
 	if err := flush(); err != nil {
 		return err
 	}
@@ -161,7 +177,17 @@ func (s *Server) Stream(ctx context.Context, w http.ResponseWriter, after int64)
 		if err != nil {
 			return err
 		}
-		for _, e := range evs {
+		for i, e := range evs {
+			if e.Kind == store.EventCA {
+				// One CA message for a run of CA events (a rotation step
+				// changes several CA certificates in one transaction).
+				if i+1 == len(evs) || evs[i+1].Kind != store.EventCA {
+					if err := sendCA(e.Position); err != nil {
+						return err
+					}
+				}
+				continue
+			}
 			if e.Kind != store.EventRevoke {
 				continue
 			}

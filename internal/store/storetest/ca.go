@@ -249,7 +249,10 @@ var caTests = []subtest{
 		if got := u[Issuer]; got.Live != 0 || !got.LastNotAfter.Equal(a.NotAfter) {
 			t.Errorf("usage of %s = %+v, want 0 live (one revoked, one expired), last %v", Issuer, got, a.NotAfter)
 		}
-		if got := u["bb"]; got.Live != 1 || !got.LastNotAfter.Equal(b.NotAfter) {
+		if got := u[Issuer]; !got.LastLive.IsZero() {
+			t.Errorf("last live of %s = %v, want none", Issuer, got.LastLive)
+		}
+		if got := u["bb"]; got.Live != 1 || !got.LastNotAfter.Equal(b.NotAfter) || !got.LastLive.Equal(b.NotAfter) {
 			t.Errorf("usage of bb = %+v", got)
 		}
 		if len(u) != 2 {
