@@ -197,11 +197,29 @@ func quickstart(ctx context.Context, s streams, o quickstartOptions) error {
 	defer wg.Wait()
 	defer cancel()
 
+	stopLife, err := startCALife(ctx, inst, log)
+	if err != nil {
+		return err
+	}
+	defer stopLife()
 	srv, err := newServer(inst, log)
 	if err != nil {
 		return err
 	}
-	component("server", func() error { return srv.Serve(ctx, srvLn) })
+	// A reused directory whose config has a status listener names it in
+	// every certificate: serve it, as "certgate server" does.
+	var statusLn net.Listener
+	if sl := inst.Config.Listen.StatusListen; sl != "" {
+		if statusLn, err = net.Listen("tcp", sl); err != nil {
+			return fmt.Errorf("server.status_listen of %s: %w", filepath.Join(dir, config.FileName), err)
+		}
+	}
+	component("server", func() error {
+		if statusLn != nil {
+			return serveWithStatus(ctx, log, srv, inst.Config.Listen, srvLn, statusLn)
+		}
+		return srv.Serve(ctx, srvLn)
+	})
 
 	upLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -28,6 +28,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(
 		// commands are registered here, one line each
 		newInitCmd(s),
+		newCACmd(s, nil),
 		newServerCmd(s),
 		newTokenCmd(s),
 		newEnrollCmd(s),

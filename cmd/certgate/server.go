@@ -13,10 +13,13 @@ import (
 
 	"github.com/certgate/certgate/internal/ca"
 	"github.com/certgate/certgate/internal/cadir"
+	"github.com/certgate/certgate/internal/calife"
 	"github.com/certgate/certgate/internal/certstatus"
 	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/config"
+	"github.com/certgate/certgate/internal/metrics"
 	"github.com/certgate/certgate/internal/server"
+	"github.com/certgate/certgate/internal/store"
 )
 
 func newServerCmd(s streams) *cobra.Command {
@@ -53,6 +56,11 @@ func runServer(ctx context.Context, log *slog.Logger, dir, listen string, pass [
 		return err
 	}
 	defer inst.Close()
+	stopLife, err := startCALife(ctx, inst, log)
+	if err != nil {
+		return err
+	}
+	defer stopLife()
 	srv, err := newServer(inst, log)
 	if err != nil {
 		return err
@@ -116,6 +124,60 @@ func serveWithStatus(ctx context.Context, log *slog.Logger, srv *server.Server, 
 		return serr
 	}
 	return err
+}
+
+// startCALife checks that the CA can sign (a server refuses to start with
+// an expired active CA), logs the CA's warnings, exports its expiry
+// metric when server.metrics_listen is set, and runs the CA's schedule
+// (rotations due, the automatic one, retirements) and its follower (a
+// change made by a CLI or another replica) until ctx is done or stop is
+// called; stop waits for it to end.
+func startCALife(ctx context.Context, inst *cadir.Installation, log *slog.Logger) (stop func(), err error) {
+	if err := inst.Authority.Hierarchy().CheckCurrent(inst.Hierarchy.Clock.Now()); err != nil {
+		return nil, fmt.Errorf("%w: the server will not start with it; make a new one with certgate ca rotate-intermediate --now --dir %s", err, inst.Config.Dir())
+	}
+	m, err := inst.Lifecycle(nil)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer func() {
+		if err != nil {
+			cancel()
+		}
+	}()
+	reg := metrics.NewRegistry()
+	caMetrics := metrics.NewCA(reg)
+	if addr := inst.Config.Listen.MetricsListen; addr != "" {
+		bound, err := metrics.Serve(ctx, addr, reg)
+		if err != nil {
+			return nil, fmt.Errorf("server.metrics_listen: %w", err)
+		}
+		log.Info("metrics listening", "addr", bound.String())
+	}
+	var wake func() <-chan struct{}
+	if n, ok := inst.Store.(interface{ EventsChanged() <-chan struct{} }); ok {
+		wake = n.EventsChanged
+	}
+	changed := calife.WatchCA(ctx, inst.Store, wake, time.Second)
+	onReport := func(rep calife.Report) {
+		var certs []metrics.CACert
+		for _, c := range rep.CAs {
+			if c.State == store.CANext || c.State == store.CAActive || c.State == store.CARetiring {
+				certs = append(certs, metrics.CACert{Kind: c.Kind, Generation: c.Generation, State: c.State, KeyID: c.KeyID, NotAfter: c.NotAfter})
+			}
+		}
+		caMetrics.Observe(certs)
+		for _, w := range rep.Warnings {
+			log.Warn("CA: " + w)
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.Run(ctx, calife.RunOptions{Interval: inst.Config.CA.Rotation.CheckInterval, Changed: changed, OnReport: onReport})
+	}()
+	return func() { cancel(); <-done }, nil
 }
 
 func newServer(inst *cadir.Installation, log *slog.Logger) (*server.Server, error) {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/certgate/certgate/internal/ca"
 	"github.com/certgate/certgate/internal/config"
 	"github.com/certgate/certgate/internal/pemutil"
 	"github.com/certgate/certgate/internal/testenv"
@@ -71,8 +72,8 @@ func TestStatusListenerOverPlainHTTP(t *testing.T) {
 		t.Fatalf("cert.pem: %d certificates, %v", len(chain), err)
 	}
 	leaf := chain[0]
-	if got := leaf.CRLDistributionPoints; len(got) != 1 || got[0] != base+"/crl" {
-		t.Errorf("CRL distribution points %v, want [%s/crl]", got, base)
+	if got, want := leaf.CRLDistributionPoints, base+"/crl/"+ca.KeyID(chain[1]); len(got) != 1 || got[0] != want {
+		t.Errorf("CRL distribution points %v, want [%s]", got, want)
 	}
 	if got := leaf.OCSPServer; len(got) != 1 || got[0] != base+"/ocsp" {
 		t.Errorf("OCSP servers %v, want [%s/ocsp]", got, base)

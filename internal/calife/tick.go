@@ -135,27 +135,119 @@ func (m *Manager) retire(ctx context.Context, now time.Time) (int, error) {
 	return len(ups), m.step(ctx, "intermediate.retired")
 }
 
-// Run ticks every interval until ctx is done. changed receives a value
-// when another process changed the CA state (a CA event was committed):
-// Run then calls Options.Changed, so this process signs with what the
-// store says. Failures are logged and retried at the next tick.
-func (m *Manager) Run(ctx context.Context, interval time.Duration, changed <-chan struct{}) {
-	t := time.NewTicker(interval)
+// RunOptions configures Run.
+type RunOptions struct {
+	// Interval is how often Tick runs.
+	Interval time.Duration
+	// Changed receives a value when another process changed the CA state
+	// (see WatchCA): Run then calls Options.Changed, so this process signs
+	// with what the store says.
+	Changed <-chan struct{}
+	// OnReport, if set, gets the status report at start, after every
+	// change, and every ReportEvery (a day if zero): the server logs its
+	// warnings and exports the CA expiry metric from it.
+	OnReport    func(Report)
+	ReportEvery time.Duration
+}
+
+// Run ticks until ctx is done. Failures are logged and retried at the next
+// tick.
+func (m *Manager) Run(ctx context.Context, o RunOptions) {
+	if o.ReportEvery <= 0 {
+		o.ReportEvery = 24 * time.Hour
+	}
+	t := time.NewTicker(o.Interval)
 	defer t.Stop()
+	daily := time.NewTicker(o.ReportEvery)
+	defer daily.Stop()
+	report := func() {
+		if o.OnReport == nil {
+			return
+		}
+		rep, err := m.Status(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				m.o.Log.Error("CA status", "err", err)
+			}
+			return
+		}
+		o.OnReport(rep)
+	}
+	report()
 	for {
-		if _, err := m.Tick(ctx); err != nil && ctx.Err() == nil {
+		changed, err := m.Tick(ctx)
+		if err != nil && ctx.Err() == nil {
 			m.o.Log.Error("CA schedule", "err", err)
+		}
+		if changed {
+			report()
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		case <-changed:
+		case <-daily.C:
+			report()
+		case <-o.Changed:
 			if m.o.Changed != nil {
 				if err := m.o.Changed(ctx); err != nil && ctx.Err() == nil {
 					m.o.Log.Error("reloading the CA after a change by another process", "err", err)
 				}
 			}
+			report()
 		}
 	}
+}
+
+// EventSource is what WatchCA reads.
+type EventSource interface {
+	LastPosition(ctx context.Context) (int64, error)
+	Events(ctx context.Context, after int64, limit int) ([]store.Event, error)
+}
+
+// WatchCA sends on the returned channel when a CA event is committed (by
+// this process or another: a CLI, a replica), until ctx is done. It reads
+// the event log when wake fires (the store's commit notification; nil for
+// none) and every poll.
+func WatchCA(ctx context.Context, src EventSource, wake func() <-chan struct{}, poll time.Duration) <-chan struct{} {
+	out := make(chan struct{}, 1)
+	go func() {
+		pos, err := src.LastPosition(ctx)
+		for err != nil && ctx.Err() == nil {
+			time.Sleep(poll)
+			pos, err = src.LastPosition(ctx)
+		}
+		t := time.NewTicker(poll)
+		defer t.Stop()
+		for {
+			var w <-chan struct{}
+			if wake != nil {
+				w = wake()
+			}
+			evs, err := src.Events(ctx, pos, 1000)
+			if err == nil {
+				ca := false
+				for _, ev := range evs {
+					ca = ca || ev.Kind == store.EventCA
+					pos = ev.Position
+				}
+				if ca {
+					select {
+					case out <- struct{}{}:
+					default: // one pending signal is enough
+					}
+				}
+				if len(evs) == 1000 {
+					continue
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-w:
+			case <-t.C:
+			}
+		}
+	}()
+	return out
 }

@@ -40,6 +40,26 @@ type CA struct {
 	IntermediateCert string `yaml:"intermediate_cert"`
 	IntermediateKey  string `yaml:"intermediate_key"`
 	Bundle           string `yaml:"bundle"`
+	// Rotation is when the CA rotates by itself (package calife).
+	Rotation Rotation `yaml:"rotation"`
+}
+
+// Rotation configures the CA's rotations.
+type Rotation struct {
+	// Auto starts a rotation of the intermediate at At of its life.
+	Auto bool    `yaml:"auto"`
+	At   float64 `yaml:"at"`
+	// PublishAhead is how long a new intermediate is published before it
+	// signs, when no time is given.
+	PublishAhead         time.Duration `yaml:"publish_ahead"`
+	IntermediateLifetime time.Duration `yaml:"intermediate_lifetime"`
+	RootLifetime         time.Duration `yaml:"root_lifetime"`
+	// WarnBefore: "certgate ca status" and the server warn about CAs that
+	// expire sooner.
+	WarnBefore time.Duration `yaml:"warn_before"`
+	// CheckInterval is how often the server looks whether a rotation step
+	// is due.
+	CheckInterval time.Duration `yaml:"check_interval"`
 }
 
 // Profiles sets certificate lifetimes.
@@ -65,6 +85,9 @@ type Listen struct {
 	// certificate; empty means URL. Defaults to http://STATUS_LISTEN when
 	// StatusListen is set.
 	StatusURL string `yaml:"status_url"`
+	// MetricsListen, when set, serves Prometheus metrics (/metrics) of the
+	// server, among them certgate_ca_expiry_timestamp_seconds. Empty: off.
+	MetricsListen string `yaml:"metrics_listen"`
 }
 
 // Tokens configures enrollment tokens.
@@ -102,6 +125,8 @@ func DefaultServer(td string) Server {
 			IntermediateCert: "ca/intermediate.pem",
 			IntermediateKey:  "ca/intermediate.key",
 			Bundle:           "bundle.pem",
+			Rotation: Rotation{Auto: true, At: 2.0 / 3, PublishAhead: 24 * time.Hour, IntermediateLifetime: 365 * 24 * time.Hour,
+				RootLifetime: 10 * 365 * 24 * time.Hour, WarnBefore: 30 * 24 * time.Hour, CheckInterval: time.Minute},
 		},
 		Profiles: Profiles{ClientLifetime: 24 * time.Hour, ServerLifetime: 7 * 24 * time.Hour},
 		Listen: Listen{
@@ -176,6 +201,30 @@ func (c Server) Validate() error {
 	} {
 		if v == "" {
 			bad(field, "is empty")
+		}
+	}
+	if r := c.CA.Rotation; r.At <= 0 || r.At >= 1 {
+		bad("ca.rotation.at", "%v is not a fraction between 0 and 1", r.At)
+	}
+	for field, d := range map[string]time.Duration{
+		"ca.rotation.publish_ahead": c.CA.Rotation.PublishAhead, "ca.rotation.warn_before": c.CA.Rotation.WarnBefore,
+	} {
+		if d <= 0 {
+			bad(field, "must be positive")
+		}
+	}
+	if c.CA.Rotation.IntermediateLifetime < time.Hour {
+		bad("ca.rotation.intermediate_lifetime", "%s is shorter than 1h", c.CA.Rotation.IntermediateLifetime)
+	}
+	if c.CA.Rotation.RootLifetime < c.CA.Rotation.IntermediateLifetime {
+		bad("ca.rotation.root_lifetime", "%s is shorter than the intermediate lifetime", c.CA.Rotation.RootLifetime)
+	}
+	if c.CA.Rotation.CheckInterval < time.Second {
+		bad("ca.rotation.check_interval", "%s is shorter than 1s", c.CA.Rotation.CheckInterval)
+	}
+	if c.Listen.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.Listen.MetricsListen); err != nil {
+			bad("server.metrics_listen", "%v", err)
 		}
 	}
 	if c.Profiles.ClientLifetime < time.Minute {

@@ -23,13 +23,33 @@ store: {{.Store}}
 ca:
   # Key type of the CA keys: ecdsa-p256, ecdsa-p384, ed25519, rsa-2048, rsa-3072, rsa-4096
   key_type: {{.CA.KeyType}}
+  # The first root and intermediate, as "certgate init" made them. After
+  # that the store records every CA certificate and its state ("certgate ca
+  # status"); these are read only to adopt an installation made before.
   root_cert: {{.CA.RootCert}}
-  # Encrypted PKCS#8; the passphrase comes from CERTGATE_PASSPHRASE or --passphrase-file.
-  root_key: {{.CA.RootKey}}
+  # Encrypted PKCS#8 (the passphrase comes from CERTGATE_PASSPHRASE or
+  # --passphrase-file), or an RFC 7512 pkcs11: URI of a key in a token.
+  root_key: {{q .CA.RootKey}}
   intermediate_cert: {{.CA.IntermediateCert}}
-  intermediate_key: {{.CA.IntermediateKey}}
-  # Trust bundle (the root) handed to clients and gateways.
+  intermediate_key: {{q .CA.IntermediateKey}}
+  # Trust bundle (the roots) handed to clients and gateways; rewritten by
+  # "certgate ca" commands when the roots change.
   bundle: {{.CA.Bundle}}
+  rotation:
+    # Rotate the intermediate by itself at this fraction of its life
+    # (false: only "certgate ca rotate-intermediate" does).
+    auto: {{.CA.Rotation.Auto}}
+    at: {{.CA.Rotation.At}}
+    # How long a new intermediate is published (bundle endpoint, feed)
+    # before it signs.
+    publish_ahead: {{.CA.Rotation.PublishAhead}}
+    # Lives of new intermediates and roots.
+    intermediate_lifetime: {{.CA.Rotation.IntermediateLifetime}}
+    root_lifetime: {{.CA.Rotation.RootLifetime}}
+    # Warn (ca status, the server's log) about CAs expiring sooner.
+    warn_before: {{.CA.Rotation.WarnBefore}}
+    # How often the server looks whether a rotation step is due.
+    check_interval: {{.CA.Rotation.CheckInterval}}
 
 profiles:
   # Lifetime of client certificates (capped at the intermediate's expiry).
@@ -56,6 +76,9 @@ server:
   # Base of the CRL and OCSP URLs in every certificate ("" = url above;
   # http://STATUS_LISTEN when status_listen is set and this is empty).
   status_url: {{q .Listen.StatusURL}}
+  # Prometheus /metrics of the server (certgate_ca_expiry_timestamp_seconds,
+  # ...). "" = off.
+  metrics_listen: {{q .Listen.MetricsListen}}
 
 tokens:
   # TTL of an enrollment token when "certgate token create" names none.

@@ -215,7 +215,13 @@ func (g *haGateway) record(old, new *revocation.Set) {
 func (g *haGateway) checkApplied(t *testing.T, evs []store.Event) {
 	t.Helper()
 	g.mu.Lock()
-	steps := slices.Clone(g.steps)
+	var steps []gatewayStep
+	for _, s := range g.steps {
+		// The CA's own events move the position and add no serial.
+		if len(s.added) > 0 {
+			steps = append(steps, s)
+		}
+	}
 	g.mu.Unlock()
 	if len(steps) != len(evs) {
 		t.Errorf("gateway %s made %d position changes for %d events", g.name, len(steps), len(evs))
@@ -225,7 +231,7 @@ func (g *haGateway) checkApplied(t *testing.T, evs []store.Event) {
 			break
 		}
 		ev := evs[i]
-		if s.from != ev.Position-1 || s.to != ev.Position || len(s.added) != 1 || s.added[0] != ev.Serial {
+		if s.to != ev.Position || len(s.added) != 1 || s.added[0] != ev.Serial {
 			t.Errorf("gateway %s, change %d: position %d -> %d adding %v; want %d -> %d adding [%s]",
 				g.name, i, s.from, s.to, s.added, ev.Position-1, ev.Position, ev.Serial)
 			return
