@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -256,6 +257,11 @@ func (r *Revocations) Check(cert *x509.Certificate) error {
 	}
 	if serial := revocation.SerialOf(cert); s.Contains(serial) {
 		return fmt.Errorf("%w: serial %s", ErrRevoked, serial)
+	}
+	// Issued by an intermediate the CA revoked (an emergency rotation):
+	// refused like a revoked certificate until its holder renews.
+	if k := hex.EncodeToString(cert.AuthorityKeyId); s.IssuerRevoked(k) {
+		return fmt.Errorf("%w: its issuer (CA key %s) is revoked", ErrRevoked, k)
 	}
 	return nil
 }

@@ -3,14 +3,19 @@ package agent
 import (
 	"context"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"github.com/certgate/certgate/internal/clock"
 	"log/slog"
 	"math/rand/v2"
+	"net/url"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/certgate/certgate/internal/apiclient"
 )
 
 // Defaults of [Options].
@@ -20,6 +25,11 @@ const (
 	DefaultHookTimeout = 30 * time.Second
 	// DefaultRequestTimeout bounds one renewal request, handshake included.
 	DefaultRequestTimeout = 30 * time.Second
+	// DefaultCheckInterval is how often a waiting agent asks the server
+	// whether the intermediate that issued its certificate was revoked: an
+	// emergency rotation reaches every agent within this, and the agent
+	// renews under the new intermediate at once.
+	DefaultCheckInterval = time.Minute
 )
 
 // The renewal point is drawn uniformly in [renewFrom, renewFrom+renewSpread]
@@ -48,6 +58,9 @@ type Options struct {
 	RequestTimeout         time.Duration // DefaultRequestTimeout if zero
 	// Rand returns a number in [0, 1) for jitter; math/rand/v2 if nil.
 	Rand func() float64
+	// CheckInterval is how often the agent checks the CA's state between
+	// renewals (DefaultCheckInterval if zero; negative: never).
+	CheckInterval time.Duration
 }
 
 // Agent renews one directory's certificate. Its methods are safe for
@@ -92,6 +105,9 @@ func New(o Options) (*Agent, error) {
 	}
 	if o.Rand == nil {
 		o.Rand = rand.Float64
+	}
+	if o.CheckInterval == 0 {
+		o.CheckInterval = DefaultCheckInterval
 	}
 	c, err := loadCredentials(o.Dir)
 	if err != nil {
@@ -196,8 +212,17 @@ func (a *Agent) Run(ctx context.Context) error {
 					s.State = StateWaiting
 				}
 			})
-			if !a.sleepUntil(ctx, next) {
+			wake := next
+			if a.o.CheckInterval > 0 && now.Add(a.o.CheckInterval).Before(next) {
+				wake = now.Add(a.o.CheckInterval)
+			}
+			if !a.sleepUntil(ctx, wake) {
 				return nil
+			}
+			if wake.Before(next) && a.issuerRevoked(ctx, cur) {
+				a.o.Log.Warn("the intermediate that issued this certificate was revoked; renewing now under the active one",
+					"serial", cur.Serial, "issuer", hex.EncodeToString(cur.leaf().AuthorityKeyId))
+				next = a.o.Clock.Now()
 			}
 			continue
 		}
@@ -247,6 +272,25 @@ func (a *Agent) Run(ctx context.Context) error {
 			})
 		}
 	}
+}
+
+// issuerRevoked asks the server whether the CA key that issued c was
+// revoked. A failure to ask is no answer: the agent keeps waiting for its
+// renewal point and asks again at the next check.
+func (a *Agent) issuerRevoked(ctx context.Context, c *credentials) bool {
+	u, _ := url.Parse(a.o.ServerURL) // checked by New
+	cl, err := apiclient.New(apiclient.Options{ServerURL: a.o.ServerURL, Certificate: c.Certificate,
+		VerifyConnection: a.verifyServer(u.Hostname(), c.Roots), Timeout: a.o.RequestTimeout})
+	if err != nil {
+		return false
+	}
+	defer cl.CloseIdleConnections()
+	st, err := cl.CA(ctx)
+	if err != nil {
+		a.o.Log.Debug("checking the CA's state failed", "err", err)
+		return false
+	}
+	return slices.Contains(st.RevokedIssuers, hex.EncodeToString(c.leaf().AuthorityKeyId))
 }
 
 // left is how long c stays valid, by the agent's clock.

@@ -241,3 +241,11 @@ func (c *Client) Revocations(ctx context.Context) (position int64, revoked []wir
 	err = c.do(ctx, http.MethodGet, wire.PathRevocations, nil, &out)
 	return out.Position, out.Revoked, err
 }
+
+// CA returns the CA's public state: roots, published intermediates and
+// revoked CA keys (public).
+func (c *Client) CA(ctx context.Context) (wire.CA, error) {
+	var out wire.CA
+	err := c.do(ctx, http.MethodGet, wire.PathCA, nil, &out)
+	return out, err
+}

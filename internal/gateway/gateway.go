@@ -191,6 +191,9 @@ func (g *Gateway) verifyConnection(cs tls.ConnectionState) error {
 	if g.revoked.Revoked(revocation.SerialOf(certs[0])) {
 		return refuse(ReasonRevoked, "certificate serial %s is revoked", revocation.SerialOf(certs[0]))
 	}
+	if k, ok := issuerRevoked(g.revoked.Load(), certs); ok {
+		return refuse(ReasonRevoked, "certificate was issued through a revoked CA certificate (key %s); renew it under the active intermediate", k)
+	}
 	return nil
 }
 

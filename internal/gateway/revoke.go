@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"crypto/x509"
+	"encoding/hex"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -73,7 +75,36 @@ func (g *Gateway) onRevocations(old, new *revocation.Set) {
 			g.log.Info("closed connections of a revoked certificate", "serial", s, "connections", n, "position", new.Position())
 		}
 	}
+	if keys := revocation.AddedIssuers(old, new); len(keys) > 0 {
+		n := 0
+		for _, t := range g.tracker.collect(func(t *tracked) bool { _, bad := issuerRevoked(new, t.peer.chain); return bad }) {
+			if g.cut(t, CutRevoked) {
+				n++
+			}
+		}
+		g.log.Warn("CA certificates revoked: closed the connections of certificates issued through them", "keys", keys, "connections", n, "position", new.Position())
+	}
 	g.checkStale(g.clock.Now())
+}
+
+// issuerRevoked reports whether chain (leaf first, as the client sent it)
+// goes through a revoked CA key: the leaf's authority key identifier, or
+// the subject key identifier of a CA certificate the client sent. It
+// returns the key. A chain the gateway completed from its own known
+// intermediates needs no check: a revoked intermediate is not among them.
+func issuerRevoked(s *revocation.Set, chain []*x509.Certificate) (string, bool) {
+	if len(chain) == 0 || !s.AnyIssuerRevoked() {
+		return "", false
+	}
+	if k := hex.EncodeToString(chain[0].AuthorityKeyId); s.IssuerRevoked(k) {
+		return k, true
+	}
+	for _, c := range chain[1:] {
+		if k := hex.EncodeToString(c.SubjectKeyId); c.IsCA && s.IssuerRevoked(k) {
+			return k, true
+		}
+	}
+	return "", false
 }
 
 // checkStale reports whether the revocation data is older than

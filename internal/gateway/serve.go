@@ -67,7 +67,7 @@ func (g *Gateway) handshake(c net.Conn, serve func(*tracked)) {
 	// A revocation that landed between verifyConnection and add above
 	// found nothing to close: the set is swapped before its hooks run, so
 	// checking again after add leaves no gap.
-	if g.revoked.Revoked(t.peer.serial) {
+	if _, bad := issuerRevoked(g.revoked.Load(), t.peer.chain); g.revoked.Revoked(t.peer.serial) || bad {
 		g.cut(t, CutRevoked)
 		return
 	}
@@ -113,6 +113,9 @@ func (g *Gateway) checkLive(p *peer, now time.Time) string {
 		return ReasonExpired.String()
 	}
 	if g.revoked.Revoked(p.serial) {
+		return ReasonRevoked.String()
+	}
+	if _, bad := issuerRevoked(g.revoked.Load(), p.chain); bad {
 		return ReasonRevoked.String()
 	}
 	return ""

@@ -31,6 +31,10 @@ func (s *Set) IssuerRevoked(keyID string) bool {
 	return ok
 }
 
+// AnyIssuerRevoked reports whether any CA key is revoked: the one check on
+// the handshake path while none is.
+func (s *Set) AnyIssuerRevoked() bool { return s != nil && len(s.issuers) > 0 }
+
 // RevokedIssuers returns the revoked CA keys in no particular order.
 func (s *Set) RevokedIssuers() []string {
 	if s == nil {
