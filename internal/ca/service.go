@@ -55,7 +55,14 @@ type Service struct {
 	o           ServiceOptions
 	trustDomain string
 	h           atomic.Pointer[Hierarchy]
+	reload      atomic.Pointer[func(context.Context) error]
 }
+
+// OnStale sets how the service brings its hierarchy up to date when the
+// store refuses a certificate of an intermediate that may no longer sign
+// (another process rotated the CA since the last reload): the issuance is
+// then tried once more with the reloaded hierarchy.
+func (s *Service) OnStale(reload func(context.Context) error) { s.reload.Store(&reload) }
 
 // NewService returns a Service.
 func NewService(o ServiceOptions) (*Service, error) {
@@ -322,6 +329,15 @@ func (s *Service) issue(ctx context.Context, r Request, p Profile, m issueMeta) 
 		case err == nil:
 			return Issued{Cert: cert, Chain: chain, Roots: h.Roots, Record: rec}, nil
 		case errors.Is(err, store.ErrDuplicateSerial) && attempt == 0:
+			continue
+		case errors.Is(err, store.ErrIssuerInactive) && attempt == 0 && s.reload.Load() != nil:
+			if rerr := (*s.reload.Load())(ctx); rerr != nil {
+				return Issued{}, fmt.Errorf("ca: reload after a rotation: %w", rerr)
+			}
+			h = s.h.Load()
+			if m.issuer == nil {
+				iss, chain = h.Active, h.Chain
+			}
 			continue
 		case errors.Is(err, store.ErrTokenUsed):
 			return Issued{}, ErrTokenUsed

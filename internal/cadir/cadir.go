@@ -365,6 +365,7 @@ func Open(ctx context.Context, dir string, passphrase []byte, clk clock.Clock) (
 	if in.Authority, err = newService(cfg, h, st, clk); err != nil {
 		return fail(err)
 	}
+	in.Authority.OnStale(func(ctx context.Context) error { _, err := in.Reload(ctx); return err })
 	return in, nil
 }
 

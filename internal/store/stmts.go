@@ -19,6 +19,7 @@ const (
 	stRevocationInsert
 	stTokenCheck
 	stCertForRenew
+	stIssuerState
 	numStmts
 )
 
@@ -48,7 +49,8 @@ var stmtText = [numStmts]string{
 		WHERE c.serial = ?`,
 	stRevocationInsert: `INSERT INTO revocations (serial, reason, revoked_at, revoked_by)
 		VALUES (?, ?, ?, ?)`,
-	stTokenCheck: `SELECT secret_hash, identity FROM tokens WHERE id = ?`,
+	stTokenCheck:  `SELECT secret_hash, identity FROM tokens WHERE id = ?`,
+	stIssuerState: `SELECT state FROM ca_certificates WHERE key_id = ? AND kind = 'intermediate'`,
 	stCertForRenew: `SELECT c.fingerprint, c.not_after, r.serial
 		FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial
 		WHERE c.serial = ?`,

@@ -38,6 +38,10 @@ var (
 	// (Issuance.RenewedFingerprint) is revoked, or expired.
 	ErrRevoked = errors.New("certificate revoked")
 	ErrExpired = errors.New("certificate expired")
+	// ErrIssuerInactive: the certificate to record names an issuer the
+	// store records as an intermediate that may not sign (next, retired,
+	// revoked, abandoned): the caller's view of the CA is stale.
+	ErrIssuerInactive = errors.New("issuer may not sign")
 	// ErrUnavailable wraps failures to reach or use the database (connection
 	// refused, disk I/O error, database locked past the timeout). The server
 	// maps it to 503.

@@ -65,6 +65,9 @@ func (s *SQL) RecordIssuance(ctx context.Context, is Issuance) error {
 				return err
 			}
 		}
+		if err := s.checkIssuer(ctx, w, what, c.Issuer); err != nil {
+			return err
+		}
 		_, err := w.exec(ctx, stCertInsert, c.Serial, c.Identity, c.CommonName, c.Fingerprint,
 			c.NotBefore.UnixNano(), c.NotAfter.UnixNano(), c.KeyType, c.Obtained, c.RenewedFrom,
 			c.TokenID, c.IssuedAt.UnixNano(), c.DER, c.Issuer)
@@ -82,6 +85,31 @@ func (s *SQL) RecordIssuance(ctx context.Context, is Issuance) error {
 		}
 		return nil
 	})
+}
+
+// checkIssuer refuses a certificate whose issuer the store records as an
+// intermediate that may not sign; one the store does not record (a CA
+// kept elsewhere, as tests build) is not checked.
+func (s *SQL) checkIssuer(ctx context.Context, w *wtx, what, issuer string) error {
+	rows, err := w.stmt(ctx, stIssuerState).QueryContext(ctx, issuer)
+	if err != nil {
+		return s.wrap(what, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var state string
+		if err := rows.Scan(&state); err != nil {
+			return s.wrap(what, err)
+		}
+		if state == CAActive || state == CARetiring {
+			return nil
+		}
+		return fmt.Errorf("store: %s: intermediate %s is %s: %w", what, issuer, state, ErrIssuerInactive)
+	}
+	if err := rows.Err(); err != nil {
+		return s.wrap(what, err)
+	}
+	return nil
 }
 
 // checkToken compares the token's stored secret hash (in constant time)

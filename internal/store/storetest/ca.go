@@ -282,6 +282,28 @@ var caTests = []subtest{
 			t.Errorf("issuer after backfill = %q, %v; want %q unchanged", got.Issuer, err, Issuer)
 		}
 	}},
+	{"IssuanceOfInactiveIssuerRefused", func(t *testing.T, e *env) {
+		inter := NewCACert(store.CAKindIntermediate, store.CARevoked, 1)
+		inter.RevokedAt = T0
+		retiring := NewCACert(store.CAKindIntermediate, store.CARetiring, 2)
+		if _, err := e.s.ApplyCAChange(e.ctx, store.CAChange{Insert: []store.CACert{inter, retiring}, Now: T0}); err != nil {
+			t.Fatal(err)
+		}
+		c := NewCertificate("spiffe://example.org/a", T0)
+		c.Issuer = inter.KeyID
+		err := e.s.RecordIssuance(e.ctx, NewIssuance(c, ""))
+		wantErr(t, err, store.ErrIssuerInactive, "store: record issuance "+c.Serial+": intermediate "+inter.KeyID+" is revoked: issuer may not sign")
+		e.wantNothingIssued(c.Serial, 0)
+		// A retiring one still signs (its delegated OCSP signers), and an
+		// issuer the store does not record is not checked.
+		for _, issuer := range []string{retiring.KeyID, "abcdef"} {
+			c := NewCertificate("spiffe://example.org/b", T0)
+			c.Issuer = issuer
+			if err := e.s.RecordIssuance(e.ctx, NewIssuance(c, "")); err != nil {
+				t.Errorf("issuer %s: %v", issuer, err)
+			}
+		}
+	}},
 	{"Invalid", func(t *testing.T, e *env) {
 		good := NewCACert(store.CAKindRoot, store.CAActive, 1)
 		const prefix = "store: CA change: "
