@@ -1,4 +1,4 @@
-package main
+package integration
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -19,10 +20,11 @@ import (
 	"github.com/certgate/certgate/internal/agent"
 	"github.com/certgate/certgate/internal/ca"
 	"github.com/certgate/certgate/internal/clock"
-	"github.com/certgate/certgate/internal/config"
+	"github.com/certgate/certgate/internal/gateway"
 	"github.com/certgate/certgate/internal/pemutil"
 	"github.com/certgate/certgate/internal/store"
 	"github.com/certgate/certgate/internal/testenv"
+	"github.com/certgate/certgate/internal/testenv/gatewaytest"
 )
 
 // TestEmergencyRotation is issue 12's emergency: with a client served
@@ -37,17 +39,11 @@ import (
 // chain verifies).
 func TestEmergencyRotation(t *testing.T) {
 	openssl := testenv.RequirePeer(t, "openssl")
-	f := newFeedSetup(t, false)
-	srvCfg, err := config.LoadServer(f.dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvURL := srvCfg.Listen.URL
-
-	dir := enrollCLI(t, f.dir, "billing")
+	f := newCASetup(t)
+	dir := f.enrollCLI(t, "billing")
 	var a *agent.Agent
-	a, err = agent.New(agent.Options{Dir: dir, ServerURL: srvURL, Clock: clock.Real{}, CheckInterval: 200 * time.Millisecond,
-		Log: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+	a, err := agent.New(agent.Options{Dir: dir, ServerURL: f.url, Clock: clock.Real{}, CheckInterval: 200 * time.Millisecond,
+		Log: slog.New(slog.NewTextHandler(testenv.LogWriter{T: t}, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,14 +63,15 @@ func TestEmergencyRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A live keep-alive connection, served.
-	tcOld := &tls.Config{RootCAs: f.bundle, ServerName: "127.0.0.1", Certificates: []tls.Certificate{oldCert}, NextProtos: []string{"http/1.1"}}
-	conn, br, done := f.openH1(t, tcOld)
-	if code, err := get(conn, br); err != nil || code != 200 {
-		t.Fatalf("before: %d %v", code, err)
+	tcOld := &tls.Config{RootCAs: f.roots, ServerName: "127.0.0.1", Certificates: []tls.Certificate{oldCert}, NextProtos: []string{"http/1.1"}}
+	conn, br, done, err := openLive(f.gwAddr, tcOld)
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer conn.Close()
 	waitRead(br)
 
-	out := mustCLI(t, "ca", "rotate-intermediate", "--dir", f.dir, "--revoke-old", "--reason", "keyCompromise")
+	out := testenv.MustCLI(t, f.bin, "ca", "rotate-intermediate", "--dir", f.dir, "--revoke-old", "--reason", "keyCompromise")
 	cut := time.Now()
 	t.Logf("certgate ca rotate-intermediate --revoke-old:\n%s", out)
 	if !strings.Contains(out, "intermediate rotation 1: done") {
@@ -114,10 +111,10 @@ func TestEmergencyRotation(t *testing.T) {
 		t.Fatal("the renewed certificate is not issued by the new intermediate")
 	}
 	// Back in service, with what the agent wrote.
-	tcNew := &tls.Config{RootCAs: f.bundle, ServerName: "127.0.0.1", GetClientCertificate: a.GetClientCertificate, NextProtos: []string{"http/1.1"}}
-	conn2, br2, _ := f.openH1(t, tcNew)
-	if code, err := get(conn2, br2); err != nil || code != 200 {
-		t.Fatalf("after renewal: %d %v", code, err)
+	tcNew := &tls.Config{RootCAs: f.roots, ServerName: "127.0.0.1", GetClientCertificate: a.GetClientCertificate, NextProtos: []string{"http/1.1"}}
+	conn2, _, _, err := openLive(f.gwAddr, tcNew)
+	if err != nil {
+		t.Fatalf("after renewal: %v", err)
 	}
 	conn2.Close()
 
@@ -168,16 +165,80 @@ func TestEmergencyRotation(t *testing.T) {
 			t.Fatalf("certificate %x: %v", c.SerialNumber, err)
 		}
 	}
-	if out := mustCLI(t, "audit", "verify", "--dir", f.dir); !strings.HasPrefix(out, "OK: ") {
+	if out := testenv.MustCLI(t, f.bin, "audit", "verify", "--dir", f.dir); !strings.HasPrefix(out, "OK: ") {
 		t.Fatalf("audit verify: %s", out)
 	}
-	if _, err := f.admin.CA(context.Background()); err != nil {
-		t.Fatalf("the admin client after the emergency: %v", err)
+	if out := testenv.MustCLI(t, f.bin, "cert", "list", "--dir", f.dir); !strings.Contains(out, "spiffe://example.org/svc/billing") {
+		t.Fatalf("the admin certificate after the emergency (replaced by the ca command): cert list printed\n%s", out)
 	}
-	status := mustCLI(t, "ca", "status", "--dir", f.dir)
+	status := testenv.MustCLI(t, f.bin, "ca", "status", "--dir", f.dir)
 	if !strings.Contains(status, "intermediate  1    revoked") || !strings.Contains(status, "intermediate  2    active") {
 		t.Fatalf("ca status:\n%s", status)
 	}
+}
+
+// caSetup is a CA directory made by "certgate init", a "certgate server"
+// process on it, and a gateway that follows its change feed.
+type caSetup struct {
+	bin, dir, url string
+	roots         *x509.CertPool
+	gwAddr        string
+}
+
+func newCASetup(t *testing.T) *caSetup {
+	t.Helper()
+	f := &caSetup{bin: testenv.Certgate(t), dir: filepath.Join(t.TempDir(), "ca")}
+	addr := testenv.FreeAddr(t)
+	testenv.MustCLI(t, f.bin, "init", "--dir", f.dir, "--trust-domain", "example.org", "--listen", addr)
+	roots, err := pemutil.ParseCertificates(mustRead(t, filepath.Join(f.dir, "bundle.pem")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.roots = x509.NewCertPool()
+	f.roots.AddCert(roots[0])
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	f.url = testenv.StartServerProcess(ctx, t, f.bin, f.dir, f.roots).URL
+	// The gateway enrolls and renews its own certificate (an identity
+	// section), as a deployment following the docs does.
+	tok := strings.TrimSpace(testenv.MustCLI(t, f.bin, "token", "create", "--dir", f.dir, "--identity", "spiffe://example.org/gateway/gw1", "--ttl", "10m"))
+	base := t.TempDir()
+	cfgPath := filepath.Join(base, "gateway.yaml")
+	y := fmt.Sprintf(`listen: 127.0.0.1:0
+trust_domain: example.org
+identity:
+  dir: gw
+  hosts: [localhost, 127.0.0.1]
+revocation:
+  max_staleness: 1m
+  max_backoff: 300ms
+routes:
+  - name: api
+    upstream: %s
+    allow: ["spiffe://example.org/svc/*"]
+`, testenv.Upstream(t, gateway.HeaderIdentity))
+	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gw, err := gatewaytest.Start(t, gatewaytest.Options{Dir: base, File: cfgPath, Token: tok,
+		Log: slog.New(slog.NewTextHandler(testenv.LogWriter{T: t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.gwAddr = gw.Addr
+	return f
+}
+
+// enrollCLI enrolls spiffe://example.org/svc/NAME (NAME may climb out of
+// /svc/) with "certgate token create" and "certgate enroll" into a new
+// directory, and returns it.
+func (f *caSetup) enrollCLI(t *testing.T, name string) string {
+	t.Helper()
+	id := "spiffe://example.org" + filepath.Clean("/svc/"+name)
+	tok := strings.TrimSpace(testenv.MustCLI(t, f.bin, "token", "create", "--dir", f.dir, "--identity", id, "--ttl", "10m"))
+	out := filepath.Join(t.TempDir(), "client")
+	testenv.MustCLI(t, f.bin, "enroll", "--token", tok, "--out", out)
+	return out
 }
 
 func readChain(t *testing.T, dir string) []*x509.Certificate {
@@ -200,9 +261,9 @@ func mustRead(t *testing.T, p string) []byte {
 
 // fetchCRL GETs a CRL from the server (the URL's host is the server) over
 // its TLS, as the distribution point names it.
-func fetchCRL(t *testing.T, f *feedSetup, u string) *x509.RevocationList {
+func fetchCRL(t *testing.T, f *caSetup, u string) *x509.RevocationList {
 	t.Helper()
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: f.bundle}}, Timeout: 10 * time.Second}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: f.roots}}, Timeout: 10 * time.Second}
 	resp, err := hc.Get(u)
 	if err != nil {
 		t.Fatal(err)
