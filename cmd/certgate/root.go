@@ -14,21 +14,27 @@ type streams struct {
 }
 
 func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
-	s := streams{in: stdin, out: stdout, err: stderr}
+	return newRootCmdWith(streams{in: stdin, out: stdout, err: stderr}, nil)
+}
+
+// newRootCmdWith is newRootCmd with a hook after each durable step of a
+// "certgate ca" rotation (nil for certgate itself; the kill -9 tests stop
+// the process there).
+func newRootCmdWith(s streams, caStep func(string)) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "certgate",
 		Short:         "Short-lived client certificates and an mTLS gateway instead of static API keys",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.SetIn(stdin)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
+	root.SetIn(s.in)
+	root.SetOut(s.out)
+	root.SetErr(s.err)
 	// Each command lives in its own file as newXxxCmd(s).
 	root.AddCommand(
 		// commands are registered here, one line each
 		newInitCmd(s),
-		newCACmd(s, nil),
+		newCACmd(s, caStep),
 		newServerCmd(s),
 		newTokenCmd(s),
 		newEnrollCmd(s),

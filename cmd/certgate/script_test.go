@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -29,6 +30,30 @@ func TestMain(m *testing.M) {
 			code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 			stop()
 			os.Exit(code)
+		},
+		// certgate-killed-after STEP ARGS... is certgate ARGS... killed
+		// with SIGKILL right after the durable step STEP of a "certgate
+		// ca" rotation (see calife), as a crash or kill -9 would.
+		"certgate-killed-after": func() {
+			if len(os.Args) < 2 {
+				fmt.Fprintln(os.Stderr, "usage: certgate-killed-after STEP ARGS...")
+				os.Exit(2)
+			}
+			step := os.Args[1]
+			root := newRootCmdWith(streams{in: os.Stdin, out: os.Stdout, err: os.Stderr}, func(s string) {
+				if s == step {
+					fmt.Fprintf(os.Stderr, "killed after %s\n", s)
+					syscall.Kill(os.Getpid(), syscall.SIGKILL)
+					select {} // the signal is on its way
+				}
+			})
+			root.SetArgs(os.Args[2:])
+			if err := root.ExecuteContext(context.Background()); err != nil {
+				fmt.Fprintf(os.Stderr, "certgate: %v\n", err)
+				os.Exit(1)
+			}
+			fmt.Fprintf(os.Stderr, "step %s never came\n", step)
+			os.Exit(3)
 		},
 	})
 }

@@ -211,16 +211,18 @@ func (s *state) open(kind string) *store.Rotation {
 // phase it continues.
 var ErrNoRotation = errors.New("calife: no rotation to continue")
 
-// step records that a durable step happened.
+// step records that a durable step happened: the hook first (a test
+// kills the process right after the commit), then the running service
+// follows.
 func (m *Manager) step(ctx context.Context, name string) error {
 	m.o.Log.Info("CA rotation step", "step", name)
+	if m.o.AfterStep != nil {
+		m.o.AfterStep(name)
+	}
 	if m.o.Changed != nil {
 		if err := m.o.Changed(ctx); err != nil {
 			return err
 		}
-	}
-	if m.o.AfterStep != nil {
-		m.o.AfterStep(name)
 	}
 	return nil
 }
