@@ -96,14 +96,16 @@ func TestEmergencyRotation(t *testing.T) {
 	// The agent renews under the new intermediate at its next check.
 	var fresh []*x509.Certificate
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		fresh = readChain(t, dir)
-		if !fresh[0].Equal(old[0]) {
+		// The status moves once the new certificate is the one the agent
+		// presents, after it wrote the files.
+		if st := a.Status(); st.Serial != ca.SerialHex(old[0].SerialNumber) && st.Renewals > 0 {
+			fresh = readChain(t, dir)
 			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the agent did not renew within 10s of the emergency rotation: %+v", a.Status())
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 	renewed := time.Since(cut)
 	t.Logf("agent renewed under the new intermediate %v after the rotation", renewed.Round(time.Millisecond))
