@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,15 +41,8 @@ func mustCLI(t *testing.T, args ...string) string {
 	return out
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+// freeAddr is a 127.0.0.1 address nothing listens on now.
+var freeAddr = testenv.FreeAddr
 
 // startServer inits a CA in a new directory and serves it in-process until
 // the test ends.
