@@ -291,6 +291,18 @@ func TestPolicyTestCmd(t *testing.T) {
 	if err != errDenied || !strings.Contains(buf.String(), "handshake:    refused (expired): certificate expired at ") {
 		t.Fatalf("%v\n%s", err, buf.String())
 	}
+	// The path is canonicalized as the gateway does it, and a target the
+	// gateway refuses is said so.
+	buf.Reset()
+	err = runPolicyTest(&buf, policyTestOptions{config: g.cfgPath, cert: other, method: "get", path: "//v1/%70ay?x=1"}, time.Now())
+	if err != errDenied || !strings.Contains(buf.String(), "request:      GET * /v1/pay\nroute:        billing") {
+		t.Fatalf("%v\n%s", err, buf.String())
+	}
+	buf.Reset()
+	err = runPolicyTest(&buf, policyTestOptions{config: g.cfgPath, cert: other, method: "GET", path: "/x/..%2fv1"}, time.Now())
+	if err != errDenied || !strings.Contains(buf.String(), "request:      GET * /x/..%2fv1\nroute:        not consulted\ndecision:     deny (path_encoded_slash: request path has an encoded slash (%2F); the gateway answers 400 before any route is consulted)\n") {
+		t.Fatalf("%v\n%s", err, buf.String())
+	}
 	// Through the CLI: exit status 1 on deny.
 	stdout, stderr, code := cli(t, "policy", "test", "--config", g.cfgPath, "--cert", other, "--path", "/v1/x")
 	if code != 1 || !strings.Contains(stdout, "decision:     deny") || stderr != "certgate: policy: the gateway would refuse this request\n" {

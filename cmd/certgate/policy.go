@@ -37,7 +37,7 @@ func newPolicyCmd(s streams) *cobra.Command {
 	test.Flags().StringVar(&o.config, "config", "", "gateway config file")
 	test.Flags().StringVar(&o.cert, "cert", "", "client certificate PEM (leaf first, then intermediates)")
 	test.Flags().StringVar(&o.method, "method", "GET", "request method")
-	test.Flags().StringVar(&o.path, "path", "/", "request path")
+	test.Flags().StringVar(&o.path, "path", "/", "request target as a client sends it (path and query); the gateway's canonical form is shown")
 	test.Flags().StringVar(&o.host, "host", "", "request host (default: any)")
 	cmd.AddCommand(test)
 	return cmd
@@ -69,8 +69,7 @@ func runPolicyTest(w io.Writer, o policyTestOptions, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("--cert %s: %w", o.cert, err)
 	}
-	method := strings.ToUpper(o.method)
-	ex, err := gateway.Explain(cfg, chain, now, o.host, method, o.path)
+	ex, err := gateway.Explain(cfg, chain, now, o.host, o.method, o.path)
 	if err != nil {
 		return err
 	}
@@ -85,12 +84,17 @@ func runPolicyTest(w io.Writer, o policyTestOptions, now time.Time) error {
 	} else {
 		fmt.Fprintf(w, "handshake:    ok (revocation not checked)\n")
 	}
-	host := o.host
+	host := ex.Host
 	if host == "" {
 		host = "*"
 	}
-	fmt.Fprintf(w, "request:      %s %s %s\n", method, host, o.path)
+	fmt.Fprintf(w, "request:      %s %s %s\n", ex.Method, host, ex.Path)
 	d := ex.Decision
+	if ex.BadRequest != nil {
+		fmt.Fprintf(w, "route:        not consulted\n")
+		fmt.Fprintf(w, "decision:     deny (%s: %s; the gateway answers %d before any route is consulted)\n", ex.BadRequest.Reason, ex.BadRequest.Msg, ex.BadRequest.Status)
+		return errDenied
+	}
 	if d.Route != nil {
 		fmt.Fprintf(w, "route:        %s (%s)\n", d.Route.Name, describeRoute(d.Route))
 	} else {

@@ -141,7 +141,8 @@ type Decision struct {
 }
 
 // Match returns the first route matching host (with or without port, any
-// case), method and path (without query), or nil.
+// case), method (any case) and path (without query, canonical: see
+// internal/gateway/canon), or nil.
 func (p *Policy) Match(host, method, path string) *Route {
 	host = stripPort(host)
 	for i := range p.routes {
@@ -190,11 +191,30 @@ func stripPort(host string) string {
 	return strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
 }
 
+// contains reports whether list holds s ignoring ASCII case: methods
+// match case-insensitively, so "get" cannot slip past a [GET] route to the
+// next one. (The gateway also forwards them upper case.)
 func contains(list []string, s string) bool {
 	for _, v := range list {
-		if v == s {
+		if len(v) == len(s) && asciiEqualFold(v, s) {
 			return true
 		}
 	}
 	return false
+}
+
+func asciiEqualFold(a, b string) bool {
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'a' <= x && x <= 'z' {
+			x -= 'a' - 'A'
+		}
+		if 'a' <= y && y <= 'z' {
+			y -= 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }

@@ -36,6 +36,9 @@ func TestAuthorize(t *testing.T) {
 		{"x", "GET", "/reports/q1", "spiffe://example.org/svc", "reports-read", ReasonNotAllowed, ""},
 		{"x", "GET", "/reports/q1", "spiffe://example.org/svcx/a", "reports-read", ReasonNotAllowed, ""},
 		{"x", "DELETE", "/reports/q1", "spiffe://example.org/svc/frontend", "catchall", ReasonAllowed, "spiffe://example.org/svc/frontend"},
+		// Methods match in any case: "get" does not skip the [GET] route.
+		{"x", "get", "/reports/q1", "spiffe://example.org/svc/frontend", "reports-read", ReasonAllowed, "spiffe://example.org/svc/*"},
+		{"x", "hEaD", "/reports/q1", "spiffe://example.org/svc/a", "reports-read", ReasonAllowed, "spiffe://example.org/svc/*"},
 		{"x", "POST", "/v1/billing/pay", "spiffe://example.org/team/finance/carol", "billing", ReasonAllowed, "spiffe://example.org/team/finance/*"},
 		{"[::1]:8443", "POST", "/v1/billing", "spiffe://example.org/svc/billing", "billing", ReasonAllowed, "spiffe://example.org/svc/billing"},
 		{"x", "POST", "/v1/billing", "spiffe://other.org/svc/billing", "billing", ReasonNotAllowed, ""},

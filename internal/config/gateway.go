@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,6 +40,9 @@ type Gateway struct {
 	Timeouts   GatewayTimeouts   `yaml:"timeouts"`
 	// MaxHeaderBytes bounds the request line plus headers.
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// Paths says what the gateway does with request paths an upstream
+	// could read more than one way; see GatewayPaths.
+	Paths GatewayPaths `yaml:"paths"`
 
 	Routes    []Route    `yaml:"routes"`
 	TCPRoutes []TCPRoute `yaml:"tcp_routes"`
@@ -138,6 +142,33 @@ type GatewayAccessLog struct {
 	// Query logs the query string with the path.
 	Query bool `yaml:"query"`
 }
+
+// GatewayPaths is the canonical-path policy (internal/gateway/canon
+// documents the semantics). Every request path is canonicalized once,
+// before any route decision, and the canonical path is what is forwarded;
+// what cannot be made unambiguous is refused with 400.
+type GatewayPaths struct {
+	// RepeatedSlashes: "merge" (default) turns "//a" into "/a"; "reject"
+	// refuses it.
+	RepeatedSlashes string `yaml:"repeated_slashes"`
+	// EscapedSlashes (%2F): "reject" (default), "decode" (read and
+	// forward it as '/'), or "keep" (forward it encoded, for upstreams
+	// that take it as data; routes still match it as '/').
+	EscapedSlashes string `yaml:"escaped_slashes"`
+	// Semicolons (path parameters, "/a;v=1"): "reject" (default) or
+	// "allow" (forwarded; routes match each segment by its name without
+	// parameters, as servlet containers read it).
+	Semicolons string `yaml:"semicolons"`
+}
+
+// Path policy values.
+const (
+	PathsMerge  = "merge"
+	PathsReject = "reject"
+	PathsDecode = "decode"
+	PathsKeep   = "keep"
+	PathsAllow  = "allow"
+)
 
 // GatewayTimeouts bounds each phase of a connection.
 type GatewayTimeouts struct {
@@ -309,6 +340,15 @@ func (g *Gateway) setDefaults(dir string) {
 	if g.MaxHeaderBytes == 0 {
 		g.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
+	if g.Paths.RepeatedSlashes == "" {
+		g.Paths.RepeatedSlashes = PathsMerge
+	}
+	if g.Paths.EscapedSlashes == "" {
+		g.Paths.EscapedSlashes = PathsReject
+	}
+	if g.Paths.Semicolons == "" {
+		g.Paths.Semicolons = PathsReject
+	}
 	if g.AccessLog.Path == "" {
 		g.AccessLog.Path = "-"
 	}
@@ -388,6 +428,18 @@ func ValidateGateway(g *Gateway) error {
 	}
 	if g.AccessLog.MaxSizeMB < 0 || g.AccessLog.MaxBackups < 0 {
 		bad("access_log", "max_size_mb and max_backups must not be negative")
+	}
+	for _, f := range []struct {
+		name, v string
+		ok      []string
+	}{
+		{"paths.repeated_slashes", g.Paths.RepeatedSlashes, []string{PathsMerge, PathsReject}},
+		{"paths.escaped_slashes", g.Paths.EscapedSlashes, []string{PathsReject, PathsDecode, PathsKeep}},
+		{"paths.semicolons", g.Paths.Semicolons, []string{PathsReject, PathsAllow}},
+	} {
+		if !slices.Contains(f.ok, f.v) {
+			bad(f.name, "must be one of %q, got %q", f.ok, f.v)
+		}
 	}
 	if len(g.Routes) == 0 && len(g.TCPRoutes) == 0 {
 		bad("routes", "at least one route or tcp_route is required")

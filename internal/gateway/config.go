@@ -5,10 +5,12 @@ import (
 	"crypto/x509"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/certgate/certgate/internal/authz"
 	"github.com/certgate/certgate/internal/config"
+	"github.com/certgate/certgate/internal/gateway/canon"
 	"github.com/certgate/certgate/internal/pemutil"
 )
 
@@ -33,6 +35,8 @@ type Config struct {
 	timeouts    timeouts
 	maxHeader   int
 	logQuery    bool
+	paths       canon.Policy
+	methods     canon.Methods
 	// files are the files the config was read from, watched for changes.
 	files []string
 	// restart sums up the settings of the YAML file used outside the
@@ -99,8 +103,22 @@ func NewConfig(c *config.Gateway) (*Config, error) {
 	if c.Cert != "" {
 		cfg.files = append(cfg.files, c.Cert, c.Key)
 	}
+	if cfg.paths, err = pathPolicy(c.Paths); err != nil {
+		return nil, err
+	}
+	var routeMethods []string
 	rcs := make([]authz.RouteConfig, len(c.Routes))
 	for i, r := range c.Routes {
+		// A prefix must be canonical, or no canonical path could match it
+		// the way a decoding upstream reads it.
+		if cp, perr := cfg.paths.Path(r.PathPrefix); perr != nil || cp.Match != r.PathPrefix || strings.Contains(r.PathPrefix, "%2F") {
+			want := cp.Match
+			if perr != nil {
+				want = "(none: " + perr.Msg + ")"
+			}
+			return nil, fmt.Errorf("gateway: route %q: path_prefix %q is not in canonical form; canonical: %s", r.Name, r.PathPrefix, want)
+		}
+		routeMethods = append(routeMethods, r.Methods...)
 		rcs[i] = authz.RouteConfig{Name: r.Name, Host: r.Host, PathPrefix: r.PathPrefix, Methods: r.Methods, Allow: r.Allow}
 		rc := routeConfig{
 			name: r.Name, upstream: r.Upstream, upstreamServerName: r.UpstreamServerName, upstreamClientCert: r.UpstreamClientCert,
@@ -125,6 +143,7 @@ func NewConfig(c *config.Gateway) (*Config, error) {
 		}
 		cfg.routes = append(cfg.routes, rc)
 	}
+	cfg.methods = canon.NewMethods(routeMethods...)
 	if cfg.policy, err = authz.New(rcs); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
@@ -136,4 +155,32 @@ func NewConfig(c *config.Gateway) (*Config, error) {
 		cfg.tcpRoutes = append(cfg.tcpRoutes, tcpRouteConfig{name: r.Name, listen: r.Listen, backend: r.Backend, allow: rule})
 	}
 	return cfg, nil
+}
+
+func pathPolicy(p config.GatewayPaths) (canon.Policy, error) {
+	var out canon.Policy
+	switch p.RepeatedSlashes {
+	case config.PathsMerge, "":
+	case config.PathsReject:
+		out.RepeatedSlashes = canon.RepeatedSlashesReject
+	default:
+		return out, fmt.Errorf("gateway: paths.repeated_slashes: unknown value %q", p.RepeatedSlashes)
+	}
+	switch p.EscapedSlashes {
+	case config.PathsReject, "":
+	case config.PathsDecode:
+		out.EscapedSlashes = canon.EscapedSlashesDecode
+	case config.PathsKeep:
+		out.EscapedSlashes = canon.EscapedSlashesKeep
+	default:
+		return out, fmt.Errorf("gateway: paths.escaped_slashes: unknown value %q", p.EscapedSlashes)
+	}
+	switch p.Semicolons {
+	case config.PathsReject, "":
+	case config.PathsAllow:
+		out.Semicolons = canon.SemicolonsAllow
+	default:
+		return out, fmt.Errorf("gateway: paths.semicolons: unknown value %q", p.Semicolons)
+	}
+	return out, nil
 }

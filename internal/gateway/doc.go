@@ -21,7 +21,22 @@
 // goroutine per connection reads a request head with the strict codec of
 // internal/gateway/h1 (request smuggling shapes are refused with 400),
 // authorizes it ([authz.Policy.Authorize], no allocation), and forwards it
-// over a pooled keep-alive upstream connection, streaming bodies both ways. HTTP/2
+// over a pooled keep-alive upstream connection, streaming bodies both ways.
+//
+// Before any route decision, every request's method, host and path are
+// put in canonical form once, by internal/gateway/canon, whose package
+// documentation states the semantics and how they relate to Envoy's
+// normalize_path, merge_slashes and path_with_escaped_slashes_action and
+// to nginx's URI normalization: unreserved characters decoded, repeated
+// slashes merged, and refused with 400 and a logged reason whatever an
+// upstream could read two ways (encoded slashes and backslashes, dot
+// segments raw or encoded at any decoding depth, NUL and control bytes,
+// overlong UTF-8, double encoding). The route is matched on the canonical
+// path and the canonical path is what is forwarded, for HTTP/1.1 (origin
+// or absolute form, whose authority must equal Host), HTTP/2 (:path), a
+// WebSocket upgrade and [Explain] (policy test) alike. Methods are read
+// case-insensitively and forwarded upper case; unknown ones get 501. The
+// config's paths section sets the three choices the policy has. HTTP/2
 // clients are served by golang.org/x/net/http2 and forwarded through
 // net/http's Transport. Identity headers (RFC 9440 Client-Cert and
 // Client-Cert-Chain, X-Forwarded-Client-Cert, X-Client-Identity,

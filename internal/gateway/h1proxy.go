@@ -30,6 +30,7 @@ type h1session struct {
 	head  []byte
 	out   []byte
 	req   h1.Request
+	cr    canonicalRequest // req in canonical form, once it passed
 	entry accesslog.Entry
 }
 
@@ -67,6 +68,7 @@ func (s *h1session) release() {
 	s.bw.Reset(nil)
 	s.g, s.t, s.tc = nil, nil, nil
 	s.req.Reset()
+	s.cr = canonicalRequest{}
 	s.entry = accesslog.Entry{}
 	if cap(s.head) > maxPooledScratch || cap(s.out) > maxPooledScratch {
 		return
@@ -109,14 +111,25 @@ func (s *h1session) serveOne() bool {
 		s.refuse(e, he)
 		return false
 	}
-	if hasDotSegment(req.Path) {
-		s.refuse(e, h1.BadRequest("bad_target", "request path has a '.' or '..' segment"))
+	host := req.Host
+	if req.Authority != nil {
+		if req.Host != nil && !h1.EqualFold(req.Host, string(req.Authority)) {
+			e.Method, e.Host, e.Path = req.Method, string(req.Host), string(req.Path)
+			s.refuse(e, h1.BadRequest("host_mismatch", "the Host header does not match the authority of the request target"))
+			return false
+		}
+		host = req.Authority
+	}
+	cr, he := rt.cfg.canonicalize(req.Method, string(host), string(req.Target))
+	if he != nil {
+		e.Method, e.Host, e.Path = req.Method, string(host), string(req.Path)
+		s.refuse(e, he)
 		return false
 	}
-	host, path := string(req.Host), string(req.Path)
-	e.Method, e.Host, e.Path = req.Method, host, path
+	s.cr = cr
+	e.Method, e.Host, e.Path = cr.method, cr.host, cr.path
 	if rt.cfg.logQuery {
-		e.Path = string(req.Target)
+		e.Path = cr.target()
 	}
 	now := s.g.clock.Now()
 	if why := s.g.checkLive(p, now); why != "" {
@@ -132,9 +145,9 @@ func (s *h1session) serveOne() bool {
 		s.finish(e, "")
 		return !closeAfter
 	}
-	dec := rt.cfg.policy.Authorize(host, req.Method, path, p.id)
+	dec := rt.cfg.policy.Authorize(cr.host, cr.method, cr.match, p.id)
 	if !dec.Allowed {
-		return s.forbid(e, dec, host, path)
+		return s.forbid(e, dec)
 	}
 	route := rt.routes[dec.Route.Index]
 	e.Route, e.Decision, e.Reason = route.name, "allow", string(dec.Reason)
@@ -147,7 +160,7 @@ func (s *h1session) serveOne() bool {
 	return s.proxy(rt, route, e)
 }
 
-func (s *h1session) forbid(e *accesslog.Entry, dec authz.Decision, host, path string) bool {
+func (s *h1session) forbid(e *accesslog.Entry, dec authz.Decision) bool {
 	if dec.Route != nil {
 		e.Route = dec.Route.Name
 	}
@@ -155,7 +168,7 @@ func (s *h1session) forbid(e *accesslog.Entry, dec authz.Decision, host, path st
 	e.Status = 403
 	// A request body is not drained: the connection closes instead.
 	closeAfter := s.req.Close || s.req.HasBody()
-	body := forbiddenJSON(s.t.peer.id, s.req.Method, host, path)
+	body := forbiddenJSON(s.t.peer.id, s.cr.method, s.cr.host, s.cr.path)
 	s.writeJSON(403, body, closeAfter)
 	s.finish(e, e.Route)
 	return !closeAfter
@@ -294,7 +307,7 @@ func (s *h1session) relayResponse(route *httpRoute, uc *upConn, e *accesslog.Ent
 	if resp.Status == 101 {
 		return s.upgrade(route, uc, e)
 	}
-	mode := resp.Framing(req.Method)
+	mode := resp.Framing(s.cr.method)
 	closeAfter := req.Close || s.g.ctx.Err() != nil
 	clientChunked := false
 	if mode == h1.FramingChunked || mode == h1.FramingEOF {
@@ -312,7 +325,7 @@ func (s *h1session) relayResponse(route *httpRoute, uc *upConn, e *accesslog.Ent
 		b = h1.AppendHeader(b, h.Name, h.Value)
 	}
 	switch {
-	case mode == h1.FramingLength || (mode == h1.FramingNone && req.Method == "HEAD" && resp.ContentLength >= 0):
+	case mode == h1.FramingLength || (mode == h1.FramingNone && s.cr.method == "HEAD" && resp.ContentLength >= 0):
 		b = h1.AppendContentLength(b, resp.ContentLength)
 	case clientChunked:
 		b = append(b, "Transfer-Encoding: chunked\r\n"...)

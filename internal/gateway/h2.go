@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -52,19 +51,27 @@ func (h *h2server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	p := t.peer
 	rt := g.rt.Load()
 	start := time.Now()
-	path := r.URL.EscapedPath()
 	e := &accesslog.Entry{
 		Time: start, Kind: accesslog.KindHTTP, Identity: p.id, Serial: p.serial, Fingerprint: p.fingerprint,
 		Client: p.client, TLSVersion: p.tlsVersion, Resumed: p.resumed, Decision: "deny",
-		Method: r.Method, Host: r.Host, Path: path,
-	}
-	if rt.cfg.logQuery {
-		e.Path = r.URL.RequestURI()
+		Method: r.Method, Host: r.Host, Path: r.URL.EscapedPath(),
 	}
 	finish := func(route string) {
 		e.Duration = time.Since(start)
 		g.metrics.Request(route, e.Status, e.Decision, e.Duration, e.Upstream)
 		g.logAccess(e)
+	}
+	// r.RequestURI is :path as the client sent it.
+	cr, he := rt.cfg.canonicalize(r.Method, r.Host, r.RequestURI)
+	if he != nil {
+		e.Status, e.Reason, e.Error = he.Status, he.Reason, he.Msg
+		writeJSONResponse(w, he.Status, errorJSON(codeFor(he.Status), he.Msg))
+		finish("")
+		return
+	}
+	e.Method, e.Host, e.Path = cr.method, cr.host, cr.path
+	if rt.cfg.logQuery {
+		e.Path = cr.target()
 	}
 	now := g.clock.Now()
 	if why := g.checkLive(p, now); why != "" {
@@ -79,20 +86,14 @@ func (h *h2server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		finish("")
 		return
 	}
-	if !strings.HasPrefix(path, "/") || hasDotSegment([]byte(path)) {
-		e.Status, e.Reason = 400, "bad_target"
-		writeJSONResponse(w, 400, errorJSON("bad_request", "request path has a '.' or '..' segment"))
-		finish("")
-		return
-	}
-	dec := rt.cfg.policy.Authorize(r.Host, r.Method, path, p.id)
+	dec := rt.cfg.policy.Authorize(cr.host, cr.method, cr.match, p.id)
 	if !dec.Allowed {
 		route := ""
 		if dec.Route != nil {
 			route = dec.Route.Name
 		}
 		e.Route, e.Reason, e.Status = route, string(dec.Reason), 403
-		writeJSONResponse(w, 403, forbiddenJSON(p.id, r.Method, r.Host, path))
+		writeJSONResponse(w, 403, forbiddenJSON(p.id, cr.method, cr.host, cr.path))
 		finish(route)
 		return
 	}
@@ -103,8 +104,12 @@ func (h *h2server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	out := r.Clone(r.Context())
 	out.RequestURI = ""
 	out.URL.Scheme, out.URL.Host = up.scheme, up.addr
-	out.URL.Path, out.URL.RawPath = up.basePath+r.URL.Path, up.basePath+r.URL.EscapedPath()
-	out.Host = r.Host
+	// Opaque is sent as it is: the canonical path, exactly what was
+	// authorized.
+	out.URL.Opaque, out.URL.Path, out.URL.RawPath = up.basePath+cr.path, "", ""
+	out.URL.RawQuery, out.URL.ForceQuery = cr.query, cr.hasQ && cr.query == ""
+	out.Method = cr.method
+	out.Host = cr.host
 	out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/1.1", 1, 1
 	if r.ContentLength == 0 {
 		out.Body = nil

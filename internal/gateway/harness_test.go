@@ -361,3 +361,5 @@ func sha256Hex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
 }
+
+func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }

@@ -64,13 +64,18 @@ func skipResponseHeader(name []byte) bool {
 func (s *h1session) appendUpstreamHead(b []byte, rt *runtime, route *httpRoute) []byte {
 	req := &s.req
 	up := route.up
-	b = append(b, req.Method...)
+	cr := &s.cr
+	b = append(b, cr.method...)
 	b = append(b, ' ')
 	b = append(b, up.basePath...)
-	b = append(b, req.Target...)
+	b = append(b, cr.path...)
+	if cr.hasQ {
+		b = append(b, '?')
+		b = append(b, cr.query...)
+	}
 	b = append(b, " HTTP/1.1\r\nHost: "...)
-	if len(req.Host) > 0 {
-		b = append(b, req.Host...)
+	if cr.host != "" {
+		b = append(b, cr.host...)
 	} else {
 		b = append(b, up.hostName...)
 	}

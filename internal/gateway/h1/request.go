@@ -7,8 +7,13 @@ import "bytes"
 // read into it.
 type Request struct {
 	Method  string
-	Target  []byte // the request target as sent, origin form
+	Target  []byte // the request target in origin form (path and query)
 	Path    []byte // Target without the query
+	// Authority is the host of an absolute-form target
+	// ("GET https://api.example.org/x"), nil for origin form. RFC 9112
+	// section 3.2.2 has a server take it over Host; the caller decides
+	// what to do when both are there and differ.
+	Authority []byte
 	Minor   int    // 0 or 1
 	Host    []byte
 	Headers []Header
@@ -64,7 +69,10 @@ func ParseRequest(head []byte, r *Request) *Error {
 		return BadRequest("bad_request_line", "malformed request line")
 	}
 	if target[0] != '/' {
-		return BadRequest("bad_target", "request target must be a path starting with '/'")
+		var ok bool
+		if r.Authority, target, ok = absoluteForm(target); !ok {
+			return BadRequest("bad_target", "request target must be a path starting with '/' or an absolute http(s) URI with a path")
+		}
 	}
 	for _, c := range target {
 		if c <= ' ' || c >= 0x7f || c == '#' {
@@ -179,6 +187,24 @@ func ParseRequest(head []byte, r *Request) *Error {
 		}
 	}
 	return nil
+}
+
+// absoluteForm splits "http(s)://authority/path?query" into the
+// authority and the origin-form rest, which must start with '/'.
+func absoluteForm(t []byte) (authority, rest []byte, ok bool) {
+	switch {
+	case len(t) > 7 && EqualFold(t[:7], "http://"):
+		t = t[7:]
+	case len(t) > 8 && EqualFold(t[:8], "https://"):
+		t = t[8:]
+	default:
+		return nil, nil, false
+	}
+	i := bytes.IndexByte(t, '/')
+	if i <= 0 || !ValidHost(t[:i]) {
+		return nil, nil, false
+	}
+	return t[:i], t[i:], true
 }
 
 // internMethod returns the common methods without allocating.

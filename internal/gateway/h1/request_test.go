@@ -20,6 +20,10 @@ func TestParseRequest(t *testing.T) {
 		r.ContentLength != 12 || r.Chunked || r.Close || !r.Expect100 || len(r.ConnTokens) != 2 || len(r.Headers) != 4 || !r.HasBody() {
 		t.Fatalf("parsed %+v", r)
 	}
+	if err := ParseRequest([]byte("GET HTTPS://api.example.org:8443/a?b HTTP/1.1\r\nHost: x\r\n\r\n"), &r); err != nil ||
+		string(r.Authority) != "api.example.org:8443" || string(r.Target) != "/a?b" || string(r.Path) != "/a" {
+		t.Fatalf("absolute form: %+v %v", r, err)
+	}
 	if err := ParseRequest([]byte("GET / HTTP/1.0\n\n"), &r); err != nil || !r.Close || r.Minor != 0 || r.HasBody() {
 		t.Fatalf("HTTP/1.0: %+v %v", r, err)
 	}
@@ -48,7 +52,11 @@ func TestParseRequest(t *testing.T) {
 		{"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400, "bad_transfer_encoding", "Transfer-Encoding in an HTTP/1.0 request"},
 		{"GET /\x7f HTTP/1.1\r\nHost: a\r\n\r\n", 400, "bad_target", "request target has an invalid character"},
 		{"GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n", 400, "bad_target", "request target has an invalid character"},
-		{"GET http://a/x HTTP/1.1\r\nHost: a\r\n\r\n", 400, "bad_target", "request target must be a path starting with '/'"},
+		{"GET a/x HTTP/1.1\r\nHost: a\r\n\r\n", 400, "bad_target", "request target must be a path starting with '/' or an absolute http(s) URI with a path"},
+		{"GET http://a HTTP/1.1\r\nHost: a\r\n\r\n", 400, "bad_target", "request target must be a path starting with '/' or an absolute http(s) URI with a path"},
+		{"GET http://a@b/ HTTP/1.1\r\nHost: a\r\n\r\n", 400, "bad_target", "request target must be a path starting with '/' or an absolute http(s) URI with a path"},
+		{"GET ftp://a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400, "bad_target", "request target must be a path starting with '/' or an absolute http(s) URI with a path"},
+		{"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", 400, "bad_target", "request target must be a path starting with '/' or an absolute http(s) URI with a path"},
 		{"GET / HTTP/1.1\r\n: x\r\n\r\n", 400, "bad_header", "malformed header line"},
 		{"GET / HTTP/1.1\r\nX(: x\r\n\r\n", 400, "bad_header", "malformed header name"},
 		{"GET / HTTP/1.1\r\nHost: a\r\n\r\nextra", 400, "bad_header", "malformed header block"},
