@@ -6,17 +6,17 @@ import "bytes"
 // head buffer passed to [ParseRequest] and are valid until the next head is
 // read into it.
 type Request struct {
-	Method  string
-	Target  []byte // the request target in origin form (path and query)
-	Path    []byte // Target without the query
+	Method string
+	Target []byte // the request target in origin form (path and query)
+	Path   []byte // Target without the query
 	// Authority is the host of an absolute-form target
 	// ("GET https://api.example.org/x"), nil for origin form. RFC 9112
 	// section 3.2.2 has a server take it over Host; the caller decides
 	// what to do when both are there and differ.
 	Authority []byte
-	Minor   int    // 0 or 1
-	Host    []byte
-	Headers []Header
+	Minor     int // 0 or 1
+	Host      []byte
+	Headers   []Header
 
 	ContentLength int64 // -1 when absent
 	Chunked       bool
