@@ -40,8 +40,13 @@
 // clients are served by golang.org/x/net/http2 and forwarded through
 // net/http's Transport. Identity headers (RFC 9440 Client-Cert and
 // Client-Cert-Chain, X-Forwarded-Client-Cert, X-Client-Identity,
-// X-Client-Cert-Serial) are set per route; copies sent by a client are
-// always removed. TCP routes pipe raw bytes after the same checks.
+// X-Client-Cert-Serial) are set per route, with the forwarding headers
+// (X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host, X-Real-IP,
+// Forwarded); a client header whose name, lower-cased with '_' read as
+// '-', is one of those or any X-Forwarded-* is always removed
+// ([StrippedRequestHeaders]), since CGI and WSGI servers merge
+// X_Client_Identity with X-Client-Identity. TCP routes pipe raw bytes
+// after the same checks.
 //
 // # Connections
 //

@@ -114,12 +114,9 @@ func (h *h2server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength == 0 {
 		out.Body = nil
 	}
-	for _, k := range []string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Proxy-Authorization", "X-Forwarded-For", "X-Forwarded-Proto"} {
-		delete(out.Header, k)
-	}
+	stripRequestHeaders(out.Header)
 	setIdentityHeaders(out.Header, p, route.hdr, rt.selfID)
-	out.Header.Set("X-Forwarded-For", p.clientIP())
-	out.Header.Set("X-Forwarded-Proto", "https")
+	setForwarding(out.Header, p, cr.host)
 	counter := &countingReader{r: r.Body}
 	if out.Body != nil {
 		out.Body = counter

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -363,3 +364,22 @@ func sha256Hex(b []byte) string {
 }
 
 func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }
+
+// pythonWith returns a python3 that imports every module given: Debian's
+// /usr/bin/python3 (where CI installs python3-requests, python3-httpx and
+// python3-h2) first, then the one on PATH. Where there is none the test is
+// skipped, or fails under CERTGATE_REQUIRE_PEERS=1.
+func pythonWith(t testing.TB, modules ...string) string {
+	t.Helper()
+	imp := "import " + strings.Join(append([]string{"sys"}, modules...), ", ")
+	for _, p := range []string{"/usr/bin/python3", "python3"} {
+		if exec.Command(p, "-c", imp).Run() == nil {
+			return p
+		}
+	}
+	if os.Getenv("CERTGATE_REQUIRE_PEERS") == "1" {
+		t.Fatalf("no python3 with %v (install python3-requests python3-httpx python3-h2; CERTGATE_REQUIRE_PEERS=1)", modules)
+	}
+	t.Skipf("no python3 with %v: skipping (install the Debian packages python3-requests python3-httpx python3-h2)", modules)
+	return ""
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"strings"
 
 	"github.com/certgate/certgate/internal/gateway/h1"
 )
@@ -18,16 +19,80 @@ const (
 	HeaderSerial          = "X-Client-Cert-Serial"
 )
 
-// identityHeaderNames are removed from every client request, whatever the
-// route sends, so an upstream never sees a client-made identity.
-var identityHeaderNames = []string{HeaderClientCert, HeaderClientCertChain, HeaderXFCC, HeaderIdentity, HeaderSerial}
+// Forwarding headers the gateway sets on every request it forwards.
+const (
+	HeaderForwarded       = "Forwarded" // RFC 7239
+	HeaderXForwardedFor   = "X-Forwarded-For"
+	HeaderXForwardedProto = "X-Forwarded-Proto"
+	HeaderXForwardedHost  = "X-Forwarded-Host"
+	HeaderXRealIP         = "X-Real-IP"
+)
 
-// hopByHop are the headers of one connection (RFC 9110 7.6.1), plus the
-// framing and forwarding headers the gateway writes itself.
-var requestSkip = []string{
-	"Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer", "Transfer-Encoding", "Upgrade",
-	"Proxy-Authorization", "Content-Length", "Host", "Expect", "X-Forwarded-For", "X-Forwarded-Proto",
-	HeaderClientCert, HeaderClientCertChain, HeaderXFCC, HeaderIdentity, HeaderSerial,
+// StrippedRequestHeaders lists, in the normalized form (lower case, '_'
+// read as '-'), the client request headers the gateway never forwards: a
+// client header whose name normalizes to one of these, or starts with
+// "x-forwarded-", is removed. '_' is read as '-' because CGI and WSGI
+// servers (wsgiref, Werkzeug, PHP) turn both into '_' and an upstream
+// would otherwise see X_Client_Identity as the gateway's
+// X-Client-Identity. The list: the identity headers the gateway sets
+// (Client-Cert, Client-Cert-Chain, X-Forwarded-Client-Cert,
+// X-Client-Identity, X-Client-Cert-Serial, whether or not a route sends
+// them), the forwarding headers it sets itself (Forwarded, X-Real-IP and
+// every X-Forwarded-*), and the hop-by-hop and framing headers of the
+// client's connection (RFC 9110 section 7.6.1) that the gateway writes
+// anew.
+var StrippedRequestHeaders = []string{
+	"client-cert", "client-cert-chain", "x-client-identity", "x-client-cert-serial",
+	"forwarded", "x-real-ip", "x-forwarded-*",
+	"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
+	"proxy-authorization", "content-length", "host", "expect",
+}
+
+// strippedExact is StrippedRequestHeaders without the prefix entry.
+var strippedExact = func() []string {
+	var out []string
+	for _, n := range StrippedRequestHeaders {
+		if n != "x-forwarded-*" {
+			out = append(out, n)
+		}
+	}
+	return out
+}()
+
+// normalizedEqual reports whether name, lower-cased with '_' read as '-',
+// equals norm (lower case, with '-').
+func normalizedEqual(name []byte, norm string) bool {
+	if len(name) != len(norm) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		case c == '_':
+			c = '-'
+		}
+		if c != norm[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// strippedRequestHeader reports whether a client header must not reach the
+// upstream (StrippedRequestHeaders). It allocates nothing.
+func strippedRequestHeader(name []byte) bool {
+	const fwd = "x-forwarded-"
+	if len(name) > len(fwd) && normalizedEqual(name[:len(fwd)], fwd) {
+		return true
+	}
+	for _, s := range strippedExact {
+		if normalizedEqual(name, s) {
+			return true
+		}
+	}
+	return false
 }
 
 var responseSkip = []string{
@@ -36,10 +101,8 @@ var responseSkip = []string{
 }
 
 func skipRequestHeader(name []byte, connTokens [][]byte) bool {
-	for _, s := range requestSkip {
-		if h1.EqualFold(name, s) {
-			return true
-		}
+	if strippedRequestHeader(name) {
+		return true
 	}
 	for _, t := range connTokens {
 		if h1.EqualFold(name, string(t)) {
@@ -87,8 +150,7 @@ func (s *h1session) appendUpstreamHead(b []byte, rt *runtime, route *httpRoute) 
 		b = h1.AppendHeader(b, h.Name, h.Value)
 	}
 	b = appendIdentityHeaders(b, s.t.peer, route.hdr, rt.selfID)
-	b = h1.AppendHeaderString(b, "X-Forwarded-For", s.t.peer.clientIP())
-	b = append(b, "X-Forwarded-Proto: https\r\n"...)
+	b = appendForwarding(b, s.t.peer, cr.host)
 	if req.Upgrade {
 		b = append(b, "Connection: Upgrade\r\nUpgrade: websocket\r\n"...)
 	}
@@ -123,11 +185,71 @@ func appendIdentityHeaders(b []byte, p *peer, hs headerSet, selfID string) []byt
 	return b
 }
 
-// setIdentityHeaders is appendIdentityHeaders for an http.Header.
-func setIdentityHeaders(h http.Header, p *peer, hs headerSet, selfID string) {
-	for _, n := range identityHeaderNames {
-		delete(h, n)
+// appendForwarding appends the forwarding headers: the client's address,
+// https, and the host it asked for.
+func appendForwarding(b []byte, p *peer, host string) []byte {
+	ip := p.clientIP()
+	b = h1.AppendHeaderString(b, HeaderXForwardedFor, ip)
+	b = append(b, "X-Forwarded-Proto: https\r\n"...)
+	if host != "" {
+		b = h1.AppendHeaderString(b, HeaderXForwardedHost, host)
 	}
+	b = h1.AppendHeaderString(b, HeaderXRealIP, ip)
+	b = append(b, "Forwarded: "...)
+	b = appendForwardedValue(b, ip, host)
+	return append(b, "\r\n"...)
+}
+
+// appendForwardedValue appends an RFC 7239 element: for=, proto=, host=,
+// quoting what is not a token (an IPv6 address, a host with a port).
+func appendForwardedValue(b []byte, ip, host string) []byte {
+	b = append(b, "for="...)
+	if strings.IndexByte(ip, ':') >= 0 {
+		b = append(append(append(b, "\"["...), ip...), "]\""...)
+	} else {
+		b = append(b, ip...)
+	}
+	b = append(b, ";proto=https"...)
+	if host != "" {
+		b = append(b, ";host=\""...)
+		b = append(b, host...)
+		b = append(b, '"')
+	}
+	return b
+}
+
+// setForwarding is appendForwarding for an http.Header.
+func setForwarding(h http.Header, p *peer, host string) {
+	ip := p.clientIP()
+	h[HeaderXForwardedFor] = []string{ip}
+	h[HeaderXForwardedProto] = []string{"https"}
+	if host != "" {
+		h[HeaderXForwardedHost] = []string{host}
+	}
+	h[HeaderXRealIP] = []string{ip}
+	h[HeaderForwarded] = []string{string(appendForwardedValue(nil, ip, host))}
+}
+
+// stripRequestHeaders removes from h what strippedRequestHeader says a
+// client may not send, plus the headers its Connection header names.
+func stripRequestHeaders(h http.Header) {
+	for _, v := range h["Connection"] {
+		for _, tok := range strings.Split(v, ",") {
+			if tok = strings.TrimSpace(tok); tok != "" {
+				delete(h, http.CanonicalHeaderKey(tok))
+			}
+		}
+	}
+	for k := range h {
+		if strippedRequestHeader([]byte(k)) {
+			delete(h, k)
+		}
+	}
+}
+
+// setIdentityHeaders is appendIdentityHeaders for an http.Header from
+// which stripRequestHeaders removed the client's copies.
+func setIdentityHeaders(h http.Header, p *peer, hs headerSet, selfID string) {
 	if hs.clientCert || hs.clientCertChain || hs.xfcc {
 		p.identityHeaders(selfID)
 	}

@@ -73,7 +73,7 @@ func goDiffUpstream(t *testing.T) (admin, api string) {
 }
 
 func pythonDiffUpstream(t *testing.T) (admin, api string) {
-	py := testenv.RequirePeer(t, "python3")
+	py := pythonWith(t)
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "admin"), 0o755)
 	cmd := exec.Command(py, "testdata/path_upstream.py", dir)
