@@ -178,14 +178,14 @@ func BenchmarkVerifyChain(b *testing.B) {
 	now := time.Now()
 	b.Run("x509.Verify", func(b *testing.B) {
 		for b.Loop() {
-			tr := newTrust(td, []*x509.Certificate{ca.Root})
+			tr := newTrust(td, []*x509.Certificate{ca.Root}, nil)
 			if _, err := tr.verifyChain(certs, now); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
 	b.Run("cached-intermediate", func(b *testing.B) {
-		tr := newTrust(td, []*x509.Certificate{ca.Root})
+		tr := newTrust(td, []*x509.Certificate{ca.Root}, nil)
 		tr.verifyChain(certs, now)
 		if tr.cached(ca.Intermediate.Raw) == nil {
 			b.Fatal("intermediate not cached")

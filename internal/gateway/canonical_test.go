@@ -223,7 +223,7 @@ func TestPathPrefixMustBeCanonical(t *testing.T) {
 		e.ca = testca.New(t, td)
 		e.ca.WriteBundle(t, e.dir)
 		e.upstream = nil
-		y := fmt.Sprintf("listen: 127.0.0.1:0\ntrust_domain: example.org\nbundle: %s/bundle.pem\ncert: x\nkey: y\nroutes:\n  - name: r\n    path_prefix: %q\n    upstream: http://127.0.0.1:1\n    allow: [\"spiffe://example.org/a\"]\n", e.dir, tc.prefix)
+		y := fmt.Sprintf("listen: 127.0.0.1:0\ntrust_domain: example.org\nbundle: %[1]s/bundle.pem\ncert: %[1]s/bundle.pem\nkey: y\nroutes:\n  - name: r\n    path_prefix: %[2]q\n    upstream: http://127.0.0.1:1\n    allow: [\"spiffe://example.org/a\"]\n", e.dir, tc.prefix)
 		path := e.dir + "/gw.yaml"
 		if err := writeFile(path, y); err != nil {
 			t.Fatal(err)

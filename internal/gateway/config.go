@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -27,16 +28,20 @@ type Config struct {
 	listen      string
 	trustDomain string
 	roots       []*x509.Certificate
-	certFile    string // "" when Options.Certificate supplies the certificate
-	keyFile     string
-	routes      []routeConfig
-	policy      *authz.Policy // routes compiled, same order
-	tcpRoutes   []tcpRouteConfig
-	timeouts    timeouts
-	maxHeader   int
-	logQuery    bool
-	paths       canon.Policy
-	methods     canon.Methods
+	// intermediates are CA certificates that may complete a client's
+	// chain: those after the leaf in the gateway's own certificate file
+	// (its issuer is the CA's current intermediate).
+	intermediates []*x509.Certificate
+	certFile      string // "" when Options.Certificate supplies the certificate
+	keyFile       string
+	routes        []routeConfig
+	policy        *authz.Policy // routes compiled, same order
+	tcpRoutes     []tcpRouteConfig
+	timeouts      timeouts
+	maxHeader     int
+	logQuery      bool
+	paths         canon.Policy
+	methods       canon.Methods
 	// files are the files the config was read from, watched for changes.
 	files []string
 	// restart sums up the settings of the YAML file used outside the
@@ -103,6 +108,9 @@ func NewConfig(c *config.Gateway) (*Config, error) {
 	if c.Cert != "" {
 		cfg.files = append(cfg.files, c.Cert, c.Key)
 	}
+	if cfg.intermediates, err = ownChainIntermediates(c); err != nil {
+		return nil, err
+	}
 	if cfg.paths, err = pathPolicy(c.Paths); err != nil {
 		return nil, err
 	}
@@ -155,6 +163,31 @@ func NewConfig(c *config.Gateway) (*Config, error) {
 		cfg.tcpRoutes = append(cfg.tcpRoutes, tcpRouteConfig{name: r.Name, listen: r.Listen, backend: r.Backend, allow: rule})
 	}
 	return cfg, nil
+}
+
+// ownChainIntermediates reads the certificates after the leaf in the
+// gateway's own certificate file (cert, or cert.pem in identity.dir once
+// it exists): public data, so the key is not read.
+func ownChainIntermediates(c *config.Gateway) ([]*x509.Certificate, error) {
+	path := c.Cert
+	if path == "" && c.Identity.Dir != "" {
+		path = filepath.Join(c.Identity.Dir, "cert.pem")
+		if _, err := os.Stat(path); err != nil {
+			return nil, nil // not enrolled yet
+		}
+	}
+	if path == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: cert: %w", err)
+	}
+	certs, err := pemutil.ParseCertificates(data)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: cert %s: %w", path, err)
+	}
+	return certs[1:], nil
 }
 
 func pathPolicy(p config.GatewayPaths) (canon.Policy, error) {

@@ -9,8 +9,22 @@
 // Verification runs in tls.Config.VerifyConnection, on full and resumed
 // handshakes alike; a refusal ends the handshake before a byte reaches an
 // upstream and carries a [Reason] to the access log and the metrics.
-// Intermediates that verified once are cached per trust generation, so a
-// handshake checks one signature (the leaf's) instead of building a chain.
+// Every verdict is the one x509.Verify gives with the bundle's roots as
+// anchors and, as intermediates, what the client sent plus the known
+// intermediates (the CA certificates of the gateway's own chain, and what
+// [Gateway.SetIntermediates] adds, such as the CA's next intermediate
+// from the server's feed), so a client that sends only its leaf verifies;
+// then the leaf must name clientAuth, not be a CA, and carry a SPIFFE ID
+// of the trust domain. An issuer (a root, or an intermediate right below
+// one) that verified once is cached per trust generation, so a repeat
+// client's handshake checks one signature instead of building a chain;
+// the cache serves only leaves whose verdict cannot depend on more than
+// their issuer (one URI and no other name, no policy extension, no
+// unknown critical extension), only an issuer that is in the pool
+// x509.Verify would use and whose subject is the leaf's issuer name byte
+// for byte, and on any miss it falls back to x509.Verify: it may accept
+// sooner, never differently. TestChainDifferential holds it to that over
+// tens of thousands of generated chains.
 // Resumed sessions are checked again for expiry and revocation; crypto/tls
 // refuses to resume past the certificate's NotAfter by the injected clock,
 // and ticket keys rotate when the bundle changes.

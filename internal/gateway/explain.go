@@ -42,7 +42,7 @@ func Explain(cfg *Config, chain []*x509.Certificate, now time.Time, host, method
 	if id, err := identity.FromCertificate(chain[0]); err == nil {
 		ex.Identity = id.String()
 	}
-	if _, verr := newTrust(cfg.trustDomain, cfg.roots).verifyChain(chain, now); verr != nil {
+	if _, verr := newTrust(cfg.trustDomain, cfg.roots, cfg.intermediates).verifyChain(chain, now); verr != nil {
 		ex.Refused = verr
 	}
 	ex.Method, ex.Host, ex.Path = method, host, target

@@ -65,6 +65,10 @@ type Gateway struct {
 	own       func() *tls.Certificate
 	ownSource bool         // Options.Certificate was set
 	ownExpiry atomic.Int64 // NotAfter last reported to metrics, unix nanos
+	ownLeaf   atomic.Pointer[x509.Certificate]
+
+	interMu  sync.Mutex
+	interSrc map[string][]*x509.Certificate // known intermediates by source (SetIntermediates)
 
 	mu      sync.Mutex // guards what follows
 	pools   map[string]*upstream
@@ -87,6 +91,7 @@ func New(cfg *Config, o Options) (*Gateway, error) {
 		clock: o.Clock, log: o.Logger, access: o.AccessLog, metrics: o.Metrics,
 		revoked: o.Revocations, sweep: o.SweepInterval, fresh: freshness{max: o.MaxStaleness},
 		tracker: newTracker(), pools: map[string]*upstream{}, tcpLns: map[string]tcpListener{},
+		interSrc: map[string][]*x509.Certificate{},
 	}
 	if g.clock == nil {
 		g.clock = clock.Real{}
@@ -111,7 +116,7 @@ func New(cfg *Config, o Options) (*Gateway, error) {
 	if err := g.checkCertificateMode(cfg); err != nil {
 		return nil, err
 	}
-	rt, err := buildRuntime(cfg, g.pools, g.own, !g.ownSource)
+	rt, err := buildRuntime(cfg, g.pools, g.own, !g.ownSource, g.knownIntermediates(cfg))
 	if err != nil {
 		return nil, err
 	}
@@ -149,11 +154,74 @@ func (g *Gateway) checkCertificateMode(cfg *Config) error {
 
 // reportOwnCertificate tells the metrics the expiry of the gateway's own
 // certificate when it changed since the last report.
+// It also makes the CA certificates of the gateway's own chain known
+// intermediates when the certificate changed: the gateway's issuer is the
+// CA's current intermediate, so a renewal after a CA rotation brings the
+// new one.
 func (g *Gateway) reportOwnCertificate() {
-	na := g.own().Leaf.NotAfter
+	own := g.own()
+	na := own.Leaf.NotAfter
 	if g.ownExpiry.Swap(na.UnixNano()) != na.UnixNano() {
 		g.metrics.CertificateExpiry(na)
 	}
+	if g.ownLeaf.Swap(own.Leaf) != own.Leaf {
+		var chain []*x509.Certificate
+		for _, der := range own.Certificate[1:] {
+			if c, err := x509.ParseCertificate(der); err == nil {
+				chain = append(chain, c)
+			}
+		}
+		g.SetIntermediates("own-certificate", chain)
+	}
+}
+
+// SetIntermediates makes certs known intermediates on behalf of source,
+// replacing what source gave before (nil removes them). Known
+// intermediates complete the chain of a client that sends only its leaf
+// (openssl -cert without -cert_chain, many Java and device stacks); they
+// grant no trust by themselves, since a chain must still end at a root of
+// the bundle. Certificates that are not CA certificates are ignored.
+//
+// The gateway calls it with the CA certificates of its own chain (source
+// "own-certificate"); a follower of the server's change feed calls it when
+// the CA publishes its next intermediate, so leaf-only clients of that
+// intermediate verify from the moment the CA signs with it.
+func (g *Gateway) SetIntermediates(source string, certs []*x509.Certificate) {
+	g.interMu.Lock()
+	defer g.interMu.Unlock()
+	if certs == nil {
+		delete(g.interSrc, source)
+	} else {
+		g.interSrc[source] = certs
+	}
+	if rt := g.rt.Load(); rt != nil {
+		rt.trust.setIntermediates(g.knownIntermediatesLocked(rt.cfg))
+	}
+}
+
+// knownIntermediatesLocked is the config's intermediates and every
+// source's, without repeats; interMu is held.
+func (g *Gateway) knownIntermediatesLocked(cfg *Config) []*x509.Certificate {
+	out := append([]*x509.Certificate(nil), cfg.intermediates...)
+	srcs := make([]string, 0, len(g.interSrc))
+	for k := range g.interSrc {
+		srcs = append(srcs, k)
+	}
+	slices.Sort(srcs)
+	for _, k := range srcs {
+		for _, c := range g.interSrc[k] {
+			if !slices.ContainsFunc(out, c.Equal) {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+func (g *Gateway) knownIntermediates(cfg *Config) []*x509.Certificate {
+	g.interMu.Lock()
+	defer g.interMu.Unlock()
+	return g.knownIntermediatesLocked(cfg)
 }
 
 // rotateTicketKeys makes every existing session ticket unusable, so that no
@@ -308,7 +376,7 @@ func (g *Gateway) Reload(cfg *Config) error {
 	if err := g.checkCertificateMode(cfg); err != nil {
 		return err
 	}
-	rt, err := buildRuntime(cfg, pools, g.own, !g.ownSource)
+	rt, err := buildRuntime(cfg, pools, g.own, !g.ownSource, g.knownIntermediates(cfg))
 	if err != nil {
 		return err
 	}
@@ -322,6 +390,10 @@ func (g *Gateway) Reload(cfg *Config) error {
 		g.log.Warn("server, revocation or identity settings changed; they apply after a restart")
 	}
 	g.rt.Store(rt)
+	// A source may have changed between the build and the swap.
+	g.interMu.Lock()
+	rt.trust.setIntermediates(g.knownIntermediatesLocked(cfg))
+	g.interMu.Unlock()
 	// Close the pools no route uses any more.
 	used := map[string]bool{}
 	for _, r := range rt.routes {

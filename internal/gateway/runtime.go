@@ -41,8 +41,8 @@ type headerSet struct {
 // the gateway's certificate from the config's cert and key files; own
 // returns the gateway's current certificate when an upstream asks for it
 // (and, without loadCert, names the gateway).
-func buildRuntime(cfg *Config, pools map[string]*upstream, own func() *tls.Certificate, loadCert bool) (*runtime, error) {
-	rt := &runtime{cfg: cfg, trust: newTrust(cfg.trustDomain, cfg.roots), tcp: map[string]*tcpRouteConfig{}}
+func buildRuntime(cfg *Config, pools map[string]*upstream, own func() *tls.Certificate, loadCert bool, inter []*x509.Certificate) (*runtime, error) {
+	rt := &runtime{cfg: cfg, trust: newTrust(cfg.trustDomain, cfg.roots, inter), tcp: map[string]*tcpRouteConfig{}}
 	self := own
 	if loadCert {
 		var err error

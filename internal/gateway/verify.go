@@ -1,11 +1,14 @@
 package gateway
 
 import (
+	"bytes"
 	"crypto/x509"
+	"encoding/asn1"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/certgate/certgate/internal/identity"
@@ -65,66 +68,108 @@ func refuse(r Reason, format string, args ...any) *VerifyError {
 	return &VerifyError{Reason: r, Err: fmt.Errorf(format, args...)}
 }
 
-// maxCachedIntermediates bounds the verified-intermediate cache; a CA has a
-// handful, so the bound only matters against a flood of distinct chains.
-const maxCachedIntermediates = 256
+// maxCachedIssuers bounds the verified-issuer cache; a CA has a handful of
+// intermediates, so the bound only matters against a flood of distinct
+// chains.
+const maxCachedIssuers = 256
+
+// maxFastCandidates bounds how many certificates the fast path looks at
+// for the leaf's issuer before it leaves the work to x509.Verify.
+const maxFastCandidates = 8
 
 // trust is one generation of trust material: the roots, the trust domain,
-// and the intermediates already verified against those roots. A reload
-// builds a new trust, which drops the cache with it.
+// the known intermediates, and the issuers already verified against those
+// roots. A reload builds a new trust, which drops the cache with it.
+//
+// Every verdict is the one x509.Verify gives for the leaf with the roots
+// as anchors and, as intermediates, what the client sent after its leaf
+// plus the known intermediates (the CA's, from the bundle file, the
+// gateway's own chain or the server's feed: so a client that sends only
+// its leaf verifies), followed by the checks of this package (clientAuth
+// named, not a CA, a SPIFFE ID in the trust domain).
 type trust struct {
-	td    string
-	roots *x509.CertPool
+	td        string
+	roots     *x509.CertPool
+	rootCerts []*x509.Certificate
+	inter     atomic.Pointer[intermediates]
 
-	mu    sync.RWMutex
-	inter map[string]*verifiedIntermediate // keyed by the DER bytes
+	mu       sync.RWMutex
+	verified map[string]*verifiedIssuer // keyed by the issuer's DER
 }
 
-// verifiedIntermediate is an intermediate whose chain to a root verified
-// for client auth. A leaf it signed needs only its own checks and one
-// signature check, not a chain build.
-type verifiedIntermediate struct {
+// intermediates is an immutable set of known intermediates.
+type intermediates struct {
+	certs []*x509.Certificate
+	pool  *x509.CertPool
+}
+
+func newIntermediates(certs []*x509.Certificate) *intermediates {
+	in := &intermediates{pool: x509.NewCertPool()}
+	for _, c := range certs {
+		if c.IsCA && c.BasicConstraintsValid {
+			in.certs = append(in.certs, c)
+			in.pool.AddCert(c)
+		}
+	}
+	return in
+}
+
+// verifiedIssuer is a CA certificate (an intermediate or a root) that
+// issued a leaf whose chain x509.Verify built, with nothing between it and
+// a root but itself: a leaf it signed, of the shape the fast path takes,
+// needs only its own checks and one signature check.
+type verifiedIssuer struct {
 	cert *x509.Certificate
-	// notBefore and notAfter are the window in which the whole chain above
-	// the leaf is valid.
+	// notBefore and notAfter are the window in which the issuer and its
+	// root are both valid.
 	notBefore, notAfter time.Time
 }
 
-func newTrust(td string, roots []*x509.Certificate) *trust {
+func newTrust(td string, roots, inter []*x509.Certificate) *trust {
 	pool := x509.NewCertPool()
 	for _, r := range roots {
 		pool.AddCert(r)
 	}
-	return &trust{td: td, roots: pool, inter: make(map[string]*verifiedIntermediate)}
+	t := &trust{td: td, roots: pool, rootCerts: roots, verified: make(map[string]*verifiedIssuer)}
+	t.inter.Store(newIntermediates(inter))
+	return t
 }
 
-func (t *trust) cached(raw []byte) *verifiedIntermediate {
+// setIntermediates replaces the known intermediates. The verified-issuer
+// cache stays: an entry serves only when its issuer is among what the
+// client sent or the known intermediates of the moment.
+func (t *trust) setIntermediates(certs []*x509.Certificate) {
+	t.inter.Store(newIntermediates(certs))
+}
+
+func (t *trust) cached(raw []byte) *verifiedIssuer {
 	t.mu.RLock()
-	vi := t.inter[string(raw)]
+	vi := t.verified[string(raw)]
 	t.mu.RUnlock()
 	return vi
 }
 
-// remember caches the intermediate of a chain x509.Verify built (leaf,
-// intermediate, root) when it is the one the client sent after its leaf.
-// It is called only after the leaf passed every check of the fast path's
-// shape and the trust domain check, so that the name constraints the
-// chain verified (for one URI in the trust domain) hold for every leaf the
-// fast path accepts.
-func (t *trust) remember(sent *x509.Certificate, chain []*x509.Certificate) {
-	if len(chain) != 3 || !chain[1].Equal(sent) {
+// remember caches the issuer of a chain x509.Verify built, when it is the
+// root itself or an intermediate right below a root. It is called only
+// for a leaf of the fast path's shape that passed the trust domain check,
+// so the name constraints the chain verified (for one URI in the trust
+// domain, and nothing else) hold for every leaf the fast path accepts.
+func (t *trust) remember(chain []*x509.Certificate) {
+	if len(chain) != 2 && len(chain) != 3 {
 		return
 	}
-	vi := &verifiedIntermediate{cert: chain[1], notBefore: chain[1].NotBefore, notAfter: chain[1].NotAfter}
-	if chain[2].NotBefore.After(vi.notBefore) {
-		vi.notBefore = chain[2].NotBefore
-	}
-	if chain[2].NotAfter.Before(vi.notAfter) {
-		vi.notAfter = chain[2].NotAfter
+	vi := &verifiedIssuer{cert: chain[1], notBefore: chain[1].NotBefore, notAfter: chain[1].NotAfter}
+	for _, c := range chain[2:] {
+		if c.NotBefore.After(vi.notBefore) {
+			vi.notBefore = c.NotBefore
+		}
+		if c.NotAfter.Before(vi.notAfter) {
+			vi.notAfter = c.NotAfter
+		}
 	}
 	t.mu.Lock()
-	if len(t.inter) < maxCachedIntermediates {
-		t.inter[string(chain[1].Raw)] = vi
+	if len(t.verified) < maxCachedIssuers {
+		t.verified[string(chain[1].Raw)] = vi
 	}
 	t.mu.Unlock()
 }
@@ -149,60 +194,100 @@ func (t *trust) verifyChain(certs []*x509.Certificate, now time.Time) (identity.
 	if leaf.IsCA {
 		return identity.ID{}, refuse(ReasonWrongUsage, "certificate is a CA certificate")
 	}
-	var verified []*x509.Certificate // the chain x509.Verify built, if it ran
-	if vi := t.fastPath(certs); vi != nil {
-		if now.Before(vi.notBefore) {
-			return identity.ID{}, refuse(ReasonNotYetValid, "issuing CA is valid from %s", vi.notBefore.UTC().Format(time.RFC3339))
-		}
-		if now.After(vi.notAfter) {
-			return identity.ID{}, refuse(ReasonExpired, "issuing CA expired at %s", vi.notAfter.UTC().Format(time.RFC3339))
-		}
-		if err := leaf.CheckSignatureFrom(vi.cert); err != nil {
-			return identity.ID{}, refuse(ReasonUnknownAuthority, "certificate signature does not verify: %v", err)
-		}
-	} else {
-		inter := x509.NewCertPool()
-		for _, c := range certs[1:] {
-			inter.AddCert(c)
+	inter := t.inter.Load()
+	fast := fastPathLeaf(leaf)
+	if !fast || !t.fastPath(leaf, certs[1:], inter, now) {
+		pool := inter.pool
+		if len(certs) > 1 {
+			pool = inter.pool.Clone()
+			for _, c := range certs[1:] {
+				pool.AddCert(c)
+			}
 		}
 		chains, err := leaf.Verify(x509.VerifyOptions{
 			Roots:         t.roots,
-			Intermediates: inter,
+			Intermediates: pool,
 			CurrentTime:   now,
 			KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 		})
 		if err != nil {
 			return identity.ID{}, classify(err)
 		}
-		verified = chains[0]
+		id, err := identity.FromCertificateIn(leaf, t.td)
+		if err != nil {
+			return identity.ID{}, refuse(ReasonBadIdentity, "%w", err)
+		}
+		if fast {
+			t.remember(chains[0])
+		}
+		return id, nil
 	}
 	id, err := identity.FromCertificateIn(leaf, t.td)
 	if err != nil {
 		return identity.ID{}, refuse(ReasonBadIdentity, "%w", err)
 	}
-	if verified != nil && fastPathLeaf(leaf) {
-		t.remember(certs[1], verified)
-	}
 	return id, nil
 }
 
-// fastPath returns the verified intermediate the client sent right after
-// its leaf, if it is cached and the leaf is of a shape the cache covers;
-// else nil. Certificates the client sent after that intermediate (a root,
-// say) are not needed for the chain and are ignored, as x509.Verify would.
-func (t *trust) fastPath(certs []*x509.Certificate) *verifiedIntermediate {
-	if len(certs) < 2 || !fastPathLeaf(certs[0]) {
-		return nil
+// fastPath reports whether leaf verifies against an issuer already
+// verified, found among what the client sent and the known intermediates
+// and roots (the pool x509.Verify would use), by name (the leaf's issuer
+// is its subject, byte for byte), validity window and signature. When it
+// does not, the caller builds the chain in full: the fast path only ever
+// accepts, it never refuses.
+func (t *trust) fastPath(leaf *x509.Certificate, sent []*x509.Certificate, inter *intermediates, now time.Time) bool {
+	tried := 0
+	try := func(c *x509.Certificate) bool {
+		if !bytes.Equal(leaf.RawIssuer, c.RawSubject) {
+			return false
+		}
+		if tried++; tried > maxFastCandidates {
+			return false
+		}
+		vi := t.cached(c.Raw)
+		if vi == nil || now.Before(vi.notBefore) || now.After(vi.notAfter) {
+			return false
+		}
+		return leaf.CheckSignatureFrom(c) == nil
 	}
-	return t.cached(certs[1].Raw)
+	for _, list := range [][]*x509.Certificate{sent, inter.certs, t.rootCerts} {
+		for _, c := range list {
+			if try(c) {
+				return true
+			}
+			if tried > maxFastCandidates {
+				return false
+			}
+		}
+	}
+	return false
 }
 
-// fastPathLeaf reports whether a leaf carries nothing a name constraint
-// could apply to except its one URI (the trust domain check covers that)
-// and no critical extension x509.Verify would refuse.
+// Extensions that make a leaf's verdict depend on more than its issuer:
+// certificate policies and their constraints (RFC 5280 section 6.1), which
+// x509.Verify evaluates over the whole chain.
+var (
+	oidCertificatePolicies = asn1.ObjectIdentifier{2, 5, 29, 32}
+	oidPolicyMappings      = asn1.ObjectIdentifier{2, 5, 29, 33}
+	oidPolicyConstraints   = asn1.ObjectIdentifier{2, 5, 29, 36}
+	oidInhibitAnyPolicy    = asn1.ObjectIdentifier{2, 5, 29, 54}
+)
+
+// fastPathLeaf reports whether a leaf is of the shape the verified-issuer
+// cache covers: nothing a name constraint could apply to except its one
+// URI (the trust domain check covers that), no policy extension, and no
+// critical extension x509.Verify would refuse.
 func fastPathLeaf(leaf *x509.Certificate) bool {
-	return len(leaf.DNSNames) == 0 && len(leaf.IPAddresses) == 0 && len(leaf.EmailAddresses) == 0 &&
-		len(leaf.UnhandledCriticalExtensions) == 0 && len(leaf.URIs) == 1
+	if len(leaf.DNSNames) != 0 || len(leaf.IPAddresses) != 0 || len(leaf.EmailAddresses) != 0 ||
+		len(leaf.UnhandledCriticalExtensions) != 0 || len(leaf.URIs) != 1 {
+		return false
+	}
+	for _, e := range leaf.Extensions {
+		if e.Id.Equal(oidCertificatePolicies) || e.Id.Equal(oidPolicyMappings) || e.Id.Equal(oidPolicyConstraints) || e.Id.Equal(oidInhibitAnyPolicy) {
+			return false
+		}
+	}
+	return true
 }
 
 func hasClientAuth(c *x509.Certificate) bool {

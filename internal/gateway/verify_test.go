@@ -18,7 +18,7 @@ func TestVerifyChainCache(t *testing.T) {
 	}
 
 	t.Run("a chain build fills it, the next leaf uses it", func(t *testing.T) {
-		tr := newTrust(td, []*x509.Certificate{ca.Root})
+		tr := newTrust(td, []*x509.Certificate{ca.Root}, nil)
 		if _, err := tr.verifyChain(chain(ca.Issue(t, withSvc("a"))), now); err != nil {
 			t.Fatal(err)
 		}
@@ -26,7 +26,7 @@ func TestVerifyChainCache(t *testing.T) {
 			t.Fatal("intermediate not cached")
 		}
 		b := ca.Issue(t, withSvc("b"))
-		if tr.fastPath(chain(b)) == nil {
+		if !tr.takesFastPath(chain(b), now) {
 			t.Fatal("second leaf does not take the fast path")
 		}
 		id, err := tr.verifyChain(chain(b), now)
@@ -36,17 +36,17 @@ func TestVerifyChainCache(t *testing.T) {
 	})
 
 	t.Run("a client that also sends the root", func(t *testing.T) {
-		tr := newTrust(td, []*x509.Certificate{ca.Root})
+		tr := newTrust(td, []*x509.Certificate{ca.Root}, nil)
 		if _, err := tr.verifyChain(chain(ca.Issue(t, withSvc("a")), ca.Root), now); err != nil {
 			t.Fatal(err)
 		}
-		if tr.fastPath(chain(ca.Issue(t, withSvc("b")), ca.Root)) == nil {
+		if !tr.takesFastPath(chain(ca.Issue(t, withSvc("b")), ca.Root), now) {
 			t.Fatal("leaf, intermediate, root does not take the fast path")
 		}
 	})
 
 	t.Run("a leaf refused after the chain build does not fill it", func(t *testing.T) {
-		tr := newTrust(td, []*x509.Certificate{ca.Root})
+		tr := newTrust(td, []*x509.Certificate{ca.Root}, nil)
 		_, err := tr.verifyChain(chain(ca.Issue(t, testca.WithID("spiffe://other.org/svc/a"))), now)
 		if err == nil || err.Reason != ReasonBadIdentity {
 			t.Fatalf("other trust domain: %v", err)
@@ -57,7 +57,7 @@ func TestVerifyChainCache(t *testing.T) {
 	})
 
 	t.Run("a leaf with DNS names is verified in full and does not fill it", func(t *testing.T) {
-		tr := newTrust(td, []*x509.Certificate{ca.Root})
+		tr := newTrust(td, []*x509.Certificate{ca.Root}, nil)
 		if _, err := tr.verifyChain(chain(ca.Issue(t, withSvc("a"), testca.WithDNS("a.example.org"))), now); err != nil {
 			t.Fatal(err)
 		}
@@ -66,7 +66,7 @@ func TestVerifyChainCache(t *testing.T) {
 		}
 	})
 
-	tr := newTrust(td, []*x509.Certificate{ca.Root})
+	tr := newTrust(td, []*x509.Certificate{ca.Root}, nil)
 	if _, err := tr.verifyChain(chain(ca.Issue(t, withSvc("a"))), now); err != nil {
 		t.Fatal(err)
 	}
@@ -84,11 +84,11 @@ func TestVerifyChainCache(t *testing.T) {
 		msg    string
 	}{
 		{"forged signature", []*x509.Certificate{forged.Cert, ica}, now, ReasonUnknownAuthority,
-			"gateway: client certificate refused (unknown_authority): certificate signature does not verify: x509: ECDSA verification failure"},
+			`gateway: client certificate refused (unknown_authority): x509: certificate signed by unknown authority (possibly because of "x509: ECDSA verification failure" while trying to verify candidate authority certificate "example.org test intermediate")`},
 		{"expired leaf", chain(ca.Issue(t, withSvc("a"), testca.WithValidity(now.Add(-2*time.Hour), now.Add(-time.Hour)))), now, ReasonExpired,
 			"gateway: client certificate refused (expired): certificate expired at " + now.Add(-time.Hour).UTC().Format(time.RFC3339) + ", now is " + now.UTC().Format(time.RFC3339)},
 		{"intermediate expired", chain(ca.Issue(t, withSvc("a"), testca.WithValidity(now.Add(-time.Hour), ica.NotAfter.Add(48*time.Hour)))), ica.NotAfter.Add(time.Hour), ReasonExpired,
-			"gateway: client certificate refused (expired): issuing CA expired at " + ica.NotAfter.UTC().Format(time.RFC3339)},
+			"gateway: client certificate refused (expired): x509: certificate has expired or is not yet valid: current time " + ica.NotAfter.Add(time.Hour).UTC().Format(time.RFC3339) + " is after " + ica.NotAfter.UTC().Format(time.RFC3339)},
 		{"CA certificate as leaf", []*x509.Certificate{ica, ica}, now, ReasonWrongUsage,
 			"gateway: client certificate refused (wrong_usage): certificate lacks the clientAuth extended key usage"},
 		{"serverAuth only", chain(ca.Issue(t, withSvc("a"), testca.WithEKU(x509.ExtKeyUsageServerAuth))), now, ReasonWrongUsage,
@@ -103,4 +103,9 @@ func TestVerifyChainCache(t *testing.T) {
 			}
 		})
 	}
+}
+
+// takesFastPath reports whether certs verify by the verified-issuer cache.
+func (t *trust) takesFastPath(certs []*x509.Certificate, now time.Time) bool {
+	return fastPathLeaf(certs[0]) && t.fastPath(certs[0], certs[1:], t.inter.Load(), now)
 }
