@@ -77,6 +77,15 @@
 // access log entry of kind [KindCut] with its reason ([CutRevoked],
 // [CutExpired], [CutStale]) and is counted by [Metrics.ConnectionCut].
 //
+// # Panics
+//
+// No input may end the process: every goroutine the gateway starts (a
+// connection from its handshake to its close, a tunnel's second copy, the
+// sweep) and every HTTP/2 request recovers a panic, logs it with its stack
+// and counts it ([Metrics.Panic], certgate_gateway_panics_total); only the
+// connection (for HTTP/2, the stream) it happened in is lost. So do the
+// revocation hook and a reload, which keeps the running config.
+//
 // # Stale revocation data
 //
 // With [Options.MaxStaleness] set, the gateway fails closed when its

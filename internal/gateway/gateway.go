@@ -450,15 +450,20 @@ func (g *Gateway) sweepLoop() {
 			return
 		case <-t.C:
 		}
-		now := g.clock.Now()
-		for _, c := range g.tracker.collect(func(t *tracked) bool { return now.After(t.peer.notAfter) }) {
-			if g.cut(c, CutExpired) {
-				g.log.Info("closed connection: certificate expired", "identity", c.peer.id, "serial", c.peer.serial, "not_after", c.peer.notAfter)
-			}
-		}
-		g.checkStale(now)
-		g.reportOwnCertificate()
+		g.sweepOnce()
 	}
+}
+
+func (g *Gateway) sweepOnce() {
+	defer g.recovered(panicSweep)
+	now := g.clock.Now()
+	for _, c := range g.tracker.collect(func(t *tracked) bool { return now.After(t.peer.notAfter) }) {
+		if g.cut(c, CutExpired) {
+			g.log.Info("closed connection: certificate expired", "identity", c.peer.id, "serial", c.peer.serial, "not_after", c.peer.notAfter)
+		}
+	}
+	g.checkStale(now)
+	g.reportOwnCertificate()
 }
 
 // Close stops listening, closes every connection and waits for the

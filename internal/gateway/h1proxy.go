@@ -391,7 +391,7 @@ func (s *h1session) upgrade(route *httpRoute, uc *upConn, e *accesslog.Entry) bo
 		s.finish(e, route.name)
 		return false
 	}
-	in, out := pipe(s.tc, s.br, uc.c, uc.br)
+	in, out := s.g.pipe(s.tc, s.br, uc.c, uc.br)
 	e.BytesIn, e.BytesOut = in, out
 	s.finish(e, route.name)
 	return false
@@ -399,13 +399,15 @@ func (s *h1session) upgrade(route *httpRoute, uc *upConn, e *accesslog.Entry) bo
 
 // pipe copies a->b and b->a (each with what its reader already buffered)
 // until one side ends, then closes both.
-func pipe(a net.Conn, ar io.Reader, b net.Conn, br io.Reader) (aToB, bToA int64) {
+func (g *Gateway) pipe(a net.Conn, ar io.Reader, b net.Conn, br io.Reader) (aToB, bToA int64) {
 	done := make(chan int64, 1)
 	go func() {
-		n, _ := io.Copy(b, ar)
-		b.Close()
-		a.Close()
-		done <- n
+		var n int64
+		defer func() { done <- n }()
+		defer a.Close()
+		defer b.Close()
+		defer g.recovered(panicTunnel)
+		n, _ = io.Copy(b, ar)
 	}()
 	bToA, _ = io.Copy(a, br)
 	a.Close()

@@ -47,6 +47,7 @@ func (g *Gateway) serveH2(t *tracked) {
 
 func (h *h2server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	g := h.g
+	defer g.recoverHTTP2(r.RequestURI)
 	t := r.Context().Value(trackedKey{}).(*tracked)
 	p := t.peer
 	rt := g.rt.Load()

@@ -383,3 +383,9 @@ func pythonWith(t testing.TB, modules ...string) string {
 	t.Skipf("no python3 with %v: skipping (install the Debian packages python3-requests python3-httpx python3-h2)", modules)
 	return ""
 }
+
+// withMetrics sends the gateway's metrics to m and its operational log to
+// w as well.
+func withMetrics(m Metrics, w io.Writer) envOption {
+	return func(o *envOpts) { o.metrics, o.opLog = m, w }
+}

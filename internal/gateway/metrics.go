@@ -26,6 +26,10 @@ type Metrics interface {
 	// CertificateExpiry reports the NotAfter of the gateway's own
 	// certificate.
 	CertificateExpiry(notAfter time.Time)
+	// Panic counts a panic the gateway recovered from (and logged with
+	// its stack): where is "connection", "http2_request", "tunnel",
+	// "sweep", "revocation_hook" or "reload".
+	Panic(where string)
 }
 
 type nopMetrics struct{}
@@ -38,3 +42,4 @@ func (nopMetrics) RevocationSet(int, int64, time.Time)                       {}
 func (nopMetrics) RevocationStale(bool)                                      {}
 func (nopMetrics) ConnectionCut(string)                                      {}
 func (nopMetrics) CertificateExpiry(time.Time)                               {}
+func (nopMetrics) Panic(string)                                              {}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"os"
 	"time"
 )
@@ -10,7 +11,13 @@ import (
 // ReloadFrom loads the config at path and applies it with
 // [Gateway.Reload]. On any error the running config stays and the error is
 // logged and returned.
-func (g *Gateway) ReloadFrom(path string) error {
+func (g *Gateway) ReloadFrom(path string) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			g.notePanic(panicReload, v, "config", path)
+			err = fmt.Errorf("gateway: reload: panic: %v", v)
+		}
+	}()
 	cfg, err := LoadConfig(path)
 	if err == nil {
 		err = g.Reload(cfg)

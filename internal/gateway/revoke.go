@@ -69,6 +69,7 @@ func (g *Gateway) cut(t *tracked, reason string) bool {
 // the connections of newly revoked certificates and notices a set that
 // became current again.
 func (g *Gateway) onRevocations(old, new *revocation.Set) {
+	defer g.recovered(panicRevocationHook)
 	g.metrics.RevocationSet(new.Len(), new.Position(), new.Updated())
 	for _, s := range revocation.Added(old, new) {
 		if n := g.CloseBySerial(s); n > 0 {

@@ -31,6 +31,8 @@ func (g *Gateway) acceptLoop(ln net.Listener, serve func(*tracked)) {
 		g.wg.Add(1)
 		go func() {
 			defer g.wg.Done()
+			defer c.Close()
+			defer g.recovered(panicConnection, "client", c.RemoteAddr().String())
 			g.handshake(c, serve)
 		}()
 	}

@@ -49,5 +49,5 @@ func (g *Gateway) serveTCP(name string, t *tracked) {
 		return
 	}
 	e.Decision, e.Reason = "allow", "allowed"
-	e.BytesIn, e.BytesOut = pipe(t.conn, t.conn, bc, bc)
+	e.BytesIn, e.BytesOut = g.pipe(t.conn, t.conn, bc, bc)
 }

@@ -22,6 +22,7 @@ type Gateway struct {
 	revUpdated  atomic.Int64 // unix nanoseconds
 	revStale    prometheus.Gauge
 	cuts        *prometheus.CounterVec
+	panics      *prometheus.CounterVec
 	feed        atomic.Pointer[feedBox]
 	certExpiry  prometheus.Gauge
 	statusCache sync.Map // int -> string
@@ -63,6 +64,9 @@ func NewGateway(reg prometheus.Registerer, now func() time.Time) *Gateway {
 		cuts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "certgate_gateway_connections_cut_total", Help: "Live client connections the gateway closed, by reason: revoked, expired, revocation_stale.",
 		}, []string{"reason"}),
+		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "certgate_gateway_panics_total", Help: "Panics recovered (logged with their stack) while the gateway kept serving, by where they happened.",
+		}, []string{"where"}),
 		certExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "certgate_gateway_certificate_expiry_timestamp_seconds", Help: "NotAfter of the gateway's own certificate.",
 		}),
@@ -110,7 +114,7 @@ func NewGateway(reg prometheus.Registerer, now func() time.Time) *Gateway {
 	})
 	g.cuts.WithLabelValues("revoked")
 	reg.MustRegister(g.handshakes, g.requests, g.latency, g.upstream, g.tcp, g.active, g.revSize, revAge, g.certExpiry,
-		g.revPosition, g.revStale, g.cuts, feedConnected, feedPosition, feedLag)
+		g.revPosition, g.revStale, g.cuts, g.panics, feedConnected, feedPosition, feedLag)
 	return g
 }
 
@@ -135,6 +139,9 @@ func (g *Gateway) RevocationStale(stale bool) {
 	}
 	g.revStale.Set(v)
 }
+
+// Panic counts a recovered panic.
+func (g *Gateway) Panic(where string) { g.panics.WithLabelValues(where).Inc() }
 
 // ConnectionCut counts a connection the gateway closed.
 func (g *Gateway) ConnectionCut(reason string) { g.cuts.WithLabelValues(reason).Inc() }

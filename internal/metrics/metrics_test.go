@@ -25,6 +25,7 @@ func TestGatewayMetricsServed(t *testing.T) {
 	g.ConnectionCut("revoked")
 	g.ConnectionCut("revoked")
 	g.ConnectionCut("revocation_stale")
+	g.Panic("connection")
 	g.ObserveFeed(fakeFeed{})
 	g.CertificateExpiry(time.Unix(5000, 0))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -55,6 +56,7 @@ func TestGatewayMetricsServed(t *testing.T) {
 		`certgate_gateway_revocation_stale 1`,
 		`certgate_gateway_connections_cut_total{reason="revoked"} 2`,
 		`certgate_gateway_connections_cut_total{reason="revocation_stale"} 1`,
+		`certgate_gateway_panics_total{where="connection"} 1`,
 		`certgate_gateway_feed_connected 1`,
 		`certgate_gateway_feed_position 43`,
 		`certgate_gateway_feed_lag_seconds 2.5`,
