@@ -79,18 +79,19 @@ func TestCrossLanguageClients(t *testing.T) {
 			if r := runClient(t, argv, gw+"/v1/invoices", reports, bundle); r.Status != 403 {
 				t.Errorf("identity not on the route: %+v, want 403", r)
 			}
-			// No certificate: the gateway refuses the handshake, there is
-			// no HTTP answer at all.
-			if r := runClient(t, argv, gw+"/v1/invoices", "", bundle); r.Error == "" || r.Status != 0 {
-				t.Errorf("no certificate: %+v, want a refused handshake", r)
+			// No certificate: the gateway completes the handshake and
+			// answers 401 with the reason, which the client shows.
+			if r := runClient(t, argv, gw+"/v1/invoices", "", bundle); r.Status != 401 || !strings.Contains(r.Body, `"code":"no_certificate"`) {
+				t.Errorf("no certificate: %+v, want 401 no_certificate", r)
 			} else {
-				t.Logf("%s without a certificate: %s", lang, r.Error)
+				t.Logf("%s without a certificate: %d %s", lang, r.Status, r.Body)
 			}
 		})
 	}
 
 	// Revoke the allowed client: once the gateway has pulled the new set
-	// (every 50 ms here), each language's next handshake is refused.
+	// (every 50 ms here), each language's next connection is answered 403
+	// with the reason.
 	leaf, err := readLeaf(filepath.Join(billing, "cert.pem"))
 	if err != nil {
 		t.Fatal(err)
@@ -101,14 +102,14 @@ func TestCrossLanguageClients(t *testing.T) {
 	for lang, argv := range clients {
 		var r clientResult
 		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-			if r = runClient(t, argv, gw+"/v1/invoices", billing, bundle); r.Error != "" {
+			if r = runClient(t, argv, gw+"/v1/invoices", billing, bundle); r.Status == 403 {
 				break
 			}
 		}
-		if r.Error == "" || r.Status != 0 {
-			t.Errorf("%s, revoked: %+v, want a refused handshake", lang, r)
+		if r.Status != 403 || !strings.Contains(r.Body, `"code":"revoked"`) {
+			t.Errorf("%s, revoked: %+v, want 403 revoked", lang, r)
 		} else {
-			t.Logf("%s after revocation: %s", lang, r.Error)
+			t.Logf("%s after revocation: %d %s", lang, r.Status, r.Body)
 		}
 	}
 }

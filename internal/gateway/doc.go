@@ -7,8 +7,19 @@
 // # Handshake
 //
 // Verification runs in tls.Config.VerifyConnection, on full and resumed
-// handshakes alike; a refusal ends the handshake before a byte reaches an
-// upstream and carries a [Reason] to the access log and the metrics.
+// handshakes alike; a refusal carries a [Reason] to the access log and the
+// metrics, and nothing of the connection ever reaches an upstream. On the
+// HTTP listener a refused client's handshake completes and each of its
+// requests, HTTP/1.1 or HTTP/2, is answered 401 (no certificate) or 403
+// (a certificate refused: unknown CA, expired, not yet valid, wrong
+// usage, identity outside the trust domain, revoked) with a JSON body
+// naming the reason, what to do and the check that failed, as nginx
+// answers 495 and 496; a TLS alert could only say bad_certificate, and
+// in TLS 1.3 curl shows it as a socket error. Such a session is never
+// resumed. TCP routes, which have no HTTP, refuse in the handshake with a
+// TLS alert (certificate_required for no certificate in TLS 1.3,
+// bad_certificate otherwise). docs/gateway.md shows what curl, openssl,
+// Python, Node and Go print for each.
 // Every verdict is the one x509.Verify gives with the bundle's roots as
 // anchors and, as intermediates, what the client sent plus the known
 // intermediates (the CA certificates of the gateway's own chain, and what

@@ -58,7 +58,8 @@ type Gateway struct {
 	fresh   freshness
 
 	rt        atomic.Pointer[runtime]
-	tlsConfig *tls.Config
+	tlsConfig    *tls.Config // the HTTP listener's, cloned per connection
+	tcpTLSConfig *tls.Config // TCP routes'
 	tracker   *tracker
 	// own returns the gateway's certificate: Options.Certificate, or the
 	// one the current runtime loaded from files.
@@ -66,6 +67,8 @@ type Gateway struct {
 	ownSource bool         // Options.Certificate was set
 	ownExpiry atomic.Int64 // NotAfter last reported to metrics, unix nanos
 	ownLeaf   atomic.Pointer[x509.Certificate]
+
+	refusedConns sync.Map // net.Conn -> struct{}: connections being answered a refusal
 
 	interMu  sync.Mutex
 	interSrc map[string][]*x509.Certificate // known intermediates by source (SetIntermediates)
@@ -125,15 +128,23 @@ func New(cfg *Config, o Options) (*Gateway, error) {
 	g.tlsConfig = tlspolicy.Apply(&tls.Config{
 		// The chain is verified by verifyConnection, which also runs on
 		// resumed sessions; RequestClientCert lets it name the reason when
-		// a client sends no certificate at all.
+		// a client sends no certificate at all. The HTTP listener answers
+		// a refusal over HTTP instead (see refusal.go), on a clone of this
+		// config made per connection.
 		ClientAuth:       tls.RequestClientCert,
 		GetCertificate:   func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return g.own(), nil },
 		VerifyConnection: g.verifyConnection,
 		NextProtos:       []string{"h2", "http/1.1"},
 		// crypto/tls refuses to resume a session whose client certificate
 		// has expired by this clock, so no ticket outlives its certificate.
-		Time: g.clock.Now,
+		Time:          g.clock.Now,
+		UnwrapSession: g.unwrapSession,
 	})
+	// TCP routes have no HTTP to answer in: a refusal is a TLS alert, and a
+	// TLS 1.3 client without a certificate gets certificate_required.
+	g.tcpTLSConfig = g.tlsConfig.Clone()
+	g.tcpTLSConfig.ClientAuth = tls.RequireAnyClientCert
+	g.tcpTLSConfig.NextProtos = nil
 	g.rotateTicketKeys()
 	g.revoked.OnChange(g.onRevocations)
 	return g, nil
@@ -232,6 +243,9 @@ func (g *Gateway) rotateTicketKeys() {
 		panic("gateway: crypto/rand failed: " + err.Error())
 	}
 	g.tlsConfig.SetSessionTicketKeys([][32]byte{k})
+	if g.tcpTLSConfig != nil {
+		g.tcpTLSConfig.SetSessionTicketKeys([][32]byte{k})
+	}
 }
 
 // verifyConnection runs after every handshake, full or resumed.
@@ -283,7 +297,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 	g.started = true
 	g.h2 = newH2Server(g)
 	g.wg.Add(2)
-	go func() { defer g.wg.Done(); g.acceptLoop(ln, g.serveHTTP) }()
+	go func() { defer g.wg.Done(); g.acceptLoop(ln, true, g.serveHTTP) }()
 	go func() { defer g.wg.Done(); g.sweepLoop() }()
 	if err := g.startTCPLocked(rt); err != nil {
 		g.mu.Unlock()
@@ -326,7 +340,7 @@ func (g *Gateway) startTCPLocked(rt *runtime) error {
 		g.wg.Add(1)
 		go func() {
 			defer g.wg.Done()
-			g.acceptLoop(ln, func(t *tracked) { g.serveTCP(name, t) })
+			g.acceptLoop(ln, false, func(t *tracked) { g.serveTCP(name, t) })
 		}()
 		g.log.Info("tcp route listening", "route", name, "addr", ln.Addr().String(), "backend", r.backend)
 	}
@@ -486,6 +500,7 @@ func (g *Gateway) Close() error {
 	for _, t := range g.tracker.collect(func(*tracked) bool { return true }) {
 		t.close()
 	}
+	g.refusedConns.Range(func(c, _ any) bool { c.(net.Conn).Close(); return true })
 	g.wg.Wait()
 	g.mu.Lock()
 	for _, up := range g.pools {

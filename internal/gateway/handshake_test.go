@@ -1,11 +1,13 @@
 package gateway
 
 import (
+	"bufio"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -14,30 +16,35 @@ import (
 	"github.com/certgate/certgate/internal/testca"
 )
 
-// handshakeRefused connects with leaf (nil: none), tries one request and
-// returns the error the client saw.
-func (e *env) handshakeRefused(leaf *testca.Leaf, maxVersion uint16) error {
+// handshakeRefused connects with leaf (nil: none) at most at maxVersion
+// (0: any), sends one HTTP/1.1 request and returns the answer's status,
+// or the error the client saw.
+func (e *env) handshakeRefused(leaf *testca.Leaf, maxVersion uint16) (int, error) {
 	e.t.Helper()
 	tc := e.tlsConfig(leaf)
 	tc.MaxVersion = maxVersion
 	tc.NextProtos = []string{"http/1.1"}
 	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", e.addr(), tc)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
-	// In TLS 1.3 the client finishes first; the refusal arrives as an
-	// alert on the first read.
 	io.WriteString(c, "GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
-	b := make([]byte, 1)
-	_, err = c.Read(b)
-	if err == nil {
-		e.t.Fatal("request went through")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return 0, err
 	}
-	return err
+	resp.Body.Close()
+	return resp.StatusCode, nil
 }
 
+// TestHandshakeRefusals: each refused certificate completes the handshake
+// and every request on the connection, HTTP/1.1 or HTTP/2, TLS 1.3 or
+// 1.2, is answered 401 (no certificate) or 403 with a JSON body naming
+// the reason, what to do and the failed check, and never forwarded; the
+// access log keeps the exact reason, for the handshake and each request;
+// the session of a refused connection is never resumed.
 func TestHandshakeRefusals(t *testing.T) {
 	e := newEnv(t)
 	now := e.clock.Now()
@@ -47,41 +54,65 @@ func TestHandshakeRefusals(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		leaf   *testca.Leaf
-		reason string
+		reason Reason
 		error  string
 	}{
-		{"no certificate", nil, "no_certificate", "gateway: client certificate refused (no_certificate): no client certificate"},
-		{"another CA", other.Issue(t, withSvc("a")), "unknown_authority", `gateway: client certificate refused (unknown_authority): x509: certificate signed by unknown authority (possibly because of "x509: ECDSA verification failure" while trying to verify candidate authority certificate "example.org test root")`},
-		{"expired", e.ca.Issue(t, withSvc("a"), testca.WithValidity(now.Add(-48*time.Hour), now.Add(-time.Hour))), "expired",
-			fmt.Sprintf("gateway: client certificate refused (expired): certificate expired at %s, now is %s", now.Add(-time.Hour).UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))},
-		{"not yet valid", e.ca.Issue(t, withSvc("a"), testca.WithValidity(now.Add(time.Hour), now.Add(48*time.Hour))), "not_yet_valid",
-			fmt.Sprintf("gateway: client certificate refused (not_yet_valid): certificate is valid from %s, now is %s", now.Add(time.Hour).UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))},
-		{"serverAuth only", e.ca.Issue(t, withSvc("a"), testca.WithEKU(x509.ExtKeyUsageServerAuth)), "wrong_usage", "gateway: client certificate refused (wrong_usage): certificate lacks the clientAuth extended key usage"},
-		{"revoked", revoked, "revoked", "gateway: client certificate refused (revoked): certificate serial " + revocation.SerialOf(revoked.Cert) + " is revoked"},
-		{"other trust domain", e.ca.Issue(t, testca.WithID("spiffe://other.org/svc/a")), "bad_identity", `gateway: client certificate refused (bad_identity): SPIFFE ID outside the trust domain "example.org": spiffe://other.org/svc/a`},
-		{"no SPIFFE ID", e.ca.Issue(t, testca.WithoutID(), testca.WithCN("x")), "bad_identity", "gateway: client certificate refused (bad_identity): certificate has no SPIFFE ID"},
+		{"no certificate", nil, ReasonNoCertificate, "no client certificate"},
+		{"another CA", other.Issue(t, withSvc("a")), ReasonUnknownAuthority, `x509: certificate signed by unknown authority (possibly because of "x509: ECDSA verification failure" while trying to verify candidate authority certificate "example.org test root")`},
+		{"expired", e.ca.Issue(t, withSvc("a"), testca.WithValidity(now.Add(-48*time.Hour), now.Add(-time.Hour))), ReasonExpired,
+			fmt.Sprintf("certificate expired at %s, now is %s", now.Add(-time.Hour).UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))},
+		{"not yet valid", e.ca.Issue(t, withSvc("a"), testca.WithValidity(now.Add(time.Hour), now.Add(48*time.Hour))), ReasonNotYetValid,
+			fmt.Sprintf("certificate is valid from %s, now is %s", now.Add(time.Hour).UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))},
+		{"serverAuth only", e.ca.Issue(t, withSvc("a"), testca.WithEKU(x509.ExtKeyUsageServerAuth)), ReasonWrongUsage, "certificate lacks the clientAuth extended key usage"},
+		{"revoked", revoked, ReasonRevoked, "certificate serial " + revocation.SerialOf(revoked.Cert) + " is revoked"},
+		{"other trust domain", e.ca.Issue(t, testca.WithID("spiffe://other.org/svc/a")), ReasonBadIdentity, `SPIFFE ID outside the trust domain "example.org": spiffe://other.org/svc/a`},
+		{"no SPIFFE ID", e.ca.Issue(t, testca.WithoutID(), testca.WithCN("x")), ReasonBadIdentity, "certificate has no SPIFFE ID"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e.logBuf.Reset()
-			if err := e.handshakeRefused(tc.leaf, 0); err == nil {
-				t.Fatal("no error")
+			for _, h2 := range []bool{false, true} {
+				body := e.refusedWith(tc.leaf, h2, tc.reason)
+				if body["detail"] != tc.error || body["error"].(map[string]any)["message"] != refusalAdvice[tc.reason] {
+					t.Fatalf("h2=%v body %v", h2, body)
+				}
+				if tc.leaf != nil && body["certificate"].(map[string]any)["serial"] != revocation.SerialOf(tc.leaf.Cert) {
+					t.Fatalf("body %v", body)
+				}
+			}
+			if status, err := e.handshakeRefused(tc.leaf, tls.VersionTLS12); err != nil || status != refusalStatus(tc.reason) {
+				t.Fatalf("TLS 1.2: %d %v", status, err)
 			}
 			l := e.waitLog(func(m map[string]any) bool { return m["kind"] == "handshake" })
-			if l["reason"] != tc.reason || l["decision"] != "deny" || l["error"] != tc.error {
+			if l["reason"] != tc.reason.String() || l["decision"] != "deny" || l["error"] != "gateway: client certificate refused ("+tc.reason.String()+"): "+tc.error {
 				t.Fatalf("log %v\nwant reason %s error %q", l, tc.reason, tc.error)
 			}
 			if tc.leaf != nil && l["serial"] != revocation.SerialOf(tc.leaf.Cert) {
 				t.Fatalf("log serial %v", l["serial"])
 			}
+			r := e.waitLog(func(m map[string]any) bool { return m["kind"] == "http" })
+			if r["reason"] != tc.reason.String() || r["decision"] != "deny" || r["status"] != float64(refusalStatus(tc.reason)) || r["path"] != "/x" {
+				t.Fatalf("request log %v", r)
+			}
 		})
-	}
-	// TLS 1.2 clients are refused in the handshake too.
-	if err := e.handshakeRefused(e.ca.Issue(t, testca.WithEKU(x509.ExtKeyUsageServerAuth)), tls.VersionTLS12); err == nil || !strings.Contains(err.Error(), "bad certificate") {
-		t.Fatalf("TLS 1.2 error = %v", err)
 	}
 	if e.hits.Load() != 0 {
 		t.Fatalf("upstream saw %d requests", e.hits.Load())
 	}
+	// A refused connection's session is not resumed: the next connection
+	// is verified in full (and, unrevoked, served).
+	cfg := e.tlsConfig(revoked)
+	cfg.NextProtos = []string{"http/1.1"}
+	cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	s := &h1Sender{e: e, tc: cfg}
+	if status, _, err := s.do("/x"); err != nil || status != 403 {
+		t.Fatalf("revoked: %d %v", status, err)
+	}
+	s.close()
+	e.revoked.Update(revocation.NewSet(2, now))
+	if status, _, err := s.do("/x"); err != nil || status != 200 || s.c.ConnectionState().DidResume {
+		t.Fatalf("after unrevoking: %d %v resumed=%v", status, err, s.c != nil && s.c.ConnectionState().DidResume)
+	}
+	s.close()
 }
 
 func TestTLS12Works(t *testing.T) {

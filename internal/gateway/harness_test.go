@@ -389,3 +389,29 @@ func pythonWith(t testing.TB, modules ...string) string {
 func withMetrics(m Metrics, w io.Writer) envOption {
 	return func(o *envOpts) { o.metrics, o.opLog = m, w }
 }
+
+// refusedWith does one GET as leaf (nil: no certificate) over HTTP/1.1 or
+// HTTP/2 and checks that the gateway answered the refusal of the
+// handshake: the status, the reason as the JSON error code, and that the
+// upstream saw nothing.
+func (e *env) refusedWith(leaf *testca.Leaf, h2 bool, reason Reason) map[string]any {
+	e.t.Helper()
+	hits := e.hits.Load()
+	resp, err := e.client(leaf, h2).Get(e.url("/x"))
+	if err != nil {
+		e.t.Fatalf("a refused client gets an answer, not %v", err)
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		e.t.Fatalf("refusal body: %v", err)
+	}
+	code, _ := body["error"].(map[string]any)["code"].(string)
+	if resp.StatusCode != refusalStatus(reason) || code != reason.String() || resp.Header.Get("Content-Type") != "application/json" {
+		e.t.Fatalf("%s %v, want %d %s", resp.Status, body, refusalStatus(reason), reason)
+	}
+	if e.hits.Load() != hits {
+		e.t.Fatal("the upstream saw a refused client's request")
+	}
+	return body
+}

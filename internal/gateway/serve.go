@@ -13,7 +13,9 @@ import (
 
 // acceptLoop accepts connections until ln is closed and hands each one,
 // after a successful handshake, to serve in its own goroutine.
-func (g *Gateway) acceptLoop(ln net.Listener, serve func(*tracked)) {
+// With answer, a refused client certificate completes the handshake and is
+// answered over HTTP (refusal.go); without, it is a TLS alert.
+func (g *Gateway) acceptLoop(ln net.Listener, answer bool, serve func(*tracked)) {
 	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
@@ -33,22 +35,31 @@ func (g *Gateway) acceptLoop(ln net.Listener, serve func(*tracked)) {
 			defer g.wg.Done()
 			defer c.Close()
 			defer g.recovered(panicConnection, "client", c.RemoteAddr().String())
-			g.handshake(c, serve)
+			g.handshake(c, answer, serve)
 		}()
 	}
 }
 
 // handshake runs the TLS handshake with its timeout, logs a failure, and
 // tracks the connection while serve runs.
-func (g *Gateway) handshake(c net.Conn, serve func(*tracked)) {
+func (g *Gateway) handshake(c net.Conn, answer bool, serve func(*tracked)) {
 	start := time.Now()
 	// No SetNoDelay: Go's TCP connections have Nagle off already.
 	rt := g.rt.Load()
-	tc := tls.Server(c, g.tlsConfig)
+	cfg, refused := g.tcpTLSConfig, (*VerifyError)(nil)
+	if answer {
+		cfg = g.answeringConfig(&refused)
+	}
+	tc := tls.Server(c, cfg)
 	c.SetDeadline(start.Add(rt.cfg.timeouts.handshake))
 	if err := tc.Handshake(); err != nil {
 		g.handshakeFailed(tc, c.RemoteAddr(), err, start)
 		c.Close()
+		return
+	}
+	if refused != nil {
+		g.handshakeFailed(tc, c.RemoteAddr(), refused, start)
+		g.answerRefusal(rt, tc, c, refused)
 		return
 	}
 	c.SetDeadline(time.Time{})

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -85,8 +87,11 @@ func (e *statusError) Error() string { return "first request: status " + http.St
 // waitRead starts a reader that makes a close visible on the connection.
 func waitRead(r io.Reader) { go io.Copy(io.Discard, r) }
 
-// refused dials with tc and reports the handshake's refusal (TLS 1.3
-// reports a refused client certificate at the first read).
+// refused dials with tc, sends one request and reports how the gateway
+// refused it: the TLS alert (TCP routes refuse in the handshake), or, from
+// the HTTP listener, which completes a refused client's handshake and
+// answers it, an error "refused: STATUS CODE" for a 401 or 403 answer
+// whose JSON error code names the reason. nil when the request was served.
 func refused(addr string, tc *tls.Config) error {
 	c, err := tls.Dial("tcp", addr, tc)
 	if err != nil {
@@ -95,8 +100,17 @@ func refused(addr string, tc *tls.Config) error {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	io.WriteString(c, "GET /x HTTP/1.1\r\nHost: api\r\n\r\n")
-	_, err = c.Read(make([]byte, 1))
-	return err
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var body struct{ Error struct{ Code string } }
+	json.NewDecoder(resp.Body).Decode(&body)
+	if resp.StatusCode == 401 || resp.StatusCode == 403 {
+		return fmt.Errorf("refused: %d %s", resp.StatusCode, body.Error.Code)
+	}
+	return nil
 }
 
 // countingCache records whether a client offered a session to resume.

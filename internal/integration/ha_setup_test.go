@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -285,8 +284,8 @@ func (h *haSetup) openLive(g *haGateway, c client) (net.Conn, <-chan struct{}, e
 	return conn, done, nil
 }
 
-// refusedBy reports whether the gateway refuses c's handshake now.
+// refusedBy reports whether the gateway refuses c as revoked now.
 func (h *haSetup) refusedBy(g *haGateway, c client) bool {
 	err := refused(g.addr, h.tlsConfig(c))
-	return err != nil && strings.Contains(err.Error(), "bad certificate")
+	return err != nil && err.Error() == "refused: 403 revoked"
 }

@@ -124,14 +124,14 @@ func TestFeedRevocationClosesLiveConnections(t *testing.T) {
 	}
 
 	// The next handshake is refused: full, and resuming the session.
-	if err := refused(f.gwAddr, f.tlsConfig(victim, "http/1.1")); err == nil || !strings.Contains(err.Error(), "bad certificate") {
+	if err := refused(f.gwAddr, f.tlsConfig(victim, "http/1.1")); err == nil || err.Error() != "refused: 403 revoked" {
 		t.Fatalf("full handshake after revocation: %v", err)
 	}
 	if err := refused(f.tcpAddr, f.tlsConfig(victim)); err == nil || !strings.Contains(err.Error(), "bad certificate") {
 		t.Fatalf("TCP route handshake after revocation: %v", err)
 	}
 	before := cache.offered.Load()
-	if err := refused(f.gwAddr, resumeCfg); err == nil || !strings.Contains(err.Error(), "bad certificate") {
+	if err := refused(f.gwAddr, resumeCfg); err == nil || err.Error() != "refused: 403 revoked" {
 		t.Fatalf("resumed handshake after revocation: %v", err)
 	}
 	if cache.offered.Load() != before+1 {
@@ -198,7 +198,7 @@ func TestFeedCatchUpAndStaleness(t *testing.T) {
 		}
 	}
 	for i, v := range victims {
-		if err := refused(f.gwAddr, f.tlsConfig(v, "http/1.1")); err == nil || !strings.Contains(err.Error(), "bad certificate") {
+		if err := refused(f.gwAddr, f.tlsConfig(v, "http/1.1")); err == nil || err.Error() != "refused: 403 revoked" {
 			t.Fatalf("victim %d after catching up: %v", i, err)
 		}
 	}
@@ -281,7 +281,7 @@ func TestPullModeClosesConnections(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("connection still open 5 s after the revocation")
 	}
-	if err := refused(f.gwAddr, f.tlsConfig(victim, "http/1.1")); err == nil || !strings.Contains(err.Error(), "bad certificate") {
+	if err := refused(f.gwAddr, f.tlsConfig(victim, "http/1.1")); err == nil || err.Error() != "refused: 403 revoked" {
 		t.Fatalf("handshake after revocation: %v", err)
 	}
 }
