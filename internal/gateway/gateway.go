@@ -57,10 +57,10 @@ type Gateway struct {
 	sweep   time.Duration
 	fresh   freshness
 
-	rt        atomic.Pointer[runtime]
+	rt           atomic.Pointer[runtime]
 	tlsConfig    *tls.Config // the HTTP listener's, cloned per connection
 	tcpTLSConfig *tls.Config // TCP routes'
-	tracker   *tracker
+	tracker      *tracker
 	// own returns the gateway's certificate: Options.Certificate, or the
 	// one the current runtime loaded from files.
 	own       func() *tls.Certificate
