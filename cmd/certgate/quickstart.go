@@ -57,8 +57,8 @@ DIR if DIR has none, reused otherwise), the certgate server on --server-listen,
 a gateway on --listen that follows the server's change feed, and a demo echo
 API behind it whose only route allows spiffe://TD/demo/allowed. Two demo
 clients (demo/allowed and demo/denied) are enrolled afresh through the API on
-every run. Once ready it prints curl commands that get 200, 403 and a refused
-handshake, and the command that revokes the allowed client. With --json it
+every run. Once ready it prints curl commands that get 200, 403 and 401 (no
+certificate), and the command that revokes the allowed client. With --json it
 prints one JSON object on stdout instead (and the text on stderr).
 Ctrl-C or SIGTERM stops it.`,
 		Args: cobra.NoArgs,
@@ -389,13 +389,13 @@ Paste these into another terminal:
 # 2. %s has a valid certificate, but the route does not allow it: 403
 %s
 
-# 3. without a client certificate the gateway refuses the TLS handshake
+# 3. without a client certificate: 401, and the JSON says what to do
 %s
 
 # 4. revoke the allowed client (the gateway learns it from the server's change feed within a second)
 %s
 
-# 5. the command of step 1 now fails: the gateway refuses the revoked certificate at the handshake
+# 5. the command of step 1 now gets 403: the certificate is revoked (code "revoked")
 %s
 
 Ctrl-C stops everything. Running quickstart again reuses %s and enrolls the demo clients afresh.
