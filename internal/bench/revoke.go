@@ -8,7 +8,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -336,9 +335,11 @@ func (v *victim) waitEnforced(ctx context.Context, gws []*revokeGateway, roots *
 	return slowest, cuts, first
 }
 
-// handshakeRefused returns nil when the gateway refuses the handshake
-// (with TLS 1.3 the client learns at its first read), and an error saying
-// what happened otherwise.
+// handshakeRefused returns nil when the gateway refuses the revoked
+// certificate: with a TLS alert (with TLS 1.3 the client learns at its
+// first read), or, as the gateway's HTTP listener does, by answering 403
+// with "revoked" as the JSON error code; and an error saying what happened
+// otherwise.
 func handshakeRefused(ctx context.Context, addr string, tc *tls.Config) error {
 	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: tc}
 	nc, err := d.DialContext(ctx, "tcp", addr)
@@ -351,12 +352,17 @@ func handshakeRefused(ctx context.Context, addr string, tc *tls.Config) error {
 	defer nc.Close()
 	nc.SetDeadline(time.Now().Add(5 * time.Second))
 	io.WriteString(nc, "GET /hello HTTP/1.1\r\nHost: bench\r\n\r\n")
-	_, err = nc.Read(make([]byte, 1))
-	if err != nil && strings.Contains(err.Error(), "bad certificate") {
+	resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+	if err != nil {
+		if strings.Contains(err.Error(), "bad certificate") {
+			return nil
+		}
+		return err
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusForbidden && strings.Contains(string(body), `"code":"revoked"`) {
 		return nil
 	}
-	if err == nil {
-		return errors.New("the revoked certificate's handshake was accepted")
-	}
-	return err
+	return fmt.Errorf("the revoked certificate was served: %s %s", resp.Status, body)
 }
