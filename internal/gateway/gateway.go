@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/revocation"
+	"github.com/certgate/certgate/internal/staple"
 	"github.com/certgate/certgate/internal/tlspolicy"
 )
 
@@ -68,6 +70,7 @@ type Gateway struct {
 	ownExpiry atomic.Int64 // NotAfter last reported to metrics, unix nanos
 	ownLeaf   atomic.Pointer[x509.Certificate]
 
+	stapler      *staple.Stapler
 	refusedConns sync.Map // net.Conn -> struct{}: connections being answered a refusal
 
 	interMu  sync.Mutex
@@ -132,7 +135,7 @@ func New(cfg *Config, o Options) (*Gateway, error) {
 		// a refusal over HTTP instead (see refusal.go), on a clone of this
 		// config made per connection.
 		ClientAuth:       tls.RequestClientCert,
-		GetCertificate:   func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return g.own(), nil },
+		GetCertificate:   func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return g.stapled(), nil },
 		VerifyConnection: g.verifyConnection,
 		NextProtos:       []string{"h2", "http/1.1"},
 		// crypto/tls refuses to resume a session whose client certificate
@@ -145,6 +148,7 @@ func New(cfg *Config, o Options) (*Gateway, error) {
 	g.tcpTLSConfig = g.tlsConfig.Clone()
 	g.tcpTLSConfig.ClientAuth = tls.RequireAnyClientCert
 	g.tcpTLSConfig.NextProtos = nil
+	g.stapler = staple.New(staple.HTTPFetcher(&http.Client{Timeout: 10 * time.Second}), g.clock.Now, g.log)
 	g.rotateTicketKeys()
 	g.revoked.OnChange(g.onRevocations)
 	return g, nil
@@ -161,6 +165,18 @@ func (g *Gateway) checkCertificateMode(cfg *Config) error {
 		return errors.New("gateway: the config names no cert and key files and no certificate source was given; switching needs a restart")
 	}
 	return nil
+}
+
+// stapled is the gateway's certificate with the OCSP response of its
+// issuer's responder stapled, when the certificate names one (the CA's
+// status URL) and a good response is at hand; the response is fetched in
+// the background and renewed at half its validity.
+func (g *Gateway) stapled() *tls.Certificate {
+	c := g.own()
+	if len(c.Leaf.OCSPServer) == 0 {
+		return c
+	}
+	return g.stapler.Staple(c)
 }
 
 // reportOwnCertificate tells the metrics the expiry of the gateway's own

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -414,4 +415,9 @@ func (e *env) refusedWith(leaf *testca.Leaf, h2 bool, reason Reason) map[string]
 		e.t.Fatal("the upstream saw a refused client's request")
 	}
 	return body
+}
+
+func urlParse(s string) ([]*url.URL, error) {
+	u, err := url.Parse(s)
+	return []*url.URL{u}, err
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/certgate/certgate/internal/audit"
 	"github.com/certgate/certgate/internal/ca"
 	"github.com/certgate/certgate/internal/certstatus"
+	"github.com/certgate/certgate/internal/staple"
 	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/keytype"
@@ -65,6 +66,9 @@ type Server struct {
 
 	feed   *feedserver.Server
 	status *certstatus.Service
+	// stapler staples the responder's own answer about the serving
+	// certificate to every handshake.
+	stapler *staple.Stapler
 	// streams is cancelled when a graceful shutdown starts: feed streams
 	// never go idle, so Shutdown would otherwise wait them out.
 	streams     context.Context
@@ -143,6 +147,10 @@ func New(o Options) (*Server, error) {
 	}
 	streams, stopStreams := context.WithCancel(context.Background())
 	s := &Server{o: o, feed: feedserver.New(fo), status: status, streams: streams, stopStreams: stopStreams}
+	s.stapler = staple.New(func(ctx context.Context, req []byte, _ *x509.Certificate) ([]byte, error) {
+		r, err := status.Respond(ctx, req)
+		return r.DER, err
+	}, o.Clock.Now, o.Log)
 	s.currentTrust()
 	return s, nil
 }
@@ -182,7 +190,7 @@ func (s *Server) tlsConfig(t *serverTrust) *tls.Config {
 		ClientAuth:       tls.RequestClientCert,
 		VerifyConnection: t.clients.verifyConnection,
 		ClientCAs:        t.roots,
-		GetCertificate:   func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.servingCert(context.Background()) },
+		GetCertificate:   s.getCertificate,
 		NextProtos:       []string{"h2", "http/1.1"},
 		// Client certificates are judged at the same "now" as everything else.
 		Time:             s.o.Clock.Now,
@@ -202,6 +210,17 @@ func (s *Server) tlsConfig(t *serverTrust) *tls.Config {
 // single-use and expires within a day. Clients that offer X25519MLKEM768
 // also send an X25519 key share, so no HelloRetryRequest is needed.
 var KeyExchanges = []tls.CurveID{tls.X25519, tls.CurveP256, tls.CurveP384}
+
+// getCertificate is the serving certificate with the OCSP response of the
+// server's own responder stapled (once it has one: the first handshakes
+// after a renewal go without while it is made).
+func (s *Server) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	c, err := s.servingCert(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	return s.stapler.Staple(c), nil
+}
 
 // servingCert returns the current serving certificate, issuing a new one
 // when none exists or two thirds of its lifetime have passed.
