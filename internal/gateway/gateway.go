@@ -148,7 +148,14 @@ func New(cfg *Config, o Options) (*Gateway, error) {
 	g.tcpTLSConfig = g.tlsConfig.Clone()
 	g.tcpTLSConfig.ClientAuth = tls.RequireAnyClientCert
 	g.tcpTLSConfig.NextProtos = nil
-	g.stapler = staple.New(staple.HTTPFetcher(&http.Client{Timeout: 10 * time.Second}), g.clock.Now, g.log)
+	// The responder is the CA's: over https (a status URL on the server's
+	// API listener) its certificate chains to the bundle.
+	ocspRoots := x509.NewCertPool()
+	for _, r := range cfg.roots {
+		ocspRoots.AddCert(r)
+	}
+	ocspClient := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tlspolicy.Apply(&tls.Config{RootCAs: ocspRoots})}}
+	g.stapler = staple.New(staple.HTTPFetcher(ocspClient), g.clock.Now, g.log)
 	g.rotateTicketKeys()
 	g.revoked.OnChange(g.onRevocations)
 	return g, nil
