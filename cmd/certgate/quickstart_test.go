@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -146,5 +148,50 @@ func TestQuickstartStopWhileStarting(t *testing.T) {
 			}
 			ln.Close()
 		})
+	}
+}
+
+// TestQuickstartServesStatusListener: a reused directory whose config has
+// server.status_listen names http://STATUS/crl/... in every certificate;
+// quickstart serves that listener (it used to write the URL and serve
+// nothing), so the demo clients' CRL distribution point answers.
+func TestQuickstartServesStatusListener(t *testing.T) {
+	t.Setenv("CERTGATE_PASSPHRASE", testPassphrase)
+	dir := filepath.Join(t.TempDir(), "demo")
+	status := freeAddr(t)
+	mustCLI(t, "init", "--dir", dir, "--trust-domain", "demo.test", "--listen", freeAddr(t), "--status-listen", status)
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	var stderr syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"quickstart", "--dir", dir, "--listen", "127.0.0.1:0", "--json"}, strings.NewReader(""), pw, &stderr)
+		pw.Close()
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	var info quickstartInfo
+	if err := json.NewDecoder(pr).Decode(&info); err != nil {
+		t.Fatalf("--json: %v\nstderr:\n%s", err, stderr.String())
+	}
+	go io.Copy(io.Discard, pr)
+	leaf := testenv.ReadLeaf(t, info.Clients["allowed"].Dir)
+	cdp := leaf.CRLDistributionPoints
+	if len(cdp) != 1 || !strings.HasPrefix(cdp[0], "http://"+status+"/crl/") {
+		t.Fatalf("CRL distribution points %v, want http://%s/crl/...", cdp, status)
+	}
+	resp, err := http.Get(cdp[0])
+	if err != nil {
+		t.Fatalf("GET %s: %v", cdp[0], err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %d %s", cdp[0], resp.StatusCode, body)
+	}
+	if _, err := x509.ParseRevocationList(body); err != nil {
+		t.Fatalf("CRL from the status listener: %v", err)
 	}
 }
