@@ -264,6 +264,7 @@ func (s *SQL) ApplyCAChange(ctx context.Context, ch CAChange) (int64, error) {
 	var id int64
 	err := s.submit(ctx, what, func(ctx context.Context, w *wtx) error {
 		id = 0
+		w.inactive = nil // states change: an issuance later in the batch reads them again
 		now := ch.Now.UnixNano()
 		for _, c := range ch.Insert {
 			var revoked any

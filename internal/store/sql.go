@@ -68,6 +68,12 @@ type SQL struct {
 	// SQLite); Close calls it.
 	stopListen func()
 
+	// inactive caches the intermediates that may not sign as of event
+	// position inactiveAt (see checkIssuer); the writer goroutine alone
+	// uses them.
+	inactive   map[string]string
+	inactiveAt int64
+
 	// beforeBatch, if set, runs at the start of every batch (tests only).
 	beforeBatch atomic.Pointer[func()]
 }

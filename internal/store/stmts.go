@@ -19,7 +19,7 @@ const (
 	stRevocationInsert
 	stTokenCheck
 	stCertForRenew
-	stIssuerState
+	stIssuersInactive
 	numStmts
 )
 
@@ -49,8 +49,9 @@ var stmtText = [numStmts]string{
 		WHERE c.serial = ?`,
 	stRevocationInsert: `INSERT INTO revocations (serial, reason, revoked_at, revoked_by)
 		VALUES (?, ?, ?, ?)`,
-	stTokenCheck:  `SELECT secret_hash, identity FROM tokens WHERE id = ?`,
-	stIssuerState: `SELECT state FROM ca_certificates WHERE key_id = ? AND kind = 'intermediate'`,
+	stTokenCheck: `SELECT secret_hash, identity FROM tokens WHERE id = ?`,
+	stIssuersInactive: `SELECT key_id, state FROM ca_certificates
+		WHERE kind = 'intermediate' AND state NOT IN ('active', 'retiring')`,
 	stCertForRenew: `SELECT c.fingerprint, c.not_after, r.serial
 		FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial
 		WHERE c.serial = ?`,

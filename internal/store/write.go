@@ -89,25 +89,40 @@ func (s *SQL) RecordIssuance(ctx context.Context, is Issuance) error {
 
 // checkIssuer refuses a certificate whose issuer the store records as an
 // intermediate that may not sign; one the store does not record (a CA
-// kept elsewhere, as tests build) is not checked.
+// kept elsewhere, as tests build) is not checked. The intermediates that
+// may not sign are read under the write lock, and kept while the event log
+// has not moved: every change of a CA's state appends an event (in any
+// process), so an unchanged head means unchanged states, and an issuance
+// costs no query of its own.
 func (s *SQL) checkIssuer(ctx context.Context, w *wtx, what, issuer string) error {
-	rows, err := w.stmt(ctx, stIssuerState).QueryContext(ctx, issuer)
-	if err != nil {
-		return s.wrap(what, err)
+	if w.inactive == nil && s.inactive != nil && s.inactiveAt == w.startPos {
+		w.inactive = s.inactive
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var state string
-		if err := rows.Scan(&state); err != nil {
+	if w.inactive == nil {
+		rows, err := w.stmt(ctx, stIssuersInactive).QueryContext(ctx)
+		if err != nil {
 			return s.wrap(what, err)
 		}
-		if state == CAActive || state == CARetiring {
-			return nil
+		defer rows.Close()
+		w.inactive = map[string]string{}
+		for rows.Next() {
+			var keyID, state string
+			if err := rows.Scan(&keyID, &state); err != nil {
+				w.inactive = nil
+				return s.wrap(what, err)
+			}
+			w.inactive[keyID] = state
 		}
-		return fmt.Errorf("store: %s: intermediate %s is %s: %w", what, issuer, state, ErrIssuerInactive)
+		if err := rows.Err(); err != nil {
+			w.inactive = nil
+			return s.wrap(what, err)
+		}
+		if w.pos == w.startPos {
+			s.inactive, s.inactiveAt = w.inactive, w.startPos
+		}
 	}
-	if err := rows.Err(); err != nil {
-		return s.wrap(what, err)
+	if state, bad := w.inactive[issuer]; bad {
+		return fmt.Errorf("store: %s: intermediate %s is %s: %w", what, issuer, state, ErrIssuerInactive)
 	}
 	return nil
 }

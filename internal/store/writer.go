@@ -254,6 +254,10 @@ type wtx struct {
 	head     *audit.Record // only Seq and Hash are set; nil before the first
 	pos      int64
 	appended bool
+	// inactive are the intermediates that may not sign, by key ID, read
+	// at the first issuance of the transaction (nil: not read yet).
+	inactive map[string]string
+	startPos int64 // the event head when the transaction began
 }
 
 type wtxMark struct {
@@ -283,7 +287,11 @@ func (w *wtx) start(ctx context.Context) error {
 	default:
 		w.head = &audit.Record{Seq: seq, Hash: hash}
 	}
-	return w.stmt(ctx, stEventHead).QueryRowContext(ctx).Scan(&w.pos)
+	if err := w.stmt(ctx, stEventHead).QueryRowContext(ctx).Scan(&w.pos); err != nil {
+		return err
+	}
+	w.startPos = w.pos
+	return nil
 }
 
 func (w *wtx) stmt(ctx context.Context, id stmtID) *sql.Stmt {

@@ -303,6 +303,15 @@ var caTests = []subtest{
 				t.Errorf("issuer %s: %v", issuer, err)
 			}
 		}
+		// Once it is retired, it is refused: what the store knew of the
+		// states before does not outlive a change.
+		if _, err := e.s.ApplyCAChange(e.ctx, store.CAChange{Update: []store.CAUpdate{{Fingerprint: retiring.Fingerprint, From: store.CARetiring, To: store.CARetired}}, Now: T0}); err != nil {
+			t.Fatal(err)
+		}
+		c = NewCertificate("spiffe://example.org/c", T0)
+		c.Issuer = retiring.KeyID
+		err = e.s.RecordIssuance(e.ctx, NewIssuance(c, ""))
+		wantErr(t, err, store.ErrIssuerInactive, "store: record issuance "+c.Serial+": intermediate "+retiring.KeyID+" is retired: issuer may not sign")
 	}},
 	{"Invalid", func(t *testing.T, e *env) {
 		good := NewCACert(store.CAKindRoot, store.CAActive, 1)
