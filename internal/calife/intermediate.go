@@ -73,7 +73,7 @@ func (m *Manager) RotateIntermediate(ctx context.Context, o IntermediateOptions)
 		case !o.At.IsZero():
 			due = o.At
 		}
-		if due.After(active.NotAfter) {
+		if !o.Now && due.After(active.NotAfter) {
 			return Result{}, fmt.Errorf("calife: activation at %s is after the active intermediate expires (%s); use --now or an earlier --at", fmtTime(due), fmtTime(active.NotAfter))
 		}
 		r = &store.Rotation{Kind: store.RotateIntermediate, Phase: PhaseStarted, Emergency: o.RevokeOld, Reason: o.Reason,
