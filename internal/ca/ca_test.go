@@ -231,3 +231,36 @@ func TestReasons(t *testing.T) {
 		t.Fatal(ReasonName(1))
 	}
 }
+
+// TestProfileDefects pins what issue 12 found wrong in the profiles: an
+// RSA client certificate carries digitalSignature only (no
+// keyEncipherment next to clientAuth), the delegated OCSP signer names no
+// CRL or OCSP responder (it is never checked for revocation), and leaves
+// name their own issuer's CRL, the OCSP responder and their issuer's
+// certificate.
+func TestProfileDefects(t *testing.T) {
+	c := newTestCA(t, keytype.ECDSAP256)
+	c.issuer.CRLURL, c.issuer.OCSPURL, c.issuer.IssuerURL = "http://s/crl/i", "http://s/ocsp", "http://s/ca/i.crt"
+	for _, kt := range []keytype.Type{keytype.RSA2048, keytype.ECDSAP256, keytype.Ed25519} {
+		key, _ := keytype.Generate(kt)
+		p, err := c.issuer.Prepare(Request{PublicKey: key.Public(), Identity: identity.MustParse("spiffe://example.org/x")}, ClientProfile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, err := c.issuer.Issue(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if leaf.KeyUsage != x509.KeyUsageDigitalSignature {
+			t.Errorf("%s client key usage %b, want digitalSignature only", kt, leaf.KeyUsage)
+		}
+		if len(leaf.CRLDistributionPoints) != 1 || leaf.CRLDistributionPoints[0] != "http://s/crl/i" || len(leaf.OCSPServer) != 1 ||
+			len(leaf.IssuingCertificateURL) != 1 || leaf.IssuingCertificateURL[0] != "http://s/ca/i.crt" {
+			t.Errorf("%s leaf names %v %v %v", kt, leaf.CRLDistributionPoints, leaf.OCSPServer, leaf.IssuingCertificateURL)
+		}
+	}
+	signer := c.issue(t, "spiffe://example.org/server/ocsp-signer", OCSPSigningProfile)
+	if len(signer.CRLDistributionPoints)+len(signer.OCSPServer) != 0 {
+		t.Errorf("OCSP signer names CRL %v and OCSP %v", signer.CRLDistributionPoints, signer.OCSPServer)
+	}
+}
