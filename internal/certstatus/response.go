@@ -112,7 +112,7 @@ func (s *Service) issuerOf(req Request) (*issuerState, error) {
 		return nil, err
 	}
 	for _, st := range states {
-		if !st.root && st.hash.matches(req) {
+		if !st.root && st.hash.matches(req) && !s.expired(st) {
 			return st, nil
 		}
 	}

@@ -215,7 +215,17 @@ func (s *Service) state(keyID string) (*issuerState, bool) {
 		return nil, false
 	}
 	st, ok := states[keyID]
-	return st, ok
+	if !ok || s.expired(st) {
+		return nil, false
+	}
+	return st, true
+}
+
+// expired reports whether the issuer's certificate has expired: it signs
+// nothing more (a retiring intermediate the schedule has not retired yet,
+// after a server was down for long).
+func (s *Service) expired(st *issuerState) bool {
+	return !s.o.Clock.Now().Before(st.iss.Certificate().NotAfter)
 }
 
 // Start loads the revocation view, issues the OCSP signers and builds the
@@ -234,6 +244,9 @@ func (s *Service) refresh(ctx context.Context) (time.Time, error) {
 	}
 	var next time.Time
 	for keyID, st := range states {
+		if s.expired(st) {
+			continue
+		}
 		crl, err := s.CRLFor(ctx, keyID)
 		if err != nil {
 			return time.Time{}, err

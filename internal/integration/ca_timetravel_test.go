@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -147,7 +148,11 @@ routes:
 `, testenv.Upstream(t, gateway.HeaderIdentity))), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	gw, err := gatewaytest.Start(t, gatewaytest.Options{Dir: gwBase, File: gwCfg, Clock: clk, Token: token("spiffe://example.org/gateway/gw1"),
+	// The gateway reads its files (its renewed certificate and bundle)
+	// every 2 s of real time; twelve hours of fake time take some
+	// milliseconds here, so the test has it read them at every step.
+	reload := make(chan os.Signal, 1)
+	gw, err := gatewaytest.Start(t, gatewaytest.Options{Dir: gwBase, File: gwCfg, Clock: clk, Token: token("spiffe://example.org/gateway/gw1"), Reload: reload,
 		Log: slog.New(slog.NewTextHandler(testenv.LogWriter{T: t}, &slog.HandlerOptions{Level: slog.LevelError}))})
 	if err != nil {
 		t.Fatal(err)
@@ -334,7 +339,12 @@ routes:
 			}
 		}
 		waitAgents(now)
-		// Let the feed reach the gateway and the SDK (real time).
+		select {
+		case reload <- syscall.SIGHUP:
+		default:
+		}
+		// Let the feed and the reload reach the gateway and the SDK (real
+		// time).
 		time.Sleep(20 * time.Millisecond)
 		for c := range clients {
 			verify(c)

@@ -133,6 +133,10 @@ type Options struct {
 	FirstSetWait time.Duration
 	// Holder receives the revocation sets; a test hooks its changes.
 	Holder *revocation.Holder
+	// Reload, if set, makes the gateway read its files now (what SIGHUP
+	// does), without waiting for its poll: a test whose fake clock runs
+	// days in a second of real time.
+	Reload <-chan os.Signal
 	Log    *slog.Logger // the test's log (warnings and up) if nil
 }
 
@@ -172,7 +176,8 @@ func Start(t testing.TB, o Options) (*Gateway, error) {
 	go func() {
 		done <- gatewayd.Run(ctx, gatewayd.Options{
 			Config: g.Config, Log: o.Log, Out: g.Access, Clock: o.Clock, Token: o.Token, FirstSetWait: o.FirstSetWait, Holder: o.Holder,
-			Ready: func(gw *gateway.Gateway) { ready <- gw.Addr().String() },
+			Reload: o.Reload,
+			Ready:  func(gw *gateway.Gateway) { ready <- gw.Addr().String() },
 		})
 	}()
 	select {
