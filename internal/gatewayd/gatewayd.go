@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/certgate/certgate/internal/accesslog"
@@ -32,6 +33,7 @@ import (
 	"github.com/certgate/certgate/internal/pemutil"
 	"github.com/certgate/certgate/internal/revocation"
 	"github.com/certgate/certgate/internal/tlspolicy"
+	"github.com/certgate/certgate/internal/wire"
 )
 
 // ConfigPollInterval is how often the gateway checks its files for changes.
@@ -143,7 +145,13 @@ func Run(ctx context.Context, o Options) error {
 		}
 		log.Info("metrics listening", "addr", addr.String())
 	}
-	src, err := revocationSource(cfg, own, o.Clock, log, m)
+	// The feed carries the CA's state; the gateway it feeds is made below.
+	var fed atomic.Pointer[gateway.Gateway]
+	src, err := revocationSource(cfg, own, o.Clock, log, m, func(st wire.CA) {
+		if gw := fed.Load(); gw != nil {
+			gw.SetIntermediates("feed", caIntermediates(st, log))
+		}
+	})
 	if err != nil {
 		return err
 	}
@@ -157,6 +165,9 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	gw, err := gateway.New(gc, opts)
+	if err == nil {
+		fed.Store(gw)
+	}
 	if err != nil {
 		return err
 	}
@@ -197,7 +208,23 @@ func Run(ctx context.Context, o Options) error {
 // follows the server that enrolled it unless the config names servers,
 // and authenticates with its current certificate; one with cert and key
 // files reads them on every connection.
-func revocationSource(cfg *config.Gateway, own *agent.Gateway, clk clock.Clock, log *slog.Logger, m *metrics.Gateway) (revocation.Source, error) {
+// caIntermediates are the published intermediates of the CA's state: the
+// next one before it signs, the active one, retiring ones and the
+// cross-certificates of a root rotation, so that clients of any of them
+// that send only their leaf verify.
+func caIntermediates(st wire.CA, log *slog.Logger) []*x509.Certificate {
+	if st.Intermediates == "" {
+		return []*x509.Certificate{}
+	}
+	certs, err := pemutil.ParseCertificates([]byte(st.Intermediates))
+	if err != nil {
+		log.Warn("the CA state from the feed has intermediates that do not parse; keeping the ones known", "err", err)
+		return nil
+	}
+	return certs
+}
+
+func revocationSource(cfg *config.Gateway, own *agent.Gateway, clk clock.Clock, log *slog.Logger, m *metrics.Gateway, onCA func(wire.CA)) (revocation.Source, error) {
 	urls := cfg.ServerURLs()
 	if len(urls) == 0 && own != nil {
 		urls = []string{own.ServerURL}
@@ -217,6 +244,7 @@ func revocationSource(cfg *config.Gateway, own *agent.Gateway, clk clock.Clock, 
 		f, err := feed.NewFollower(feed.FollowerOptions{
 			URLs: urls, TLSConfig: tc, Clock: clk, Log: log,
 			IdleTimeout: cfg.Revocation.IdleTimeout.Std(), MaxBackoff: cfg.Revocation.MaxBackoff.Std(),
+			OnCA: onCA,
 		})
 		if err != nil {
 			return nil, err
