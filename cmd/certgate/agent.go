@@ -70,9 +70,9 @@ func runAgent(ctx context.Context, s streams, f agentFlags) error {
 	var log *slog.Logger
 	switch f.logFormat {
 	case "text":
-		log = slog.New(slog.NewTextHandler(s.err, nil))
+		log = slog.New(slog.NewTextHandler(s.err, logOptions(nil)))
 	case "json":
-		log = slog.New(slog.NewJSONHandler(s.err, nil))
+		log = slog.New(slog.NewJSONHandler(s.err, logOptions(nil)))
 	default:
 		return fmt.Errorf("--log-format: %q is not text or json", f.logFormat)
 	}
@@ -80,7 +80,9 @@ func runAgent(ctx context.Context, s streams, f agentFlags) error {
 	if err != nil {
 		return err
 	}
-	a, err := agent.New(agent.Options{Dir: f.dir, ServerURL: serverURL, Log: log, OnRenew: f.onRenew, HookTimeout: f.hookTimeout})
+	hup, stopHup := hangups()
+	defer stopHup()
+	a, err := agent.New(agent.Options{Dir: f.dir, ServerURL: serverURL, Log: log, OnRenew: f.onRenew, HookTimeout: f.hookTimeout, Reload: hup})
 	if err != nil {
 		return err
 	}
@@ -112,6 +114,10 @@ func runAgent(ctx context.Context, s streams, f agentFlags) error {
 	cancel()
 	if err := <-proxyDone; err != nil && runErr == nil {
 		runErr = err
+	}
+	if runErr == nil {
+		st := a.Status()
+		log.Info("agent stopped", "identity", st.Identity, "serial", st.Serial, "state", string(st.State), "renewals", st.Renewals)
 	}
 	return runErr
 }

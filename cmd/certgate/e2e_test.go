@@ -181,7 +181,7 @@ func TestServerRefusesBadSetup(t *testing.T) {
 	os.WriteFile(cfgPath, []byte(bad), 0o600)
 	line := 1 + strings.Count(bad[:strings.Index(bad, "client_lifetme")], "\n")
 	_, stderr, code = cli(t, "server", "--dir", dir, "--listen", "127.0.0.1:0")
-	want := fmt.Sprintf("certgate: config %s: yaml: unmarshal errors:\n  line %d: field client_lifetme not found in type config.Profiles\n", cfgPath, line)
+	want := fmt.Sprintf("certgate: config %s: line %d: profiles.client_lifetme: unknown field; did you mean client_lifetime?\n", cfgPath, line)
 	if code != 1 || stderr != want {
 		t.Fatalf("misspelled field: exit %d %q\nwant %q", code, stderr, want)
 	}

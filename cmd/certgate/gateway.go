@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -32,16 +30,15 @@ with its host names, and from then on renews the certificate itself; new
 connections get the renewed certificate, open ones carry on.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log := slog.New(slog.NewJSONHandler(s.err, nil))
+			log := slog.New(slog.NewJSONHandler(s.err, logOptions(nil)))
 			if tok == "" {
 				tok = os.Getenv("CERTGATE_TOKEN")
 			}
 			if cfgPath == "" {
 				return errors.New("--config: no gateway config given")
 			}
-			sighup := make(chan os.Signal, 1)
-			signal.Notify(sighup, syscall.SIGHUP)
-			defer signal.Stop(sighup)
+			sighup, stop := hangups()
+			defer stop()
 			return gatewayd.Run(cmd.Context(), gatewayd.Options{
 				Config: cfgPath, Log: log, Out: s.out, Token: tok, Reload: sighup,
 				Ready: func(gw *gateway.Gateway) { fmt.Fprintf(s.out, "certgate gateway listening on https://%s\n", gw.Addr()) },

@@ -10,10 +10,8 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -174,7 +172,7 @@ func quickstart(ctx context.Context, s streams, o quickstartOptions) error {
 		return fmt.Errorf("quickstart: %w", err)
 	}
 	defer logFile.Close()
-	log := slog.New(slog.NewJSONHandler(logFile, nil))
+	log := slog.New(slog.NewJSONHandler(logFile, logOptions(nil)))
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -256,9 +254,8 @@ func quickstart(ctx context.Context, s streams, o quickstartOptions) error {
 	component("gateway", func() error {
 		// The demo's access log is a file; SIGHUP reloads its routes as it
 		// does a gateway's.
-		sighup := make(chan os.Signal, 1)
-		signal.Notify(sighup, syscall.SIGHUP)
-		defer signal.Stop(sighup)
+		sighup, stop := hangups()
+		defer stop()
 		return gatewayd.Run(ctx, gatewayd.Options{Config: cfgPath, Log: log, Token: demo.gatewayToken, Reload: sighup,
 			Ready: func(gw *gateway.Gateway) { ready <- gw.Addr() }})
 	})

@@ -4,6 +4,8 @@ import (
 	"io"
 
 	"github.com/spf13/cobra"
+
+	"github.com/certgate/certgate/internal/buildinfo"
 )
 
 // streams are the process's standard streams, passed to every command so
@@ -26,7 +28,10 @@ func newRootCmdWith(s streams, caStep func(string)) *cobra.Command {
 		Short:         "Short-lived client certificates and an mTLS gateway instead of static API keys",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// --version prints what `certgate version` prints.
+		Version: buildinfo.Read().Version,
 	}
+	root.SetVersionTemplate(buildinfo.Read().String())
 	root.SetIn(s.in)
 	root.SetOut(s.out)
 	root.SetErr(s.err)
@@ -48,6 +53,7 @@ func newRootCmdWith(s streams, caStep func(string)) *cobra.Command {
 		newBenchCmd(s),
 		newMigrateCmd(s),
 		newStoreCmd(s),
+		newVersionCmd(s),
 	)
 	_ = s
 	return root

@@ -36,8 +36,11 @@ func newServerCmd(s streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			log := slog.New(slog.NewJSONHandler(s.err, nil))
-			return runServer(cmd.Context(), log, dir, listen, pass, func(addr string) {
+			level := new(slog.LevelVar)
+			log := slog.New(slog.NewJSONHandler(s.err, logOptions(level)))
+			hup, stop := hangups()
+			defer stop()
+			return runServerWith(cmd.Context(), log, serverReload{level: level, signals: hup}, dir, listen, pass, func(addr string) {
 				fmt.Fprintf(s.out, "certgate server listening on https://%s\n", addr)
 			})
 		},
@@ -51,11 +54,20 @@ func newServerCmd(s streams) *cobra.Command {
 // runServer opens DIR and serves the API until ctx is done. ready is called
 // with the bound address once the listener is up.
 func runServer(ctx context.Context, log *slog.Logger, dir, listen string, pass []byte, ready func(addr string)) error {
+	return runServerWith(ctx, log, serverReload{}, dir, listen, pass, ready)
+}
+
+// runServerWith is runServer reloading on each value from rl.signals and
+// setting rl.level (when not nil) from log.level.
+func runServerWith(ctx context.Context, log *slog.Logger, rl serverReload, dir, listen string, pass []byte, ready func(addr string)) error {
 	inst, err := cadir.Open(ctx, dir, pass, clock.Real{})
 	if err != nil {
 		return err
 	}
 	defer inst.Close()
+	if rl.level != nil {
+		rl.level.Set(logLevel(inst.Config.Log.Level))
+	}
 	stopLife, err := startCALife(ctx, inst, log)
 	if err != nil {
 		return err
@@ -64,6 +76,15 @@ func runServer(ctx context.Context, log *slog.Logger, dir, listen string, pass [
 	srv, err := newServer(inst, log)
 	if err != nil {
 		return err
+	}
+	if rl.signals != nil {
+		done := make(chan struct{})
+		reloadCtx, stopReload := context.WithCancel(ctx)
+		go func() {
+			defer close(done)
+			rl.run(reloadCtx, log, inst, srv)
+		}()
+		defer func() { stopReload(); <-done }()
 	}
 	if listen == "" {
 		listen = inst.Config.Listen.Listen

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -61,6 +62,9 @@ type Options struct {
 	// CheckInterval is how often the agent checks the CA's state between
 	// renewals (DefaultCheckInterval if zero; negative: never).
 	CheckInterval time.Duration
+	// Reload receives a value (a SIGHUP) when the agent should re-read its
+	// files now and check its certificate again; nil: never.
+	Reload <-chan os.Signal
 }
 
 // Agent renews one directory's certificate. Its methods are safe for
@@ -165,13 +169,13 @@ func (a *Agent) backoff(n int) time.Duration {
 // naps after each of which the wall clock is read again.
 const maxNap = time.Minute
 
-// sleepUntil waits until the agent's clock reaches t; false if ctx ended
-// first.
-func (a *Agent) sleepUntil(ctx context.Context, t time.Time) bool {
+// sleepUntil waits until the agent's clock reaches t or a reload is
+// asked for (reload true); ok false if ctx ended first.
+func (a *Agent) sleepUntil(ctx context.Context, t time.Time) (ok, reload bool) {
 	for {
 		now := a.o.Clock.Now()
 		if !now.Before(t) {
-			return true
+			return true, false
 		}
 		wake := t
 		if t.Sub(now) > maxNap {
@@ -179,10 +183,42 @@ func (a *Agent) sleepUntil(ctx context.Context, t time.Time) bool {
 		}
 		select {
 		case <-ctx.Done():
-			return false
+			return false, false
+		case <-a.o.Reload:
+			return true, true
 		case <-a.o.Clock.Until(wake):
 		}
 	}
+}
+
+// reloadFiles re-reads the directory (a SIGHUP): credentials replaced by
+// hand, or by an enroll, become current. A directory that no longer
+// loads changes nothing; the error is logged.
+func (a *Agent) reloadFiles() (changed bool) {
+	cur := a.cur.Load()
+	c, err := loadCredentials(a.o.Dir)
+	if err != nil {
+		a.o.Log.Error("SIGHUP: re-reading the directory failed; keeping the certificate in use", "dir", a.o.Dir, "err", err, "serial", cur.Serial)
+		return false
+	}
+	if c.Serial == cur.Serial {
+		a.o.Log.Info("SIGHUP: re-read the directory; same certificate", "dir", a.o.Dir, "serial", cur.Serial, "valid_for", a.left(cur))
+		return false
+	}
+	a.cur.Store(c)
+	a.o.Log.Info("SIGHUP: re-read the directory; new certificate in use", "dir", a.o.Dir, "identity", c.id.String(),
+		"serial", c.Serial, "replaced", cur.Serial, "not_after", c.leaf().NotAfter, "valid_for", a.left(c))
+	a.update(func(s *Status) {
+		*s = Status{Identity: c.id.String(), Serial: c.Serial, NotBefore: c.leaf().NotBefore, NotAfter: c.leaf().NotAfter,
+			State: StateWaiting, Renewals: s.Renewals}
+	})
+	a.mu.Lock()
+	hooks := slices.Clone(a.rotated)
+	a.mu.Unlock()
+	for _, f := range hooks {
+		f()
+	}
+	return true
 }
 
 // Run renews the certificate until ctx ends (it then returns nil) or
@@ -216,10 +252,15 @@ func (a *Agent) Run(ctx context.Context) error {
 			if a.o.CheckInterval > 0 && now.Add(a.o.CheckInterval).Before(next) {
 				wake = now.Add(a.o.CheckInterval)
 			}
-			if !a.sleepUntil(ctx, wake) {
+			woke, reload := a.sleepUntil(ctx, wake)
+			if !woke {
 				return nil
 			}
-			if wake.Before(next) && a.issuerRevoked(ctx, cur) {
+			if reload && a.reloadFiles() {
+				cur = a.cur.Load()
+				next = a.renewalPoint(cur)
+			}
+			if (reload || wake.Before(next)) && a.issuerRevoked(ctx, cur) {
 				a.o.Log.Warn("the intermediate that issued this certificate was revoked; renewing now under the active one",
 					"serial", cur.Serial, "issuer", hex.EncodeToString(cur.leaf().AuthorityKeyId))
 				next = a.o.Clock.Now()

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/certgate/certgate/internal/drain"
 	"github.com/certgate/certgate/internal/tlspolicy"
 )
 
@@ -199,6 +200,8 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
 	}
+	var conns drain.Conns
+	hs.ConnState = conns.Track
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {
@@ -206,13 +209,17 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("agent: proxy: %w", err)
 	case <-ctx.Done():
 	}
+	start := time.Now()
+	active, idle := conns.Count()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := hs.Shutdown(sctx)
 	p.gen.Load().tr.CloseIdleConnections()
 	if err != nil {
+		p.log.Error("proxy stopped before every request finished", "err", err, "in_flight", active, "took", time.Since(start).Round(time.Millisecond).String())
 		return fmt.Errorf("agent: proxy shutdown: %w", err)
 	}
+	p.log.Info("proxy stopped", "drained_requests", active, "closed_idle", idle, "took", time.Since(start).Round(time.Millisecond).String())
 	return nil
 }
 

@@ -56,7 +56,17 @@ type Service struct {
 	trustDomain string
 	h           atomic.Pointer[Hierarchy]
 	reload      atomic.Pointer[func(context.Context) error]
+	// clientLifetime is the client profile's lifetime, changed by a
+	// server's reload (SIGHUP) while issuances run.
+	clientLifetime atomic.Int64
 }
+
+// SetClientLifetime changes the lifetime of the client and gateway
+// certificates issued from now on (a reload of profiles.client_lifetime).
+func (s *Service) SetClientLifetime(d time.Duration) { s.clientLifetime.Store(int64(d)) }
+
+// ClientLifetime is the lifetime of client certificates issued now.
+func (s *Service) ClientLifetime() time.Duration { return time.Duration(s.clientLifetime.Load()) }
 
 // OnStale sets how the service brings its hierarchy up to date when the
 // store refuses a certificate of an intermediate that may no longer sign
@@ -83,6 +93,7 @@ func NewService(o ServiceOptions) (*Service, error) {
 	}
 	svc := &Service{o: o, trustDomain: o.Hierarchy.Active.trustDomain}
 	svc.h.Store(o.Hierarchy)
+	svc.clientLifetime.Store(int64(o.Client.Lifetime))
 	o.Hierarchy, o.Issuer, o.Roots = nil, nil, nil
 	return svc, nil
 }
@@ -243,10 +254,12 @@ func (s *Service) Renew(ctx context.Context, current *x509.Certificate, csrPEM [
 func (s *Service) profileFor(id identity.ID) (Profile, []csr.Option) {
 	if id.Under(identity.GatewayPrefix) {
 		p := GatewayProfile
-		p.Lifetime = s.o.Client.Lifetime
+		p.Lifetime = s.ClientLifetime()
 		return p, []csr.Option{csr.AllowHostnames()}
 	}
-	return s.o.Client, nil
+	p := s.o.Client
+	p.Lifetime = s.ClientLifetime()
+	return p, nil
 }
 
 func requestOf(r csr.Request) Request {

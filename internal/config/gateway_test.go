@@ -54,8 +54,8 @@ func TestParseGateway(t *testing.T) {
 
 func TestParseGatewayErrors(t *testing.T) {
 	for _, tc := range []struct{ name, yaml, err string }{
-		{"unknown field", goodGateway + "bogus: 1\n", "config gw.yaml: yaml: unmarshal errors:\n  line 26: field bogus not found in type config.Gateway"},
-		{"bad duration", strings.Replace(goodGateway, "revocation_refresh: 2s", "revocation_refresh: soon", 1), `config gw.yaml: line 9: invalid duration "soon" (want e.g. "5s")`},
+		{"unknown field", goodGateway + "bogus: 1\n", "config gw.yaml: line 26: bogus: unknown field"},
+		{"bad duration", strings.Replace(goodGateway, "revocation_refresh: 2s", "revocation_refresh: soon", 1), `config gw.yaml: line 9: server.revocation_refresh: "soon" is not a duration (e.g. 90s, 15m, 24h)`},
 		{"missing fields", "routes: []\n", "config gw.yaml: trust_domain: trust domain is empty\nbundle: is required\ncert: is required\nkey: is required\nroutes: at least one route or tcp_route is required"},
 		{"bad upstream", strings.Replace(goodGateway, "http://127.0.0.1:8080", "ftp://x", 1), `config gw.yaml: routes[0].upstream: must be an http:// or https:// URL, got "ftp://x"`},
 		{"outside td", strings.Replace(goodGateway, "spiffe://example.org/team/*", "spiffe://other.org/team/*", 1), `config gw.yaml: routes[0].allow[1]: "spiffe://other.org/team/*" is outside the trust domain "example.org"`},

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,6 +29,7 @@ type Server struct {
 	Tokens      Tokens   `yaml:"tokens"`
 	Admin       Admin    `yaml:"admin"`
 	Revocation  Revoke   `yaml:"revocation"`
+	Log         Log      `yaml:"log"`
 
 	dir string // where the file was loaded from
 }
@@ -90,6 +92,16 @@ type Listen struct {
 	MetricsListen string `yaml:"metrics_listen"`
 }
 
+// Log configures the server's log (JSON lines on stderr).
+type Log struct {
+	// Level is the least severe level written: debug, info, warn or
+	// error. A SIGHUP applies a change.
+	Level string `yaml:"level"`
+}
+
+// LogLevels are the values of log.level.
+var LogLevels = []string{"debug", "info", "warn", "error"}
+
 // Tokens configures enrollment tokens.
 type Tokens struct {
 	DefaultTTL time.Duration `yaml:"default_ttl"`
@@ -139,6 +151,7 @@ func DefaultServer(td string) Server {
 			IdleTimeout:       120 * time.Second,
 		},
 		Tokens: Tokens{DefaultTTL: 15 * time.Minute, MaxTTL: 24 * time.Hour},
+		Log:    Log{Level: "info"},
 		Admin:  Admin{Cert: "admin/cert.pem", Key: "admin/key.pem", Bundle: "admin/bundle.pem"},
 		Revocation: Revoke{
 			FeedHeartbeat: 2 * time.Second, CRLValidity: time.Hour, OCSPValidity: time.Hour, OCSPSignerLifetime: 24 * time.Hour,
@@ -226,6 +239,9 @@ func (c Server) Validate() error {
 		if _, _, err := net.SplitHostPort(c.Listen.MetricsListen); err != nil {
 			bad("server.metrics_listen", "%v", err)
 		}
+	}
+	if !slices.Contains(LogLevels, c.Log.Level) {
+		bad("log.level", "%q is not one of %s", c.Log.Level, strings.Join(LogLevels, ", "))
 	}
 	if c.Profiles.ClientLifetime < time.Minute {
 		bad("profiles.client_lifetime", "%s is shorter than 1m", c.Profiles.ClientLifetime)

@@ -35,11 +35,11 @@ func TestParseServerErrors(t *testing.T) {
 		want string
 	}{
 		"misspelled field": {strings.Replace(string(good), "  max_ttl:", "  max_tll:", 1),
-			"config /x/certgate.yaml: yaml: unmarshal errors:\n  line 78: field max_tll not found in type config.Tokens"},
+			"config /x/certgate.yaml: line 78: tokens.max_tll: unknown field; did you mean max_ttl?"},
 		"unknown top-level": {string(good) + "extra: 1\n",
-			"config /x/certgate.yaml: yaml: unmarshal errors:\n  line 95: field extra not found in type config.Server"},
+			"config /x/certgate.yaml: line 104: extra: unknown field"},
 		"bad duration": {strings.Replace(string(good), "default_ttl: 15m0s", "default_ttl: soon", 1),
-			"config /x/certgate.yaml: yaml: unmarshal errors:\n  line 76: cannot unmarshal !!str `soon` into time.Duration"},
+			`config /x/certgate.yaml: line 76: tokens.default_ttl: "soon" is not a duration (e.g. 90s, 15m, 24h)`},
 		"empty":     {"", "config /x/certgate.yaml: empty"},
 		"two docs":  {string(good) + "---\ntrust_domain: x\n", "config /x/certgate.yaml: more than one YAML document"},
 		"oversized": {strings.Repeat("#", MaxFileSize+1), "config /x/certgate.yaml: larger than 1048576 bytes"},

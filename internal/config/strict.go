@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -25,6 +27,14 @@ func DecodeStrict(name string, data []byte, v any) error {
 		if errors.Is(err, io.EOF) {
 			return fmt.Errorf("config %s: empty", name)
 		}
+		// Say what is wrong in the file's own words (the key as written,
+		// its path, what would be valid), not the decoder's Go types.
+		var doc yaml.Node
+		if yaml.Unmarshal(data, &doc) == nil {
+			if errs := schemaErrors(&doc, reflect.TypeOf(v)); len(errs) > 0 {
+				return fmt.Errorf("config %s: %w", name, &SchemaError{Problems: errs})
+			}
+		}
 		return fmt.Errorf("config %s: %w", name, err)
 	}
 	var extra yaml.Node
@@ -33,3 +43,11 @@ func DecodeStrict(name string, data []byte, v any) error {
 	}
 	return nil
 }
+
+// SchemaError lists what does not fit the schema, each problem with its
+// line and the setting's path as written.
+type SchemaError struct {
+	Problems []string
+}
+
+func (e *SchemaError) Error() string { return strings.Join(e.Problems, "; ") }

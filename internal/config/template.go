@@ -96,6 +96,15 @@ revocation:
   # Lifetime of the delegated OCSP signing certificate (renewed at 2/3).
   ocsp_signer_lifetime: {{.Revocation.OCSPSignerLifetime}}
 
+log:
+  # Least severe level the server logs: debug, info, warn or error.
+  level: {{.Log.Level}}
+
+# What a SIGHUP to "certgate server" applies without a restart: log.level,
+# profiles.client_lifetime, profiles.server_lifetime and server.hostnames
+# (a new serving certificate). It names every other changed setting as
+# needing a restart and keeps running with the old value.
+
 admin:
   # The admin client certificate the CLI authenticates with.
   cert: {{.Admin.Cert}}

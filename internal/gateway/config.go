@@ -44,10 +44,9 @@ type Config struct {
 	methods       canon.Methods
 	// files are the files the config was read from, watched for changes.
 	files []string
-	// restart sums up the settings of the YAML file used outside the
-	// gateway (server, revocation, identity), to warn that a reload does
-	// not apply them.
-	restart string
+	// schema is the file as loaded: a reload compares it setting by
+	// setting with the running one (reloadPlan).
+	schema *config.Gateway
 }
 
 type timeouts struct {
@@ -101,9 +100,8 @@ func NewConfig(c *config.Gateway) (*Config, error) {
 			upstreamMaxIdle: t.UpstreamMaxIdle,
 		},
 		maxHeader: c.MaxHeaderBytes, logQuery: c.AccessLog.Query,
-		files: []string{c.Bundle},
-		restart: fmt.Sprintf("%q %+v %+v %q %q %q %q", c.ServerURLs(), c.Server, c.Revocation,
-			c.Identity.Dir, c.Identity.Hosts, c.Identity.TokenFile, c.Identity.KeyType),
+		files:  []string{c.Bundle},
+		schema: c,
 	}
 	if c.Cert != "" {
 		cfg.files = append(cfg.files, c.Cert, c.Key)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -397,8 +398,9 @@ func (g *Gateway) TCPAddr(name string) net.Addr {
 
 // Reload applies a new config to new requests and connections without
 // touching open ones. On error nothing changes. Listen addresses of the
-// HTTP listener, metrics and access log need a restart; TCP routes are
-// started and stopped.
+// HTTP listener, metrics and access log need a restart (each changed one
+// is named in a warning, see reloadEffect); TCP routes are started and
+// stopped.
 func (g *Gateway) Reload(cfg *Config) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -417,14 +419,19 @@ func (g *Gateway) Reload(cfg *Config) error {
 	if err != nil {
 		return err
 	}
+	var applied []string
+	restart := map[string]string{}
+	if old.cfg.schema != nil && cfg.schema != nil {
+		applied, restart = reloadPlan(old.cfg.schema, cfg.schema)
+	}
 	if cfg.listen != old.cfg.listen {
-		g.log.Warn("listen address changed; it applies after a restart", "old", old.cfg.listen, "new", cfg.listen)
 		c := *cfg
 		c.listen = old.cfg.listen
 		rt.cfg = &c
 	}
-	if cfg.restart != old.cfg.restart {
-		g.log.Warn("server, revocation or identity settings changed; they apply after a restart")
+	needsRestart := slices.Sorted(maps.Keys(restart))
+	for _, field := range needsRestart {
+		g.log.Warn("reload: "+field+" changed; it needs a restart ("+restart[field]+"), the running value stays", "setting", field)
 	}
 	g.rt.Store(rt)
 	// A source may have changed between the build and the swap.
@@ -452,7 +459,7 @@ func (g *Gateway) Reload(cfg *Config) error {
 			g.log.Error("reload: tcp route listener", "error", err)
 		}
 	}
-	g.log.Info("configuration reloaded", "routes", len(cfg.routes), "tcp_routes", len(cfg.tcpRoutes))
+	g.log.Info("configuration reloaded", "routes", len(cfg.routes), "tcp_routes", len(cfg.tcpRoutes), "applied", applied, "needs_restart", needsRestart)
 	return nil
 }
 

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/certgate/certgate/internal/config"
 )
 
 // ReloadFrom loads the config at path and applies it with
@@ -70,4 +72,65 @@ func (g *Gateway) fingerprint(path string) [32]byte {
 	var out [32]byte
 	copy(out[:], h.Sum(nil))
 	return out
+}
+
+// reloadEffect says, for every setting of gateway.yaml, what a reload
+// does with a change to it: "" applies it to new connections and
+// requests; any other text is why it needs a restart (the running value
+// stays). TestReloadEffectCoversEverySetting keeps it complete, so a new
+// setting cannot be silently ignored on reload.
+var reloadEffect = map[string]string{
+	"listen":                     "the HTTPS listener is bound at start",
+	"trust_domain":               "",
+	"bundle":                     "",
+	"cert":                       "",
+	"key":                        "",
+	"identity.dir":               "the gateway's own identity is set up at start",
+	"identity.hosts":             "the gateway's own identity is set up at start",
+	"identity.token_file":        "the gateway's own identity is set up at start",
+	"identity.key_type":          "the gateway's own identity is set up at start",
+	"server.url":                 "the revocation source is connected at start",
+	"server.urls":                "the revocation source is connected at start",
+	"server.ca":                  "the revocation source is connected at start",
+	"server.revocation_refresh":  "the revocation source is connected at start",
+	"revocation.mode":            "the revocation source is connected at start",
+	"revocation.max_staleness":   "the revocation source is connected at start",
+	"revocation.idle_timeout":    "the revocation source is connected at start",
+	"revocation.max_backoff":     "the revocation source is connected at start",
+	"metrics.listen":             "the metrics listener is bound at start",
+	"access_log.path":            "the access log file is opened at start",
+	"access_log.max_size_mb":     "the access log file is opened at start",
+	"access_log.max_backups":     "the access log file is opened at start",
+	"access_log.query":           "",
+	"timeouts.handshake":         "",
+	"timeouts.read_header":       "applied to HTTP/1.1; HTTP/2 connections keep the value they started with until a restart",
+	"timeouts.idle":              "HTTP/2 connections keep the value they started with until a restart",
+	"timeouts.upstream_dial":     "",
+	"timeouts.upstream_header":   "",
+	"timeouts.upstream_idle":     "",
+	"timeouts.upstream_max_idle": "",
+	"max_header_bytes":           "applied to HTTP/1.1; HTTP/2 connections keep the value they started with until a restart",
+	"paths.repeated_slashes":     "",
+	"paths.escaped_slashes":      "",
+	"paths.semicolons":           "",
+	"routes":                     "",
+	"tcp_routes":                 "",
+}
+
+// reloadPlan splits the settings that changed between two configs into
+// those a reload applies and those that need a restart, with the reason.
+func reloadPlan(old, next *config.Gateway) (applied []string, restart map[string]string) {
+	restart = map[string]string{}
+	for _, field := range config.Changed(old, next) {
+		why, known := reloadEffect[field]
+		if !known {
+			why = "not known to the reload"
+		}
+		if why == "" {
+			applied = append(applied, field)
+		} else {
+			restart[field] = why
+		}
+	}
+	return applied, restart
 }

@@ -200,6 +200,11 @@ func Run(ctx context.Context, o Options) error {
 		o.Ready(gw)
 	}
 	<-ctx.Done()
+	stopping := time.Now()
+	open := gw.Connections()
+	log.Info("gateway shutting down: no new connections", "open_connections", open)
+	gw.Close()
+	log.Info("gateway stopped", "closed_connections", open, "took", time.Since(stopping).Round(time.Millisecond))
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,7 @@ import (
 	"github.com/certgate/certgate/internal/ca"
 	"github.com/certgate/certgate/internal/certstatus"
 	"github.com/certgate/certgate/internal/clock"
+	"github.com/certgate/certgate/internal/drain"
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/keytype"
 	"github.com/certgate/certgate/internal/server/feedserver"
@@ -250,6 +252,25 @@ func (s *Server) servingCert(ctx context.Context) (*tls.Certificate, error) {
 	return c, nil
 }
 
+// Reconfigure changes the serving certificate's host names and lifetime
+// (a reload of server.hostnames and profiles.server_lifetime) and issues a
+// new serving certificate at once, which the next handshake gets; open
+// connections carry on. When the new certificate cannot be issued, the
+// old settings and certificate stay and the error says why.
+func (s *Server) Reconfigure(ctx context.Context, hostnames []string, lifetime time.Duration) (*x509.Certificate, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	oldNames, oldLife := s.o.Hostnames, s.o.ServerProfile.Lifetime
+	s.o.Hostnames, s.o.ServerProfile.Lifetime = slices.Clone(hostnames), lifetime
+	c, err := s.issueServing(ctx)
+	if err != nil {
+		s.o.Hostnames, s.o.ServerProfile.Lifetime = oldNames, oldLife
+		return nil, err
+	}
+	s.serving = c
+	return c.Leaf, nil
+}
+
 func (s *Server) issueServing(ctx context.Context) (*tls.Certificate, error) {
 	key, err := keytype.Generate(keytype.ECDSAP256)
 	if err != nil {
@@ -316,6 +337,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer func() { stopStatus(); <-statusDone }()
 	hs := s.HTTPServer()
 	hs.RegisterOnShutdown(s.stopStreams)
+	// Count the connections a shutdown drains, for its log line.
+	var conns drain.Conns
+	hs.ConnState = conns.Track
 	errc := make(chan error, 1)
 	go func() { errc <- hs.ServeTLS(ln, "", "") }()
 	select {
@@ -323,10 +347,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("server: %w", err)
 	case <-ctx.Done():
 	}
+	start := time.Now()
+	active, idle := conns.Count()
+	s.o.Log.Info("server shutting down: no new connections; draining", "active_connections", active, "idle_connections", idle,
+		"feed_streams", s.feed.Streams(), "grace", "10s")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := hs.Shutdown(shutdownCtx); err != nil {
+		s.o.Log.Error("server stopped before every request finished", "err", err, "took", time.Since(start).Round(time.Millisecond).String())
 		return fmt.Errorf("server: shutdown: %w", err)
 	}
+	s.o.Log.Info("server stopped", "drained_active", active, "closed_idle", idle, "took", time.Since(start).Round(time.Millisecond).String())
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/certgate/certgate/internal/clock"
@@ -49,7 +50,10 @@ type Options struct {
 }
 
 // Server streams the feed over HTTP. Authentication is the caller's job.
-type Server struct{ o Options }
+type Server struct {
+	o    Options
+	open atomic.Int64 // streams being written
+}
 
 // New returns a Server.
 func New(o Options) *Server {
@@ -67,6 +71,9 @@ func New(o Options) *Server {
 	}
 	return &Server{o: o}
 }
+
+// Streams is how many followers are being streamed to now.
+func (s *Server) Streams() int { return int(s.open.Load()) }
 
 // pageSize is how many events one read takes.
 const pageSize = 1000
@@ -92,6 +99,8 @@ func ParseAfter(r *http.Request) (int64, error) {
 // Stream writes the feed to w until ctx is done or the follower goes away.
 // after is -1 for a snapshot first, else the position to resume after.
 func (s *Server) Stream(ctx context.Context, w http.ResponseWriter, after int64) error {
+	s.open.Add(1)
+	defer s.open.Add(-1)
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
