@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -82,7 +83,11 @@ func runAgent(ctx context.Context, s streams, f agentFlags) error {
 	}
 	hup, stopHup := hangups()
 	defer stopHup()
-	a, err := agent.New(agent.Options{Dir: f.dir, ServerURL: serverURL, Log: log, OnRenew: f.onRenew, HookTimeout: f.hookTimeout, Reload: hup})
+	source := "--server"
+	if f.server == "" {
+		source = filepath.Join(f.dir, "server.url")
+	}
+	a, err := agent.New(agent.Options{Dir: f.dir, ServerURL: serverURL, ServerURLSource: source, Log: log, OnRenew: f.onRenew, HookTimeout: f.hookTimeout, Reload: hup})
 	if err != nil {
 		return err
 	}

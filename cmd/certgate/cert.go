@@ -65,7 +65,12 @@ func newCertShowCmd(s streams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "show SERIAL",
 		Short: "Show one certificate and its PEM",
-		Args:  cobra.ExactArgs(1),
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return fmt.Errorf("cert show: give one serial (hex), e.g. certgate cert show 4f2a...; certgate cert list shows them, certgate cert list --identity ID finds one by identity (got %d arguments)", len(args))
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := f.client()
 			if err != nil {

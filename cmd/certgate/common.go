@@ -11,6 +11,7 @@ import (
 
 	"github.com/certgate/certgate/internal/apiclient"
 	"github.com/certgate/certgate/internal/cadir"
+	"github.com/certgate/certgate/internal/config"
 )
 
 // dirFlag adds --dir, defaulting to $CERTGATE_DIR.
@@ -47,8 +48,9 @@ func readPassphrase(file string) ([]byte, error) {
 }
 
 // adminClient builds an API client authenticated with DIR's admin
-// certificate, talking to serverURL or, if empty, the config's server.url.
-func adminClient(dir, serverURL string) (*apiclient.Client, error) {
+// certificate, talking to serverURL (which came from source) or, if
+// empty, the config's server.url.
+func adminClient(dir, serverURL, source string) (*apiclient.Client, error) {
 	if err := needDir(dir); err != nil {
 		return nil, err
 	}
@@ -57,9 +59,9 @@ func adminClient(dir, serverURL string) (*apiclient.Client, error) {
 		return nil, err
 	}
 	if serverURL == "" {
-		serverURL = cfg.Listen.URL
+		serverURL, source = cfg.Listen.URL, "server.url in "+cfg.Path(config.FileName)
 	}
-	return apiclient.New(apiclient.Options{ServerURL: serverURL, Roots: roots, Certificate: &cert, Timeout: 60 * time.Second})
+	return apiclient.New(apiclient.Options{ServerURL: serverURL, Roots: roots, Certificate: &cert, Timeout: 60 * time.Second, URLSource: source})
 }
 
 // adminFlags adds --dir and --server to an admin command.
@@ -69,7 +71,17 @@ type adminFlags struct {
 
 func (f *adminFlags) add(cmd *cobra.Command) {
 	dirFlag(cmd, &f.dir)
-	cmd.Flags().StringVar(&f.server, "server", os.Getenv("CERTGATE_SERVER"), "server URL (default: server.url from the config; $CERTGATE_SERVER)")
+	cmd.Flags().StringVar(&f.server, "server", "", "server URL (default $CERTGATE_SERVER, else server.url from the config)")
 }
 
-func (f *adminFlags) client() (*apiclient.Client, error) { return adminClient(f.dir, f.server) }
+// client resolves the server URL: --server, else $CERTGATE_SERVER, else
+// the config's server.url; an error reaching it names which.
+func (f *adminFlags) client() (*apiclient.Client, error) {
+	if f.server != "" {
+		return adminClient(f.dir, f.server, "--server")
+	}
+	if env := os.Getenv("CERTGATE_SERVER"); env != "" {
+		return adminClient(f.dir, env, "$CERTGATE_SERVER")
+	}
+	return adminClient(f.dir, "", "")
+}

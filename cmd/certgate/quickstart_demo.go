@@ -43,7 +43,7 @@ type demoSetup struct {
 // and mints the token the gateway enrolls itself with. Each run enrolls
 // afresh: the allowed client of a previous run may be revoked.
 func enrollDemo(ctx context.Context, dir, td string) (demoSetup, error) {
-	admin, err := adminClient(dir, "")
+	admin, err := adminClient(dir, "", "")
 	if err != nil {
 		return demoSetup{}, err
 	}

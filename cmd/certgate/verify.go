@@ -15,6 +15,7 @@ import (
 
 	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/diagnose"
+	"github.com/certgate/certgate/internal/ocspcheck"
 	"github.com/certgate/certgate/internal/pemutil"
 	"github.com/certgate/certgate/internal/store"
 )
@@ -29,6 +30,8 @@ type verifyOptions struct {
 	at          string // RFC 3339; empty means now
 	trustDomain string
 	storeURL    string
+	server      string // asked at /ocsp when the certificate names no OCSP URL
+	offline     bool
 	json        bool
 }
 
@@ -41,14 +44,21 @@ func newVerifyCmd(s streams) *cobra.Command {
 given time, and explain the outcome in plain words: expired or not yet valid (with
 the dates), unknown authority, broken signature, wrong extended key usage, a URI
 outside a CA's name constraints, a missing or invalid SPIFFE ID, the wrong trust
-domain and, with --store, a revocation.
+domain and a revocation.
+
+Revocation is checked by default: with OCSP at the certificate's own OCSP
+URL, or at the server's /ocsp (--server, $CERTGATE_SERVER) when it names
+none; with --store, in the store itself; --offline skips it. The line
+"revocation:" says which was used and what it answered, and a check that
+could not be done fails the verdict: it is never read as "not revoked".
 
 The first line is the verdict ("OK: ..." or "FAIL: ..." with every problem
 found), then one line per certificate of the chain. The exit status is 0 when
 the chain verifies for client auth, 1 otherwise.`,
 		Example: `  certgate verify --bundle bundle.pem --cert cert.pem
   certgate verify --bundle bundle.pem --cert cert.pem --at 2026-06-01T00:00:00Z --json
-  certgate verify --bundle DIR/bundle.pem --cert cert.pem --store DIR/certgate.db`,
+  certgate verify --bundle DIR/bundle.pem --cert cert.pem --store DIR/certgate.db
+  certgate verify --bundle bundle.pem --cert cert.pem --offline`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runVerify(cmd.Context(), s, clock.Real{}, o)
@@ -59,7 +69,9 @@ the chain verifies for client auth, 1 otherwise.`,
 	f.StringVar(&o.cert, "cert", "", "PEM file of the chain to verify: the leaf first, then intermediates")
 	f.StringVar(&o.at, "at", "", "verify at this time (RFC 3339) instead of now")
 	f.StringVar(&o.trustDomain, "trust-domain", "", "require the SPIFFE ID to be in this trust domain")
-	f.StringVar(&o.storeURL, "store", "", "store to check revocation in (a SQLite path or sqlite:///path URL)")
+	f.StringVar(&o.storeURL, "store", "", "store to check revocation in (a SQLite path or sqlite:///path URL) instead of OCSP")
+	f.StringVar(&o.server, "server", "", "certgate server asked at /ocsp when the certificate names no OCSP URL (default $CERTGATE_SERVER)")
+	f.BoolVar(&o.offline, "offline", false, "do not check revocation")
 	f.BoolVar(&o.json, "json", false, "print the report as JSON")
 	_ = cmd.MarkFlagRequired("bundle")
 	_ = cmd.MarkFlagRequired("cert")
@@ -83,7 +95,13 @@ func runVerify(ctx context.Context, s streams, clk clock.Clock, o verifyOptions)
 	if err != nil {
 		return err
 	}
-	in := diagnose.Input{Bundle: bundle, Chain: chain, At: at, TrustDomain: o.trustDomain}
+	in := diagnose.Input{Bundle: bundle, Chain: chain, At: at, TrustDomain: o.trustDomain, Offline: o.offline}
+	if !o.offline && o.storeURL == "" {
+		in.Status = statusChecker(o, bundle, clk)
+	}
+	if o.storeURL != "" && o.offline {
+		return errors.New("verify: --store and --offline: choose one")
+	}
 	if o.storeURL != "" {
 		st, err := openStoreForVerify(ctx, o.storeURL)
 		if err != nil {
@@ -154,6 +172,8 @@ type verifyJSON struct {
 	Reasons  []diagnose.Reason `json:"reasons"`
 	Warnings []diagnose.Reason `json:"warnings"`
 	Chain    []diagnose.Cert   `json:"chain"`
+	// Revocation says how revocation was checked and the answer.
+	Revocation string `json:"revocation"`
 }
 
 func writeVerifyJSON(w io.Writer, rep diagnose.Report) error {
@@ -161,13 +181,14 @@ func writeVerifyJSON(w io.Writer, rep diagnose.Report) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(verifyJSON{
 		OK: rep.OK, Verdict: rep.Verdict(), Identity: rep.Identity, At: rep.At.UTC(),
-		Reasons: rep.Reasons, Warnings: rep.Warnings, Chain: rep.Chain,
+		Reasons: rep.Reasons, Warnings: rep.Warnings, Chain: rep.Chain, Revocation: rep.Revocation,
 	})
 }
 
 func writeVerifyText(w io.Writer, rep diagnose.Report) error {
 	var b strings.Builder
 	b.WriteString(rep.Verdict() + "\n")
+	b.WriteString("revocation: " + rep.Revocation + "\n")
 	for _, wr := range rep.Warnings {
 		b.WriteString("warning: " + wr.Message + "\n")
 	}
@@ -192,4 +213,19 @@ func writeVerifyText(w io.Writer, rep diagnose.Report) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// statusChecker asks OCSP responders for verify: a plain-HTTP status
+// listener, or the server over HTTPS trusting the bundle being verified
+// against.
+func statusChecker(o verifyOptions, bundle []*x509.Certificate, clk clock.Clock) ocspcheck.Checker {
+	server, source := o.server, "--server"
+	if server == "" {
+		server, source = os.Getenv("CERTGATE_SERVER"), "$CERTGATE_SERVER"
+	}
+	roots := x509.NewCertPool()
+	for _, c := range bundle {
+		roots.AddCert(c)
+	}
+	return ocspcheck.Checker{Client: ocspcheck.HTTPClient(roots, 10*time.Second), ServerURL: server, ServerSource: source, Now: clk.Now}
 }

@@ -55,8 +55,14 @@ func newVerifyFiles(t *testing.T, opts ...testca.Option) verifyFiles {
 	return f
 }
 
+// runVerifyCmd runs certgate verify on args, offline unless they name a
+// store or a server: the fixtures here are about chains and name no OCSP
+// responder (testdata/verify.txt checks revocation against a real server).
 func runVerifyCmd(t *testing.T, args ...string) (stdout string, err error) {
 	t.Helper()
+	if !slices.Contains(args, "--store") && !slices.Contains(args, "--server") {
+		args = append(args, "--offline")
+	}
 	var out, errOut bytes.Buffer
 	cmd := newVerifyCmd(streams{in: strings.NewReader(""), out: &out, err: &errOut})
 	// As under the root command, which silences both.
@@ -121,9 +127,9 @@ func TestVerifyCmd(t *testing.T) {
 		lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 		want := `  leaf         "CN=test" issued by "CN=example.org test intermediate,O=certgate test", ` +
 			`valid 2026-05-01T11:00:00Z to 2026-05-02T12:00:00Z, serial ` + serial + `, spiffe://example.org/svc/test, EKU clientAuth`
-		if len(lines) != 5 || lines[2] != want ||
-			!strings.HasPrefix(lines[3], `  intermediate "CN=example.org test intermediate,O=certgate test" issued by "CN=example.org test root,O=certgate test"`) ||
-			!strings.HasSuffix(lines[4], ", CA, EKU any") {
+		if len(lines) != 6 || lines[1] != "revocation: not checked (--offline)" || lines[3] != want ||
+			!strings.HasPrefix(lines[4], `  intermediate "CN=example.org test intermediate,O=certgate test" issued by "CN=example.org test root,O=certgate test"`) ||
+			!strings.HasSuffix(lines[5], ", CA, EKU any") {
 			t.Errorf("output:\n%s\nwant leaf line\n%s", out, want)
 		}
 	})
@@ -152,7 +158,7 @@ func TestVerifyCmdJSON(t *testing.T) {
 			keys = append(keys, k)
 		}
 		slices.Sort(keys)
-		if want := []string{"at", "chain", "identity", "ok", "reasons", "verdict", "warnings"}; !slices.Equal(keys, want) {
+		if want := []string{"at", "chain", "identity", "ok", "reasons", "revocation", "verdict", "warnings"}; !slices.Equal(keys, want) {
 			t.Errorf("keys = %q, want %q", keys, want)
 		}
 		var rep struct {
@@ -201,7 +207,7 @@ func TestVerifyExitStatus(t *testing.T) {
 		{"2026-05-03T12:00:00Z", 1, "certgate: verify: the chain does not verify for client auth\n"},
 	} {
 		var out, errOut bytes.Buffer
-		code := run(context.Background(), []string{"verify", "--bundle", f.bundle, "--cert", f.cert, "--at", tt.at}, nil, &out, &errOut)
+		code := run(context.Background(), []string{"verify", "--bundle", f.bundle, "--cert", f.cert, "--at", tt.at, "--offline"}, nil, &out, &errOut)
 		if code != tt.code || errOut.String() != tt.stderr {
 			t.Errorf("at %s: exit %d, stderr %q; want %d, %q", tt.at, code, errOut.String(), tt.code, tt.stderr)
 		}
@@ -257,7 +263,7 @@ func TestVerifyCmdStore(t *testing.T) {
 	}
 	out, err = runVerifyCmd(t, "--bundle", f.bundle, "--cert", strangerPath, "--at", "2026-05-01T13:00:00Z", "--store", dbPath)
 	want = "warning: the store has no certificate with serial " + stranger.Cert.SerialNumber.Text(16) + ", so it cannot say whether it is revoked"
-	if lines := strings.Split(out, "\n"); err != nil || !strings.HasPrefix(lines[0], "OK: ") || lines[1] != want {
+	if lines := strings.Split(out, "\n"); err != nil || !strings.HasPrefix(lines[0], "OK: ") || lines[1] != "revocation: the store has no record of this certificate" || lines[2] != want {
 		t.Errorf("err = %v, output:\n%s\nwant second line %s", err, out, want)
 	}
 }

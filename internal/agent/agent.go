@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/certgate/certgate/internal/apiclient"
+	"github.com/certgate/certgate/internal/ocspcheck"
 )
 
 // Defaults of [Options].
@@ -46,10 +48,12 @@ type Options struct {
 	// Dir holds key.pem, cert.pem and bundle.pem as `certgate enroll`
 	// wrote them; the agent replaces them there.
 	Dir string
-	// ServerURL is the certgate server, https://HOST:PORT.
-	ServerURL string
-	Clock     Clock        // clock.Real if nil
-	Log       *slog.Logger // discards if nil
+	// ServerURL is the certgate server, https://HOST:PORT;
+	// ServerURLSource says where it came from ("--server",
+	// "DIR/server.url"), for the error when it cannot be reached.
+	ServerURL, ServerURLSource string
+	Clock                      Clock        // clock.Real if nil
+	Log                        *slog.Logger // discards if nil
 	// OnRenew is a shell command (sh -c) run after every renewal, once all
 	// files are written; empty runs nothing.
 	OnRenew     string
@@ -232,6 +236,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	next := a.renewalPoint(cur)
+	if a.statusRevoked(ctx, cur) {
+		return a.stop(&StoppedError{Err: ErrRevoked, Serial: cur.Serial, NotAfter: cur.leaf().NotAfter})
+	}
 	a.o.Log.Info("agent started", "identity", cur.id.String(), "serial", cur.Serial,
 		"not_after", cur.leaf().NotAfter, "next_renewal", next, "valid_for", a.left(cur))
 	failures := 0
@@ -259,6 +266,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			if reload && a.reloadFiles() {
 				cur = a.cur.Load()
 				next = a.renewalPoint(cur)
+			}
+			if (reload || wake.Before(next)) && a.statusRevoked(ctx, cur) {
+				return a.stop(&StoppedError{Err: ErrRevoked, Serial: cur.Serial, NotAfter: cur.leaf().NotAfter})
 			}
 			if (reload || wake.Before(next)) && a.issuerRevoked(ctx, cur) {
 				a.o.Log.Warn("the intermediate that issued this certificate was revoked; renewing now under the active one",
@@ -320,7 +330,7 @@ func (a *Agent) Run(ctx context.Context) error {
 // renewal point and asks again at the next check.
 func (a *Agent) issuerRevoked(ctx context.Context, c *credentials) bool {
 	u, _ := url.Parse(a.o.ServerURL) // checked by New
-	cl, err := apiclient.New(apiclient.Options{ServerURL: a.o.ServerURL, Certificate: c.Certificate,
+	cl, err := apiclient.New(apiclient.Options{ServerURL: a.o.ServerURL, URLSource: a.o.ServerURLSource, Certificate: c.Certificate,
 		VerifyConnection: a.verifyServer(u.Hostname(), c.Roots), Timeout: a.o.RequestTimeout})
 	if err != nil {
 		return false
@@ -332,6 +342,52 @@ func (a *Agent) issuerRevoked(ctx context.Context, c *credentials) bool {
 		return false
 	}
 	return slices.Contains(st.RevokedIssuers, hex.EncodeToString(c.leaf().AuthorityKeyId))
+}
+
+// statusRevoked asks the certificate's OCSP responder (its OCSP URL, else
+// the server's /ocsp) about c, records the answer in the status, and
+// reports whether c is revoked. No answer is not "good": it is recorded
+// as a failed check and the agent carries on (renewal will tell).
+func (a *Agent) statusRevoked(ctx context.Context, c *credentials) bool {
+	if a.o.CheckInterval < 0 {
+		return false
+	}
+	ck := ocspcheck.Checker{Client: ocspcheck.HTTPClient(c.Roots, a.o.RequestTimeout), ServerURL: a.o.ServerURL,
+		ServerSource: "--server or DIR/server.url", Now: a.o.Clock.Now}
+	from := "no responder"
+	if url, source, err := ck.Where(c.leaf()); err == nil {
+		from = url + " (" + source + ")"
+	}
+	var issuer *x509.Certificate
+	if len(c.Certificate.Certificate) > 1 {
+		issuer, _ = x509.ParseCertificate(c.Certificate.Certificate[1])
+	}
+	if issuer == nil {
+		a.update(func(s *Status) { s.RevocationError = "cert.pem has no issuer certificate after the leaf" })
+		return false
+	}
+	ans, err := ck.Check(ctx, c.leaf(), issuer)
+	now := a.o.Clock.Now()
+	if err != nil {
+		if ctx.Err() == nil {
+			a.o.Log.Warn("checking the certificate's revocation status failed; carrying on", "serial", c.Serial, "from", from, "err", err)
+		}
+		a.update(func(s *Status) { s.RevocationCheckedAt, s.RevocationFrom, s.RevocationError = now, from, err.Error() })
+		return false
+	}
+	a.update(func(s *Status) {
+		s.Revocation, s.RevocationCheckedAt, s.RevocationFrom, s.RevocationError = string(ans.Status), now, from, ""
+	})
+	switch ans.Status {
+	case ocspcheck.Revoked:
+		a.o.Log.Error("the certificate is revoked", "serial", c.Serial, "revoked_at", ans.RevokedAt, "reason", ans.Reason, "from", from)
+		return true
+	case ocspcheck.Unknown:
+		a.o.Log.Warn("the certificate's responder does not know it", "serial", c.Serial, "from", from)
+	default:
+		a.o.Log.Debug("certificate status: good", "serial", c.Serial, "from", from)
+	}
+	return false
 }
 
 // left is how long c stays valid, by the agent's clock.

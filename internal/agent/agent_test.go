@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -154,9 +155,10 @@ func TestServerDownUntilExpiry(t *testing.T) {
 	}
 }
 
-// TestRevokedCannotRenew: the server refuses a revoked certificate; the
-// agent stops at once, says it was revoked and how to recover, and leaves
-// the files alone.
+// TestRevokedCannotRenew: a revoked certificate is found at start (its
+// OCSP responder says so); the agent stops at once, without trying to
+// renew, says it was revoked and how to recover, and leaves the files
+// alone; its status says revoked.
 func TestRevokedCannotRenew(t *testing.T) {
 	e := newEnv(t, time.Hour)
 	dir := e.enroll("/svc/billing", keytype.ECDSAP256)
@@ -166,10 +168,8 @@ func TestRevokedCannotRenew(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, logs := e.newAgent(dir, nil)
-	errc := run(t, a)
-	e.waitSleeping(t)
 	count := e.certCount()
-	e.clock.AdvanceTo(a.Status().NextRenewal)
+	errc := run(t, a)
 	err := wait(t, errc)
 	want := "agent: certificate revoked (serial " + serial + "): enroll again with a new token (certgate enroll --token ...)"
 	if err == nil || err.Error() != want || !errors.Is(err, ErrRevoked) {
@@ -179,8 +179,12 @@ func TestRevokedCannotRenew(t *testing.T) {
 		t.Fatalf("log lacks the reason:\n%s", logs)
 	}
 	st, err := ReadStatus(dir)
-	if err != nil || st.State != StateStopped || st.LastError != want || !st.NextRenewal.IsZero() {
+	if err != nil || st.State != StateStopped || st.LastError != want || !st.NextRenewal.IsZero() || st.Revocation != "revoked" ||
+		st.Health(e.clock.Now()) != "revoked" || !strings.HasSuffix(st.RevocationFrom, "/ocsp (the server's responder, from --server or DIR/server.url)") {
 		t.Fatalf("status: %+v %v", st, err)
+	}
+	if !strings.Contains(logs.String(), `level=ERROR msg="the certificate is revoked" serial=`+serial) {
+		t.Fatalf("log lacks the revocation:\n%s", logs)
 	}
 	if e.certCount() != count || !readLeaf(t, dir).Equal(leaf) {
 		t.Fatal("a refused renewal changed something")
@@ -337,4 +341,44 @@ func TestFilesAreAtomic(t *testing.T) {
 	}
 	checkKeyMatches(t, dir, readLeaf(t, dir))
 	t.Logf("%d consistent reads of combined.pem across 20 renewals", reads.Load())
+}
+
+// TestRevokedFoundAtWakeUp: a certificate revoked while the agent waits
+// is found at its next wake-up (every CheckInterval), long before the
+// renewal point: the agent stops, says so, and its status says revoked;
+// a SIGHUP (Reload) asks at once.
+func TestRevokedFoundAtWakeUp(t *testing.T) {
+	for _, viaReload := range []bool{false, true} {
+		t.Run(map[bool]string{false: "wake-up", true: "reload"}[viaReload], func(t *testing.T) {
+			e := newEnv(t, time.Hour)
+			dir := e.enroll("/svc/billing", keytype.ECDSAP256)
+			serial := readLeaf(t, dir).SerialNumber.Text(16)
+			reload := make(chan os.Signal, 1)
+			a, logs := e.newAgent(dir, func(o *Options) { o.Reload = reload })
+			errc := run(t, a)
+			e.waitSleeping(t)
+			if st := a.Status(); st.Revocation != "good" {
+				t.Fatalf("at start: %+v", st)
+			}
+			if _, err := e.authz.Revoke(context.Background(), store.RevokeRequest{Serial: serial, Reason: 1, By: "spiffe://example.org/admin/test", Now: e.clock.Now()}); err != nil {
+				t.Fatal(err)
+			}
+			if viaReload {
+				reload <- syscall.SIGHUP
+			} else {
+				e.clock.Advance(DefaultCheckInterval)
+			}
+			err := wait(t, errc)
+			if !errors.Is(err, ErrRevoked) {
+				t.Fatalf("Run: %v, want revoked", err)
+			}
+			st, _ := ReadStatus(dir)
+			if st.Revocation != "revoked" || st.Health(e.clock.Now()) != "revoked" || st.State != StateStopped {
+				t.Fatalf("status: %+v", st)
+			}
+			if !strings.Contains(logs.String(), `msg="the certificate is revoked" serial=`+serial) {
+				t.Fatalf("log:\n%s", logs)
+			}
+		})
+	}
 }

@@ -45,6 +45,7 @@ func (a *Agent) renew(ctx context.Context, cur *credentials) (*credentials, erro
 	}
 	u, _ := url.Parse(a.o.ServerURL) // checked by New
 	cl, err := apiclient.New(apiclient.Options{
+		URLSource:        a.o.ServerURLSource,
 		ServerURL:        a.o.ServerURL,
 		Certificate:      cur.Certificate,
 		VerifyConnection: a.verifyServer(u.Hostname(), cur.Roots),

@@ -39,6 +39,33 @@ type Status struct {
 	Failures    int       `json:"consecutive_failures"`
 	Renewals    int       `json:"renewals"`
 	UpdatedAt   time.Time `json:"updated_at,omitzero"`
+	// Revocation is the last answer of the certificate's OCSP responder
+	// ("good", "revoked", "unknown"; empty: not asked yet), asked at start
+	// and at every wake-up; RevocationFrom says where and why there,
+	// RevocationError why the last question got no answer.
+	Revocation          string    `json:"revocation,omitempty"`
+	RevocationCheckedAt time.Time `json:"revocation_checked_at,omitzero"`
+	RevocationFrom      string    `json:"revocation_from,omitempty"`
+	RevocationError     string    `json:"revocation_error,omitempty"`
+}
+
+// Health sums up the certificate at now for a person: "revoked",
+// "expired", "healthy" (valid, and its responder last said good) or
+// "valid, revocation not checked" (never asked, or no answer).
+func (st Status) Health(now time.Time) string {
+	switch {
+	case st.Revocation == "revoked":
+		return "revoked"
+	case !now.Before(st.NotAfter):
+		return "expired"
+	case now.Before(st.NotBefore):
+		return "not yet valid"
+	case st.Revocation == "good":
+		return "healthy"
+	case st.Revocation == "unknown":
+		return "unknown to its CA's responder"
+	}
+	return "valid, revocation not checked"
 }
 
 func writeStatus(dir string, st Status) error {
@@ -118,7 +145,17 @@ func (st Status) WriteText(w io.Writer, now time.Time) error {
 	if lastErr == "" {
 		lastErr = "none"
 	}
-	_, err := fmt.Fprintf(w, "identity:      %s\nserial:        %s\nnot after:     %s\nnext renewal:  %s\nstate:         %s\nlast renewal:  %s\nlast error:    %s\n",
-		st.Identity, st.Serial, notAfter, next, st.State, when(st.LastRenewal), lastErr)
+	revocation := "not checked yet"
+	if !st.RevocationCheckedAt.IsZero() {
+		revocation = fmt.Sprintf("%s, as of %s, from %s", st.Revocation, when(st.RevocationCheckedAt), st.RevocationFrom)
+		if st.Revocation == "" {
+			revocation = fmt.Sprintf("no answer at %s from %s", when(st.RevocationCheckedAt), st.RevocationFrom)
+		}
+	}
+	if st.RevocationError != "" {
+		revocation += " (last check failed: " + st.RevocationError + ")"
+	}
+	_, err := fmt.Fprintf(w, "health:        %s\nidentity:      %s\nserial:        %s\nnot after:     %s\nnext renewal:  %s\nstate:         %s\nrevocation:    %s\nlast renewal:  %s\nlast error:    %s\n",
+		st.Health(now), st.Identity, st.Serial, notAfter, next, st.State, revocation, when(st.LastRenewal), lastErr)
 	return err
 }

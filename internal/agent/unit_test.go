@@ -178,11 +178,13 @@ func TestStatus(t *testing.T) {
 	var b bytes.Buffer
 	now := e.clock.Now()
 	st.WriteText(&b, now)
-	want := "identity:      spiffe://example.org/svc/billing\n" +
+	want := "health:        valid, revocation not checked\n" +
+		"identity:      spiffe://example.org/svc/billing\n" +
 		"serial:        " + serial + "\n" +
 		"not after:     " + leaf.NotAfter.UTC().Format(time.RFC3339) + " (in " + leaf.NotAfter.Sub(now).String() + ")\n" +
 		"next renewal:  about " + twoThirds.UTC().Format(time.RFC3339) + " (in " + twoThirds.Sub(now).String() + ")\n" +
 		"state:         not running\n" +
+		"revocation:    not checked yet\n" +
 		"last renewal:  never\n" +
 		"last error:    none\n"
 	if b.String() != want {
@@ -195,6 +197,18 @@ func TestStatus(t *testing.T) {
 	st, err = ReadStatus(dir)
 	if err != nil || st.State != StateWaiting || !st.NextRenewal.Equal(a.Status().NextRenewal) {
 		t.Fatalf("from the agent: %+v %v", st, err)
+	}
+	// Asked at start: the responder named in the certificate says good.
+	if st.Revocation != "good" || st.Health(e.clock.Now()) != "healthy" || st.RevocationError != "" {
+		t.Fatalf("revocation status from the agent: %+v", st)
+	}
+	b.Reset()
+	st.WriteText(&b, e.clock.Now())
+	if !strings.HasPrefix(b.String(), "health:        healthy\n") || !strings.Contains(b.String(), "\nrevocation:    good, as of ") {
+		t.Fatalf("text of a running agent:\n%s", b.String())
+	}
+	if got := (Status{NotAfter: now.Add(-time.Second)}).Health(now); got != "expired" {
+		t.Fatalf("Health of an expired certificate = %q", got)
 	}
 	e.clock.AdvanceTo(st.NextRenewal)
 	waitFor(t, "the renewal in agent-status.json", func() bool { st, err = ReadStatus(dir); return err == nil && st.Renewals == 1 })

@@ -15,8 +15,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -38,8 +40,52 @@ func (e *Error) Error() string {
 
 // Client talks to one server.
 type Client struct {
-	base string
-	hc   *http.Client
+	base   string
+	source string
+	hc     *http.Client
+}
+
+// ConnectError is a request that got no answer from the server: the
+// connection, the TLS handshake or the wait failed. It names the URL,
+// where that URL came from and what to check.
+type ConnectError struct {
+	URL    string
+	Source string // "--server", "$CERTGATE_SERVER", "server.url in DIR/certgate.yaml", ...
+	Err    error
+}
+
+func (e *ConnectError) Error() string {
+	src := ""
+	if e.Source != "" {
+		src = " (from " + e.Source + ")"
+	}
+	return fmt.Sprintf("cannot reach the certgate server at %s%s: %v; %s", e.URL, src, e.Err, hint(e.Err))
+}
+
+func (e *ConnectError) Unwrap() error { return e.Err }
+
+// hint says what to check for a failed connection.
+func hint(err error) string {
+	var (
+		dns  *net.DNSError
+		op   *net.OpError
+		cert *tls.CertificateVerificationError
+		host x509.HostnameError
+		ua   x509.UnknownAuthorityError
+	)
+	switch {
+	case errors.As(err, &host):
+		return "check that the URL's host is one of the server's names (server.hostnames in certgate.yaml, then SIGHUP the server)"
+	case errors.As(err, &ua) || errors.As(err, &cert):
+		return "check that the trust bundle is this CA's (bundle.pem of the certgate directory)"
+	case errors.As(err, &dns):
+		return "check the host name in the URL"
+	case errors.Is(err, context.DeadlineExceeded) || os.IsTimeout(err):
+		return "check that the server is up and that nothing between here and it drops the connection"
+	case errors.As(err, &op):
+		return "check that certgate server is running and listens on that address (server.listen), and that the URL names it"
+	}
+	return "check that certgate server is running at that URL"
 }
 
 // Options configures a Client.
@@ -56,6 +102,10 @@ type Options struct {
 	// (enrollment pins the root by fingerprint instead).
 	VerifyConnection func(tls.ConnectionState) error
 	Timeout          time.Duration // per request; 30 s if zero
+	// URLSource says where ServerURL came from ("--server",
+	// "$CERTGATE_SERVER", "server.url in DIR/certgate.yaml"), for the
+	// error when the server cannot be reached.
+	URLSource string
 }
 
 // New returns a Client.
@@ -80,7 +130,7 @@ func New(o Options) (*Client, error) {
 		o.Timeout = 30 * time.Second
 	}
 	tr := &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second}
-	return &Client{base: strings.TrimRight(o.ServerURL, "/"), hc: &http.Client{Transport: tr, Timeout: o.Timeout}}, nil
+	return &Client{base: strings.TrimRight(o.ServerURL, "/"), source: o.URLSource, hc: &http.Client{Transport: tr, Timeout: o.Timeout}}, nil
 }
 
 // PinnedRoot returns a VerifyConnection that accepts the server only if its
@@ -138,7 +188,14 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("apiclient: %s %s: %w", method, path, err)
+		if ctx.Err() != nil {
+			return fmt.Errorf("apiclient: %s %s: %w", method, path, err)
+		}
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the URL is said once, below
+		}
+		return fmt.Errorf("apiclient: %s %s: %w", method, path, &ConnectError{URL: c.base, Source: c.source, Err: err})
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))

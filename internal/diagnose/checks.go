@@ -10,9 +10,11 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/certgate/certgate/internal/identity"
+	"github.com/certgate/certgate/internal/ocspcheck"
 	"github.com/certgate/certgate/internal/store"
 )
 
@@ -208,15 +210,24 @@ func (d *diagnosis) checkIdentity(leaf *x509.Certificate) {
 // not read as "not revoked".
 func (d *diagnosis) checkRevocation(ctx context.Context, leaf *x509.Certificate) {
 	if d.in.Revocations == nil {
+		if d.in.Status == nil {
+			d.rep.Revocation = "not checked"
+			if d.in.Offline {
+				d.rep.Revocation = "not checked (--offline)"
+			}
+		}
 		return
 	}
+	d.rep.Revocation = "checked in the store: not revoked"
 	serial := serialHex(leaf)
 	rec, err := d.in.Revocations.GetCertificate(ctx, serial)
 	if errors.Is(err, store.ErrNotFound) {
+		d.rep.Revocation = "the store has no record of this certificate"
 		d.warn(Reason{CodeNotInStore, fmt.Sprintf("the store has no certificate with serial %s, so it cannot say whether it is revoked", serial)})
 		return
 	}
 	if err != nil {
+		d.rep.Revocation = "the store could not be read"
 		d.add(Reason{CodeRevocationFailed, fmt.Sprintf("could not check revocation of serial %s: %v", serial, err)})
 		return
 	}
@@ -234,11 +245,58 @@ func (d *diagnosis) checkRevocation(ctx context.Context, leaf *x509.Certificate)
 	if rv.RevokedBy != "" {
 		by = " by " + rv.RevokedBy
 	}
+	d.rep.Revocation = "checked in the store: revoked"
 	if rv.RevokedAt.After(d.in.At) {
+		d.rep.Revocation = "checked in the store: revoked after the time checked"
 		d.warn(Reason{CodeRevokedLater, fmt.Sprintf("revoked %s after the time checked (at %s%s, reason %s)",
 			human(rv.RevokedAt.Sub(d.in.At)), stamp(rv.RevokedAt), by, reasonName(rv.Reason))})
 		return
 	}
 	d.add(Reason{CodeRevoked, fmt.Sprintf("revoked %s ago (at %s%s, reason %s)",
 		human(d.in.At.Sub(rv.RevokedAt)), stamp(rv.RevokedAt), by, reasonName(rv.Reason))})
+}
+
+// checkStatus asks the leaf's OCSP responder (or the server's) whether it
+// is revoked. An answer that could not be had fails the report, as a
+// failed store lookup does: "could not check" must not read as "good".
+func (d *diagnosis) checkStatus(ctx context.Context, leaf *x509.Certificate) {
+	if d.in.Status == nil || d.in.Revocations != nil {
+		return
+	}
+	serial := serialHex(leaf)
+	url, source, err := d.in.Status.Where(leaf)
+	if err != nil {
+		d.rep.Revocation = "not checked: the certificate names no OCSP responder and no server was given"
+		d.add(Reason{CodeRevocationFailed, fmt.Sprintf("could not check revocation of serial %s: the certificate names no OCSP responder; give the server (--server or $CERTGATE_SERVER), or --offline to skip the check", serial)})
+		return
+	}
+	issuer := ocspcheck.IssuerOf(leaf, append(slices.Clone(d.in.Chain[1:]), d.in.Bundle...))
+	if issuer == nil {
+		d.rep.Revocation = "not checked: the leaf's issuer is not in the chain"
+		d.add(Reason{CodeRevocationFailed, fmt.Sprintf("could not check revocation of serial %s: OCSP needs the leaf's issuer, which is not in the chain or the bundle", serial)})
+		return
+	}
+	a, err := d.in.Status.Check(ctx, leaf, issuer)
+	if err != nil {
+		d.rep.Revocation = fmt.Sprintf("OCSP at %s (%s): no answer", url, source)
+		d.add(Reason{CodeRevocationFailed, fmt.Sprintf("could not check revocation of serial %s with OCSP at %s (%s): %v; --offline skips the check", serial, url, source, err)})
+		return
+	}
+	asOf := stamp(a.ThisUpdate)
+	switch a.Status {
+	case ocspcheck.Good:
+		d.rep.Revocation = fmt.Sprintf("OCSP at %s (%s): good, as of %s", url, source, asOf)
+	case ocspcheck.Revoked:
+		d.rep.Revocation = fmt.Sprintf("OCSP at %s (%s): revoked", url, source)
+		if a.RevokedAt.After(d.in.At) {
+			d.warn(Reason{CodeRevokedLater, fmt.Sprintf("revoked %s after the time checked (at %s, reason %s; OCSP at %s)",
+				human(a.RevokedAt.Sub(d.in.At)), stamp(a.RevokedAt), a.Reason, url)})
+			return
+		}
+		d.add(Reason{CodeRevoked, fmt.Sprintf("revoked %s ago (at %s, reason %s; OCSP at %s)",
+			human(d.in.At.Sub(a.RevokedAt)), stamp(a.RevokedAt), a.Reason, url)})
+	default:
+		d.rep.Revocation = fmt.Sprintf("OCSP at %s (%s): unknown", url, source)
+		d.add(Reason{CodeRevocationFailed, fmt.Sprintf("the OCSP responder at %s (%s) does not know serial %s: its CA did not issue this certificate", url, source, serial)})
+	}
 }

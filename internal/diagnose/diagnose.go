@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/certgate/certgate/internal/identity"
+	"github.com/certgate/certgate/internal/ocspcheck"
 	"github.com/certgate/certgate/internal/store"
 )
 
@@ -62,6 +63,19 @@ type Input struct {
 	TrustDomain string
 	// Revocations, if set, is asked whether the leaf is revoked.
 	Revocations RevocationLookup
+	// Status, if set (and Revocations is not), asks the leaf's OCSP
+	// responder whether it is revoked.
+	Status StatusChecker
+	// Offline says revocation was deliberately not checked; the report
+	// says so.
+	Offline bool
+}
+
+// StatusChecker asks an OCSP responder about a leaf; an
+// [ocspcheck.Checker] is one.
+type StatusChecker interface {
+	Where(leaf *x509.Certificate) (url, source string, err error)
+	Check(ctx context.Context, leaf, issuer *x509.Certificate) (ocspcheck.Answer, error)
 }
 
 // Reason is one problem (or warning), with a stable code and a message in
@@ -103,6 +117,10 @@ type Report struct {
 	Reasons  []Reason `json:"reasons"`
 	Warnings []Reason `json:"warnings"`
 	Chain    []Cert   `json:"chain"`
+	// Revocation says how revocation was checked, and the answer: "OCSP
+	// at URL (the certificate's OCSP URL): good, as of ...", "the store:
+	// not revoked", or "not checked (--offline)".
+	Revocation string `json:"revocation"`
 }
 
 // Verdict is the one-line summary: "OK: ..." or "FAIL: " and every reason.
@@ -130,7 +148,7 @@ func (r Report) Codes() []string {
 
 // Diagnose verifies in.Chain against in.Bundle at in.At for client auth and
 // explains the outcome. It reports every problem it finds, not only the
-// first. It only reads in; the only I/O is in.Revocations.
+// first. It only reads in; the only I/O is in.Revocations and in.Status.
 func Diagnose(ctx context.Context, in Input) Report {
 	rep := Report{At: in.At, Reasons: []Reason{}, Warnings: []Reason{}, Chain: []Cert{}}
 	if len(in.Chain) == 0 || in.Chain[0] == nil {
@@ -152,6 +170,7 @@ func Diagnose(ctx context.Context, in Input) Report {
 	d.checkNameConstraints(p)
 	d.checkIdentity(leaf)
 	d.checkRevocation(ctx, leaf)
+	d.checkStatus(ctx, leaf)
 
 	// crypto/x509 has the last word: the verdict is never more lenient than
 	// the verifier the gateway runs. Its error is reported only when the

@@ -14,28 +14,25 @@
 package staple
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"sync"
 	"time"
 
 	"golang.org/x/crypto/ocsp"
+
+	"github.com/certgate/certgate/internal/ocspcheck"
 )
 
 // Fetcher asks an OCSP responder about leaf with the DER request req and
 // returns the DER response.
 type Fetcher func(ctx context.Context, req []byte, leaf *x509.Certificate) ([]byte, error)
-
-// maxResponse bounds an OCSP response read from a responder.
-const maxResponse = 64 << 10
 
 // HTTPFetcher posts the request to the first OCSP URL of the certificate
 // (RFC 6960 appendix A.1) with client.
@@ -44,20 +41,7 @@ func HTTPFetcher(client *http.Client) Fetcher {
 		if len(leaf.OCSPServer) == 0 {
 			return nil, errors.New("staple: the certificate names no OCSP responder")
 		}
-		hr, err := http.NewRequestWithContext(ctx, http.MethodPost, leaf.OCSPServer[0], bytes.NewReader(req))
-		if err != nil {
-			return nil, fmt.Errorf("staple: %w", err)
-		}
-		hr.Header.Set("Content-Type", "application/ocsp-request")
-		resp, err := client.Do(hr)
-		if err != nil {
-			return nil, fmt.Errorf("staple: %w", err)
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return nil, fmt.Errorf("staple: %s answered %s", leaf.OCSPServer[0], resp.Status)
-		}
-		return io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+		return ocspcheck.Post(ctx, client, leaf.OCSPServer[0], req)
 	}
 }
 
