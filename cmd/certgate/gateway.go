@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/certgate/certgate/internal/config"
 	"github.com/certgate/certgate/internal/gateway"
 	"github.com/certgate/certgate/internal/gatewayd"
 )
@@ -45,7 +46,27 @@ connections get the renewed certificate, open ones carry on.`,
 			})
 		},
 	}
+	cmd.AddCommand(newGatewayConfigCmd(s))
 	cmd.Flags().StringVar(&cfgPath, "config", "", "gateway config file (YAML)")
 	cmd.Flags().StringVar(&tok, "token", "", "enrollment token for the gateway's identity, used while identity.dir holds no valid certificate (default $CERTGATE_TOKEN)")
+	return cmd
+}
+
+func newGatewayConfigCmd(s streams) *cobra.Command {
+	cmd := &cobra.Command{Use: "config", Short: "The gateway.yaml reference"}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "example",
+		Short: "Print a complete gateway.yaml: every setting, what it does, its default",
+		Long: `Print gateway.yaml with every setting in the order of the schema, a comment
+saying what it does, and its default value (or an example value for the
+identity, the server and the routes). It is generated from the schema the
+gateway validates with, and loads as printed; docs/gateway.md carries the same
+text.`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			_, err := s.out.Write(config.GatewayExample())
+			return err
+		},
+	})
 	return cmd
 }

@@ -13,6 +13,9 @@ import (
 func Changed(a, b any) []string {
 	var out []string
 	walkLeaves(reflect.ValueOf(a), reflect.ValueOf(b), "", func(path string, x, y reflect.Value) {
+		if x.Kind() == reflect.Slice && x.Len() == 0 && y.Len() == 0 {
+			return // nil and empty are the same setting
+		}
 		if !reflect.DeepEqual(x.Interface(), y.Interface()) {
 			out = append(out, path)
 		}

@@ -19,33 +19,33 @@ import (
 // Gateway is the schema of gateway.yaml.
 type Gateway struct {
 	// Listen is the address of the mTLS listener for HTTP routes.
-	Listen string `yaml:"listen"`
+	Listen string `yaml:"listen" doc:"address of the mTLS listener for HTTP routes"`
 	// TrustDomain is the trust domain client identities must belong to.
-	TrustDomain string `yaml:"trust_domain"`
+	TrustDomain string `yaml:"trust_domain" doc:"trust domain every client identity must belong to (required)" example:"example.org"`
 	// Bundle is the PEM file of trusted roots for client certificates;
 	// with identity.dir it defaults to the bundle.pem enrollment wrote
 	// there.
-	Bundle string `yaml:"bundle"`
+	Bundle string `yaml:"bundle" doc:"PEM file of the roots client certificates must chain to (default: identity.dir/bundle.pem)"`
 	// Cert and Key are the gateway's own certificate chain and key, for an
 	// operator who brings and renews them; or set Identity instead.
-	Cert string `yaml:"cert"`
-	Key  string `yaml:"key"`
+	Cert string `yaml:"cert" doc:"the gateway's own certificate chain, for an operator who brings and renews it; leave empty with identity.dir"`
+	Key  string `yaml:"key" doc:"its private key (with cert)"`
 	// Identity makes the gateway enroll and renew its own certificate.
-	Identity GatewayIdentity `yaml:"identity"`
+	Identity GatewayIdentity `yaml:"identity" doc:"the gateway enrolls and renews its own certificate (instead of cert and key)"`
 
-	Server     GatewayServer     `yaml:"server"`
-	Revocation GatewayRevocation `yaml:"revocation"`
+	Server     GatewayServer     `yaml:"server" doc:"where revocations come from"`
+	Revocation GatewayRevocation `yaml:"revocation" doc:"how the revoked set is kept current, and what happens when it cannot be"`
 	Metrics    GatewayMetrics    `yaml:"metrics"`
-	AccessLog  GatewayAccessLog  `yaml:"access_log"`
-	Timeouts   GatewayTimeouts   `yaml:"timeouts"`
+	AccessLog  GatewayAccessLog  `yaml:"access_log" doc:"one JSON line per request, connection or refused handshake"`
+	Timeouts   GatewayTimeouts   `yaml:"timeouts" doc:"bounds on each phase of a connection"`
 	// MaxHeaderBytes bounds the request line plus headers.
-	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	MaxHeaderBytes int `yaml:"max_header_bytes" doc:"largest request line plus headers, 1024..1048576"`
 	// Paths says what the gateway does with request paths an upstream
 	// could read more than one way; see GatewayPaths.
-	Paths GatewayPaths `yaml:"paths"`
+	Paths GatewayPaths `yaml:"paths" doc:"what to do with request paths an upstream could read more than one way (the canonical path is what is routed and forwarded)"`
 
-	Routes    []Route    `yaml:"routes"`
-	TCPRoutes []TCPRoute `yaml:"tcp_routes"`
+	Routes    []Route    `yaml:"routes" doc:"HTTP routes: the first whose host, path prefix and methods match a request decides it"`
+	TCPRoutes []TCPRoute `yaml:"tcp_routes" doc:"TCP routes: each pipes bytes from its own mTLS listener to a backend"`
 }
 
 // GatewayIdentity is the gateway's own enrolled identity: on first start it
@@ -56,17 +56,17 @@ type Gateway struct {
 type GatewayIdentity struct {
 	// Dir holds key.pem, cert.pem, bundle.pem and server.url, as
 	// `certgate enroll` writes them; the gateway replaces them on renewal.
-	Dir string `yaml:"dir"`
+	Dir string `yaml:"dir" doc:"the gateway enrolls and renews its own certificate here: key.pem, cert.pem, bundle.pem, server.url" example:"/var/lib/certgate-gateway"`
 	// Hosts are the DNS names and IP addresses clients reach the gateway
 	// by; they go into its certificate.
-	Hosts []string `yaml:"hosts"`
+	Hosts []string `yaml:"hosts" doc:"DNS names and IP addresses clients reach the gateway by; they go into its certificate" example:"[api.example.org]"`
 	// TokenFile holds the enrollment token for the first start (the
 	// --token flag and CERTGATE_TOKEN come first). It is read only while
 	// Dir holds no usable certificate.
-	TokenFile string `yaml:"token_file"`
+	TokenFile string `yaml:"token_file" doc:"enrollment token for the first start (--token and $CERTGATE_TOKEN come first); read only while dir holds no usable certificate"`
 	// KeyType is the type of key made at enrollment (default ecdsa-p256);
 	// renewals keep the type.
-	KeyType string `yaml:"key_type"`
+	KeyType string `yaml:"key_type" doc:"key made at enrollment: ecdsa-p256 (default), ecdsa-p384, ed25519, rsa-2048, rsa-3072, rsa-4096" example:"ecdsa-p256"`
 }
 
 // HostNames splits Hosts into DNS names and IP addresses.
@@ -89,14 +89,14 @@ const MaxGatewayHosts = 32
 type GatewayServer struct {
 	// URL of the certgate server. With neither URL nor URLs the gateway
 	// follows no revocations.
-	URL string `yaml:"url"`
+	URL string `yaml:"url" doc:"certgate server followed for revocations (https://); with neither url nor urls no revocation is followed" example:"https://ca.example.org:8444"`
 	// URLs lists server replicas; the gateway follows one at a time and
 	// fails over to the next. URL, if set too, comes first.
-	URLs []string `yaml:"urls"`
+	URLs []string `yaml:"urls" doc:"server replicas, followed one at a time with failover (url, if set, comes first)"`
 	// CA verifies the server's certificate; defaults to the bundle.
-	CA string `yaml:"ca"`
+	CA string `yaml:"ca" doc:"PEM roots that verify the server's certificate (default: bundle)"`
 	// RevocationRefresh is the pull interval.
-	RevocationRefresh Duration `yaml:"revocation_refresh"`
+	RevocationRefresh Duration `yaml:"revocation_refresh" doc:"poll interval in pull mode"`
 }
 
 // Revocation modes.
@@ -113,34 +113,34 @@ const (
 // current and what it does when it cannot.
 type GatewayRevocation struct {
 	// Mode is "feed" (the default with a server URL) or "pull".
-	Mode string `yaml:"mode"`
+	Mode string `yaml:"mode" doc:"feed (the change feed: a revocation arrives as soon as it is committed; the default with a server) or pull (GET /v1/revocations every revocation_refresh)"`
 	// MaxStaleness is how long the gateway keeps serving on the set it
 	// knows after it last heard from the server; past it, every request
 	// gets 503 until the server is back (fail closed).
-	MaxStaleness Duration `yaml:"max_staleness"`
+	MaxStaleness Duration `yaml:"max_staleness" doc:"how long the gateway serves on the revoked set it knows after it last heard from the server; past it every request gets 503 (fail closed)"`
 	// IdleTimeout drops a feed connection that delivered nothing, not
 	// even a heartbeat, for this long, and reconnects.
-	IdleTimeout Duration `yaml:"idle_timeout"`
+	IdleTimeout Duration `yaml:"idle_timeout" doc:"a feed connection silent this long (not even a heartbeat) is dropped and reopened"`
 	// MaxBackoff bounds the delay between feed reconnection attempts.
-	MaxBackoff Duration `yaml:"max_backoff"`
+	MaxBackoff Duration `yaml:"max_backoff" doc:"longest wait between feed reconnection attempts"`
 }
 
 // GatewayMetrics configures the Prometheus listener.
 type GatewayMetrics struct {
 	// Listen is the metrics address; empty disables metrics.
-	Listen string `yaml:"listen"`
+	Listen string `yaml:"listen" doc:"Prometheus /metrics address; empty: off"`
 }
 
 // GatewayAccessLog configures the access log.
 type GatewayAccessLog struct {
 	// Path is a file, or "-" (the default) for standard output.
-	Path string `yaml:"path"`
+	Path string `yaml:"path" doc:"access log file, or - for standard output"`
 	// MaxSizeMB rotates the file when it grows past this size.
-	MaxSizeMB int `yaml:"max_size_mb"`
+	MaxSizeMB int `yaml:"max_size_mb" doc:"rotate the file past this size"`
 	// MaxBackups is how many rotated files are kept.
-	MaxBackups int `yaml:"max_backups"`
+	MaxBackups int `yaml:"max_backups" doc:"rotated files kept"`
 	// Query logs the query string with the path.
-	Query bool `yaml:"query"`
+	Query bool `yaml:"query" doc:"log the query string with the path"`
 }
 
 // GatewayPaths is the canonical-path policy (internal/gateway/canon
@@ -150,15 +150,15 @@ type GatewayAccessLog struct {
 type GatewayPaths struct {
 	// RepeatedSlashes: "merge" (default) turns "//a" into "/a"; "reject"
 	// refuses it.
-	RepeatedSlashes string `yaml:"repeated_slashes"`
+	RepeatedSlashes string `yaml:"repeated_slashes" doc:"\"//a\": merge (to \"/a\", the default) or reject (400)"`
 	// EscapedSlashes (%2F): "reject" (default), "decode" (read and
 	// forward it as '/'), or "keep" (forward it encoded, for upstreams
 	// that take it as data; routes still match it as '/').
-	EscapedSlashes string `yaml:"escaped_slashes"`
+	EscapedSlashes string `yaml:"escaped_slashes" doc:"%2F in a path: reject (default), decode (read and forward as /) or keep (forward encoded; routes match it as /)"`
 	// Semicolons (path parameters, "/a;v=1"): "reject" (default) or
 	// "allow" (forwarded; routes match each segment by its name without
 	// parameters, as servlet containers read it).
-	Semicolons string `yaml:"semicolons"`
+	Semicolons string `yaml:"semicolons" doc:"path parameters (\"/a;v=1\"): reject (default) or allow (routes match each segment without its parameters)"`
 }
 
 // Path policy values.
@@ -172,58 +172,58 @@ const (
 
 // GatewayTimeouts bounds each phase of a connection.
 type GatewayTimeouts struct {
-	Handshake       Duration `yaml:"handshake"`
-	ReadHeader      Duration `yaml:"read_header"`
-	Idle            Duration `yaml:"idle"`
-	UpstreamDial    Duration `yaml:"upstream_dial"`
-	UpstreamHeader  Duration `yaml:"upstream_header"`
-	UpstreamIdle    Duration `yaml:"upstream_idle"`
-	UpstreamMaxIdle int      `yaml:"upstream_max_idle"`
+	Handshake       Duration `yaml:"handshake" doc:"TLS handshake"`
+	ReadHeader      Duration `yaml:"read_header" doc:"reading a request head"`
+	Idle            Duration `yaml:"idle" doc:"an idle client connection is closed after this"`
+	UpstreamDial    Duration `yaml:"upstream_dial" doc:"connecting to an upstream"`
+	UpstreamHeader  Duration `yaml:"upstream_header" doc:"waiting for an upstream's response head"`
+	UpstreamIdle    Duration `yaml:"upstream_idle" doc:"an idle pooled upstream connection is closed after this"`
+	UpstreamMaxIdle int      `yaml:"upstream_max_idle" doc:"idle connections kept per upstream"`
 }
 
 // Route is an HTTP route: the first route whose host, path prefix and
 // methods match a request decides it.
 type Route struct {
-	Name string `yaml:"name"`
+	Name string `yaml:"name" doc:"unique name, in logs and metrics" example:"billing"`
 	// Host matches the request host without port; empty matches any.
-	Host string `yaml:"host"`
+	Host string `yaml:"host" doc:"request host to match, without port; empty matches any"`
 	// PathPrefix matches whole path segments: "/api" matches "/api" and
 	// "/api/x" but not "/apix". Defaults to "/".
-	PathPrefix string `yaml:"path_prefix"`
+	PathPrefix string `yaml:"path_prefix" doc:"matches whole segments: /v1/invoices matches /v1/invoices and /v1/invoices/7, not /v1/invoicesx" example:"/v1/invoices"`
 	// Methods lists the methods the route covers; empty covers all.
-	Methods []string `yaml:"methods"`
+	Methods []string `yaml:"methods" doc:"methods the route covers; empty covers all" example:"[GET, POST]"`
 	// Upstream is http://host:port or https://host:port, optionally with a
 	// path prefix that replaces nothing (it is prepended).
-	Upstream string `yaml:"upstream"`
+	Upstream string `yaml:"upstream" doc:"http://host:port or https://host:port, optionally with a path prepended to the request path" example:"http://127.0.0.1:9000"`
 	// UpstreamCA verifies an https upstream; defaults to system roots.
-	UpstreamCA string `yaml:"upstream_ca"`
+	UpstreamCA string `yaml:"upstream_ca" doc:"PEM roots that verify an https upstream (default: the system roots)"`
 	// UpstreamServerName overrides the name checked in the upstream
 	// certificate.
-	UpstreamServerName string `yaml:"upstream_server_name"`
+	UpstreamServerName string `yaml:"upstream_server_name" doc:"name checked in an https upstream's certificate (default: the upstream's host)"`
 	// UpstreamClientCert presents the gateway's certificate to the upstream.
-	UpstreamClientCert bool `yaml:"upstream_client_cert"`
+	UpstreamClientCert bool `yaml:"upstream_client_cert" doc:"present the gateway's own certificate to an https upstream"`
 	// Allow lists exact SPIFFE IDs and patterns ending in "/*".
-	Allow []string `yaml:"allow"`
+	Allow []string `yaml:"allow" doc:"identities let through: exact SPIFFE IDs, or patterns ending in /*" example:"[spiffe://example.org/svc/checkout, spiffe://example.org/team/finance/*]"`
 	// Headers switches identity headers off and on (all on by default).
-	Headers IdentityHeaders `yaml:"headers"`
+	Headers IdentityHeaders `yaml:"headers" doc:"identity headers sent to the upstream (copies sent by the client are always removed first); all on by default"`
 }
 
 // IdentityHeaders says which identity headers go to the upstream. A nil
 // field means on.
 type IdentityHeaders struct {
-	ClientCert      *bool `yaml:"client_cert"`
-	ClientCertChain *bool `yaml:"client_cert_chain"`
-	XFCC            *bool `yaml:"xfcc"`
-	Identity        *bool `yaml:"identity"`
-	Serial          *bool `yaml:"serial"`
+	ClientCert      *bool `yaml:"client_cert" doc:"RFC 9440 Client-Cert" example:"true"`
+	ClientCertChain *bool `yaml:"client_cert_chain" doc:"RFC 9440 Client-Cert-Chain" example:"true"`
+	XFCC            *bool `yaml:"xfcc" doc:"Envoy's X-Forwarded-Client-Cert" example:"true"`
+	Identity        *bool `yaml:"identity" doc:"X-Client-Identity: the SPIFFE ID" example:"true"`
+	Serial          *bool `yaml:"serial" doc:"X-Client-Cert-Serial" example:"true"`
 }
 
 // TCPRoute pipes bytes from its own mTLS listener to a TCP backend.
 type TCPRoute struct {
-	Name    string   `yaml:"name"`
-	Listen  string   `yaml:"listen"`
-	Backend string   `yaml:"backend"`
-	Allow   []string `yaml:"allow"`
+	Name    string   `yaml:"name" doc:"unique name" example:"postgres"`
+	Listen  string   `yaml:"listen" doc:"the route's own mTLS listener" example:"0.0.0.0:15432"`
+	Backend string   `yaml:"backend" doc:"host:port the bytes go to" example:"127.0.0.1:5432"`
+	Allow   []string `yaml:"allow" doc:"identities let through" example:"[spiffe://example.org/svc/reports]"`
 }
 
 // Duration is a time.Duration spelled as "5s" in YAML.
