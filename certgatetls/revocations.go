@@ -65,7 +65,7 @@ const (
 
 // RevocationOptions configures [StartRevocations].
 type RevocationOptions struct {
-	// ServerURL is the certgate server, e.g. "https://certgate.internal:8443".
+	// ServerURL is the certgate server, e.g. "https://certgate.internal:8444".
 	ServerURL string
 	// Mode is how the set is kept current (default RevocationAuto: the
 	// feed if the server has one).

@@ -17,9 +17,9 @@ import (
 
 // agentFlags are the flags of `certgate agent`.
 type agentFlags struct {
-	dir, server, onRenew, listen, upstream, logFormat string
-	hookTimeout                                       time.Duration
-	allowRemote                                       bool
+	dir, server, onRenew, listen, upstream, serverName, logFormat string
+	hookTimeout                                                   time.Duration
+	allowRemote                                                   bool
 }
 
 func newAgentCmd(s streams) *cobra.Command {
@@ -48,6 +48,7 @@ The server URL is given once with --server and remembered in DIR/server.url.`,
 	fl.DurationVar(&f.hookTimeout, "on-renew-timeout", agent.DefaultHookTimeout, "how long --on-renew may run before it is killed")
 	fl.StringVar(&f.listen, "listen", "", "serve a plain-HTTP proxy to --upstream on this loopback address, e.g. 127.0.0.1:8080")
 	fl.StringVar(&f.upstream, "upstream", "", "gateway the proxy forwards to over mTLS, https://HOST:PORT")
+	fl.StringVar(&f.serverName, "server-name", "", "name the gateway's certificate must have, and the Host sent, when --upstream dials an address it does not name (like curl --resolve)")
 	fl.BoolVar(&f.allowRemote, "allow-remote", false, "let --listen be a non-loopback address (anyone who can connect acts as this client)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format on stderr: text or json")
 	cmd.AddCommand(newAgentStatusCmd(s))
@@ -62,6 +63,9 @@ func runAgent(ctx context.Context, s streams, f agentFlags) error {
 	}
 	if (f.listen == "") != (f.upstream == "") {
 		return errors.New("--listen and --upstream go together: the proxy needs both")
+	}
+	if f.serverName != "" && f.upstream == "" {
+		return errors.New("--server-name: names the gateway of --upstream, which is not given")
 	}
 	if f.listen != "" {
 		if err := agent.CheckListen(f.listen, f.allowRemote); err != nil {
@@ -94,6 +98,12 @@ func runAgent(ctx context.Context, s streams, f agentFlags) error {
 	if err := agent.RememberServerURL(f.dir, serverURL); err != nil {
 		return err
 	}
+	// The status is known before anything is served: a revoked
+	// certificate stops the agent here, and `agent status` run right
+	// after start already has the responder's answer.
+	if err := a.CheckStatus(ctx); err != nil {
+		return err
+	}
 	st := a.Status()
 	fmt.Fprintf(s.out, "certgate agent for %s: certificate %s valid until %s; renewing through %s\n",
 		st.Identity, st.Serial, st.NotAfter.UTC().Format(time.RFC3339), serverURL)
@@ -105,6 +115,9 @@ func runAgent(ctx context.Context, s streams, f agentFlags) error {
 		p, err := agent.NewProxy(a, f.upstream, log)
 		if err != nil {
 			return err
+		}
+		if f.serverName != "" {
+			p.SetServerName(f.serverName)
 		}
 		ln, err := net.Listen("tcp", f.listen)
 		if err != nil {

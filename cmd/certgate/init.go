@@ -74,7 +74,7 @@ func newInitCmd(s streams) *cobra.Command {
 	cmd.Flags().StringVar(&passFile, "passphrase-file", "", "file holding the passphrase that encrypts the CA keys (default $CERTGATE_PASSPHRASE)")
 	cmd.Flags().StringVar(&admin, "admin-name", "admin", "name of the admin identity spiffe://TD/admin/NAME")
 	cmd.Flags().StringVar(&storeURL, "store", "", "store URL (default: SQLite certgate.db in DIR)")
-	cmd.Flags().StringVar(&listen, "listen", "", "address the server will listen on (default 127.0.0.1:8443)")
+	cmd.Flags().StringVar(&listen, "listen", "", "address the server will listen on (default 127.0.0.1:8444; the gateway defaults to 8443)")
 	cmd.Flags().StringVar(&serverURL, "server-url", "", "URL clients use to reach the server, written into tokens (default https://LISTEN)")
 	cmd.Flags().StringVar(&caKey, "ca-key", "", "make the CA keys inside a PKCS#11 token: an RFC 7512 URI with module-path and pin-source, e.g. 'pkcs11:token=certgate?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/certgate/pin' (default: encrypted key files in DIR/ca)")
 	cmd.Flags().StringVar(&statusListen, "status-listen", "", "also serve the CRL and OCSP over plain HTTP on this address; certificates name http://STATUS-LISTEN/crl and /ocsp (default: off)")

@@ -344,6 +344,18 @@ func (a *Agent) issuerRevoked(ctx context.Context, c *credentials) bool {
 	return slices.Contains(st.RevokedIssuers, hex.EncodeToString(c.leaf().AuthorityKeyId))
 }
 
+// CheckStatus asks the current certificate's OCSP responder now and
+// records the answer in the status (Run does the same at start and at
+// every wake-up); it returns a *StoppedError when the certificate is
+// revoked.
+func (a *Agent) CheckStatus(ctx context.Context) error {
+	cur := a.cur.Load()
+	if a.statusRevoked(ctx, cur) {
+		return a.stop(&StoppedError{Err: ErrRevoked, Serial: cur.Serial, NotAfter: cur.leaf().NotAfter})
+	}
+	return nil
+}
+
 // statusRevoked asks the certificate's OCSP responder (its OCSP URL, else
 // the server's /ocsp) about c, records the answer in the status, and
 // reports whether c is revoked. No answer is not "good": it is recorded

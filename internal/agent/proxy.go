@@ -31,9 +31,13 @@ const retiredIdleSweep = time.Second
 type Proxy struct {
 	agent    *Agent
 	upstream *url.URL
-	log      *slog.Logger
-	gen      atomic.Pointer[generation]
-	rp       *httputil.ReverseProxy
+	// serverName, when set, is the name the gateway's certificate is
+	// checked against and the Host sent, while the upstream URL says
+	// where to dial (like curl --resolve).
+	serverName atomic.Pointer[string]
+	log        *slog.Logger
+	gen        atomic.Pointer[generation]
+	rp         *httputil.ReverseProxy
 }
 
 // generation is a connection pool whose connections all began while one
@@ -58,7 +62,16 @@ func NewProxy(a *Agent, upstream string, log *slog.Logger) (*Proxy, error) {
 	p.gen.Store(p.newGeneration())
 	a.onRotate(p.rotate)
 	p.rp = &httputil.ReverseProxy{
-		Rewrite:      func(pr *httputil.ProxyRequest) { pr.SetURL(u) },
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(u)
+			if name := p.serverName.Load(); name != nil {
+				if port := u.Port(); port != "" {
+					pr.Out.Host = net.JoinHostPort(*name, port)
+				} else {
+					pr.Out.Host = *name
+				}
+			}
+		},
 		Transport:    roundTripperFunc(p.roundTripRetry),
 		ErrorHandler: p.fail,
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -66,9 +79,24 @@ func NewProxy(a *Agent, upstream string, log *slog.Logger) (*Proxy, error) {
 	return p, nil
 }
 
+// SetServerName makes the proxy check the gateway's certificate for name,
+// and send it as the Host, instead of the upstream URL's host, which stays
+// the address dialled: for a gateway reached by an address its
+// certificate does not name.
+func (p *Proxy) SetServerName(name string) {
+	p.serverName.Store(&name)
+	old := p.gen.Swap(p.newGeneration())
+	old.tr.CloseIdleConnections()
+}
+
 func (p *Proxy) newGeneration() *generation {
 	cur := p.agent.cur.Load()
+	serverName := ""
+	if name := p.serverName.Load(); name != nil {
+		serverName = *name
+	}
 	tc := tlspolicy.Apply(&tls.Config{
+		ServerName:           serverName,
 		RootCAs:              cur.Roots,
 		GetClientCertificate: p.agent.GetClientCertificate,
 		// The gateway's certificate is judged at the agent's "now".

@@ -142,8 +142,8 @@ func DefaultServer(td string) Server {
 		},
 		Profiles: Profiles{ClientLifetime: 24 * time.Hour, ServerLifetime: 7 * 24 * time.Hour},
 		Listen: Listen{
-			Listen:            "127.0.0.1:8443",
-			URL:               "https://127.0.0.1:8443",
+			Listen:            "127.0.0.1:8444",
+			URL:               "https://127.0.0.1:8444",
 			Hostnames:         []string{"localhost", "127.0.0.1", "::1"},
 			MaxBodyBytes:      64 << 10,
 			ReadHeaderTimeout: 5 * time.Second,

@@ -44,7 +44,7 @@ func TestParseServerErrors(t *testing.T) {
 		"two docs":  {string(good) + "---\ntrust_domain: x\n", "config /x/certgate.yaml: more than one YAML document"},
 		"oversized": {strings.Repeat("#", MaxFileSize+1), "config /x/certgate.yaml: larger than 1048576 bytes"},
 		"invalid values": {strings.NewReplacer("trust_domain: example.org", "trust_domain: Bad", "key_type: ecdsa-p256", "key_type: dsa",
-			"url: https://127.0.0.1:8443", "url: http://x").Replace(string(good)),
+			"url: https://127.0.0.1:8444", "url: http://x").Replace(string(good)),
 			`config /x/certgate.yaml: ca.key_type: unsupported key type "dsa" (want one of ecdsa-p256, ecdsa-p384, ed25519, rsa-2048, rsa-3072, rsa-4096); server.url: "http://x" is not an https:// URL; trust_domain: trust domain "Bad" has invalid character 'B' (lowercase letters, digits, '.', '-', '_' only)`},
 		"bad rotation": {strings.NewReplacer("    at: 0.6666666666666666", "    at: 1.5", "    check_interval: 1m0s", "    check_interval: 10ms",
 			`metrics_listen: ""`, `metrics_listen: "nowhere"`).Replace(string(good)),

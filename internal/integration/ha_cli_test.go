@@ -40,7 +40,7 @@ func TestAdminCLIChoosesReplica(t *testing.T) {
 	}
 	// --server is really used: a replica that is not there is an error.
 	_, stderr, code := testenv.CLI(t, h.bin, "cert", "list", "--dir", h.dir, "--server", "https://127.0.0.1:1")
-	if code != 1 || !strings.Contains(stderr, "https://127.0.0.1:1/v1/certificates") || !strings.Contains(stderr, "connection refused") {
+	if code != 1 || !strings.Contains(stderr, "cannot reach the certgate server at https://127.0.0.1:1 (from --server)") || !strings.Contains(stderr, "connection refused") {
 		t.Fatalf("unreachable --server: exit %d %q", code, stderr)
 	}
 }
