@@ -170,7 +170,7 @@ trap 'kill $(cat pids 2>/dev/null) 2>/dev/null || true' EXIT
 		"\nOK: leaf \"CN=billing\" verifies for client auth as spiffe://example.org/svc/billing",
 		"\nrevocation: OCSP at https://127.0.0.1:" + srvPort + "/ocsp (the certificate's OCSP URL): good, as of ",
 		"\ndecision:     allow (matched spiffe://example.org/svc/billing)\n",
-		"\nhello spiffe://example.org/svc/billing at /v1/invoices\n$ certgate agent", // curl through the gateway
+		"\nhello spiffe://example.org/svc/billing at /v1/invoices\n$ certgate agent",        // curl through the gateway
 		"\nhello spiffe://example.org/svc/billing at /v1/invoices\n$ certgate agent status", // curl through the agent
 		"\nhealth:        healthy\n",
 		`"code":"revoked"`,
