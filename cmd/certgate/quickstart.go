@@ -178,7 +178,7 @@ func quickstart(ctx context.Context, s streams, o quickstartOptions) error {
 	defer cancel()
 	// Every component reports its end here; the first error stops them all.
 	var wg sync.WaitGroup
-	failed := make(chan error, 3)
+	failed := make(chan error, 4)
 	component := func(name string, f func() error) {
 		wg.Add(1)
 		go func() {
@@ -204,6 +204,14 @@ func quickstart(ctx context.Context, s streams, o quickstartOptions) error {
 	if err != nil {
 		return err
 	}
+	// SIGHUP reloads the demo server's certgate.yaml as it does a
+	// server's (and the gateway's routes, below).
+	hup, stopHup := hangups()
+	defer stopHup()
+	component("server reload", func() error {
+		serverReload{signals: hup}.run(ctx, log, inst, srv)
+		return nil
+	})
 	// A reused directory whose config has a status listener names it in
 	// every certificate: serve it, as "certgate server" does.
 	var statusLn net.Listener

@@ -183,6 +183,7 @@ routes:
 	qsClient := mtlsClient(t, info.Clients["allowed"].Dir, qsRoots)
 	qs.Signal(t, syscall.SIGHUP)
 	waitFile(ctx, t, info.Log, `"msg":"configuration reloaded"`)
+	waitFile(ctx, t, info.Log, `"msg":"SIGHUP: configuration reloaded"`)
 	resp, err := qsClient.Get(info.GatewayURL + "/")
 	if err != nil {
 		t.Fatalf("quickstart after SIGHUP: %v", err)
