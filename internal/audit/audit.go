@@ -32,6 +32,9 @@ const (
 	ActionRenew       = "cert.renew"
 	ActionRevoke      = "cert.revoke"
 	ActionAdmin       = "admin.action"
+	// ActionSharingSuspected: a gateway saw one certificate used from more
+	// source hosts at once than its threshold (subject: the serial).
+	ActionSharingSuspected = "cert.sharing_suspected"
 )
 
 // Entry is what a caller asks to record.

@@ -20,6 +20,11 @@ const (
 	stTokenCheck
 	stCertForRenew
 	stIssuersInactive
+	stUsageReport
+	stUsagePrune
+	stUsageDaily
+	stUsageIdentity
+	stUsageCert
 	numStmts
 )
 
@@ -52,6 +57,34 @@ var stmtText = [numStmts]string{
 	stTokenCheck: `SELECT secret_hash, identity FROM tokens WHERE id = ?`,
 	stIssuersInactive: `SELECT key_id, state FROM ca_certificates
 		WHERE kind = 'intermediate' AND state NOT IN ('active', 'retiring')`,
+	// A report ID is inserted first: a retried report affects no row and
+	// changes nothing else.
+	stUsageReport: `INSERT INTO usage_reports (id, gateway, received_at) VALUES (?, ?, ?)
+		ON CONFLICT (id) DO NOTHING`,
+	stUsagePrune: `DELETE FROM usage_reports WHERE received_at < ?`,
+	stUsageDaily: `INSERT INTO usage_daily (identity, route, day, req_none, req_1xx, req_2xx, req_3xx, req_4xx, req_5xx,
+		bytes_in, bytes_out, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (identity, route, day) DO UPDATE SET
+		req_none = usage_daily.req_none + excluded.req_none, req_1xx = usage_daily.req_1xx + excluded.req_1xx,
+		req_2xx = usage_daily.req_2xx + excluded.req_2xx, req_3xx = usage_daily.req_3xx + excluded.req_3xx,
+		req_4xx = usage_daily.req_4xx + excluded.req_4xx, req_5xx = usage_daily.req_5xx + excluded.req_5xx,
+		bytes_in = usage_daily.bytes_in + excluded.bytes_in, bytes_out = usage_daily.bytes_out + excluded.bytes_out,
+		last_seen = CASE WHEN excluded.last_seen > usage_daily.last_seen THEN excluded.last_seen ELSE usage_daily.last_seen END`,
+	// Reports from several gateways arrive in any order: the last use only
+	// moves forward.
+	stUsageIdentity: `INSERT INTO usage_identities (identity, last_seen, last_source, last_route, requests, sharing_at)
+		VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (identity) DO UPDATE SET
+		last_source = CASE WHEN excluded.last_seen >= usage_identities.last_seen THEN excluded.last_source ELSE usage_identities.last_source END,
+		last_route = CASE WHEN excluded.last_seen >= usage_identities.last_seen THEN excluded.last_route ELSE usage_identities.last_route END,
+		last_seen = CASE WHEN excluded.last_seen > usage_identities.last_seen THEN excluded.last_seen ELSE usage_identities.last_seen END,
+		requests = usage_identities.requests + excluded.requests,
+		sharing_at = CASE WHEN excluded.sharing_at > usage_identities.sharing_at THEN excluded.sharing_at ELSE usage_identities.sharing_at END`,
+	stUsageCert: `INSERT INTO usage_certificates (serial, identity, last_seen, last_source, requests) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (serial) DO UPDATE SET
+		last_source = CASE WHEN excluded.last_seen >= usage_certificates.last_seen THEN excluded.last_source ELSE usage_certificates.last_source END,
+		last_seen = CASE WHEN excluded.last_seen > usage_certificates.last_seen THEN excluded.last_seen ELSE usage_certificates.last_seen END,
+		requests = usage_certificates.requests + excluded.requests`,
 	stCertForRenew: `SELECT c.fingerprint, c.not_after, r.serial
 		FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial
 		WHERE c.serial = ?`,

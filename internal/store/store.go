@@ -231,6 +231,18 @@ type Store interface {
 	// out the certificates of identity except (if not empty).
 	IssuerUsage(ctx context.Context, now time.Time, except string) (map[string]IssuerUsage, error)
 
+	// RecordUsage records a gateway's usage report once (see
+	// [SQL.RecordUsage]); a report whose ID was recorded before changes
+	// nothing and returns duplicate true.
+	RecordUsage(ctx context.Context, r UsageReport) (duplicate bool, err error)
+	// IdentitiesSeen returns the last use of every identity, by identity.
+	IdentitiesSeen(ctx context.Context) ([]Seen, error)
+	// CertificatesSeen returns the last use of every certificate, by serial.
+	CertificatesSeen(ctx context.Context) (map[string]Seen, error)
+	// UsageDays returns daily counts of an identity ("" for all) from a
+	// day on ("" for all), by identity, day and route.
+	UsageDays(ctx context.Context, identity, from string) ([]UsageRow, error)
+
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 	// Close releases the database.

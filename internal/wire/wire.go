@@ -19,6 +19,8 @@ const (
 	PathCRL          = "/crl"             // GET → the active intermediate's CRL; GET PathCRL/KEYID → that CA key's CRL, DER
 	PathOCSP         = "/ocsp"            // POST, or GET PathOCSP/BASE64 → an OCSP response
 	PathHealth       = "/healthz"         // GET → Health
+	PathUsage        = "/v1/usage"        // POST UsageReport → UsageAck (gateway)
+	PathIdentities   = "/v1/identities"   // GET [?stale=DUR&expiring=DUR&identity=ID] → IdentityList (admin)
 )
 
 // CreateTokenRequest is the body of POST /v1/tokens.
@@ -176,4 +178,86 @@ type CA struct {
 // Health answers GET /healthz.
 type Health struct {
 	Status string `json:"status"` // "ok"
+}
+
+// UsageReport is the body of POST /v1/usage: what one gateway saw since
+// its last report, aggregated per identity, certificate, route and UTC day.
+// A gateway retries a report until the server acknowledges it; the server
+// records each ID once, so a retried report is never counted twice.
+type UsageReport struct {
+	ID      string       `json:"id"` // random, unique per report (MaxUsageIDLen)
+	Entries []UsageEntry `json:"entries"`
+	// Dropped counts requests the gateway could not aggregate because its
+	// table was full (bounded memory); they are in its access log only.
+	Dropped int64 `json:"dropped,omitempty"`
+	// Sharing lists certificates seen from more source hosts at once than
+	// the gateway's threshold.
+	Sharing []SharingReport `json:"sharing,omitempty"`
+}
+
+// Bounds the server enforces on a UsageReport.
+const (
+	MaxUsageEntries = 20000
+	MaxUsageIDLen   = 64
+	MaxSharing      = 1000
+)
+
+// UsageEntry counts the requests (and TCP connections) of one identity,
+// with one certificate, on one route, on one UTC day.
+type UsageEntry struct {
+	Identity string `json:"identity"`
+	Serial   string `json:"serial"`
+	Route    string `json:"route"` // "" for requests refused before a route matched
+	Day      string `json:"day"`   // YYYY-MM-DD, UTC
+	// Requests by status class: index 0 is "no status" (a TCP connection,
+	// a request cut before an answer), 1 to 5 are 1xx to 5xx.
+	Requests [6]int64  `json:"requests"`
+	BytesIn  int64     `json:"bytes_in"`
+	BytesOut int64     `json:"bytes_out"`
+	LastSeen time.Time `json:"last_seen"`
+	Source   string    `json:"source"` // the host (no port) of the last request
+}
+
+// SharingReport says one certificate was used from Sources (distinct
+// hosts) within Window, more than the gateway's threshold allows.
+type SharingReport struct {
+	Identity string    `json:"identity"`
+	Serial   string    `json:"serial"`
+	Sources  []string  `json:"sources"`
+	Window   string    `json:"window"` // a Go duration
+	Time     time.Time `json:"time"`
+}
+
+// UsageAck answers a UsageReport.
+type UsageAck struct {
+	ID        string `json:"id"`
+	Duplicate bool   `json:"duplicate,omitempty"` // the report was recorded before
+}
+
+// Identity is one identity of the inventory: its certificates, when a
+// gateway last saw it, and what is worth an operator's attention.
+type Identity struct {
+	Identity     string    `json:"identity"`
+	Valid        int       `json:"valid"`   // certificates valid now
+	Revoked      int       `json:"revoked"` // certificates revoked
+	Total        int       `json:"total"`
+	LatestSerial string    `json:"latest_serial,omitempty"`
+	NotAfter     time.Time `json:"not_after"` // of the latest certificate
+	LastSeen     time.Time `json:"last_seen,omitzero"`
+	LastSource   string    `json:"last_source,omitempty"`
+	Requests     int64     `json:"requests"` // every request recorded for it
+	// Stale: a valid certificate and no request for the stale window.
+	Stale bool `json:"stale,omitempty"`
+	// Expiring: its last valid certificate lapses within the expiring
+	// window and none was issued after it since renewal was due.
+	Expiring bool `json:"expiring,omitempty"`
+	// Sharing: a gateway reported its certificate used from several
+	// hosts at once (the time of the last report).
+	SharingSuspected time.Time `json:"sharing_suspected,omitzero"`
+}
+
+// IdentityList answers GET /v1/identities.
+type IdentityList struct {
+	Now        time.Time  `json:"now"`
+	Identities []Identity `json:"identities"`
 }
