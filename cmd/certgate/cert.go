@@ -45,9 +45,9 @@ func newCertListCmd(s streams) *cobra.Command {
 				return enc.Encode(certs)
 			}
 			tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SERIAL\tIDENTITY\tSTATUS\tNOT AFTER\tOBTAINED")
+			fmt.Fprintln(tw, "SERIAL\tIDENTITY\tSTATUS\tNOT AFTER\tOBTAINED\tLAST SEEN")
 			for _, c := range certs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Serial, c.Identity, c.Status, c.NotAfter.Format(time.RFC3339), c.Obtained)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Serial, c.Identity, c.Status, c.NotAfter.Format(time.RFC3339), c.Obtained, lastSeen(c.LastSeen, c.LastSource))
 			}
 			return tw.Flush()
 		},
@@ -147,4 +147,15 @@ func newCertRevokeCmd(s streams) *cobra.Command {
 
 func apiclientFilter(id, prefix, status string) apiclient.ListFilter {
 	return apiclient.ListFilter{Identity: id, Prefix: prefix, Status: strings.ToLower(status)}
+}
+
+// lastSeen is a LAST SEEN column: the time and host, or "never".
+func lastSeen(t time.Time, source string) string {
+	if t.IsZero() {
+		return "never"
+	}
+	if source == "" {
+		return t.UTC().Format(time.RFC3339)
+	}
+	return t.UTC().Format(time.RFC3339) + " from " + source
 }

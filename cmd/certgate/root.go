@@ -44,6 +44,7 @@ func newRootCmdWith(s streams, caStep func(string)) *cobra.Command {
 		newTokenCmd(s),
 		newEnrollCmd(s),
 		newCertCmd(s),
+		newIdentityCmd(s),
 		newAuditCmd(s),
 		newQuickstartCmd(s),
 		newVerifyCmd(s),

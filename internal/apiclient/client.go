@@ -306,3 +306,34 @@ func (c *Client) CA(ctx context.Context) (wire.CA, error) {
 	err := c.do(ctx, http.MethodGet, wire.PathCA, nil, &out)
 	return out, err
 }
+
+// ReportUsage sends a gateway's usage report (gateway).
+func (c *Client) ReportUsage(ctx context.Context, r wire.UsageReport) (wire.UsageAck, error) {
+	var out wire.UsageAck
+	err := c.do(ctx, http.MethodPost, wire.PathUsage, r, &out)
+	return out, err
+}
+
+// IdentityFilter narrows ListIdentities: Stale and Expiring are windows
+// such as "30d" (either flag keeps an identity when both are set).
+type IdentityFilter struct {
+	Identity, Stale, Expiring string
+}
+
+// ListIdentities returns the inventory of identities with their last use
+// (admin).
+func (c *Client) ListIdentities(ctx context.Context, f IdentityFilter) (wire.IdentityList, error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"identity": f.Identity, "stale": f.Stale, "expiring": f.Expiring} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	path := wire.PathIdentities
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var out wire.IdentityList
+	err := c.do(ctx, http.MethodGet, path, nil, &out)
+	return out, err
+}

@@ -33,6 +33,7 @@ var clientSide = []string{
 	"./internal/wire",
 	"./internal/feed",
 	"./internal/revocation",
+	"./internal/usage",
 	"./internal/bench/...",
 }
 

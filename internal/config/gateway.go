@@ -37,6 +37,9 @@ type Gateway struct {
 	Revocation GatewayRevocation `yaml:"revocation" doc:"how the revoked set is kept current, and what happens when it cannot be"`
 	Metrics    GatewayMetrics    `yaml:"metrics"`
 	AccessLog  GatewayAccessLog  `yaml:"access_log" doc:"one JSON line per request, connection or refused handshake"`
+	// Usage is what the gateway counts per identity and route and reports
+	// to the server (when server.url or identity is set).
+	Usage      GatewayUsage      `yaml:"usage" doc:"what the gateway counts per identity and route and reports to the server"`
 	Timeouts   GatewayTimeouts   `yaml:"timeouts" doc:"bounds on each phase of a connection"`
 	// MaxHeaderBytes bounds the request line plus headers.
 	MaxHeaderBytes int `yaml:"max_header_bytes" doc:"largest request line plus headers, 1024..1048576"`
@@ -239,6 +242,27 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// GatewayUsage is the usage section.
+type GatewayUsage struct {
+	// FlushInterval is how often the counts are sent to the server (5s);
+	// a server's last seen lags a request by at most this (plus retries
+	// while the server is away).
+	FlushInterval Duration `yaml:"flush_interval" doc:"how often the counts go to the server; the server's last seen lags a request by at most this" example:"5s"`
+	// MaxEntries bounds the distinct (identity, certificate, route, day)
+	// counters kept between two reports (10000, at most 20000); requests
+	// past it are counted as dropped and stay in the access log.
+	MaxEntries int `yaml:"max_entries" doc:"distinct identity, certificate, route and day counters kept between two reports, 1..20000; requests past it are counted as dropped" example:"10000"`
+	// Sharing reports a certificate used from more than MaxSources
+	// distinct source hosts within Window.
+	Sharing GatewaySharing `yaml:"sharing" doc:"report a certificate used from more source hosts at once than allowed (the server audits cert.sharing_suspected)"`
+}
+
+// GatewaySharing is usage.sharing.
+type GatewaySharing struct {
+	MaxSources int      `yaml:"max_sources" doc:"distinct source hosts one certificate may be used from within window, 1..32" example:"1"`
+	Window     Duration `yaml:"window" doc:"the window of the sharing check" example:"1m"`
+}
+
 // Std returns d as a time.Duration.
 func (d Duration) Std() time.Duration { return time.Duration(d) }
 
@@ -259,6 +283,11 @@ const (
 	DefaultMaxHeaderBytes       = 32 << 10
 	DefaultAccessLogMaxSizeMB   = 100
 	DefaultAccessLogMaxBackups  = 5
+	DefaultUsageFlushInterval   = 5 * time.Second
+	DefaultUsageMaxEntries      = 10000
+	MaxUsageEntries             = 20000 // wire.MaxUsageEntries
+	DefaultSharingMaxSources    = 1
+	DefaultSharingWindow        = time.Minute
 )
 
 // LoadGateway reads, decodes, defaults and validates a gateway config.
@@ -328,6 +357,14 @@ func (g *Gateway) setDefaults(dir string) {
 	def(&g.Revocation.MaxStaleness, DefaultMaxStaleness)
 	def(&g.Revocation.IdleTimeout, DefaultFeedIdleTimeout)
 	def(&g.Revocation.MaxBackoff, DefaultFeedMaxBackoff)
+	def(&g.Usage.FlushInterval, DefaultUsageFlushInterval)
+	def(&g.Usage.Sharing.Window, DefaultSharingWindow)
+	if g.Usage.MaxEntries == 0 {
+		g.Usage.MaxEntries = DefaultUsageMaxEntries
+	}
+	if g.Usage.Sharing.MaxSources == 0 {
+		g.Usage.Sharing.MaxSources = DefaultSharingMaxSources
+	}
 	def(&g.Timeouts.Handshake, DefaultHandshakeTimeout)
 	def(&g.Timeouts.ReadHeader, DefaultReadHeaderTimeout)
 	def(&g.Timeouts.Idle, DefaultIdleTimeout)
@@ -398,6 +435,18 @@ func ValidateGateway(g *Gateway) error {
 	}
 	if g.Revocation.MaxStaleness < Duration(time.Second) {
 		bad("revocation.max_staleness", "must be at least 1s, got %s", g.Revocation.MaxStaleness.Std())
+	}
+	if g.Usage.FlushInterval < Duration(100*time.Millisecond) {
+		bad("usage.flush_interval", "must be at least 100ms, got %s", g.Usage.FlushInterval.Std())
+	}
+	if g.Usage.MaxEntries < 1 || g.Usage.MaxEntries > MaxUsageEntries {
+		bad("usage.max_entries", "must be between 1 and %d, got %d", MaxUsageEntries, g.Usage.MaxEntries)
+	}
+	if g.Usage.Sharing.MaxSources < 1 || g.Usage.Sharing.MaxSources > 32 {
+		bad("usage.sharing.max_sources", "must be between 1 and 32, got %d", g.Usage.Sharing.MaxSources)
+	}
+	if g.Usage.Sharing.Window < Duration(time.Second) {
+		bad("usage.sharing.window", "must be at least 1s, got %s", g.Usage.Sharing.Window.Std())
 	}
 	if g.Revocation.IdleTimeout < Duration(100*time.Millisecond) {
 		bad("revocation.idle_timeout", "must be at least 100ms, got %s", g.Revocation.IdleTimeout.Std())

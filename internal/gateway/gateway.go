@@ -22,13 +22,17 @@ import (
 	"github.com/certgate/certgate/internal/revocation"
 	"github.com/certgate/certgate/internal/staple"
 	"github.com/certgate/certgate/internal/tlspolicy"
+	"github.com/certgate/certgate/internal/usage"
 )
 
 // Options are the gateway's collaborators. Zero fields get defaults.
 type Options struct {
-	Clock       clock.Clock        // default clock.Real
-	Logger      *slog.Logger       // operational log; default discards
-	AccessLog   *accesslog.Logger  // default discards
+	Clock     clock.Clock       // default clock.Real
+	Logger    *slog.Logger      // operational log; default discards
+	AccessLog *accesslog.Logger // default discards
+	// Usage, if set, counts every access-log entry with an identity for
+	// the usage reports to the server.
+	Usage       *usage.Table
 	Metrics     Metrics            // default no-op
 	Revocations *revocation.Holder // default an empty set
 	// SweepInterval is how often connections are checked for certificate
@@ -55,6 +59,7 @@ type Gateway struct {
 	clock   clock.Clock
 	log     *slog.Logger
 	access  *accesslog.Logger
+	usage   *usage.Table
 	metrics Metrics
 	revoked *revocation.Holder
 	sweep   time.Duration
@@ -95,7 +100,7 @@ type Gateway struct {
 // nothing until [Gateway.Start].
 func New(cfg *Config, o Options) (*Gateway, error) {
 	g := &Gateway{
-		clock: o.Clock, log: o.Logger, access: o.AccessLog, metrics: o.Metrics,
+		clock: o.Clock, log: o.Logger, access: o.AccessLog, usage: o.Usage, metrics: o.Metrics,
 		revoked: o.Revocations, sweep: o.SweepInterval, fresh: freshness{max: o.MaxStaleness},
 		tracker: newTracker(), pools: map[string]*upstream{}, tcpLns: map[string]tcpListener{},
 		interSrc: map[string][]*x509.Certificate{},

@@ -138,4 +138,8 @@ func (g *Gateway) logAccess(e *accesslog.Entry) {
 	if g.access != nil {
 		g.access.Log(e)
 	}
+	// Counted from the same entry, so usage and the access log agree.
+	if g.usage != nil {
+		g.usage.Record(e)
+	}
 }

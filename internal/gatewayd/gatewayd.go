@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/certgate/certgate/internal/accesslog"
 	"github.com/certgate/certgate/internal/agent"
+	"github.com/certgate/certgate/internal/apiclient"
 	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/config"
 	"github.com/certgate/certgate/internal/feed"
@@ -33,6 +35,7 @@ import (
 	"github.com/certgate/certgate/internal/pemutil"
 	"github.com/certgate/certgate/internal/revocation"
 	"github.com/certgate/certgate/internal/tlspolicy"
+	"github.com/certgate/certgate/internal/usage"
 	"github.com/certgate/certgate/internal/wire"
 )
 
@@ -160,6 +163,19 @@ func Run(ctx context.Context, o Options) error {
 	} else {
 		log.Warn("server.url is not set: revocations are not followed")
 	}
+	if src != nil {
+		table, shipper, err := usageShipper(cfg, own, log)
+		if err != nil {
+			return err
+		}
+		opts.Usage = table
+		shipDone := make(chan struct{})
+		go func() {
+			defer close(shipDone)
+			shipper.Run(ctx)
+		}()
+		defer func() { cancel(); <-shipDone }()
+	}
 	gc, err := gateway.NewConfig(cfg)
 	if err != nil {
 		return err
@@ -260,6 +276,33 @@ func revocationSource(cfg *config.Gateway, own *agent.Gateway, clk clock.Clock, 
 		log.Info("revocations: following the change feed", "servers", urls, "max_staleness", cfg.Revocation.MaxStaleness.Std())
 		return f, nil
 	}
+}
+
+// usageShipper counts usage per identity and route and sends it to the
+// servers the revocations come from, with the gateway's own certificate.
+func usageShipper(cfg *config.Gateway, own *agent.Gateway, log *slog.Logger) (*usage.Table, *usage.Shipper, error) {
+	urls := cfg.ServerURLs()
+	if len(urls) == 0 && own != nil {
+		urls = []string{own.ServerURL}
+	}
+	tc, err := revocationTLS(cfg, own)
+	if err != nil {
+		return nil, nil, err
+	}
+	table := usage.NewTable(usage.Options{MaxEntries: cfg.Usage.MaxEntries, MaxSources: cfg.Usage.Sharing.MaxSources, Window: cfg.Usage.Sharing.Window.Std()})
+	sh := &usage.Shipper{Table: table, Interval: cfg.Usage.FlushInterval.Std(), Log: log, Permanent: func(err error) bool {
+		var ae *apiclient.Error
+		return errors.As(err, &ae) && (ae.Status == http.StatusBadRequest || ae.Status == http.StatusRequestEntityTooLarge)
+	}}
+	for _, u := range urls {
+		cl, err := apiclient.New(apiclient.Options{ServerURL: u, Roots: tc.RootCAs, GetClientCertificate: tc.GetClientCertificate, Timeout: 30 * time.Second})
+		if err != nil {
+			return nil, nil, fmt.Errorf("usage: %w", err)
+		}
+		sh.Senders = append(sh.Senders, cl)
+	}
+	log.Info("usage: reporting to the server", "interval", sh.Interval, "max_entries", cfg.Usage.MaxEntries)
+	return table, sh, nil
 }
 
 // revocationTLS authenticates the gateway to the server with its own

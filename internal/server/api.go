@@ -33,6 +33,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+wire.PathCA, s.handle(s.caInfo))
 	s.statusRoutes(mux)
 	mux.HandleFunc("GET "+wire.PathHealth, s.health)
+	mux.HandleFunc("POST "+wire.PathUsage, s.handleLimit(s.recordUsage, maxUsageBody))
+	mux.HandleFunc("GET "+wire.PathIdentities, s.handle(s.listIdentities))
 	mux.HandleFunc("/", s.handle(func(*http.Request) (int, any, error) {
 		return 0, nil, apiError(http.StatusNotFound, wire.CodeNotFound, "no such endpoint", nil)
 	}))
@@ -42,8 +44,13 @@ func (s *Server) Handler() http.Handler {
 type handlerFunc func(r *http.Request) (status int, body any, err error)
 
 func (s *Server) handle(h handlerFunc) http.HandlerFunc {
+	return s.handleLimit(h, s.o.MaxBodyBytes)
+}
+
+// handleLimit is handle with its own bound on the request body.
+func (s *Server) handleLimit(h handlerFunc, maxBody int64) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, s.o.MaxBodyBytes)
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		status, body, err := h(r)
 		if err != nil {
 			writeError(w, r, s.o.Log, classify(err))

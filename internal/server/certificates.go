@@ -68,9 +68,16 @@ func (s *Server) listCertificates(r *http.Request) (int, any, error) {
 	if err := s.auditAdmin(r.Context(), c, "list certificates"); err != nil {
 		return 0, nil, err
 	}
+	seen, err := s.o.Store.CertificatesSeen(r.Context())
+	if err != nil {
+		return 0, nil, err
+	}
 	out := make([]wire.Certificate, len(certs))
 	for i, cert := range certs {
 		out[i] = certJSON(cert, f.Now)
+		if sn, ok := seen[cert.Serial]; ok {
+			out[i].LastSeen, out[i].LastSource = sn.LastSeen.UTC(), sn.LastSource
+		}
 	}
 	return http.StatusOK, wire.CertificateList{Certificates: out}, nil
 }

@@ -40,6 +40,10 @@ type Store interface {
 	Events(ctx context.Context, after int64, limit int) ([]store.Event, error)
 	LastPosition(ctx context.Context) (int64, error)
 	ListCAs(ctx context.Context) ([]store.CACert, error)
+	RecordUsage(ctx context.Context, r store.UsageReport) (bool, error)
+	IdentitiesSeen(ctx context.Context) ([]store.Seen, error)
+	CertificatesSeen(ctx context.Context) (map[string]store.Seen, error)
+	UsageDays(ctx context.Context, identity, from string) ([]store.UsageRow, error)
 	Ping(ctx context.Context) error
 }
 

@@ -80,7 +80,11 @@ type Certificate struct {
 	IssuedAt    time.Time   `json:"issued_at"`
 	Status      string      `json:"status"` // StatusValid, StatusExpired or StatusRevoked
 	Revocation  *Revocation `json:"revocation,omitempty"`
-	PEM         string      `json:"pem,omitempty"` // GET /v1/certificates/SERIAL only
+	// LastSeen is the last request a gateway reported with this
+	// certificate, and from which host (list only; zero: never seen).
+	LastSeen   time.Time `json:"last_seen,omitzero"`
+	LastSource string    `json:"last_source,omitempty"`
+	PEM        string    `json:"pem,omitempty"` // GET /v1/certificates/SERIAL only
 }
 
 // CertificateList answers GET /v1/certificates.
