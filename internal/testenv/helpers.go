@@ -13,6 +13,7 @@ import (
 	"github.com/certgate/certgate/certgatetls"
 	"github.com/certgate/certgate/internal/apiclient"
 	"github.com/certgate/certgate/internal/ca"
+	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/keytype"
 	"github.com/certgate/certgate/internal/store"
@@ -74,10 +75,16 @@ func (e *Env) Token(t testing.TB, id string, ttl time.Duration) string {
 
 // Client returns an API client of the server that trusts Roots and
 // presents cert (nil: no client certificate), with a 10 s timeout. Its
-// idle connections are closed when the test ends.
+// idle connections are closed when the test ends. On a fake clock it
+// verifies the server's certificate at the fake time, since the server
+// renews its certificate by that clock.
 func (e *Env) Client(t testing.TB, cert *tls.Certificate) *apiclient.Client {
 	t.Helper()
-	c, err := apiclient.New(apiclient.Options{ServerURL: e.URL, Roots: e.Roots, Certificate: cert, Timeout: 10 * time.Second})
+	o := apiclient.Options{ServerURL: e.URL, Roots: e.Roots, Certificate: cert, Timeout: 10 * time.Second}
+	if _, fake := e.Clock.(*clock.Fake); fake {
+		o.VerifyConnection = e.verifyServer
+	}
+	c, err := apiclient.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,7 +44,16 @@ func (s *Shipper) Run(ctx context.Context) {
 			return
 		case <-tk.C:
 		}
+		// After a delivered report the next one (what accumulated while
+		// the first was retried) goes at once, so last seen lags by at most
+		// one interval once the server is back.
 		err := s.flush(ctx, &cur)
+		for i := 0; i < 3 && err == nil; i++ {
+			err = s.flush(ctx, &cur)
+		}
+		if _, ok := err.(nothing); ok || ctx.Err() != nil {
+			err = nil
+		}
 		switch {
 		case err != nil && !failing:
 			failing = true
