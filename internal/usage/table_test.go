@@ -54,8 +54,8 @@ func TestTableSharing(t *testing.T) {
 	id := "spiffe://example.org/svc/a"
 	tb.Record(entry(id, "ab", "api", "127.0.0.1:1000", 200, t0))
 	tb.Record(entry(id, "ab", "api", "127.0.0.1:2000", 200, t0.Add(time.Second)))
-	tb.Record(entry(id, "cd", "api", "127.0.0.2:1000", 200, t0.Add(time.Second))) // another certificate
-	tb.Record(entry(id, "ab", "api", "127.0.0.3:1000", 200, t0.Add(2*time.Minute)))  // the first host is out of the window
+	tb.Record(entry(id, "cd", "api", "127.0.0.2:1000", 200, t0.Add(time.Second)))   // another certificate
+	tb.Record(entry(id, "ab", "api", "127.0.0.3:1000", 200, t0.Add(2*time.Minute))) // the first host is out of the window
 	if r := tb.Next(); len(r.Sharing) != 0 {
 		t.Fatalf("sharing reported without sharing: %+v", r.Sharing)
 	} else {
