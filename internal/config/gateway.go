@@ -39,8 +39,8 @@ type Gateway struct {
 	AccessLog  GatewayAccessLog  `yaml:"access_log" doc:"one JSON line per request, connection or refused handshake"`
 	// Usage is what the gateway counts per identity and route and reports
 	// to the server (when server.url or identity is set).
-	Usage      GatewayUsage      `yaml:"usage" doc:"what the gateway counts per identity and route and reports to the server"`
-	Timeouts   GatewayTimeouts   `yaml:"timeouts" doc:"bounds on each phase of a connection"`
+	Usage    GatewayUsage    `yaml:"usage" doc:"what the gateway counts per identity and route and reports to the server"`
+	Timeouts GatewayTimeouts `yaml:"timeouts" doc:"bounds on each phase of a connection"`
 	// MaxHeaderBytes bounds the request line plus headers.
 	MaxHeaderBytes int `yaml:"max_header_bytes" doc:"largest request line plus headers, 1024..1048576"`
 	// Paths says what the gateway does with request paths an upstream
