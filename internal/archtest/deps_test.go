@@ -34,6 +34,7 @@ var clientSide = []string{
 	"./internal/feed",
 	"./internal/revocation",
 	"./internal/usage",
+	"./internal/ratelimit",
 	"./internal/bench/...",
 }
 

@@ -119,6 +119,8 @@ func scalar(v reflect.Value) string {
 		return strconv.FormatBool(x)
 	case int:
 		return strconv.Itoa(x)
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64)
 	}
 	panic(fmt.Sprintf("config: no YAML form for %s", v.Type())) // a new kind of setting, caught by the tests
 }

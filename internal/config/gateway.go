@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -207,6 +208,8 @@ type Route struct {
 	UpstreamClientCert bool `yaml:"upstream_client_cert" doc:"present the gateway's own certificate to an https upstream"`
 	// Allow lists exact SPIFFE IDs and patterns ending in "/*".
 	Allow []string `yaml:"allow" doc:"identities let through: exact SPIFFE IDs, or patterns ending in /*" example:"[spiffe://example.org/svc/checkout, spiffe://example.org/team/finance/*]"`
+	// RateLimit limits each identity's requests on the route.
+	RateLimit RateLimit `yaml:"rate_limit" doc:"per-identity request rate on this route; over it: 429 with Retry-After (off while requests_per_second is 0)"`
 	// Headers switches identity headers off and on (all on by default).
 	Headers IdentityHeaders `yaml:"headers" doc:"identity headers sent to the upstream (copies sent by the client are always removed first); all on by default"`
 }
@@ -242,6 +245,24 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// RateLimit is a route's rate_limit: a token bucket per identity.
+type RateLimit struct {
+	RequestsPerSecond float64 `yaml:"requests_per_second" doc:"requests a second each identity may make on the route on average; 0: no limit" example:"10"`
+	Burst             int     `yaml:"burst" doc:"requests an identity may make at once (default: requests_per_second rounded up)" example:"20"`
+	// Overrides give some identities another limit; the first whose
+	// identities match applies.
+	Overrides []RateLimitOverride `yaml:"overrides" doc:"other limits for some identities; the first match applies"`
+	// MaxIdentities bounds the buckets kept for the route.
+	MaxIdentities int `yaml:"max_identities" doc:"buckets kept at most (memory is bounded however many identities call); a refilled bucket is forgotten first" example:"100000"`
+}
+
+// RateLimitOverride is one entry of rate_limit.overrides.
+type RateLimitOverride struct {
+	Identities        []string `yaml:"identities" doc:"exact SPIFFE IDs, or patterns ending in /*" example:"[spiffe://example.org/svc/batch/*]"`
+	RequestsPerSecond float64  `yaml:"requests_per_second" doc:"their requests a second" example:"100"`
+	Burst             int      `yaml:"burst" doc:"their burst (default: requests_per_second rounded up)" example:"200"`
+}
+
 // GatewayUsage is the usage section.
 type GatewayUsage struct {
 	// FlushInterval is how often the counts are sent to the server (5s);
@@ -268,26 +289,27 @@ func (d Duration) Std() time.Duration { return time.Duration(d) }
 
 // Gateway defaults.
 const (
-	DefaultGatewayListen        = ":8443"
-	DefaultRevocationRefresh    = 5 * time.Second
-	DefaultMaxStaleness         = 5 * time.Minute
-	DefaultFeedIdleTimeout      = 10 * time.Second
-	DefaultFeedMaxBackoff       = 15 * time.Second
-	DefaultHandshakeTimeout     = 10 * time.Second
-	DefaultReadHeaderTimeout    = 10 * time.Second
-	DefaultIdleTimeout          = 120 * time.Second
-	DefaultUpstreamDialTimeout  = 5 * time.Second
-	DefaultUpstreamHeaderTimout = 30 * time.Second
-	DefaultUpstreamIdleTimeout  = 90 * time.Second
-	DefaultUpstreamMaxIdle      = 64
-	DefaultMaxHeaderBytes       = 32 << 10
-	DefaultAccessLogMaxSizeMB   = 100
-	DefaultAccessLogMaxBackups  = 5
-	DefaultUsageFlushInterval   = 5 * time.Second
-	DefaultUsageMaxEntries      = 10000
-	MaxUsageEntries             = 20000 // wire.MaxUsageEntries
-	DefaultSharingMaxSources    = 1
-	DefaultSharingWindow        = time.Minute
+	DefaultGatewayListen          = ":8443"
+	DefaultRevocationRefresh      = 5 * time.Second
+	DefaultMaxStaleness           = 5 * time.Minute
+	DefaultFeedIdleTimeout        = 10 * time.Second
+	DefaultFeedMaxBackoff         = 15 * time.Second
+	DefaultHandshakeTimeout       = 10 * time.Second
+	DefaultReadHeaderTimeout      = 10 * time.Second
+	DefaultIdleTimeout            = 120 * time.Second
+	DefaultUpstreamDialTimeout    = 5 * time.Second
+	DefaultUpstreamHeaderTimout   = 30 * time.Second
+	DefaultUpstreamIdleTimeout    = 90 * time.Second
+	DefaultUpstreamMaxIdle        = 64
+	DefaultMaxHeaderBytes         = 32 << 10
+	DefaultAccessLogMaxSizeMB     = 100
+	DefaultAccessLogMaxBackups    = 5
+	DefaultUsageFlushInterval     = 5 * time.Second
+	DefaultRateLimitMaxIdentities = 100000
+	DefaultUsageMaxEntries        = 10000
+	MaxUsageEntries               = 20000 // wire.MaxUsageEntries
+	DefaultSharingMaxSources      = 1
+	DefaultSharingWindow          = time.Minute
 )
 
 // LoadGateway reads, decodes, defaults and validates a gateway config.
@@ -357,6 +379,20 @@ func (g *Gateway) setDefaults(dir string) {
 	def(&g.Revocation.MaxStaleness, DefaultMaxStaleness)
 	def(&g.Revocation.IdleTimeout, DefaultFeedIdleTimeout)
 	def(&g.Revocation.MaxBackoff, DefaultFeedMaxBackoff)
+	for i := range g.Routes {
+		rl := &g.Routes[i].RateLimit
+		if rl.RequestsPerSecond > 0 && rl.Burst == 0 {
+			rl.Burst = int(math.Ceil(rl.RequestsPerSecond))
+		}
+		if rl.MaxIdentities == 0 {
+			rl.MaxIdentities = DefaultRateLimitMaxIdentities
+		}
+		for j := range rl.Overrides {
+			if o := &rl.Overrides[j]; o.RequestsPerSecond > 0 && o.Burst == 0 {
+				o.Burst = int(math.Ceil(o.RequestsPerSecond))
+			}
+		}
+	}
 	def(&g.Usage.FlushInterval, DefaultUsageFlushInterval)
 	def(&g.Usage.Sharing.Window, DefaultSharingWindow)
 	if g.Usage.MaxEntries == 0 {
@@ -523,6 +559,7 @@ func ValidateGateway(g *Gateway) error {
 			bad(f+".upstream", "upstream_ca, upstream_server_name and upstream_client_cert need an https:// upstream")
 		}
 		validateAllow(bad, f+".allow", g.TrustDomain, r.Allow)
+		validateRateLimit(bad, f+".rate_limit", g.TrustDomain, r.RateLimit)
 	}
 	for i, r := range g.TCPRoutes {
 		f := fmt.Sprintf("tcp_routes[%d]", i)
@@ -609,6 +646,34 @@ func checkHostName(h string) error {
 		}
 	}
 	return nil
+}
+
+func validateRateLimit(bad func(field, format string, args ...any), f, td string, rl RateLimit) {
+	if rl.RequestsPerSecond == 0 && rl.Burst == 0 && len(rl.Overrides) == 0 {
+		return
+	}
+	if !(rl.RequestsPerSecond > 0) || rl.RequestsPerSecond > 1e9 {
+		bad(f+".requests_per_second", "must be above 0 and at most 1e9 when rate_limit is set, got %v", rl.RequestsPerSecond)
+	}
+	if rl.RequestsPerSecond > 0 && (rl.Burst < 1 || rl.Burst > 1e9) {
+		bad(f+".burst", "must be between 1 and 1e9, got %d", rl.Burst)
+	}
+	if rl.MaxIdentities < 64 || rl.MaxIdentities > 10_000_000 {
+		bad(f+".max_identities", "must be between 64 and 10000000, got %d", rl.MaxIdentities)
+	}
+	for i, o := range rl.Overrides {
+		of := fmt.Sprintf("%s.overrides[%d]", f, i)
+		if len(o.Identities) == 0 {
+			bad(of+".identities", "is required")
+		}
+		validateAllow(bad, of+".identities", td, o.Identities)
+		if !(o.RequestsPerSecond > 0) || o.RequestsPerSecond > 1e9 {
+			bad(of+".requests_per_second", "must be above 0 and at most 1e9, got %v", o.RequestsPerSecond)
+		}
+		if o.RequestsPerSecond > 0 && (o.Burst < 1 || o.Burst > 1e9) {
+			bad(of+".burst", "must be between 1 and 1e9, got %d", o.Burst)
+		}
+	}
 }
 
 func validateAllow(bad func(field, format string, args ...any), field, td string, allow []string) {

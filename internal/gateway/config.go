@@ -13,6 +13,7 @@ import (
 	"github.com/certgate/certgate/internal/config"
 	"github.com/certgate/certgate/internal/gateway/canon"
 	"github.com/certgate/certgate/internal/pemutil"
+	"github.com/certgate/certgate/internal/ratelimit"
 )
 
 // Config is the gateway's runtime configuration: the YAML schema
@@ -63,6 +64,9 @@ type routeConfig struct {
 	upstreamServerName string
 	upstreamClientCert bool
 	hdr                headerSet
+	// rateLimit is the route's per-identity limit; nil: none.
+	rateLimit     *ratelimit.Policy
+	rateLimitSize int
 }
 
 type tcpRouteConfig struct {
@@ -135,6 +139,13 @@ func NewConfig(c *config.Gateway) (*Config, error) {
 				identity:        config.HeaderOn(r.Headers.Identity),
 				serial:          config.HeaderOn(r.Headers.Serial),
 			},
+		}
+		if rl := r.RateLimit; rl.RequestsPerSecond > 0 {
+			pol := &ratelimit.Policy{Default: ratelimit.Limit{RPS: rl.RequestsPerSecond, Burst: rl.Burst}}
+			for _, o := range rl.Overrides {
+				pol.Overrides = append(pol.Overrides, ratelimit.Override{Identities: o.Identities, Limit: ratelimit.Limit{RPS: o.RequestsPerSecond, Burst: o.Burst}})
+			}
+			rc.rateLimit, rc.rateLimitSize = pol, rl.MaxIdentities
 		}
 		if r.UpstreamCA != "" {
 			data, err := os.ReadFile(r.UpstreamCA)

@@ -19,6 +19,7 @@ import (
 	"github.com/certgate/certgate/internal/accesslog"
 	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/identity"
+	"github.com/certgate/certgate/internal/ratelimit"
 	"github.com/certgate/certgate/internal/revocation"
 	"github.com/certgate/certgate/internal/staple"
 	"github.com/certgate/certgate/internal/tlspolicy"
@@ -82,13 +83,15 @@ type Gateway struct {
 	interMu  sync.Mutex
 	interSrc map[string][]*x509.Certificate // known intermediates by source (SetIntermediates)
 
-	mu      sync.Mutex // guards what follows
-	pools   map[string]*upstream
-	ln      net.Listener
-	tcpLns  map[string]tcpListener
-	h2      *h2server
-	started bool
-	closed  bool
+	mu    sync.Mutex // guards what follows
+	pools map[string]*upstream
+	// limiters are the routes' rate limit buckets, by route and limit.
+	limiters map[string]*ratelimit.Limiter
+	ln       net.Listener
+	tcpLns   map[string]tcpListener
+	h2       *h2server
+	started  bool
+	closed   bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -128,11 +131,12 @@ func New(cfg *Config, o Options) (*Gateway, error) {
 	if err := g.checkCertificateMode(cfg); err != nil {
 		return nil, err
 	}
-	rt, err := buildRuntime(cfg, g.pools, g.own, !g.ownSource, g.knownIntermediates(cfg))
+	rt, err := buildRuntime(cfg, g.pools, g.limiters, g.own, !g.ownSource, g.knownIntermediates(cfg))
 	if err != nil {
 		return nil, err
 	}
 	g.rt.Store(rt)
+	g.limiters = rt.limiters
 	g.reportOwnCertificate()
 	g.tlsConfig = tlspolicy.Apply(&tls.Config{
 		// The chain is verified by verifyConnection, which also runs on
@@ -420,7 +424,7 @@ func (g *Gateway) Reload(cfg *Config) error {
 	if err := g.checkCertificateMode(cfg); err != nil {
 		return err
 	}
-	rt, err := buildRuntime(cfg, pools, g.own, !g.ownSource, g.knownIntermediates(cfg))
+	rt, err := buildRuntime(cfg, pools, g.limiters, g.own, !g.ownSource, g.knownIntermediates(cfg))
 	if err != nil {
 		return err
 	}
@@ -455,6 +459,7 @@ func (g *Gateway) Reload(cfg *Config) error {
 		}
 	}
 	g.pools = pools
+	g.limiters = rt.limiters
 	if !slices.EqualFunc(old.cfg.roots, rt.cfg.roots, func(a, b *x509.Certificate) bool { return a.Equal(b) }) || old.cfg.trustDomain != rt.cfg.trustDomain {
 		g.rotateTicketKeys()
 	}

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"sync"
 	"time"
 
 	"github.com/certgate/certgate/internal/accesslog"
 	"github.com/certgate/certgate/internal/authz"
 	"github.com/certgate/certgate/internal/gateway/h1"
+	"github.com/certgate/certgate/internal/ratelimit"
 )
 
 // clientBufferSize is the read and write buffer of a client connection.
@@ -151,6 +153,11 @@ func (s *h1session) serveOne() bool {
 	}
 	route := rt.routes[dec.Route.Index]
 	e.Route, e.Decision, e.Reason = route.name, "allow", string(dec.Reason)
+	if route.limiter != nil {
+		if d := route.limiter.Allow(p.id, s.g.clock.Now()); !d.Allowed {
+			return s.rateLimited(e, route.name, d)
+		}
+	}
 	if req.Expect100 {
 		s.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
 		if s.bw.Flush() != nil {
@@ -174,6 +181,19 @@ func (s *h1session) forbid(e *accesslog.Entry, dec authz.Decision) bool {
 	return !closeAfter
 }
 
+// rateLimited answers 429 to a request over its identity's limit on the
+// route. A request body is not drained: the connection closes instead.
+func (s *h1session) rateLimited(e *accesslog.Entry, route string, d ratelimit.Decision) bool {
+	e.Decision, e.Reason, e.Status = "deny", reasonRateLimited, http.StatusTooManyRequests
+	closeAfter := s.req.Close || s.req.HasBody()
+	var buf [128]byte
+	hdr := appendRateLimitHeaders(buf[:0], d)
+	s.writeJSONHeaders(http.StatusTooManyRequests, hdr, rateLimitedJSON(d), closeAfter)
+	s.g.metrics.RateLimited(route)
+	s.finish(e, route)
+	return !closeAfter
+}
+
 // refuse answers a request that could not be parsed and closes.
 func (s *h1session) refuse(e *accesslog.Entry, he *h1.Error) {
 	e.Decision, e.Reason, e.Status, e.Error = "deny", he.Reason, he.Status, he.Msg
@@ -188,8 +208,15 @@ func (s *h1session) finish(e *accesslog.Entry, route string) {
 }
 
 func (s *h1session) writeJSON(status int, body []byte, closeAfter bool) {
+	s.writeJSONHeaders(status, nil, body, closeAfter)
+}
+
+// writeJSONHeaders is writeJSON with extra header lines (each ending in
+// CRLF).
+func (s *h1session) writeJSONHeaders(status int, extra, body []byte, closeAfter bool) {
 	b := s.out[:0]
 	b = h1.AppendStatusLine(b, status, nil)
+	b = append(b, extra...)
 	b = append(b, "Content-Type: application/json\r\n"...)
 	b = h1.AppendContentLength(b, int64(len(body)))
 	if closeAfter {

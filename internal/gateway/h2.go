@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -101,6 +102,19 @@ func (h *h2server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	route := rt.routes[dec.Route.Index]
 	up := route.up
 	e.Route, e.Decision, e.Reason = route.name, "allow", string(dec.Reason)
+	if route.limiter != nil {
+		if d := route.limiter.Allow(p.id, g.clock.Now()); !d.Allowed {
+			e.Decision, e.Reason, e.Status = "deny", reasonRateLimited, http.StatusTooManyRequests
+			h := w.Header()
+			h.Set("Retry-After", strconv.Itoa(retryAfterSeconds(d)))
+			h.Set("RateLimit-Limit", strconv.Itoa(d.Limit.Burst))
+			h.Set("RateLimit-Remaining", "0")
+			writeJSONResponse(w, http.StatusTooManyRequests, rateLimitedJSON(d))
+			g.metrics.RateLimited(route.name)
+			finish(route.name)
+			return
+		}
+	}
 
 	out := r.Clone(r.Context())
 	out.RequestURI = ""

@@ -30,6 +30,8 @@ type Metrics interface {
 	// its stack): where is "connection", "http2_request", "tunnel",
 	// "sweep", "revocation_hook" or "reload".
 	Panic(where string)
+	// RateLimited counts a request refused 429 by its route's rate limit.
+	RateLimited(route string)
 }
 
 type nopMetrics struct{}
@@ -43,3 +45,4 @@ func (nopMetrics) RevocationStale(bool)                                      {}
 func (nopMetrics) ConnectionCut(string)                                      {}
 func (nopMetrics) CertificateExpiry(time.Time)                               {}
 func (nopMetrics) Panic(string)                                              {}
+func (nopMetrics) RateLimited(string)                                        {}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"github.com/certgate/certgate/internal/ratelimit"
 	"os"
 
 	"github.com/certgate/certgate/internal/identity"
@@ -23,12 +24,16 @@ type runtime struct {
 	tcp    map[string]*tcpRouteConfig
 	cert   *tls.Certificate // loaded from the config's files; nil with Options.Certificate
 	selfID string           // the gateway's own SPIFFE ID, for X-Forwarded-Client-Cert By=
+	// limiters are the rate limiters of routes, by route and limit
+	// (kept by the next runtime where they match).
+	limiters map[string]*ratelimit.Limiter
 }
 
 type httpRoute struct {
-	name string
-	up   *upstream
-	hdr  headerSet
+	name    string
+	up      *upstream
+	hdr     headerSet
+	limiter *ratelimit.Limiter // nil: no rate limit
 }
 
 // headerSet says which identity headers a route sends upstream.
@@ -41,8 +46,8 @@ type headerSet struct {
 // the gateway's certificate from the config's cert and key files; own
 // returns the gateway's current certificate when an upstream asks for it
 // (and, without loadCert, names the gateway).
-func buildRuntime(cfg *Config, pools map[string]*upstream, own func() *tls.Certificate, loadCert bool, inter []*x509.Certificate) (*runtime, error) {
-	rt := &runtime{cfg: cfg, trust: newTrust(cfg.trustDomain, cfg.roots, inter), tcp: map[string]*tcpRouteConfig{}}
+func buildRuntime(cfg *Config, pools map[string]*upstream, limiters map[string]*ratelimit.Limiter, own func() *tls.Certificate, loadCert bool, inter []*x509.Certificate) (*runtime, error) {
+	rt := &runtime{cfg: cfg, trust: newTrust(cfg.trustDomain, cfg.roots, inter), tcp: map[string]*tcpRouteConfig{}, limiters: map[string]*ratelimit.Limiter{}}
 	self := own
 	if loadCert {
 		var err error
@@ -61,7 +66,19 @@ func buildRuntime(cfg *Config, pools map[string]*upstream, own func() *tls.Certi
 		if err != nil {
 			return nil, err
 		}
-		rt.routes = append(rt.routes, &httpRoute{name: r.name, up: up, hdr: r.hdr})
+		hr := &httpRoute{name: r.name, up: up, hdr: r.hdr}
+		if r.rateLimit != nil {
+			// A reload keeps the buckets of a route whose limit did not
+			// change, so it cannot be used to reset them.
+			key := fmt.Sprintf("%s|%v|%d", r.name, *r.rateLimit, r.rateLimitSize)
+			if hr.limiter = limiters[key]; hr.limiter == nil {
+				if hr.limiter, err = ratelimit.New(*r.rateLimit, r.rateLimitSize); err != nil {
+					return nil, fmt.Errorf("gateway: route %q: %w", r.name, err)
+				}
+			}
+			rt.limiters[key] = hr.limiter
+		}
+		rt.routes = append(rt.routes, hr)
 	}
 	for i := range cfg.tcpRoutes {
 		rt.tcp[cfg.tcpRoutes[i].name] = &cfg.tcpRoutes[i]

@@ -23,6 +23,7 @@ type Gateway struct {
 	revStale    prometheus.Gauge
 	cuts        *prometheus.CounterVec
 	panics      *prometheus.CounterVec
+	rateLimited *prometheus.CounterVec
 	feed        atomic.Pointer[feedBox]
 	certExpiry  prometheus.Gauge
 	statusCache sync.Map // int -> string
@@ -67,6 +68,9 @@ func NewGateway(reg prometheus.Registerer, now func() time.Time) *Gateway {
 		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "certgate_gateway_panics_total", Help: "Panics recovered (logged with their stack) while the gateway kept serving, by where they happened.",
 		}, []string{"where"}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "certgate_gateway_rate_limited_total", Help: "Requests answered 429 by their route's per-identity rate limit, by route.",
+		}, []string{"route"}),
 		certExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "certgate_gateway_certificate_expiry_timestamp_seconds", Help: "NotAfter of the gateway's own certificate.",
 		}),
@@ -114,7 +118,7 @@ func NewGateway(reg prometheus.Registerer, now func() time.Time) *Gateway {
 	})
 	g.cuts.WithLabelValues("revoked")
 	reg.MustRegister(g.handshakes, g.requests, g.latency, g.upstream, g.tcp, g.active, g.revSize, revAge, g.certExpiry,
-		g.revPosition, g.revStale, g.cuts, g.panics, feedConnected, feedPosition, feedLag)
+		g.revPosition, g.revStale, g.cuts, g.panics, g.rateLimited, feedConnected, feedPosition, feedLag)
 	return g
 }
 
@@ -142,6 +146,9 @@ func (g *Gateway) RevocationStale(stale bool) {
 
 // Panic counts a recovered panic.
 func (g *Gateway) Panic(where string) { g.panics.WithLabelValues(where).Inc() }
+
+// RateLimited counts a request refused by a route's rate limit.
+func (g *Gateway) RateLimited(route string) { g.rateLimited.WithLabelValues(route).Inc() }
 
 // ConnectionCut counts a connection the gateway closed.
 func (g *Gateway) ConnectionCut(reason string) { g.cuts.WithLabelValues(reason).Inc() }
