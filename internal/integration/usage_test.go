@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/certgate/certgate/internal/apiclient"
+	"github.com/certgate/certgate/internal/audit"
 	"github.com/certgate/certgate/internal/ca"
 	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/identity"
@@ -415,5 +417,79 @@ func TestUsageReportRefusals(t *testing.T) {
 	}
 	if seen, _ := e.Store.IdentitiesSeen(context.Background()); len(seen) != 1 || seen[0].Requests != 1 {
 		t.Errorf("after one report sent twice: %+v; want 1 request", seen)
+	}
+}
+
+// TestSharingSuspected: one certificate used at once from 127.0.0.1 and
+// 127.0.0.2 (more hosts than usage.sharing.max_sources 1 within the
+// window) is reported by the gateway; the server records a
+// cert.sharing_suspected audit record naming both hosts, and the
+// inventory flags the identity. Another client used from one host only is
+// not flagged.
+func TestSharingSuspected(t *testing.T) {
+	u := newUsageSetup(t, "  sharing:\n    max_sources: 1\n    window: 1m\n")
+	e := u.env
+	mk := func(name string) client {
+		c := e.IssueDirect(t, "/svc/"+name, ca.ClientProfile)
+		return client{cert: c, serial: c.Leaf.SerialNumber.Text(16), id: "spiffe://example.org/svc/" + name}
+	}
+	shared, alone := mk("shared"), mk("alone")
+	from := func(c client, ip string) {
+		t.Helper()
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: clientTLS(e.Roots, c), DialContext: d.DialContext}}
+		defer hc.CloseIdleConnections()
+		resp, err := hc.Get("https://" + u.gwAddr + "/ok")
+		if err != nil {
+			t.Fatalf("%s from %s: %v", c.id, ip, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s from %s: %s", c.id, ip, resp.Status)
+		}
+	}
+	from(alone, "127.0.0.1")
+	from(alone, "127.0.0.1")
+	from(shared, "127.0.0.1")
+	from(shared, "127.0.0.2")
+
+	var found []audit.Record
+	deadline := time.Now().Add(10 * time.Second)
+	for len(found) == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		recs, err := e.Store.AuditRecords(context.Background(), 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			if r.Action == audit.ActionSharingSuspected {
+				found = append(found, r)
+			}
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("%d sharing_suspected audit records, want 1: %+v", len(found), found)
+	}
+	r := found[0]
+	want := `{"identity":"spiffe://example.org/svc/shared","sources":["127.0.0.1","127.0.0.2"],"window":"1m0s"}`
+	if r.Subject != shared.serial || r.Actor != "spiffe://example.org/gateway/gw1" || r.Detail != want {
+		t.Errorf("audit record %+v; want subject %s by the gateway with %s", r, shared.serial, want)
+	}
+	list, err := e.Client(t, &e.AdminCert).ListIdentities(context.Background(), apiclient.IdentityFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range list.Identities {
+		switch id.Identity {
+		case shared.id:
+			if id.SharingSuspected.IsZero() {
+				t.Errorf("%s not flagged: %+v", id.Identity, id)
+			}
+		case alone.id:
+			if !id.SharingSuspected.IsZero() || id.Requests != 2 {
+				t.Errorf("%s: %+v; want 2 requests, not flagged", id.Identity, id)
+			}
+		}
 	}
 }
