@@ -35,6 +35,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+wire.PathHealth, s.health)
 	mux.HandleFunc("POST "+wire.PathUsage, s.handleLimit(s.recordUsage, maxUsageBody))
 	mux.HandleFunc("GET "+wire.PathIdentities, s.handle(s.listIdentities))
+	s.consoleRoutes(mux)
 	mux.HandleFunc("/", s.handle(func(*http.Request) (int, any, error) {
 		return 0, nil, apiError(http.StatusNotFound, wire.CodeNotFound, "no such endpoint", nil)
 	}))

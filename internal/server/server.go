@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -88,6 +89,13 @@ type Server struct {
 	// active intermediate, rebuilt when a rotation changed the hierarchy.
 	trustMu sync.Mutex
 	trust   atomic.Pointer[serverTrust]
+
+	// csrfKey signs the console's form tokens (console.go); new at every
+	// start, so a restart makes open forms stale.
+	csrfKey [32]byte
+	// gateways are the feed streams and usage reports of this replica,
+	// for the console's gateways page.
+	gateways gatewayBook
 }
 
 // serverTrust is the client verification of one hierarchy.
@@ -153,6 +161,7 @@ func New(o Options) (*Server, error) {
 	}
 	streams, stopStreams := context.WithCancel(context.Background())
 	s := &Server{o: o, feed: feedserver.New(fo), status: status, streams: streams, stopStreams: stopStreams}
+	rand.Read(s.csrfKey[:])
 	s.stapler = staple.New(func(ctx context.Context, req []byte, _ *x509.Certificate) ([]byte, error) {
 		r, err := status.Respond(ctx, req)
 		return r.DER, err

@@ -43,6 +43,7 @@ func (s *Server) recordUsage(r *http.Request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	s.gateways.reported(c.ID.String(), now)
 	if in.Dropped > 0 {
 		s.o.Log.Warn("a gateway could not count every request: its usage table was full", "gateway", c.ID.String(), "dropped", in.Dropped)
 	}
