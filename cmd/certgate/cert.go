@@ -14,8 +14,8 @@ import (
 )
 
 func newCertCmd(s streams) *cobra.Command {
-	cmd := &cobra.Command{Use: "cert", Short: "List, show and revoke certificates"}
-	cmd.AddCommand(newCertListCmd(s), newCertShowCmd(s), newCertRevokeCmd(s))
+	cmd := &cobra.Command{Use: "cert", Short: "List, show, revoke and export certificates"}
+	cmd.AddCommand(newCertListCmd(s), newCertShowCmd(s), newCertRevokeCmd(s), newCertExportCmd(s))
 	return cmd
 }
 

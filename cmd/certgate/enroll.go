@@ -3,19 +3,23 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/certgate/certgate/certgatetls"
+	"github.com/certgate/certgate/internal/credexport"
 	"github.com/certgate/certgate/internal/enroll"
 	"github.com/certgate/certgate/internal/keytype"
 )
 
 func newEnrollCmd(s streams) *cobra.Command {
 	var tok, out, kt string
+	var ff formatFlags
 	cmd := &cobra.Command{
 		Use:   "enroll --token T --out DIR",
-		Short: "Make a key here, redeem a token, and write key.pem, cert.pem and bundle.pem",
+		Short: "Make a key here, redeem a token, and write key.pem, cert.pem and bundle.pem (and credentials.p12 with --format p12)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if tok == "" {
@@ -31,17 +35,41 @@ func newEnrollCmd(s streams) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("--key-type: %w", err)
 			}
+			// The password is asked before the token is spent.
+			fo, err := ff.options()
+			if err != nil {
+				return err
+			}
 			res, err := enroll.Enroll(cmd.Context(), enroll.Options{Token: tok, OutDir: out, KeyType: t})
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(s.out, "enrolled %s (serial %s, valid until %s)\n  %s/key.pem  %s/cert.pem  %s/bundle.pem\n",
 				res.Identity, res.Serial, res.NotAfter.Format(time.RFC3339), out, out, out)
+			if fo.Format != credexport.P12 {
+				return nil
+			}
+			// The PEM files stay: the agent renews from them. The p12 is
+			// the one file a Java or .NET stack loads.
+			c, err := certgatetls.ReadCredentials(out)
+			if err != nil {
+				return err
+			}
+			p12 := filepath.Join(out, p12File)
+			if err := credexport.WriteFile(p12, *c.Certificate, fo); err != nil {
+				return err
+			}
+			fmt.Fprintf(s.out, "  %s\n", p12)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&tok, "token", "", "enrollment token (default $CERTGATE_TOKEN)")
 	cmd.Flags().StringVar(&out, "out", "", "directory to write key.pem, cert.pem and bundle.pem into")
 	cmd.Flags().StringVar(&kt, "key-type", string(keytype.Default), "key type: ecdsa-p256, ecdsa-p384, ed25519, rsa-2048, rsa-3072, rsa-4096")
+	ff.add(cmd, "")
 	return cmd
 }
+
+// p12File is the PKCS#12 file enroll --format p12 writes next to the PEM
+// files.
+const p12File = "credentials.p12"
