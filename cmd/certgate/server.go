@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,6 +19,7 @@ import (
 	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/config"
 	"github.com/certgate/certgate/internal/metrics"
+	"github.com/certgate/certgate/internal/pemutil"
 	"github.com/certgate/certgate/internal/server"
 	"github.com/certgate/certgate/internal/store"
 )
@@ -205,8 +207,21 @@ func newServer(inst *cadir.Installation, log *slog.Logger) (*server.Server, erro
 	cfg := inst.Config
 	prof := ca.ServerProfile
 	prof.Lifetime = cfg.Profiles.ServerLifetime
+	var boot []server.ESTBootstrap
+	for i, b := range cfg.EST.Bootstrap {
+		data, err := os.ReadFile(cfg.Path(b.Bundle))
+		if err != nil {
+			return nil, fmt.Errorf("est.bootstrap[%d].bundle: %w", i, err)
+		}
+		roots, err := pemutil.ParseCertificates(data)
+		if err != nil {
+			return nil, fmt.Errorf("est.bootstrap[%d].bundle: %s: %w", i, b.Bundle, err)
+		}
+		boot = append(boot, server.ESTBootstrap{Name: b.Name, Roots: roots, IdentityPrefix: b.IdentityPrefix})
+	}
 	return server.New(server.Options{
-		Authority: inst.Authority, Store: inst.Store, Clock: clock.Real{}, Log: log,
+		ESTBootstrap: boot,
+		Authority:    inst.Authority, Store: inst.Store, Clock: clock.Real{}, Log: log,
 		Hostnames: cfg.Listen.Hostnames, ServerProfile: prof, MaxBodyBytes: cfg.Listen.MaxBodyBytes,
 		ReadHeaderTimeout: cfg.Listen.ReadHeaderTimeout, ReadTimeout: cfg.Listen.ReadTimeout, IdleTimeout: cfg.Listen.IdleTimeout,
 		FeedHeartbeat: cfg.Revocation.FeedHeartbeat,

@@ -211,6 +211,27 @@ func (s *Service) Enroll(ctx context.Context, tok token.Token, csrPEM []byte) (I
 	})
 }
 
+// EnrollBootstrap issues the certificate the CSR asks for to a device that
+// authenticated with a bootstrap certificate (EST, RFC 7030 §3.3.2): the
+// caller has verified that certificate and bound it to id; actor names it
+// in the audit record (its fingerprint). The CSR must ask for exactly id.
+// Role prefixes are never granted this way: they come from tokens an
+// operator mints.
+func (s *Service) EnrollBootstrap(ctx context.Context, id identity.ID, csrPEM []byte, actor string) (Issued, error) {
+	if !id.MemberOf(s.TrustDomain()) {
+		return Issued{}, fmt.Errorf("%w: %s is outside trust domain %q", ErrIdentity, id, s.TrustDomain())
+	}
+	if id.Under(identity.AdminPrefix) || id.Under(identity.GatewayPrefix) {
+		return Issued{}, fmt.Errorf("%w: %s has a role; a bootstrap certificate cannot enroll it", ErrIdentity, id)
+	}
+	prof, opts := s.profileFor(id)
+	req, err := csr.ParseAndCheck(csrPEM, id, opts...)
+	if err != nil {
+		return Issued{}, err
+	}
+	return s.issue(ctx, requestOf(req), prof, issueMeta{obtained: store.ObtainedBootstrap, actor: actor})
+}
+
 // Renewal errors. A client that gets one of these must enroll again with a
 // new token.
 var (

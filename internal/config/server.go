@@ -30,6 +30,7 @@ type Server struct {
 	Admin       Admin    `yaml:"admin"`
 	Revocation  Revoke   `yaml:"revocation"`
 	Log         Log      `yaml:"log"`
+	EST         EST      `yaml:"est"`
 
 	dir string // where the file was loaded from
 }
@@ -117,6 +118,24 @@ type Revoke struct {
 	OCSPSignerLifetime time.Duration `yaml:"ocsp_signer_lifetime"`
 }
 
+// EST configures enrollment over RFC 7030 (/.well-known/est/ on the
+// server's listener). Token enrollment (the token as the HTTP Basic
+// password) and re-enrollment are always on; Bootstrap adds the CAs whose
+// device certificates may enroll without a token.
+type EST struct {
+	Bootstrap []ESTBootstrap `yaml:"bootstrap"`
+}
+
+// ESTBootstrap is one CA of bootstrap certificates (e.g. a manufacturer's
+// device identities): a device holding one enrolls as
+// spiffe://TRUST_DOMAIN + IdentityPrefix + its certificate's subject
+// serial number (or common name).
+type ESTBootstrap struct {
+	Name           string `yaml:"name"`
+	Bundle         string `yaml:"bundle"`
+	IdentityPrefix string `yaml:"identity_prefix"`
+}
+
 // Admin names the admin client certificate the CLI uses.
 type Admin struct {
 	Cert   string `yaml:"cert"`
@@ -130,6 +149,7 @@ func DefaultServer(td string) Server {
 	return Server{
 		TrustDomain: td,
 		Store:       "sqlite://certgate.db",
+		EST:         EST{Bootstrap: []ESTBootstrap{}},
 		CA: CA{
 			KeyType:          string(keytype.Default),
 			RootCert:         "ca/root.pem",
@@ -287,6 +307,24 @@ func (c Server) Validate() error {
 	}
 	if c.Revocation.OCSPSignerLifetime < c.Revocation.OCSPValidity {
 		bad("revocation.ocsp_signer_lifetime", "%s is shorter than ocsp_validity", c.Revocation.OCSPSignerLifetime)
+	}
+	names := map[string]bool{}
+	for i, b := range c.EST.Bootstrap {
+		field := fmt.Sprintf("est.bootstrap[%d]", i)
+		if b.Name == "" || names[b.Name] {
+			bad(field+".name", "%q is empty or not unique", b.Name)
+		}
+		names[b.Name] = true
+		if b.Bundle == "" {
+			bad(field+".bundle", "is empty")
+		}
+		p := b.IdentityPrefix
+		switch {
+		case len(p) < 3 || !strings.HasPrefix(p, "/") || !strings.HasSuffix(p, "/"):
+			bad(field+".identity_prefix", "%q is not a path like /device/", p)
+		case strings.HasPrefix(p, identity.AdminPrefix) || strings.HasPrefix(p, identity.GatewayPrefix) || p == "/server/":
+			bad(field+".identity_prefix", "%q is a role's prefix; a bootstrap certificate grants no role", p)
+		}
 	}
 	if c.Tokens.DefaultTTL <= 0 || c.Tokens.MaxTTL < c.Tokens.DefaultTTL {
 		bad("tokens", "default_ttl must be positive and not above max_ttl")

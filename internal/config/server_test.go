@@ -37,7 +37,7 @@ func TestParseServerErrors(t *testing.T) {
 		"misspelled field": {strings.Replace(string(good), "  max_ttl:", "  max_tll:", 1),
 			"config /x/certgate.yaml: line 78: tokens.max_tll: unknown field; did you mean max_ttl?"},
 		"unknown top-level": {string(good) + "extra: 1\n",
-			"config /x/certgate.yaml: line 104: extra: unknown field"},
+			"config /x/certgate.yaml: line 116: extra: unknown field"},
 		"bad duration": {strings.Replace(string(good), "default_ttl: 15m0s", "default_ttl: soon", 1),
 			`config /x/certgate.yaml: line 76: tokens.default_ttl: "soon" is not a duration (e.g. 90s, 15m, 24h)`},
 		"empty":     {"", "config /x/certgate.yaml: empty"},
@@ -60,6 +60,38 @@ func TestParseServerErrors(t *testing.T) {
 				t.Fatalf("got  %v\nwant %s", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestESTBootstrap: bootstrap CAs survive Render and LoadServer, and each
+// bad entry is named.
+func TestESTBootstrap(t *testing.T) {
+	want := DefaultServer("example.org")
+	want.EST.Bootstrap = []ESTBootstrap{{Name: "acme", Bundle: "acme devices.pem", IdentityPrefix: "/device/"}}
+	data, err := want.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseServer("/x/certgate.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.EST, want.EST) {
+		t.Fatalf("round trip: %+v, want %+v", got.EST, want.EST)
+	}
+	bad := DefaultServer("example.org")
+	bad.EST.Bootstrap = []ESTBootstrap{
+		{Name: "acme", Bundle: "a.pem", IdentityPrefix: "/admin/"},
+		{Name: "acme", Bundle: "", IdentityPrefix: "device"},
+		{Name: "gw", Bundle: "g.pem", IdentityPrefix: "/gateway/x/"},
+	}
+	data, _ = bad.Render()
+	_, err = ParseServer("/x/certgate.yaml", data)
+	const msg = `config /x/certgate.yaml: est.bootstrap[0].identity_prefix: "/admin/" is a role's prefix; a bootstrap certificate grants no role; ` +
+		`est.bootstrap[1].bundle: is empty; est.bootstrap[1].identity_prefix: "device" is not a path like /device/; est.bootstrap[1].name: "acme" is empty or not unique; ` +
+		`est.bootstrap[2].identity_prefix: "/gateway/x/" is a role's prefix; a bootstrap certificate grants no role`
+	if err == nil || err.Error() != msg {
+		t.Fatalf("got  %v\nwant %s", err, msg)
 	}
 }
 

@@ -100,6 +100,23 @@ log:
   # Least severe level the server logs: debug, info, warn or error.
   level: {{.Log.Level}}
 
+est:
+  # EST (RFC 7030) under /.well-known/est/ on the listener above: cacerts,
+  # csrattrs, simpleenroll with an enrollment token as the HTTP Basic
+  # password, simplereenroll with the current certificate. bootstrap lists
+  # the CAs whose device certificates may also simpleenroll, as
+  # spiffe://TRUST_DOMAIN + identity_prefix + the certificate's subject
+  # serial number (or common name), e.g.
+  #   - name: acme
+  #     bundle: acme-devices.pem
+  #     identity_prefix: /device/
+  bootstrap:{{if not .EST.Bootstrap}} []{{end}}
+{{- range .EST.Bootstrap}}
+    - name: {{printf "%q" .Name}}
+      bundle: {{printf "%q" .Bundle}}
+      identity_prefix: {{printf "%q" .IdentityPrefix}}
+{{- end}}
+
 # What a SIGHUP to "certgate server" applies without a restart: log.level,
 # profiles.client_lifetime, profiles.server_lifetime and server.hostnames
 # (a new serving certificate). It names every other changed setting as

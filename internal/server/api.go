@@ -32,6 +32,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+wire.PathBundle, s.bundle)
 	mux.HandleFunc("GET "+wire.PathCA, s.handle(s.caInfo))
 	s.statusRoutes(mux)
+	s.estRoutes(mux)
 	mux.HandleFunc("GET "+wire.PathHealth, s.health)
 	mux.HandleFunc("POST "+wire.PathUsage, s.handleLimit(s.recordUsage, maxUsageBody))
 	mux.HandleFunc("GET "+wire.PathIdentities, s.handle(s.listIdentities))

@@ -42,6 +42,13 @@ type clientVerifier struct {
 	// notBefore, notAfter: when issuer and the root it chains to are both
 	// valid.
 	notBefore, notAfter time.Time
+
+	// bootstrap are the roots of EST bootstrap certificates: a client
+	// certificate that chains to none of the CA's roots may still complete
+	// the handshake if it chains to one of these. It is good for nothing
+	// but /.well-known/est/simpleenroll: every other handler finds it
+	// unknown to the store (authenticate, renewal).
+	bootstrap []*x509.CertPool
 }
 
 func newClientVerifier(roots *x509.CertPool, issuer *x509.Certificate, trustDomain string, now func() time.Time) *clientVerifier {
@@ -91,10 +98,16 @@ func (v *clientVerifier) verifyConnection(cs tls.ConnectionState) error {
 	for _, c := range certs[1:] {
 		inter.AddCert(c)
 	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: v.roots, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		return fmt.Errorf("server: client certificate: %w", err)
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: v.roots, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	if err == nil {
+		return nil
 	}
-	return nil
+	for _, b := range v.bootstrap {
+		if _, berr := leaf.Verify(x509.VerifyOptions{Roots: b, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); berr == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("server: client certificate: %w", err)
 }
 
 // shortcut reports whether leaf may be verified against the issuer alone.

@@ -65,6 +65,9 @@ type Options struct {
 	FeedHeartbeat time.Duration
 	// Status tunes the CRL and OCSP responder; zero fields are defaults.
 	Status certstatus.Settings
+	// ESTBootstrap are the CAs whose certificates may enroll over EST
+	// without a token; none by default.
+	ESTBootstrap []ESTBootstrap
 }
 
 // Server is the control-plane HTTPS server.
@@ -103,6 +106,9 @@ type serverTrust struct {
 	h       *ca.Hierarchy
 	roots   *x509.CertPool
 	clients *clientVerifier
+	// clientCAs is roots and the EST bootstrap roots, for the handshake's
+	// certificate request.
+	clientCAs *x509.CertPool
 
 	once sync.Once
 	cfg  *tls.Config
@@ -124,7 +130,20 @@ func (s *Server) currentTrust() *serverTrust {
 	for _, r := range h.Roots {
 		pool.AddCert(r)
 	}
-	t := &serverTrust{h: h, roots: pool, clients: newClientVerifier(pool, h.Active.Certificate(), s.o.Authority.TrustDomain(), s.o.Clock.Now)}
+	t := &serverTrust{h: h, roots: pool, clientCAs: pool, clients: newClientVerifier(pool, h.Active.Certificate(), s.o.Authority.TrustDomain(), s.o.Clock.Now)}
+	if len(s.o.ESTBootstrap) > 0 {
+		// The handshake names the bootstrap CAs too, or a client (Go's
+		// crypto/tls) would send no certificate.
+		t.clientCAs = pool.Clone()
+		for _, b := range s.o.ESTBootstrap {
+			bp := x509.NewCertPool()
+			for _, c := range b.Roots {
+				bp.AddCert(c)
+				t.clientCAs.AddCert(c)
+			}
+			t.clients.bootstrap = append(t.clients.bootstrap, bp)
+		}
+	}
 	s.trust.Store(t)
 	return t
 }
@@ -204,7 +223,7 @@ func (s *Server) tlsConfig(t *serverTrust) *tls.Config {
 		// tells clients which CAs the server accepts.
 		ClientAuth:       tls.RequestClientCert,
 		VerifyConnection: t.clients.verifyConnection,
-		ClientCAs:        t.roots,
+		ClientCAs:        t.clientCAs,
 		GetCertificate:   s.getCertificate,
 		NextProtos:       []string{"h2", "http/1.1"},
 		// Client certificates are judged at the same "now" as everything else.

@@ -54,6 +54,9 @@ const (
 	ObtainedEnroll = "enroll" // redeemed an enrollment token
 	ObtainedRenew  = "renew"  // renewed over mTLS
 	ObtainedServer = "server" // a server's own serving certificate
+	// ObtainedBootstrap: enrolled over EST (RFC 7030) by a device that
+	// authenticated with a bootstrap certificate of a configured CA.
+	ObtainedBootstrap = "bootstrap"
 )
 
 // Certificate is the record of one issued certificate.

@@ -105,10 +105,10 @@ func validateIssuance(is Issuance) error {
 		return fmt.Errorf("certificate token ID %q is not the redeemed token %q", c.TokenID, is.TokenID)
 	}
 	switch c.Obtained {
-	case ObtainedInit, ObtainedEnroll, ObtainedRenew, ObtainedServer:
+	case ObtainedInit, ObtainedEnroll, ObtainedRenew, ObtainedServer, ObtainedBootstrap:
 	default:
-		return fmt.Errorf("obtained %q is not one of %s, %s, %s, %s", c.Obtained,
-			ObtainedInit, ObtainedEnroll, ObtainedRenew, ObtainedServer)
+		return fmt.Errorf("obtained %q is not one of %s, %s, %s, %s, %s", c.Obtained,
+			ObtainedInit, ObtainedEnroll, ObtainedRenew, ObtainedServer, ObtainedBootstrap)
 	}
 	for _, f := range []struct {
 		name string

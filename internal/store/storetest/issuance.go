@@ -204,7 +204,7 @@ func invalidIssuances(t *testing.T, e *env) {
 		{"no DER", func(is *store.Issuance) { is.Cert.DER = nil }, prefix + "certificate DER is empty"},
 		{"no issuer", func(is *store.Issuance) { is.Cert.Issuer = "" }, prefix + `issuer "" is not a lowercase hex key ID`},
 		{"issuer not hex", func(is *store.Issuance) { is.Cert.Issuer = "Z1" }, prefix + `issuer "Z1" is not a lowercase hex key ID`},
-		{"unknown obtained", func(is *store.Issuance) { is.Cert.Obtained = "magic" }, prefix + `obtained "magic" is not one of init, enroll, renew, server`},
+		{"unknown obtained", func(is *store.Issuance) { is.Cert.Obtained = "magic" }, prefix + `obtained "magic" is not one of init, enroll, renew, server, bootstrap`},
 		{"no not after", func(is *store.Issuance) { is.Cert.NotAfter = time.Time{} }, prefix + "not after is not set"},
 		{"inverted validity", func(is *store.Issuance) { is.Cert.NotAfter = is.Cert.NotBefore },
 			prefix + "not after 2030-01-02T03:03:05Z is not after not before 2030-01-02T03:03:05Z"},
