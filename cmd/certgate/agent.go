@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/certgate/certgate/internal/agent"
+	"github.com/certgate/certgate/internal/workloadapi"
 )
 
 // agentFlags are the flags of `certgate agent`.
@@ -20,12 +21,14 @@ type agentFlags struct {
 	dir, server, onRenew, listen, upstream, serverName, logFormat string
 	hookTimeout                                                   time.Duration
 	allowRemote                                                   bool
+	workloadAPI                                                   string
+	workloadUIDs, workloadGIDs                                    []uint
 }
 
 func newAgentCmd(s streams) *cobra.Command {
 	var f agentFlags
 	cmd := &cobra.Command{
-		Use:   "agent --dir DIR [--server URL] [--on-renew CMD] [--listen 127.0.0.1:PORT --upstream https://GATEWAY]",
+		Use:   "agent --dir DIR [--server URL] [--on-renew CMD] [--listen 127.0.0.1:PORT --upstream https://GATEWAY] [--workload-api unix:///PATH]",
 		Short: "Keep an enrolled client's certificate renewed; optionally proxy plain HTTP to the gateway over mTLS",
 		Long: `Renews the certificate in DIR (written by certgate enroll) at about two thirds
 of its lifetime, with a new key each time, replacing key.pem, cert.pem,
@@ -34,6 +37,11 @@ retries with backoff and keeps the current certificate until it expires.
 
 With --listen and --upstream it also serves a local plain-HTTP proxy that
 reaches the gateway over mTLS with the current certificate.
+
+With --workload-api unix:///PATH it serves the SPIFFE Workload API there
+(FetchX509SVID and FetchX509Bundles, a new message after each renewal) to
+callers whose uid (--workload-api-uid) or gid (--workload-api-gid) the
+kernel reports as allowed; by default only the agent's own uid.
 
 The server URL is given once with --server and remembered in DIR/server.url.`,
 		Args: cobra.NoArgs,
@@ -51,6 +59,9 @@ The server URL is given once with --server and remembered in DIR/server.url.`,
 	fl.StringVar(&f.serverName, "server-name", "", "name the gateway's certificate must have, and the Host sent, when --upstream dials an address it does not name (like curl --resolve)")
 	fl.BoolVar(&f.allowRemote, "allow-remote", false, "let --listen be a non-loopback address (anyone who can connect acts as this client)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format on stderr: text or json")
+	fl.StringVar(&f.workloadAPI, "workload-api", "", "serve the SPIFFE Workload API (X.509 SVIDs and bundles, streamed on renewal) on this socket, unix:///run/certgate/agent.sock")
+	fl.UintSliceVar(&f.workloadUIDs, "workload-api-uid", nil, "uids the Workload API serves (repeatable or comma-separated; with no --workload-api-uid/--workload-api-gid: the agent's own uid)")
+	fl.UintSliceVar(&f.workloadGIDs, "workload-api-gid", nil, "gids the Workload API serves (the caller's primary gid as the kernel reports it)")
 	cmd.AddCommand(newAgentStatusCmd(s))
 	return cmd
 }
@@ -104,6 +115,30 @@ func runAgent(ctx context.Context, s streams, f agentFlags) error {
 	if err := a.CheckStatus(ctx); err != nil {
 		return err
 	}
+	var wl *workloadapi.Server
+	var wlListener net.Listener
+	if f.workloadAPI != "" {
+		path, err := workloadapi.ParseAddr(f.workloadAPI)
+		if err != nil {
+			return fmt.Errorf("--workload-api: %w", err)
+		}
+		o := workloadapi.Options{Log: log}
+		for _, u := range f.workloadUIDs {
+			o.UIDs = append(o.UIDs, uint32(u))
+		}
+		for _, g := range f.workloadGIDs {
+			o.GIDs = append(o.GIDs, uint32(g))
+		}
+		if wl, err = workloadapi.New(a.Credentials(), o); err != nil {
+			return fmt.Errorf("--workload-api: %w", err)
+		}
+		a.OnRotate(wl.Update)
+		if wlListener, err = workloadapi.Listen(path); err != nil {
+			return fmt.Errorf("--workload-api: %w", err)
+		}
+	} else if len(f.workloadUIDs)+len(f.workloadGIDs) > 0 {
+		return errors.New("--workload-api-uid and --workload-api-gid need --workload-api")
+	}
 	st := a.Status()
 	fmt.Fprintf(s.out, "certgate agent for %s: certificate %s valid until %s; renewing through %s\n",
 		st.Identity, st.Serial, st.NotAfter.UTC().Format(time.RFC3339), serverURL)
@@ -128,10 +163,19 @@ func runAgent(ctx context.Context, s streams, f agentFlags) error {
 	} else {
 		proxyDone <- nil
 	}
+	wlDone := make(chan error, 1)
+	if wl != nil {
+		fmt.Fprintf(s.out, "workload API on %s\n", f.workloadAPI)
+		go func() { wlDone <- wl.Serve(ctx, wlListener) }()
+	} else {
+		wlDone <- nil
+	}
 	runErr := a.Run(ctx)
 	cancel()
-	if err := <-proxyDone; err != nil && runErr == nil {
-		runErr = err
+	for _, done := range []chan error{proxyDone, wlDone} {
+		if err := <-done; err != nil && runErr == nil {
+			runErr = err
+		}
 	}
 	if runErr == nil {
 		st := a.Status()

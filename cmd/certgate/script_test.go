@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	spiffeworkload "github.com/spiffe/go-spiffe/v2/workloadapi"
 
 	"github.com/certgate/certgate/internal/pemutil"
 )
@@ -79,6 +80,7 @@ func TestScripts(t *testing.T) {
 			"perm":       cmdPerm,
 			"serial":     cmdSerial,
 			"envstdout":  cmdEnvStdout,
+			"fetchsvid":  cmdFetchSVID,
 		},
 	})
 }
@@ -149,6 +151,35 @@ func cmdEnvStdout(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("usage: envstdout VAR")
 	}
 	ts.Setenv(args[0], strings.TrimRight(ts.ReadFile("stdout"), "\n"))
+}
+
+// fetchsvid ADDR asks the SPIFFE Workload API at ADDR (unix:///path) for
+// an X.509 SVID with go-spiffe, as any SPIFFE workload would, and prints
+// its SPIFFE ID; it waits up to 30 s for the socket. "! fetchsvid" expects
+// a refusal and prints it.
+func cmdFetchSVID(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: fetchsvid ADDR")
+	}
+	path := strings.TrimPrefix(args[0], "unix://")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(path); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	svid, err := spiffeworkload.FetchX509SVID(ctx, spiffeworkload.WithAddr(args[0]))
+	switch {
+	case err != nil && neg:
+		fmt.Fprintln(ts.Stdout(), err)
+	case err != nil:
+		ts.Fatalf("fetchsvid: %v", err)
+	case neg:
+		ts.Fatalf("fetchsvid: got %s, want a refusal", svid.ID)
+	default:
+		fmt.Fprintln(ts.Stdout(), svid.ID)
+	}
 }
 
 // certgateBinary is a certgate executable for tests that run it as a

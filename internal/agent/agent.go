@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/certgate/certgate/certgatetls"
 	"github.com/certgate/certgate/internal/clock"
 	"log/slog"
 	"math/rand/v2"
@@ -147,6 +148,16 @@ func (a *Agent) onRotate(f func()) {
 	a.rotated = append(a.rotated, f)
 	a.mu.Unlock()
 }
+
+// OnRotate registers f to be called with the new credentials after each
+// renewal, once they are current and written (the Workload API streams
+// them to its callers).
+func (a *Agent) OnRotate(f func(*certgatetls.Credentials)) {
+	a.onRotate(func() { f(a.Credentials()) })
+}
+
+// Credentials returns the current credentials.
+func (a *Agent) Credentials() *certgatetls.Credentials { return a.cur.Load().Credentials }
 
 // renewalPoint draws the time to renew c.
 func (a *Agent) renewalPoint(c *credentials) time.Time {

@@ -28,6 +28,8 @@ var clientSide = []string{
 	"./certgatetls",
 	"./internal/agent",
 	"./internal/enroll",
+	"./internal/workloadapi",
+	"./internal/credexport",
 	"./internal/gateway/...",
 	"./internal/apiclient",
 	"./internal/wire",
