@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/certgate/certgate/internal/atomicfile"
+	"github.com/certgate/certgate/internal/devicekey"
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/pemutil"
 )
@@ -30,6 +31,10 @@ const (
 	CertFile = "cert.pem"
 	// BundleFile is the trusted roots, PEM.
 	BundleFile = "bundle.pem"
+	// KeyURIFile replaces KeyFile when the key lives in a device (a
+	// PKCS#11 token): the RFC 7512 URI that finds it there, mode 0600. The
+	// key itself never leaves the device.
+	KeyURIFile = "key.uri"
 	// ServerURLFile is the certgate server's URL (https://HOST:PORT and a
 	// newline): enrollment writes the one the token names, so that the agent
 	// knows where to renew.
@@ -63,9 +68,10 @@ type Credentials struct {
 	// change; 0 outside a Source.
 	Generation uint64
 
-	key  crypto.Signer
-	hash [sha256.Size]byte // of the files it was read from, in a Source
-	id   identity.ID
+	key    crypto.Signer
+	keyURI string            // where the key is, when it is in a device
+	hash   [sha256.Size]byte // of the files it was read from, in a Source
+	id     identity.ID
 }
 
 // NewCredentials checks that key belongs to the leaf, chain[0], which must
@@ -125,6 +131,24 @@ func assemble(key crypto.Signer, chain, bundle []*x509.Certificate) (*Credential
 // Key returns the private key.
 func (c *Credentials) Key() crypto.Signer { return c.key }
 
+// KeyURI is the PKCS#11 URI of the key when it is held in a device, ""
+// when it is in key.pem.
+func (c *Credentials) KeyURI() string { return c.keyURI }
+
+// NewDeviceCredentials is [NewCredentials] for a key held in a device:
+// keyURI (a pkcs11: URI) is what the directory records instead of the key.
+func NewDeviceCredentials(key crypto.Signer, keyURI string, chain, bundle []*x509.Certificate) (*Credentials, error) {
+	if !devicekey.IsURI(keyURI) {
+		return nil, fmt.Errorf("certgatetls: %q is not a pkcs11: URI", keyURI)
+	}
+	c, err := NewCredentials(key, chain, bundle)
+	if err != nil {
+		return nil, err
+	}
+	c.keyURI = keyURI
+	return c, nil
+}
+
 // ReadCredentials reads key.pem, cert.pem and bundle.pem from dir and
 // checks them against each other as [NewCredentials] does. A file that
 // cannot be read is reported as os.ReadFile reports it (errors.Is(err,
@@ -151,17 +175,28 @@ func WriteCredentials(dir string, c *Credentials) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("certgatetls: %w", err)
 	}
-	keyPEM, err := pemutil.EncodePrivateKey(c.key)
-	if err != nil {
+	keyName, keyData, stale := KeyFile, []byte(nil), KeyURIFile
+	if c.keyURI != "" {
+		keyName, keyData, stale = KeyURIFile, []byte(c.keyURI+"\n"), KeyFile
+	} else {
+		keyPEM, err := pemutil.EncodePrivateKey(c.key)
+		if err != nil {
+			return fmt.Errorf("certgatetls: %w", err)
+		}
+		defer clear(keyPEM)
+		keyData = keyPEM
+	}
+	// A directory holds one of key.pem and key.uri; key.pem wins when both
+	// are there, so the other one goes (a key moved into a device).
+	if err := os.Remove(filepath.Join(dir, stale)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("certgatetls: %w", err)
 	}
-	defer clear(keyPEM)
 	for _, f := range []struct {
 		name string
 		data []byte
 		perm os.FileMode
 	}{
-		{KeyFile, keyPEM, 0o600},
+		{keyName, keyData, 0o600},
 		{CertFile, pemutil.EncodeCertificates(c.Chain...), 0o644},
 		{BundleFile, pemutil.EncodeCertificates(c.Bundle...), 0o644},
 	} {
@@ -206,10 +241,16 @@ func WriteServerURL(dir, u string) error {
 	return nil
 }
 
-// credentialPaths are the paths of key.pem, cert.pem and bundle.pem in dir,
-// in that order.
+// credentialPaths are the paths of key.pem (key.uri when there is no
+// key.pem but a key.uri), cert.pem and bundle.pem in dir, in that order.
 func credentialPaths(dir string) [3]string {
-	return [3]string{filepath.Join(dir, KeyFile), filepath.Join(dir, CertFile), filepath.Join(dir, BundleFile)}
+	key := filepath.Join(dir, KeyFile)
+	if _, err := os.Stat(key); errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(filepath.Join(dir, KeyURIFile)); err == nil {
+			key = filepath.Join(dir, KeyURIFile)
+		}
+	}
+	return [3]string{key, filepath.Join(dir, CertFile), filepath.Join(dir, BundleFile)}
 }
 
 func readFiles(paths [3]string) ([3][]byte, error) {
@@ -228,7 +269,15 @@ func readFiles(paths [3]string) ([3][]byte, error) {
 // parseCredentials parses the three files and checks them against each
 // other; errors name the files.
 func parseCredentials(paths [3]string, data [3][]byte) (*Credentials, error) {
-	key, err := pemutil.ParsePrivateKey(data[0])
+	var key crypto.Signer
+	var keyURI string
+	var err error
+	if filepath.Base(paths[0]) == KeyURIFile {
+		keyURI = strings.TrimSpace(string(data[0]))
+		key, err = devicekey.Load(keyURI)
+	} else {
+		key, err = pemutil.ParsePrivateKey(data[0])
+	}
 	if err != nil {
 		return nil, fmt.Errorf("certgatetls: %s: %w", paths[0], err)
 	}
@@ -247,6 +296,7 @@ func parseCredentials(paths [3]string, data [3][]byte) (*Credentials, error) {
 	case err != nil:
 		return nil, fmt.Errorf("certgatetls: %s: %w", paths[1], err)
 	}
+	c.keyURI = keyURI
 	return c, nil
 }
 

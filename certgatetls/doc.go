@@ -14,6 +14,9 @@
 //
 //   - key.pem ([KeyFile]): the private key, PKCS#8 PEM, mode 0600,
 //     generated on this machine and never sent anywhere.
+//   - or key.uri ([KeyURIFile]) instead, when the key was generated inside
+//     a PKCS#11 token (certgate enroll --key-store pkcs11): the RFC 7512
+//     URI that finds it there, mode 0600; the key never leaves the token.
 //   - cert.pem ([CertFile]): the certificate chain, PEM, the leaf first,
 //     then the intermediate. The leaf carries exactly one SPIFFE ID.
 //   - bundle.pem ([BundleFile]): the trusted roots, PEM.

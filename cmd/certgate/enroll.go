@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,7 +16,7 @@ import (
 )
 
 func newEnrollCmd(s streams) *cobra.Command {
-	var tok, out, kt string
+	var tok, out, kt, keyStore, p11 string
 	var ff formatFlags
 	cmd := &cobra.Command{
 		Use:   "enroll --token T --out DIR",
@@ -35,17 +36,41 @@ func newEnrollCmd(s streams) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("--key-type: %w", err)
 			}
+			if p11 == "" {
+				p11 = os.Getenv("CERTGATE_PKCS11_URI")
+			}
+			var store string
+			switch keyStore {
+			case "file":
+				if p11 != "" && cmd.Flags().Changed("pkcs11-uri") {
+					return errors.New("--pkcs11-uri goes with --key-store pkcs11")
+				}
+			case "pkcs11":
+				if p11 == "" {
+					return errors.New("--key-store pkcs11: give the token with --pkcs11-uri (or CERTGATE_PKCS11_URI), e.g. pkcs11:token=certgate?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/certgate/pin")
+				}
+				store = p11
+			default:
+				return fmt.Errorf("--key-store: %q is not file or pkcs11", keyStore)
+			}
+			if store != "" && ff.wantsP12() {
+				return errors.New("--format p12 and --key-store pkcs11: a key in a token cannot be written into a file")
+			}
 			// The password is asked before the token is spent.
 			fo, err := ff.options()
 			if err != nil {
 				return err
 			}
-			res, err := enroll.Enroll(cmd.Context(), enroll.Options{Token: tok, OutDir: out, KeyType: t})
+			res, err := enroll.Enroll(cmd.Context(), enroll.Options{Token: tok, OutDir: out, KeyType: t, KeyStore: store})
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(s.out, "enrolled %s (serial %s, valid until %s)\n  %s/key.pem  %s/cert.pem  %s/bundle.pem\n",
-				res.Identity, res.Serial, res.NotAfter.Format(time.RFC3339), out, out, out)
+			keyFile := "key.pem"
+			if store != "" {
+				keyFile = "key.uri (the key stays in the token)"
+			}
+			fmt.Fprintf(s.out, "enrolled %s (serial %s, valid until %s)\n  %s/%s  %s/cert.pem  %s/bundle.pem\n",
+				res.Identity, res.Serial, res.NotAfter.Format(time.RFC3339), out, keyFile, out, out)
 			if fo.Format != credexport.P12 {
 				return nil
 			}
@@ -66,6 +91,8 @@ func newEnrollCmd(s streams) *cobra.Command {
 	cmd.Flags().StringVar(&tok, "token", "", "enrollment token (default $CERTGATE_TOKEN)")
 	cmd.Flags().StringVar(&out, "out", "", "directory to write key.pem, cert.pem and bundle.pem into")
 	cmd.Flags().StringVar(&kt, "key-type", string(keytype.Default), "key type: ecdsa-p256, ecdsa-p384, ed25519, rsa-2048, rsa-3072, rsa-4096")
+	cmd.Flags().StringVar(&keyStore, "key-store", "file", "where the key is made and kept: file (key.pem) or pkcs11 (inside the token --pkcs11-uri names; the directory records its URI in key.uri)")
+	cmd.Flags().StringVar(&p11, "pkcs11-uri", "", "RFC 7512 URI of the PKCS#11 token for --key-store pkcs11: module-path, token (or serial, slot-id) and pin-source (default $CERTGATE_PKCS11_URI)")
 	ff.add(cmd, "")
 	return cmd
 }

@@ -31,6 +31,13 @@ func (f *formatFlags) add(cmd *cobra.Command, def string) {
 	cmd.Flags().StringVar(&f.passFile, "password-file", "", "p12 only: file holding the password (default $"+p12PasswordEnv+", else asked at the terminal)")
 }
 
+// wantsP12 reports whether the flags ask for PKCS#12, without asking for
+// a password.
+func (f *formatFlags) wantsP12() bool {
+	format, err := credexport.ParseFormat(f.format)
+	return f.p12 || (err == nil && format == credexport.P12)
+}
+
 // options resolves the flags; it asks for the password only for p12.
 func (f *formatFlags) options() (credexport.Options, error) {
 	format := credexport.PEM

@@ -43,3 +43,44 @@ func TestP12WithCurlThroughGateway(t *testing.T) {
 	}
 	g.waitAccess(t, "spiffe://example.org/svc/billing", "/v1/pay")
 }
+
+// TestEnrollKeyStorePKCS11: certgate enroll --key-store pkcs11 makes the
+// key inside a SoftHSM2 token; the directory holds key.uri, no key; the
+// key cannot be exported; the flags are checked before the token is spent.
+func TestEnrollKeyStorePKCS11(t *testing.T) {
+	tokenURI := testenv.SoftHSMToken(t, "cli")
+	dir := startServer(t)
+	id := "spiffe://example.org/svc/hsm"
+	tok := strings.TrimSpace(mustCLI(t, "token", "create", "--dir", dir, "--identity", id, "--ttl", "10m"))
+	out := filepath.Join(t.TempDir(), "hsm")
+
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--key-store", "pkcs11"}, "certgate: --key-store pkcs11: give the token with --pkcs11-uri (or CERTGATE_PKCS11_URI), e.g. pkcs11:token=certgate?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/certgate/pin\n"},
+		{[]string{"--key-store", "tpm2"}, "certgate: --key-store: \"tpm2\" is not file or pkcs11\n"},
+		{[]string{"--key-store", "pkcs11", "--pkcs11-uri", tokenURI, "--format", "p12", "--password-file", "/dev/null"}, "certgate: --format p12 and --key-store pkcs11: a key in a token cannot be written into a file\n"},
+		{[]string{"--key-store", "pkcs11", "--pkcs11-uri", "pkcs11:token=cli?module-path=/m&pin-value=1"}, "certgate: enroll: devicekey: pin-value would be written into the credentials directory with the URI; use pin-source=file:/path or env:NAME\n"},
+	} {
+		_, errs, code := cli(t, append([]string{"enroll", "--token", tok, "--out", out}, c.args...)...)
+		if code == 0 || errs != c.want {
+			t.Fatalf("%v: exit %d %q, want %q", c.args, code, errs, c.want)
+		}
+	}
+	got := mustCLI(t, "enroll", "--token", tok, "--out", out, "--key-store", "pkcs11", "--pkcs11-uri", tokenURI)
+	if !strings.Contains(got, "key.uri (the key stays in the token)") {
+		t.Fatalf("enroll said %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(out, "key.pem")); !os.IsNotExist(err) {
+		t.Fatalf("key.pem beside a key in a token: %v", err)
+	}
+	b, err := os.ReadFile(filepath.Join(out, "key.uri"))
+	if err != nil || !strings.HasPrefix(string(b), "pkcs11:token=cli;object=certgate%20spiffe://example.org/svc/hsm;id=") {
+		t.Fatalf("key.uri: %q %v", b, err)
+	}
+	_, errs, code := cli(t, "cert", "export", "--creds", out, "--out", filepath.Join(t.TempDir(), "x.pem"))
+	if code == 0 || errs != "certgate: credexport: the private key is held in a hardware key store and never leaves it: it cannot be exported\n" {
+		t.Fatalf("export of a key in a token: exit %d %q", code, errs)
+	}
+}

@@ -68,6 +68,14 @@ func (c *credentials) write(dir string) error {
 }
 
 func (c *credentials) writeCombined(dir string) error {
+	if c.KeyURI() != "" {
+		// The key is in a device: there is nothing to combine, and a
+		// combined.pem left from before would hold a key no longer used.
+		if err := os.Remove(filepath.Join(dir, CombinedFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("agent: %w", err)
+		}
+		return nil
+	}
 	keyPEM, err := pemutil.EncodePrivateKey(c.Key())
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
@@ -81,6 +89,10 @@ func (c *credentials) writeCombined(dir string) error {
 
 // combinedCurrent reports whether combined.pem already holds c.
 func (c *credentials) combinedCurrent(dir string) bool {
+	if c.KeyURI() != "" {
+		_, err := os.Stat(filepath.Join(dir, CombinedFile))
+		return errors.Is(err, fs.ErrNotExist)
+	}
 	b, err := os.ReadFile(filepath.Join(dir, CombinedFile))
 	if err != nil {
 		return false

@@ -35,9 +35,13 @@ func (a *Agent) runHook(ctx context.Context, c *credentials) {
 	defer cancel()
 	cmd := exec.CommandContext(hctx, "sh", "-c", a.o.OnRenew)
 	dir, _ := filepath.Abs(a.o.Dir)
+	keyFile := certgatetls.KeyFile
+	if c.KeyURI() != "" {
+		keyFile = certgatetls.KeyURIFile // the key is in a device
+	}
 	cmd.Env = append(os.Environ(),
 		"CERTGATE_DIR="+dir,
-		"CERTGATE_KEY="+filepath.Join(dir, certgatetls.KeyFile),
+		"CERTGATE_KEY="+filepath.Join(dir, keyFile),
 		"CERTGATE_CERT="+filepath.Join(dir, certgatetls.CertFile),
 		"CERTGATE_BUNDLE="+filepath.Join(dir, certgatetls.BundleFile),
 		"CERTGATE_COMBINED="+filepath.Join(dir, CombinedFile),

@@ -11,8 +11,10 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/certgate/certgate/certgatetls"
 	"github.com/certgate/certgate/internal/apiclient"
 	"github.com/certgate/certgate/internal/csr"
+	"github.com/certgate/certgate/internal/devicekey"
 	"github.com/certgate/certgate/internal/enroll"
 	"github.com/certgate/certgate/internal/keytype"
 	"github.com/certgate/certgate/internal/wire"
@@ -22,13 +24,31 @@ import (
 // connection authenticated with cur, checks the answer, writes the files
 // and makes the new credentials current. A refusal that no retry can fix is
 // a *StoppedError.
-func (a *Agent) renew(ctx context.Context, cur *credentials) (*credentials, error) {
+func (a *Agent) renew(ctx context.Context, cur *credentials) (fresh *credentials, err error) {
 	kt, err := keytype.Of(cur.Key().Public())
 	if err != nil {
 		return nil, fmt.Errorf("agent: current key: %w", err)
 	}
-	key, err := keytype.Generate(kt)
-	if err != nil {
+	// A key in a device is replaced by a new key made in the same device;
+	// the old one is deleted once the new certificate is current.
+	var key crypto.Signer
+	var keyURI string
+	if old := cur.KeyURI(); old != "" {
+		tokenURI, err := devicekey.TokenOf(old)
+		if err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+		if key, keyURI, err = devicekey.Generate(tokenURI, kt, "certgate "+cur.id.String()); err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+		defer func() {
+			if fresh == nil { // renewal failed: the new key certifies nothing
+				if derr := devicekey.Delete(keyURI); derr != nil {
+					a.o.Log.Warn("deleting the unused new key from the token failed", "key", keyURI, "err", derr)
+				}
+			}
+		}()
+	} else if key, err = keytype.Generate(kt); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	// A certificate that also serves TLS (a gateway's) keeps its host
@@ -59,21 +79,38 @@ func (a *Agent) renew(ctx context.Context, cur *credentials) (*credentials, erro
 	if err != nil {
 		return nil, a.classify(err, cur)
 	}
-	fresh, err := a.checkAnswer(resp, key, cur)
+	checked, err := a.checkAnswer(resp, key, cur)
 	if err != nil {
 		return nil, err
 	}
-	if err := fresh.write(a.o.Dir); err != nil {
+	if keyURI != "" {
+		dc, err := certgatetls.NewDeviceCredentials(key, keyURI, checked.Chain, checked.Bundle)
+		if err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+		if checked, err = withIdentity(dc); err != nil {
+			return nil, err
+		}
+	}
+	if err := checked.write(a.o.Dir); err != nil {
 		return nil, err
 	}
-	a.cur.Store(fresh)
+	a.cur.Store(checked)
 	a.mu.Lock()
 	hooks := append([]func(){}, a.rotated...)
 	a.mu.Unlock()
 	for _, f := range hooks {
 		f()
 	}
-	return fresh, nil
+	if old := cur.KeyURI(); old != "" {
+		// Connections made with the old key are established; new ones
+		// take the new certificate. The old key certifies nothing any
+		// more (its certificate is superseded) and goes.
+		if err := devicekey.Delete(old); err != nil {
+			a.o.Log.Warn("deleting the replaced key from the token failed", "key", old, "err", err)
+		}
+	}
+	return checked, nil
 }
 
 // verifyServer checks the server's certificate against the roots we

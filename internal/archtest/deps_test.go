@@ -30,6 +30,7 @@ var clientSide = []string{
 	"./internal/enroll",
 	"./internal/workloadapi",
 	"./internal/credexport",
+	"./internal/devicekey",
 	"./internal/gateway/...",
 	"./internal/apiclient",
 	"./internal/wire",

@@ -78,7 +78,7 @@ func TestPIN(t *testing.T) {
 		}
 	}
 	u, _ := cakey.ParseURI("pkcs11:token=a?module-path=/m&pin-source=env:CERTGATE_TEST_NO_PIN")
-	if _, err := u.PIN(); err == nil || err.Error() != "cakey: pin-source: $CERTGATE_TEST_NO_PIN is empty" {
+	if _, err := u.PIN(); err == nil || err.Error() != "pkcs11: pin-source: $CERTGATE_TEST_NO_PIN is empty" {
 		t.Errorf("empty env PIN: %v", err)
 	}
 }

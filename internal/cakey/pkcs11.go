@@ -50,7 +50,7 @@ func (s *Source) open(u URI) (*token, error) {
 	c, err := crypto11.Configure(cfg)
 	if err != nil {
 		// The error names the module and token, never the PIN.
-		return nil, fmt.Errorf("cakey: PKCS#11 token %s: %w", u.TokenURI().withoutPIN(), err)
+		return nil, fmt.Errorf("cakey: PKCS#11 token %s: %w", u.TokenURI().Redacted(), err)
 	}
 	if s.tokens == nil {
 		s.tokens = map[string]*token{}
@@ -60,17 +60,9 @@ func (s *Source) open(u URI) (*token, error) {
 	return t, nil
 }
 
-// withoutPIN is u with an inline PIN replaced, for error messages.
-func (u URI) withoutPIN() string {
-	if u.PinValue != "" {
-		u.PinValue = "redacted"
-	}
-	return u.String()
-}
-
 func (s *Source) findInToken(_ context.Context, u URI) (crypto.Signer, error) {
 	if len(u.ID) == 0 && u.Object == "" {
-		return nil, fmt.Errorf("cakey: %s names no key (id or object)", u.withoutPIN())
+		return nil, fmt.Errorf("cakey: %s names no key (id or object)", u.Redacted())
 	}
 	t, err := s.open(u)
 	if err != nil {
@@ -82,15 +74,15 @@ func (s *Source) findInToken(_ context.Context, u URI) (crypto.Signer, error) {
 	}
 	ks, err := t.ctx.FindKeyPairs(u.ID, label)
 	if err != nil {
-		return nil, fmt.Errorf("cakey: %s: %w", u.withoutPIN(), err)
+		return nil, fmt.Errorf("cakey: %s: %w", u.Redacted(), err)
 	}
 	switch len(ks) {
 	case 0:
-		return nil, fmt.Errorf("cakey: %s: no such key in the token", u.withoutPIN())
+		return nil, fmt.Errorf("cakey: %s: no such key in the token", u.Redacted())
 	case 1:
 		return ks[0], nil
 	}
-	return nil, fmt.Errorf("cakey: %s names %d keys in the token", u.withoutPIN(), len(ks))
+	return nil, fmt.Errorf("cakey: %s names %d keys in the token", u.Redacted(), len(ks))
 }
 
 // generateInToken makes a key of type kt labelled label in the token, not
@@ -103,7 +95,7 @@ func (s *Source) generateInToken(_ context.Context, tu URI, kt keytype.Type, lab
 	}
 	found, err := t.ctx.FindKeyPairs(nil, []byte(label))
 	if err != nil {
-		return nil, "", fmt.Errorf("cakey: %s: %w", tu.withoutPIN(), err)
+		return nil, "", fmt.Errorf("cakey: %s: %w", tu.Redacted(), err)
 	}
 	if len(found) > 1 {
 		return nil, "", fmt.Errorf("cakey: the token holds %d keys labelled %q; remove all but one", len(found), label)
@@ -158,7 +150,7 @@ func (s *Source) generateInToken(_ context.Context, tu URI, kt keytype.Type, lab
 		return nil, "", fmt.Errorf("cakey: key type %s cannot be made in a PKCS#11 token (use ecdsa-p256, ecdsa-p384 or rsa-*)", kt)
 	}
 	if err != nil {
-		return nil, "", fmt.Errorf("cakey: generate %s in %s: %w", kt, tu.withoutPIN(), err)
+		return nil, "", fmt.Errorf("cakey: generate %s in %s: %w", kt, tu.Redacted(), err)
 	}
 	ku := tu
 	ku.Object, ku.ID, ku.Type = label, id, "private"

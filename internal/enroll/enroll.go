@@ -22,6 +22,7 @@ import (
 	"github.com/certgate/certgate/certgatetls"
 	"github.com/certgate/certgate/internal/apiclient"
 	"github.com/certgate/certgate/internal/csr"
+	"github.com/certgate/certgate/internal/devicekey"
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/keytype"
 	"github.com/certgate/certgate/internal/pemutil"
@@ -49,10 +50,14 @@ type Options struct {
 	// that the certificate names every one of them.
 	DNSNames    []string
 	IPAddresses []net.IP
+	// KeyStore, when set, is the RFC 7512 URI of a PKCS#11 token (module
+	// path, token, pin-source): the key is generated inside it and never
+	// leaves it, and the directory records its URI (key.uri) instead.
+	KeyStore string
 }
 
 // Enroll redeems a token and writes the credentials into o.OutDir.
-func Enroll(ctx context.Context, o Options) (Result, error) {
+func Enroll(ctx context.Context, o Options) (_ Result, err error) {
 	tok, err := token.Parse(o.Token)
 	if err != nil {
 		return Result{}, fmt.Errorf("enroll: %w", err)
@@ -66,8 +71,19 @@ func Enroll(ctx context.Context, o Options) (Result, error) {
 	if o.KeyType == "" {
 		o.KeyType = keytype.Default
 	}
-	key, err := keytype.Generate(o.KeyType)
-	if err != nil {
+	var key crypto.Signer
+	var keyURI string
+	if o.KeyStore != "" {
+		key, keyURI, err = devicekey.Generate(o.KeyStore, o.KeyType, "certgate "+tok.Identity.String())
+		if err != nil {
+			return Result{}, fmt.Errorf("enroll: %w", err)
+		}
+		defer func() {
+			if err != nil { // the key of a certificate we do not have is useless
+				_ = devicekey.Delete(keyURI)
+			}
+		}()
+	} else if key, err = keytype.Generate(o.KeyType); err != nil {
 		return Result{}, fmt.Errorf("enroll: %w", err)
 	}
 	var csrPEM []byte
@@ -97,6 +113,11 @@ func Enroll(ctx context.Context, o Options) (Result, error) {
 	leaf := creds.Chain[0]
 	if err := CheckHosts(leaf, o.DNSNames, o.IPAddresses); err != nil {
 		return Result{}, fmt.Errorf("enroll: %w", err)
+	}
+	if keyURI != "" {
+		if creds, err = certgatetls.NewDeviceCredentials(key, keyURI, creds.Chain, creds.Bundle); err != nil {
+			return Result{}, fmt.Errorf("enroll: %w", err)
+		}
 	}
 	if err := certgatetls.WriteCredentials(o.OutDir, creds); err != nil {
 		return Result{}, fmt.Errorf("enroll: %w", err)

@@ -1,0 +1,184 @@
+//go:build cgo
+
+package devicekey
+
+import (
+	"crypto"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/ThalesGroup/crypto11"
+
+	"github.com/certgate/certgate/internal/keytype"
+	"github.com/certgate/certgate/internal/pkcs11uri"
+)
+
+// Supported reports whether this build can use PKCS#11 tokens.
+const Supported = true
+
+// tokens are the tokens opened (and logged in to) by this process, by
+// module and token: a renewal, a reload and the SDK's reads share one
+// session pool instead of logging in each time.
+var (
+	mu     sync.Mutex
+	tokens = map[string]*crypto11.Context{}
+)
+
+func open(u pkcs11uri.URI) (*crypto11.Context, error) {
+	key := u.ModulePath + "\x00" + u.Token + "\x00" + u.Serial
+	if u.SlotID != nil {
+		key += fmt.Sprintf("\x00%d", *u.SlotID)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if c, ok := tokens[key]; ok {
+		return c, nil
+	}
+	pin, err := u.PIN()
+	if err != nil {
+		return nil, fmt.Errorf("devicekey: %w", err)
+	}
+	cfg := &crypto11.Config{Path: u.ModulePath, Pin: pin}
+	switch {
+	case u.Serial != "":
+		cfg.TokenSerial = u.Serial
+	case u.Token != "":
+		cfg.TokenLabel = u.Token
+	default:
+		cfg.SlotNumber = u.SlotID
+	}
+	c, err := crypto11.Configure(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("devicekey: PKCS#11 token %s: %w", u.TokenURI().Redacted(), err)
+	}
+	tokens[key] = c
+	return c, nil
+}
+
+// Generate makes a key of type kt in the token tokenURI names, labelled
+// label: sensitive, not extractable, for signing only. It returns the key
+// and the URI that finds it again.
+func Generate(tokenURI string, kt keytype.Type, label string) (crypto.Signer, string, error) {
+	tu, err := parseToken(tokenURI)
+	if err != nil {
+		return nil, "", err
+	}
+	c, err := open(tu)
+	if err != nil {
+		return nil, "", err
+	}
+	id := make([]byte, 16)
+	if _, err := rand.Read(id); err != nil {
+		return nil, "", fmt.Errorf("devicekey: %w", err)
+	}
+	priv, err := crypto11.NewAttributeSetWithIDAndLabel(id, []byte(label))
+	if err != nil {
+		return nil, "", fmt.Errorf("devicekey: %w", err)
+	}
+	pub, err := crypto11.NewAttributeSetWithIDAndLabel(id, []byte(label))
+	if err != nil {
+		return nil, "", fmt.Errorf("devicekey: %w", err)
+	}
+	// Set here, not left to crypto11's defaults: the whole point is that
+	// the key cannot be read out, in the clear or wrapped.
+	for at, v := range map[crypto11.AttributeType]bool{
+		crypto11.CkaSensitive: true, crypto11.CkaExtractable: false, crypto11.CkaToken: true,
+		crypto11.CkaSign: true, crypto11.CkaPrivate: true, crypto11.CkaDecrypt: false, crypto11.CkaUnwrap: false,
+	} {
+		if err := priv.Set(at, v); err != nil {
+			return nil, "", fmt.Errorf("devicekey: %w", err)
+		}
+	}
+	var k crypto.Signer
+	switch kt {
+	case keytype.ECDSAP256:
+		k, err = c.GenerateECDSAKeyPairWithAttributes(pub, priv, elliptic.P256())
+	case keytype.ECDSAP384:
+		k, err = c.GenerateECDSAKeyPairWithAttributes(pub, priv, elliptic.P384())
+	case keytype.RSA2048, keytype.RSA3072, keytype.RSA4096:
+		bits := map[keytype.Type]int{keytype.RSA2048: 2048, keytype.RSA3072: 3072, keytype.RSA4096: 4096}[kt]
+		k, err = c.GenerateRSAKeyPairWithAttributes(pub, priv, bits)
+	default:
+		return nil, "", fmt.Errorf("devicekey: key type %s cannot be made in a PKCS#11 token (use ecdsa-p256, ecdsa-p384 or rsa-*)", kt)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("devicekey: generate %s in %s: %w", kt, tu.Redacted(), err)
+	}
+	ku := tu
+	ku.Object, ku.ID, ku.Type = label, id, "private"
+	return k, ku.String(), nil
+}
+
+// Load finds the key keyURI names.
+func Load(keyURI string) (crypto.Signer, error) {
+	u, err := parseKey(keyURI)
+	if err != nil {
+		return nil, err
+	}
+	c, err := open(u)
+	if err != nil {
+		return nil, err
+	}
+	ks, err := c.FindKeyPairs(u.ID, nil)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("devicekey: %s: %w", u.Redacted(), err)
+	case len(ks) == 0:
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, u.Redacted())
+	case len(ks) > 1:
+		return nil, fmt.Errorf("devicekey: %s names %d keys in the token", u.Redacted(), len(ks))
+	}
+	return ks[0], nil
+}
+
+// Delete removes the key keyURI names (private and public objects). A key
+// already gone is not an error.
+func Delete(keyURI string) error {
+	k, err := Load(keyURI)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	d, ok := k.(interface{ Delete() error })
+	if !ok {
+		return fmt.Errorf("devicekey: %T cannot be deleted", k)
+	}
+	if err := d.Delete(); err != nil {
+		return fmt.Errorf("devicekey: delete: %w", err)
+	}
+	return nil
+}
+
+// Attributes reports what the token says of the key: whether it is
+// extractable and whether it is sensitive (readable in the clear).
+func Attributes(keyURI string) (extractable, sensitive bool, err error) {
+	k, err := Load(keyURI)
+	if err != nil {
+		return false, false, err
+	}
+	u, _ := parseKey(keyURI)
+	c, err := open(u)
+	if err != nil {
+		return false, false, err
+	}
+	attrs, err := c.GetAttributes(k, []crypto11.AttributeType{crypto11.CkaExtractable, crypto11.CkaSensitive})
+	if err != nil {
+		return false, false, fmt.Errorf("devicekey: %w", err)
+	}
+	b := func(a *crypto11.Attribute) (bool, error) {
+		if a == nil || len(a.Value) != 1 {
+			return false, errors.New("devicekey: the token did not answer a boolean attribute")
+		}
+		return a.Value[0] != 0, nil
+	}
+	if extractable, err = b(attrs[crypto11.CkaExtractable]); err != nil {
+		return false, false, err
+	}
+	sensitive, err = b(attrs[crypto11.CkaSensitive])
+	return extractable, sensitive, err
+}
