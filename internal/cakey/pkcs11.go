@@ -5,13 +5,12 @@ package cakey
 import (
 	"context"
 	"crypto"
-	"crypto/elliptic"
-	"crypto/rand"
 	"errors"
 	"fmt"
 
 	"github.com/ThalesGroup/crypto11"
 
+	"github.com/certgate/certgate/internal/devicekey"
 	"github.com/certgate/certgate/internal/keytype"
 )
 
@@ -25,32 +24,14 @@ func (t *token) close() error { return t.ctx.Close() }
 // open returns the token u names, opening and logging in once. s.mu is
 // held.
 func (s *Source) open(u URI) (*token, error) {
-	key := u.ModulePath + "\x00" + u.Token + "\x00" + u.Serial
-	if u.SlotID != nil {
-		key += fmt.Sprintf("\x00%d", *u.SlotID)
-	}
+	key := devicekey.TokenKey(u)
 	if t, ok := s.tokens[key]; ok {
 		return t, nil
 	}
-	pin, err := u.PIN()
-	if err != nil {
-		return nil, err
-	}
-	cfg := &crypto11.Config{Path: u.ModulePath, Pin: pin}
-	// crypto11 selects a token one way only: the serial is the most
-	// specific, then the label, then the slot.
-	switch {
-	case u.Serial != "":
-		cfg.TokenSerial = u.Serial
-	case u.Token != "":
-		cfg.TokenLabel = u.Token
-	default:
-		cfg.SlotNumber = u.SlotID
-	}
-	c, err := crypto11.Configure(cfg)
+	c, err := devicekey.Configure(u)
 	if err != nil {
 		// The error names the module and token, never the PIN.
-		return nil, fmt.Errorf("cakey: PKCS#11 token %s: %w", u.TokenURI().Redacted(), err)
+		return nil, fmt.Errorf("cakey: %w", err)
 	}
 	if s.tokens == nil {
 		s.tokens = map[string]*token{}
@@ -114,43 +95,13 @@ func (s *Source) generateInToken(_ context.Context, tu URI, kt keytype.Type, lab
 		ku.Object, ku.ID, ku.Type = label, id.Value, "private"
 		return existing, ku.String(), nil
 	}
-	id := make([]byte, 16)
-	if _, err := rand.Read(id); err != nil {
+	k, id, err := devicekey.NewKey(t.ctx, kt, label)
+	var kte *devicekey.KeyTypeError
+	switch {
+	case errors.As(err, &kte):
 		return nil, "", fmt.Errorf("cakey: %w", err)
-	}
-	priv, err := crypto11.NewAttributeSetWithIDAndLabel(id, []byte(label))
-	if err != nil {
-		return nil, "", fmt.Errorf("cakey: %w", err)
-	}
-	pub, err := crypto11.NewAttributeSetWithIDAndLabel(id, []byte(label))
-	if err != nil {
-		return nil, "", fmt.Errorf("cakey: %w", err)
-	}
-	// Never leaves the token: sensitive (not readable in the clear) and not
-	// extractable (not even wrapped). crypto11 sets these by default; they
-	// are set here so that the property does not rest on a library default.
-	for at, v := range map[crypto11.AttributeType]bool{
-		crypto11.CkaSensitive: true, crypto11.CkaExtractable: false, crypto11.CkaToken: true, crypto11.CkaSign: true,
-		crypto11.CkaPrivate: true,
-	} {
-		if err := priv.Set(at, v); err != nil {
-			return nil, "", fmt.Errorf("cakey: %w", err)
-		}
-	}
-	var k crypto.Signer
-	switch kt {
-	case keytype.ECDSAP256:
-		k, err = t.ctx.GenerateECDSAKeyPairWithAttributes(pub, priv, elliptic.P256())
-	case keytype.ECDSAP384:
-		k, err = t.ctx.GenerateECDSAKeyPairWithAttributes(pub, priv, elliptic.P384())
-	case keytype.RSA2048, keytype.RSA3072, keytype.RSA4096:
-		bits := map[keytype.Type]int{keytype.RSA2048: 2048, keytype.RSA3072: 3072, keytype.RSA4096: 4096}[kt]
-		k, err = t.ctx.GenerateRSAKeyPairWithAttributes(pub, priv, bits)
-	default:
-		return nil, "", fmt.Errorf("cakey: key type %s cannot be made in a PKCS#11 token (use ecdsa-p256, ecdsa-p384 or rsa-*)", kt)
-	}
-	if err != nil {
-		return nil, "", fmt.Errorf("cakey: generate %s in %s: %w", kt, tu.Redacted(), err)
+	case err != nil:
+		return nil, "", fmt.Errorf("cakey: %s: %w", tu.Redacted(), err)
 	}
 	ku := tu
 	ku.Object, ku.ID, ku.Type = label, id, "private"
@@ -171,21 +122,10 @@ func (s *Source) KeyAttributes(ctx context.Context, uri string) (extractable, se
 	if err != nil {
 		return false, false, err
 	}
-	attrs, err := t.ctx.GetAttributes(k, []crypto11.AttributeType{crypto11.CkaExtractable, crypto11.CkaSensitive})
-	if err != nil {
+	if extractable, sensitive, err = devicekey.Protection(t.ctx, k.(crypto11.Signer)); err != nil {
 		return false, false, fmt.Errorf("cakey: %w", err)
 	}
-	b := func(a *crypto11.Attribute) (bool, error) {
-		if a == nil || len(a.Value) != 1 {
-			return false, errors.New("cakey: the token did not answer a boolean attribute")
-		}
-		return a.Value[0] != 0, nil
-	}
-	if extractable, err = b(attrs[crypto11.CkaExtractable]); err != nil {
-		return false, false, err
-	}
-	sensitive, err = b(attrs[crypto11.CkaSensitive])
-	return extractable, sensitive, err
+	return extractable, sensitive, nil
 }
 
 // PKCS11Supported reports whether this build can use PKCS#11 tokens.

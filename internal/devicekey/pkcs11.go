@@ -28,20 +28,40 @@ var (
 )
 
 func open(u pkcs11uri.URI) (*crypto11.Context, error) {
-	key := u.ModulePath + "\x00" + u.Token + "\x00" + u.Serial
-	if u.SlotID != nil {
-		key += fmt.Sprintf("\x00%d", *u.SlotID)
-	}
+	key := TokenKey(u)
 	mu.Lock()
 	defer mu.Unlock()
 	if c, ok := tokens[key]; ok {
 		return c, nil
 	}
-	pin, err := u.PIN()
+	c, err := Configure(u)
 	if err != nil {
 		return nil, fmt.Errorf("devicekey: %w", err)
 	}
+	tokens[key] = c
+	return c, nil
+}
+
+// TokenKey identifies the token u names, for a cache of open tokens.
+func TokenKey(u pkcs11uri.URI) string {
+	key := u.ModulePath + "\x00" + u.Token + "\x00" + u.Serial
+	if u.SlotID != nil {
+		key += fmt.Sprintf("\x00%d", *u.SlotID)
+	}
+	return key
+}
+
+// Configure loads u's module, opens the token and logs in with the PIN
+// u's pin-source gives. The CA's keys (internal/cakey) open tokens here
+// too. Errors name the token, never the PIN, and are not prefixed.
+func Configure(u pkcs11uri.URI) (*crypto11.Context, error) {
+	pin, err := u.PIN()
+	if err != nil {
+		return nil, err
+	}
 	cfg := &crypto11.Config{Path: u.ModulePath, Pin: pin}
+	// crypto11 selects a token one way only: the serial is the most
+	// specific, then the label, then the slot.
 	switch {
 	case u.Serial != "":
 		cfg.TokenSerial = u.Serial
@@ -52,9 +72,8 @@ func open(u pkcs11uri.URI) (*crypto11.Context, error) {
 	}
 	c, err := crypto11.Configure(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("devicekey: PKCS#11 token %s: %w", u.TokenURI().Redacted(), err)
+		return nil, fmt.Errorf("PKCS#11 token %s: %w", u.TokenURI().Redacted(), err)
 	}
-	tokens[key] = c
 	return c, nil
 }
 
@@ -70,42 +89,13 @@ func Generate(tokenURI string, kt keytype.Type, label string) (crypto.Signer, st
 	if err != nil {
 		return nil, "", err
 	}
-	id := make([]byte, 16)
-	if _, err := rand.Read(id); err != nil {
+	k, id, err := NewKey(c, kt, label)
+	var kte *KeyTypeError
+	switch {
+	case errors.As(err, &kte):
 		return nil, "", fmt.Errorf("devicekey: %w", err)
-	}
-	priv, err := crypto11.NewAttributeSetWithIDAndLabel(id, []byte(label))
-	if err != nil {
-		return nil, "", fmt.Errorf("devicekey: %w", err)
-	}
-	pub, err := crypto11.NewAttributeSetWithIDAndLabel(id, []byte(label))
-	if err != nil {
-		return nil, "", fmt.Errorf("devicekey: %w", err)
-	}
-	// Set here, not left to crypto11's defaults: the whole point is that
-	// the key cannot be read out, in the clear or wrapped.
-	for at, v := range map[crypto11.AttributeType]bool{
-		crypto11.CkaSensitive: true, crypto11.CkaExtractable: false, crypto11.CkaToken: true,
-		crypto11.CkaSign: true, crypto11.CkaPrivate: true, crypto11.CkaDecrypt: false, crypto11.CkaUnwrap: false,
-	} {
-		if err := priv.Set(at, v); err != nil {
-			return nil, "", fmt.Errorf("devicekey: %w", err)
-		}
-	}
-	var k crypto.Signer
-	switch kt {
-	case keytype.ECDSAP256:
-		k, err = c.GenerateECDSAKeyPairWithAttributes(pub, priv, elliptic.P256())
-	case keytype.ECDSAP384:
-		k, err = c.GenerateECDSAKeyPairWithAttributes(pub, priv, elliptic.P384())
-	case keytype.RSA2048, keytype.RSA3072, keytype.RSA4096:
-		bits := map[keytype.Type]int{keytype.RSA2048: 2048, keytype.RSA3072: 3072, keytype.RSA4096: 4096}[kt]
-		k, err = c.GenerateRSAKeyPairWithAttributes(pub, priv, bits)
-	default:
-		return nil, "", fmt.Errorf("devicekey: key type %s cannot be made in a PKCS#11 token (use ecdsa-p256, ecdsa-p384 or rsa-*)", kt)
-	}
-	if err != nil {
-		return nil, "", fmt.Errorf("devicekey: generate %s in %s: %w", kt, tu.Redacted(), err)
+	case err != nil:
+		return nil, "", fmt.Errorf("devicekey: %s: %w", tu.Redacted(), err)
 	}
 	ku := tu
 	ku.Object, ku.ID, ku.Type = label, id, "private"
@@ -166,13 +156,74 @@ func Attributes(keyURI string) (extractable, sensitive bool, err error) {
 	if err != nil {
 		return false, false, err
 	}
+	if extractable, sensitive, err = Protection(c, k.(crypto11.Signer)); err != nil {
+		return false, false, fmt.Errorf("devicekey: %w", err)
+	}
+	return extractable, sensitive, nil
+}
+
+// NewKey makes a key of type kt labelled label in the open token c:
+// sensitive, not extractable, for signing only, with a random CKA_ID,
+// which it returns. The CA's keys (internal/cakey) are made here too.
+// Errors are not prefixed: the caller names itself.
+func NewKey(c *crypto11.Context, kt keytype.Type, label string) (crypto.Signer, []byte, error) {
+	id := make([]byte, 16)
+	if _, err := rand.Read(id); err != nil {
+		return nil, nil, err
+	}
+	priv, err := crypto11.NewAttributeSetWithIDAndLabel(id, []byte(label))
+	if err != nil {
+		return nil, nil, err
+	}
+	pub, err := crypto11.NewAttributeSetWithIDAndLabel(id, []byte(label))
+	if err != nil {
+		return nil, nil, err
+	}
+	// Set here, not left to crypto11's defaults: the whole point is that
+	// the key cannot be read out, in the clear or wrapped.
+	for at, v := range map[crypto11.AttributeType]bool{
+		crypto11.CkaSensitive: true, crypto11.CkaExtractable: false, crypto11.CkaToken: true,
+		crypto11.CkaSign: true, crypto11.CkaPrivate: true,
+	} {
+		if err := priv.Set(at, v); err != nil {
+			return nil, nil, err
+		}
+	}
+	var k crypto.Signer
+	switch kt {
+	case keytype.ECDSAP256:
+		k, err = c.GenerateECDSAKeyPairWithAttributes(pub, priv, elliptic.P256())
+	case keytype.ECDSAP384:
+		k, err = c.GenerateECDSAKeyPairWithAttributes(pub, priv, elliptic.P384())
+	case keytype.RSA2048, keytype.RSA3072, keytype.RSA4096:
+		bits := map[keytype.Type]int{keytype.RSA2048: 2048, keytype.RSA3072: 3072, keytype.RSA4096: 4096}[kt]
+		k, err = c.GenerateRSAKeyPairWithAttributes(pub, priv, bits)
+	default:
+		return nil, nil, &KeyTypeError{kt}
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("generate %s: %w", kt, err)
+	}
+	return k, id, nil
+}
+
+// KeyTypeError is a key type no PKCS#11 token makes here.
+type KeyTypeError struct{ Type keytype.Type }
+
+func (e *KeyTypeError) Error() string {
+	return fmt.Sprintf("key type %s cannot be made in a PKCS#11 token (use ecdsa-p256, ecdsa-p384 or rsa-*)", e.Type)
+}
+
+// Protection reads what the token says of key k: whether it is
+// extractable, and whether it is sensitive (readable in the clear).
+func Protection(c *crypto11.Context, k crypto11.Signer) (extractable, sensitive bool, err error) {
 	attrs, err := c.GetAttributes(k, []crypto11.AttributeType{crypto11.CkaExtractable, crypto11.CkaSensitive})
 	if err != nil {
-		return false, false, fmt.Errorf("devicekey: %w", err)
+		return false, false, err
 	}
 	b := func(a *crypto11.Attribute) (bool, error) {
 		if a == nil || len(a.Value) != 1 {
-			return false, errors.New("devicekey: the token did not answer a boolean attribute")
+			return false, errors.New("the token did not answer a boolean attribute")
 		}
 		return a.Value[0] != 0, nil
 	}
