@@ -98,8 +98,8 @@ var rules = []rule{
 	{
 		name:   "test helpers are imported by tests only",
 		from:   []string{"./..."},
-		except: []string{module + "/internal/testenv", module + "/internal/testca", module + "/internal/store/storetest"},
-		forbid: []string{module + "/internal/testenv", module + "/internal/testca", module + "/internal/store/storetest"},
+		except: []string{module + "/internal/testenv", module + "/internal/testca", module + "/internal/store/storetest", module + "/internal/syslog/syslogtest"},
+		forbid: []string{module + "/internal/testenv", module + "/internal/testca", module + "/internal/store/storetest", module + "/internal/syslog/syslogtest"},
 		direct: true,
 	},
 	{
