@@ -13,9 +13,29 @@ const (
 	KindHandshake = "handshake"
 )
 
+// Schema is the version of the line format, written first on every line
+// as "schema". It changes when a field is renamed, removed or changes
+// type; adding a field does not change it (readers ignore unknown fields).
+// docs/gateway.md ("The access log") documents every field.
+const Schema = 1
+
+// RequestID identifies one request: the gateway mints it (see
+// internal/gateway), logs it as 32 lowercase hex digits and forwards it
+// upstream as X-Request-Id. The zero value is "none".
+type RequestID [16]byte
+
+// AppendHex appends id as 32 lowercase hex digits.
+func (id *RequestID) AppendHex(b []byte) []byte {
+	for _, c := range id {
+		b = append(b, hexDigits[c>>4], hexDigits[c&0xf])
+	}
+	return b
+}
+
 // Entry is one access log line. Zero fields are left out, except decision.
 type Entry struct {
 	Time        time.Time
+	RequestID   RequestID
 	Kind        string
 	Identity    string
 	Serial      string
@@ -34,15 +54,23 @@ type Entry struct {
 	BytesOut    int64
 	Duration    time.Duration
 	Upstream    time.Duration // time to the upstream's response header
+	UpstreamURL string        // the upstream the request was forwarded to
 	Error       string
 }
 
 // AppendJSON appends e as one JSON object and a newline.
 func (e *Entry) AppendJSON(b []byte) []byte {
-	b = append(b, `{"time":"`...)
+	b = append(b, `{"schema":`...)
+	b = strconv.AppendInt(b, Schema, 10)
+	b = append(b, `,"time":"`...)
 	b = e.Time.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000Z07:00")
 	b = append(b, '"')
 	b = appendField(b, "kind", e.Kind)
+	if e.RequestID != (RequestID{}) {
+		b = append(b, `,"request_id":"`...)
+		b = e.RequestID.AppendHex(b)
+		b = append(b, '"')
+	}
 	b = appendField(b, "identity", e.Identity)
 	b = appendField(b, "serial", e.Serial)
 	b = appendField(b, "fingerprint", e.Fingerprint)
@@ -75,6 +103,7 @@ func (e *Entry) AppendJSON(b []byte) []byte {
 		b = append(b, `,"upstream_ms":`...)
 		b = strconv.AppendFloat(b, float64(e.Upstream)/1e6, 'f', 3, 64)
 	}
+	b = appendField(b, "upstream", e.UpstreamURL)
 	b = appendField(b, "error", e.Error)
 	return append(b, "}\n"...)
 }

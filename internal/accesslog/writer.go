@@ -1,148 +1,287 @@
 package accesslog
 
 import (
-	"bufio"
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/certgate/certgate/internal/clock"
+	"github.com/certgate/certgate/internal/syslog"
 )
 
-// FlushInterval bounds how long a line may sit in the buffer.
+// FlushInterval bounds how long a line may sit in a buffer.
 const FlushInterval = 100 * time.Millisecond
 
 // bufferSize is the write buffer; a full buffer is written at once.
 const bufferSize = 64 << 10
 
-// Logger writes entries. It is safe for concurrent use.
-type Logger struct {
-	mu         sync.Mutex
-	w          *bufio.Writer
-	file       *os.File // nil when writing to a plain io.Writer
-	path       string
-	size       int64
-	maxSize    int64
-	maxBackups int
-	line       []byte
-	err        error
+// DefaultQueueLen is each output's queue, in lines: about two seconds of
+// 10,000 requests a second, so a slow disk or a rotation with compression
+// does not drop lines.
+const DefaultQueueLen = 32768
 
-	stop chan struct{}
-	done chan struct{}
+// ShutdownTimeout bounds how long Close waits for the syslog collector.
+const ShutdownTimeout = 10 * time.Second
+
+// Output names, as in the dropped-lines metric and log.
+const (
+	OutputFile   = "file"
+	OutputStdout = "stdout"
+	OutputSyslog = "syslog"
+)
+
+// Options say where the access log goes. Several outputs at once are
+// normal: a file, a collector and standard output.
+type Options struct {
+	File   *FileOptions   // nil: no file
+	Stdout io.Writer      // nil: none
+	Syslog *SyslogOptions // nil: none
+	// QueueLen is each output's queue (DefaultQueueLen).
+	QueueLen int
+	// Block makes Log wait for room in a full queue instead of dropping
+	// the line (on_overflow: block). The default drops and counts.
+	Block bool
+	Clock clock.Clock
+	Log   *slog.Logger // where dropped lines are reported
+	// Dropped is told how many lines an output dropped (at most once a
+	// second, and at Close): the metric.
+	Dropped func(output string, n uint64)
 }
 
-// New returns a Logger writing to w without rotation.
+// SyslogOptions is the syslog output: the connection (internal/syslog)
+// and the message header.
+type SyslogOptions struct {
+	syslog.Config
+	Hostname string // default: os.Hostname
+	AppName  string // default "certgate"
+}
+
+// Logger writes entries to its outputs. It is safe for concurrent use.
+type Logger struct {
+	pool    sync.Pool // *[]byte
+	outs    []*output
+	syslog  *syslogOut
+	log     *slog.Logger
+	dropped func(string, uint64)
+	stop    chan struct{}
+	done    chan struct{}
+	mu      sync.Mutex
+	err     error
+	closed  bool
+}
+
+// output is one queued destination written by its own goroutine.
+type output struct {
+	name     string
+	q        *queue
+	drops    atomic.Uint64
+	reported uint64
+	write    func([]byte) error
+	flush    func() error
+	tick     func() error
+	close    func() error
+	done     chan struct{}
+	flushReq chan chan struct{}
+}
+
+// New returns a Logger writing to w only (tests, standard output).
 func New(w io.Writer) *Logger {
-	l := &Logger{w: bufio.NewWriterSize(w, bufferSize)}
-	l.start()
+	l, _ := Open(Options{Stdout: w})
 	return l
 }
 
-// Open returns a Logger writing to path ("-" is standard output), rotating
-// the file when it would grow past maxSize bytes and keeping maxBackups old
-// files as path.1 (newest) ... path.N.
-func Open(path string, maxSize int64, maxBackups int) (*Logger, error) {
-	if path == "-" || path == "" {
-		return New(os.Stdout), nil
+// Open starts the outputs o names.
+func Open(o Options) (*Logger, error) {
+	if o.QueueLen <= 0 {
+		o.QueueLen = DefaultQueueLen
 	}
-	l := &Logger{path: path, maxSize: maxSize, maxBackups: maxBackups}
-	if err := l.openFile(); err != nil {
-		return nil, err
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
 	}
-	l.start()
+	l := &Logger{log: o.Log, dropped: o.Dropped, stop: make(chan struct{}), done: make(chan struct{})}
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	l.pool.New = func() any { b := make([]byte, 0, 1024); return &b }
+	if o.File != nil {
+		fs, err := openFileSink(*o.File, o.Clock)
+		if err != nil {
+			return nil, err
+		}
+		l.outs = append(l.outs, &output{name: OutputFile, write: fs.write, flush: fs.flush, tick: fs.tick, close: fs.close})
+	}
+	if o.Stdout != nil {
+		bw := newBufWriter(o.Stdout)
+		l.outs = append(l.outs, &output{name: OutputStdout, write: bw.write, flush: bw.flush, close: bw.flush})
+	}
+	if o.Syslog != nil {
+		so, err := newSyslogOut(o.Syslog, o.Block)
+		if err != nil {
+			for _, out := range l.outs {
+				out.close()
+			}
+			return nil, err
+		}
+		l.syslog = so
+	}
+	for _, out := range l.outs {
+		out.q = newQueue(o.QueueLen, o.Block)
+		out.done = make(chan struct{})
+		out.flushReq = make(chan chan struct{})
+		go l.run(out)
+	}
+	go l.report()
 	return l, nil
 }
 
-func (l *Logger) openFile() error {
-	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
-	if err != nil {
-		return fmt.Errorf("accesslog: %w", err)
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return fmt.Errorf("accesslog: %w", err)
-	}
-	l.file, l.size = f, st.Size()
-	if l.w == nil {
-		l.w = bufio.NewWriterSize(f, bufferSize)
-	} else {
-		l.w.Reset(f)
-	}
-	return nil
-}
-
-func (l *Logger) start() {
-	l.stop, l.done = make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(l.done)
-		t := time.NewTicker(FlushInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-l.stop:
-				return
-			case <-t.C:
-				l.Flush()
-			}
-		}
-	}()
-}
-
-// Log writes one entry. Write errors are kept and returned by [Logger.Err].
+// Log queues one entry on every output. Under the default policy it never
+// waits: a full queue drops the line and counts it.
 func (l *Logger) Log(e *Entry) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.line = e.AppendJSON(l.line[:0])
-	if l.file != nil && l.maxSize > 0 && l.size+int64(len(l.line)) > l.maxSize && l.size > 0 {
-		if err := l.rotate(); err != nil {
-			l.err = err
+	bp := l.pool.Get().(*[]byte)
+	line := e.AppendJSON((*bp)[:0])
+	for _, out := range l.outs {
+		if !out.q.put(line) {
+			out.drops.Add(1)
 		}
 	}
-	n, err := l.w.Write(l.line)
-	l.size += int64(n)
-	if err != nil {
-		l.err = fmt.Errorf("accesslog: %w", err)
+	if l.syslog != nil {
+		line = l.syslog.send(e.Time, line)
 	}
+	*bp = line
+	l.pool.Put(bp)
 }
 
-// rotate shifts path.N-1 -> path.N ... path -> path.1 and reopens path.
-func (l *Logger) rotate() error {
-	if err := l.w.Flush(); err != nil {
-		return fmt.Errorf("accesslog: %w", err)
-	}
-	if err := l.file.Close(); err != nil {
-		return fmt.Errorf("accesslog: %w", err)
-	}
-	if l.maxBackups <= 0 {
-		if err := os.Remove(l.path); err != nil && !os.IsNotExist(err) {
-			return fmt.Errorf("accesslog: %w", err)
-		}
-	} else {
-		os.Remove(l.backup(l.maxBackups))
-		for i := l.maxBackups - 1; i >= 1; i-- {
-			if err := os.Rename(l.backup(i), l.backup(i+1)); err != nil && !os.IsNotExist(err) {
-				return fmt.Errorf("accesslog: %w", err)
+// run is an output's goroutine: write what is queued, flush at least every
+// FlushInterval, drain on close.
+func (l *Logger) run(out *output) {
+	defer close(out.done)
+	t := time.NewTicker(FlushInterval)
+	defer t.Stop()
+	buf := make([]byte, 0, bufferSize)
+	drain := func() {
+		for {
+			buf = out.q.take(buf[:0], bufferSize)
+			if len(buf) == 0 {
+				return
+			}
+			if err := out.write(buf); err != nil {
+				l.setErr(err)
 			}
 		}
-		if err := os.Rename(l.path, l.backup(1)); err != nil {
-			return fmt.Errorf("accesslog: %w", err)
+	}
+	for {
+		select {
+		case <-out.q.wake:
+			drain()
+		case <-t.C:
+			drain()
+			if out.tick != nil {
+				if err := out.tick(); err != nil {
+					l.setErr(err)
+				}
+			}
+			if err := out.flush(); err != nil {
+				l.setErr(err)
+			}
+		case ack := <-out.flushReq:
+			drain()
+			if err := out.flush(); err != nil {
+				l.setErr(err)
+			}
+			close(ack)
+		case <-l.stop:
+			drain()
+			if err := out.close(); err != nil {
+				l.setErr(err)
+			}
+			return
 		}
 	}
-	return l.openFile()
 }
 
-func (l *Logger) backup(i int) string { return l.path + "." + strconv.Itoa(i) }
+// report tells the log and the metric about dropped lines, at most once a
+// second.
+func (l *Logger) report() {
+	defer close(l.done)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			l.reportDrops()
+		case <-l.stop:
+			return
+		}
+	}
+}
 
-// Flush writes buffered lines out.
+func (l *Logger) reportDrops() {
+	for _, out := range l.outs {
+		n := out.drops.Load()
+		if d := n - out.reported; d > 0 {
+			out.reported = n
+			l.dropReport(out.name, d, n)
+		}
+	}
+	if l.syslog != nil {
+		n := l.syslog.client.Stats().Dropped
+		if d := n - l.syslog.reported; d > 0 {
+			l.syslog.reported = n
+			l.dropReport(OutputSyslog, d, n)
+		}
+	}
+}
+
+func (l *Logger) dropReport(name string, d, total uint64) {
+	l.log.Warn("access log lines dropped: the output cannot keep up (access_log.on_overflow is drop)", "output", name, "dropped", d, "dropped_total", total)
+	if l.dropped != nil {
+		l.dropped(name, d)
+	}
+}
+
+// Dropped returns how many lines each output dropped so far.
+func (l *Logger) Dropped() map[string]uint64 {
+	m := map[string]uint64{}
+	for _, out := range l.outs {
+		m[out.name] = out.drops.Load()
+	}
+	if l.syslog != nil {
+		m[OutputSyslog] = l.syslog.client.Stats().Dropped
+	}
+	return m
+}
+
+func (l *Logger) setErr(err error) {
+	l.mu.Lock()
+	if l.err == nil {
+		l.err = err
+	}
+	l.mu.Unlock()
+}
+
+// Flush writes every queued line out (not to the collector: that is
+// Close's).
 func (l *Logger) Flush() error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err := l.w.Flush(); err != nil {
-		l.err = fmt.Errorf("accesslog: %w", err)
+	closed := l.closed
+	l.mu.Unlock()
+	if !closed {
+		for _, out := range l.outs {
+			ack := make(chan struct{})
+			select {
+			case out.flushReq <- ack:
+				<-ack
+			case <-out.done:
+			}
+		}
 	}
-	return l.err
+	return l.Err()
 }
 
 // Err returns the first write error, if any.
@@ -152,17 +291,96 @@ func (l *Logger) Err() error {
 	return l.err
 }
 
-// Close flushes and closes the file. The Logger must not be used after.
+// Close writes out every queued line, delivers (or spools) the syslog
+// queue within ShutdownTimeout, and closes the file. The Logger must not be
+// used after.
 func (l *Logger) Close() error {
-	close(l.stop)
-	<-l.done
-	err := l.Flush()
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.file != nil {
-		if cerr := l.file.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("accesslog: %w", cerr)
-		}
+	if l.closed {
+		l.mu.Unlock()
+		return l.Err()
 	}
-	return err
+	l.closed = true
+	l.mu.Unlock()
+	for _, out := range l.outs {
+		out.q.close()
+	}
+	close(l.stop)
+	for _, out := range l.outs {
+		<-out.done
+	}
+	<-l.done
+	if l.syslog != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+		if err := l.syslog.client.Close(ctx); err != nil {
+			l.setErr(fmt.Errorf("accesslog: %w", err))
+		}
+		cancel()
+	}
+	l.reportDrops()
+	return l.Err()
+}
+
+// bufWriter is the plain writer output (standard output).
+type bufWriter struct {
+	w   io.Writer
+	buf []byte
+}
+
+func newBufWriter(w io.Writer) *bufWriter { return &bufWriter{w: w} }
+
+func (b *bufWriter) write(p []byte) error {
+	if _, err := b.w.Write(p); err != nil {
+		return fmt.Errorf("accesslog: %w", err)
+	}
+	return nil
+}
+
+func (b *bufWriter) flush() error { return nil }
+
+// syslogOut formats lines as RFC 5424 messages for a syslog.Client (whose
+// queue and spool are this output's).
+type syslogOut struct {
+	client   *syslog.Client
+	msg      syslog.Message
+	reported uint64
+}
+
+func newSyslogOut(o *SyslogOptions, block bool) (*syslogOut, error) {
+	host := o.Hostname
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	app := o.AppName
+	if app == "" {
+		app = "certgate"
+	}
+	cfg := o.Config
+	if block {
+		cfg.Overflow = syslog.OverflowBlock
+	}
+	c, err := syslog.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("accesslog: %w", err)
+	}
+	return &syslogOut{client: c, msg: syslog.Message{
+		Facility: syslog.FacilityLocal0, Severity: syslog.SeverityInfo,
+		Hostname: syslog.CleanName(host, syslog.MaxHostname), AppName: syslog.CleanName(app, syslog.MaxAppName),
+		ProcID: strconv.Itoa(os.Getpid()), MsgID: "access",
+	}}, nil
+}
+
+// send sends line (without its newline) stamped t, formatted in the spare
+// room after line in its own buffer (no lock, no allocation once the
+// buffer has grown); it returns the buffer to keep.
+func (s *syslogOut) send(t time.Time, line []byte) []byte {
+	m := s.msg
+	m.Time = t
+	m.Msg = line[:len(line)-1]
+	out, _ := m.Append(line[len(line):]) // the header was checked in newSyslogOut
+	s.client.Send(out)
+	if cap(out) > cap(line) {
+		return out[:0]
+	}
+	return line
 }

@@ -135,17 +135,67 @@ type GatewayMetrics struct {
 	Listen string `yaml:"listen" doc:"Prometheus /metrics address; empty: off"`
 }
 
-// GatewayAccessLog configures the access log.
+// GatewayAccessLog configures the access log (docs/gateway.md, "The
+// access log"): a file, standard output and a syslog collector, at once.
 type GatewayAccessLog struct {
-	// Path is a file, or "-" (the default) for standard output.
-	Path string `yaml:"path" doc:"access log file, or - for standard output"`
-	// MaxSizeMB rotates the file when it grows past this size.
-	MaxSizeMB int `yaml:"max_size_mb" doc:"rotate the file past this size"`
-	// MaxBackups is how many rotated files are kept.
-	MaxBackups int `yaml:"max_backups" doc:"rotated files kept"`
+	// Path is a file, or "-" (the default) for standard output only.
+	Path string `yaml:"path" doc:"access log file, or - for standard output only"`
+	// Stdout also writes every line to standard output when Path is a
+	// file.
+	Stdout bool `yaml:"stdout" doc:"also write every line to standard output when path is a file"`
+	// MaxSizeMB rotates the file before it grows past this size.
+	MaxSizeMB int `yaml:"max_size_mb" doc:"rotate the file before a line would take it past this size"`
+	// RotateEvery rotates a non-empty file this long after it was opened
+	// (default 24h; "0s" turns time rotation off).
+	RotateEvery *Duration `yaml:"rotate_every" doc:"rotate a non-empty file this long after it was opened; 0s: never by time"`
+	// Compress gzips rotated files.
+	Compress bool `yaml:"compress" doc:"gzip rotated files"`
+	// Retention of rotated files: at most MaxBackups (0: any number), none
+	// older than MaxAge (0: any age), and rotated files plus the active
+	// one never more than MaxTotalSizeMB (0: no limit).
+	MaxBackups     int      `yaml:"max_backups" doc:"rotated files kept at most (0: any number)"`
+	MaxAge         Duration `yaml:"max_age" doc:"rotated files older than this are deleted (0s: any age)"`
+	MaxTotalSizeMB int      `yaml:"max_total_size_mb" doc:"rotated files plus the active one never take more (0: no limit); at least max_size_mb, twice that with compress"`
 	// Query logs the query string with the path.
 	Query bool `yaml:"query" doc:"log the query string with the path"`
+	// OnOverflow is what a full output queue does to a line: "drop" (the
+	// default: the request is never slowed, the line is counted in
+	// certgate_gateway_access_log_dropped_total and reported in the log)
+	// or "block" (the request waits).
+	OnOverflow string `yaml:"on_overflow" doc:"a full output queue: drop the line and count it (default; requests are never slowed by logging) or block the request"`
+	// QueueLines is each output's in-memory queue (default 32768).
+	QueueLines int `yaml:"queue_lines" doc:"each output's in-memory queue, in lines"`
+	// Syslog ships every line to a collector (RFC 5424 over TCP or TLS).
+	Syslog GatewaySyslog `yaml:"syslog" doc:"ship every line to a collector: RFC 5424, octet-counted, over TCP or TLS"`
 }
+
+// GatewaySyslog is the access log's collector.
+type GatewaySyslog struct {
+	// Address is host:port; empty: no syslog output.
+	Address string `yaml:"address" doc:"collector host:port; empty: no syslog output" example:"logs.example.org:6514"`
+	// TLS: set ca to speak TLS (the roots that verify the collector), and
+	// cert and key to present a client certificate.
+	TLS struct {
+		CA   string `yaml:"ca" doc:"roots that verify the collector; set: TLS" example:"/etc/certgate/collector-ca.pem"`
+		Cert string `yaml:"cert" doc:"client certificate chain shown to the collector (with key)"`
+		Key  string `yaml:"key" doc:"its private key"`
+	} `yaml:"tls" doc:"TLS to the collector"`
+	// SpoolDir keeps lines on disk while the collector is away, at most
+	// SpoolMaxMB (default 1024). Default: PATH.spool next to the access
+	// log file; with path "-" there is no spool unless set.
+	SpoolDir   string `yaml:"spool_dir" doc:"lines wait here on disk while the collector is away (default: the access log path + .spool)"`
+	SpoolMaxMB int    `yaml:"spool_max_mb" doc:"the spool's size limit"`
+	// Hostname and AppName fill the RFC 5424 header (defaults: the
+	// machine's name, "certgate").
+	Hostname string `yaml:"hostname" doc:"RFC 5424 HOSTNAME (default: the machine's name)"`
+	AppName  string `yaml:"app_name" doc:"RFC 5424 APP-NAME (default certgate)"`
+}
+
+// Access log overflow policies.
+const (
+	OverflowDrop  = "drop"
+	OverflowBlock = "block"
+)
 
 // GatewayPaths is the canonical-path policy (internal/gateway/canon
 // documents the semantics). Every request path is canonicalized once,
@@ -310,6 +360,9 @@ const (
 	MaxUsageEntries               = 20000 // wire.MaxUsageEntries
 	DefaultSharingMaxSources      = 1
 	DefaultSharingWindow          = time.Minute
+	DefaultAccessLogRotateEvery   = 24 * time.Hour
+	DefaultAccessLogQueueLines    = 32768
+	DefaultSyslogSpoolMaxMB       = 1024
 )
 
 // LoadGateway reads, decodes, defaults and validates a gateway config.
@@ -351,6 +404,10 @@ func (g *Gateway) setDefaults(dir string) {
 	abs(&g.Key)
 	abs(&g.Server.CA)
 	abs(&g.AccessLog.Path)
+	abs(&g.AccessLog.Syslog.TLS.CA)
+	abs(&g.AccessLog.Syslog.TLS.Cert)
+	abs(&g.AccessLog.Syslog.TLS.Key)
+	abs(&g.AccessLog.Syslog.SpoolDir)
 	for i := range g.Routes {
 		abs(&g.Routes[i].UpstreamCA)
 		if g.Routes[i].PathPrefix == "" {
@@ -430,6 +487,24 @@ func (g *Gateway) setDefaults(dir string) {
 	}
 	if g.AccessLog.MaxBackups == 0 {
 		g.AccessLog.MaxBackups = DefaultAccessLogMaxBackups
+	}
+	if g.AccessLog.RotateEvery == nil {
+		d := Duration(DefaultAccessLogRotateEvery)
+		g.AccessLog.RotateEvery = &d
+	}
+	if g.AccessLog.OnOverflow == "" {
+		g.AccessLog.OnOverflow = OverflowDrop
+	}
+	if g.AccessLog.QueueLines == 0 {
+		g.AccessLog.QueueLines = DefaultAccessLogQueueLines
+	}
+	if sl := &g.AccessLog.Syslog; sl.Address != "" {
+		if sl.SpoolMaxMB == 0 {
+			sl.SpoolMaxMB = DefaultSyslogSpoolMaxMB
+		}
+		if sl.SpoolDir == "" && g.AccessLog.Path != "-" {
+			sl.SpoolDir = g.AccessLog.Path + ".spool"
+		}
 	}
 }
 
@@ -511,9 +586,7 @@ func ValidateGateway(g *Gateway) error {
 	if g.MaxHeaderBytes < 1024 || g.MaxHeaderBytes > 1<<20 {
 		bad("max_header_bytes", "must be between 1024 and 1048576, got %d", g.MaxHeaderBytes)
 	}
-	if g.AccessLog.MaxSizeMB < 0 || g.AccessLog.MaxBackups < 0 {
-		bad("access_log", "max_size_mb and max_backups must not be negative")
-	}
+	validateAccessLog(bad, &g.AccessLog)
 	for _, f := range []struct {
 		name, v string
 		ok      []string
@@ -710,3 +783,48 @@ func (g *Gateway) ServerURLs() []string {
 
 // HeaderOn reports whether an identity header switch is on (nil means on).
 func HeaderOn(b *bool) bool { return b == nil || *b }
+
+func validateAccessLog(bad func(field, format string, args ...any), a *GatewayAccessLog) {
+	if a.MaxSizeMB < 0 || a.MaxBackups < 0 || a.MaxTotalSizeMB < 0 || a.MaxAge < 0 || (a.RotateEvery != nil && *a.RotateEvery < 0) {
+		bad("access_log", "max_size_mb, max_backups, max_total_size_mb, max_age and rotate_every must not be negative")
+	}
+	// The active file grows to max_size_mb while a rotated one is being
+	// compressed next to its copy: the total must leave room for both.
+	if need := a.MaxSizeMB * map[bool]int{false: 1, true: 2}[a.Compress]; a.MaxTotalSizeMB > 0 && a.MaxTotalSizeMB < need {
+		bad("access_log.max_total_size_mb", "must be at least %d (max_size_mb, twice with compress), got %d", need, a.MaxTotalSizeMB)
+	}
+	if a.Path == "-" && (a.Compress || a.MaxTotalSizeMB > 0 || a.MaxAge > 0) {
+		bad("access_log", "compress, max_total_size_mb and max_age need a file path")
+	}
+	if a.OnOverflow != OverflowDrop && a.OnOverflow != OverflowBlock {
+		bad("access_log.on_overflow", "must be %q or %q, got %q", OverflowDrop, OverflowBlock, a.OnOverflow)
+	}
+	if a.QueueLines < 16 || a.QueueLines > 1<<22 {
+		bad("access_log.queue_lines", "must be between 16 and 4194304, got %d", a.QueueLines)
+	}
+	sl := &a.Syslog
+	if sl.Address == "" {
+		if sl.TLS.CA != "" || sl.TLS.Cert != "" || sl.TLS.Key != "" || sl.SpoolDir != "" {
+			bad("access_log.syslog.address", "is required with the other syslog settings")
+		}
+		return
+	}
+	if _, port, err := net.SplitHostPort(sl.Address); err != nil || port == "" {
+		bad("access_log.syslog.address", "must be host:port, got %q", sl.Address)
+	}
+	if (sl.TLS.Cert == "") != (sl.TLS.Key == "") {
+		bad("access_log.syslog.tls", "cert and key go together")
+	}
+	if sl.TLS.Cert != "" && sl.TLS.CA == "" {
+		bad("access_log.syslog.tls.ca", "is required with a client certificate (it turns TLS on)")
+	}
+	if sl.SpoolMaxMB < 0 {
+		bad("access_log.syslog.spool_max_mb", "must not be negative")
+	}
+	if sl.Hostname != "" && len(sl.Hostname) > 255 || strings.ContainsFunc(sl.Hostname, func(r rune) bool { return r < 33 || r > 126 }) {
+		bad("access_log.syslog.hostname", "must be printable US-ASCII without spaces, at most 255 bytes")
+	}
+	if len(sl.AppName) > 48 || strings.ContainsFunc(sl.AppName, func(r rune) bool { return r < 33 || r > 126 }) {
+		bad("access_log.syslog.app_name", "must be printable US-ASCII without spaces, at most 48 bytes")
+	}
+}

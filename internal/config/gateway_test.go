@@ -89,3 +89,45 @@ func TestLoadGatewayMissingFile(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestParseGatewayAccessLog(t *testing.T) {
+	withLog := func(block string) string {
+		return strings.Replace(goodGateway, "access_log:\n  path: access.log\n", "access_log:\n  path: access.log\n"+block, 1)
+	}
+	g, err := ParseGateway("/etc/certgate/gateway.yaml", []byte(withLog(`  compress: true
+  max_age: 720h
+  max_total_size_mb: 2000
+  on_overflow: block
+  syslog:
+    address: logs.example.org:6514
+    tls: {ca: ca.pem, cert: gw.pem, key: gw.key}
+`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := g.AccessLog
+	if !a.Compress || a.MaxAge.Std() != 720*time.Hour || a.MaxTotalSizeMB != 2000 || a.OnOverflow != "block" || a.RotateEvery.Std() != 24*time.Hour ||
+		a.Syslog.TLS.CA != "/etc/certgate/ca.pem" || a.Syslog.SpoolDir != "/etc/certgate/access.log.spool" || a.Syslog.SpoolMaxMB != 1024 || a.QueueLines != 32768 {
+		t.Fatalf("access_log = %+v", a)
+	}
+	g, _ = ParseGateway("gw.yaml", []byte(goodGateway))
+	if g.AccessLog.OnOverflow != "drop" || g.AccessLog.Syslog.SpoolDir != "" {
+		t.Fatalf("defaults = %+v", g.AccessLog)
+	}
+	for _, tc := range []struct{ block, err string }{
+		{"  on_overflow: wait\n", `config gw.yaml: access_log.on_overflow: must be "drop" or "block", got "wait"`},
+		{"  max_total_size_mb: 150\n  compress: true\n", "config gw.yaml: access_log.max_total_size_mb: must be at least 200 (max_size_mb, twice with compress), got 150"},
+		{"  max_age: -1h\n", "config gw.yaml: access_log: max_size_mb, max_backups, max_total_size_mb, max_age and rotate_every must not be negative"},
+		{"  syslog: {address: nohost}\n", `config gw.yaml: access_log.syslog.address: must be host:port, got "nohost"`},
+		{"  syslog: {address: 'h:1', tls: {cert: a.pem}}\n", "config gw.yaml: access_log.syslog.tls: cert and key go together\naccess_log.syslog.tls.ca: is required with a client certificate (it turns TLS on)"},
+		{"  syslog: {tls: {ca: a.pem}}\n", "config gw.yaml: access_log.syslog.address: is required with the other syslog settings"},
+		{"  syslog: {address: 'h:1', app_name: 'cert gate'}\n", "config gw.yaml: access_log.syslog.app_name: must be printable US-ASCII without spaces, at most 48 bytes"},
+		{"  queue_lines: 3\n", "config gw.yaml: access_log.queue_lines: must be between 16 and 4194304, got 3"},
+		{"  syslog: {address: 'h:1', bogus: 1}\n", "config gw.yaml: line 12: access_log.syslog.bogus: unknown field"},
+	} {
+		_, err := ParseGateway("gw.yaml", []byte(withLog(tc.block)))
+		if err == nil || err.Error() != tc.err {
+			t.Errorf("%q: error = %v\nwant %s", tc.block, err, tc.err)
+		}
+	}
+}

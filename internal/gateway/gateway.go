@@ -61,6 +61,7 @@ type Gateway struct {
 	log     *slog.Logger
 	access  *accesslog.Logger
 	usage   *usage.Table
+	reqIDs  *requestIDs
 	metrics Metrics
 	revoked *revocation.Holder
 	sweep   time.Duration
@@ -104,6 +105,7 @@ type Gateway struct {
 func New(cfg *Config, o Options) (*Gateway, error) {
 	g := &Gateway{
 		clock: o.Clock, log: o.Logger, access: o.AccessLog, usage: o.Usage, metrics: o.Metrics,
+		reqIDs:  newRequestIDs(),
 		revoked: o.Revocations, sweep: o.SweepInterval, fresh: freshness{max: o.MaxStaleness},
 		tracker: newTracker(), pools: map[string]*upstream{}, tcpLns: map[string]tcpListener{},
 		interSrc: map[string][]*x509.Certificate{},

@@ -96,6 +96,7 @@ func (s *h1session) serveOne() bool {
 	*e = accesslog.Entry{
 		Time: start, Kind: accesslog.KindHTTP, Identity: p.id, Serial: p.serial, Fingerprint: p.fingerprint,
 		Client: p.client, TLSVersion: p.tlsVersion, Resumed: p.resumed, Decision: "deny",
+		RequestID: s.g.reqIDs.next(),
 	}
 	if err != nil {
 		var he *h1.Error
@@ -234,6 +235,7 @@ func (s *h1session) writeJSONHeaders(status int, extra, body []byte, closeAfter 
 func (s *h1session) proxy(rt *runtime, route *httpRoute, e *accesslog.Entry) bool {
 	req := &s.req
 	up := route.up
+	e.UpstreamURL = up.key
 	hasBody := req.HasBody()
 	var uc *upConn
 	for {

@@ -56,7 +56,7 @@ func (h *h2server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	e := &accesslog.Entry{
 		Time: start, Kind: accesslog.KindHTTP, Identity: p.id, Serial: p.serial, Fingerprint: p.fingerprint,
 		Client: p.client, TLSVersion: p.tlsVersion, Resumed: p.resumed, Decision: "deny",
-		Method: r.Method, Host: r.Host, Path: r.URL.EscapedPath(),
+		Method: r.Method, Host: r.Host, Path: r.URL.EscapedPath(), RequestID: g.reqIDs.next(),
 	}
 	finish := func(route string) {
 		e.Duration = time.Since(start)
@@ -132,6 +132,8 @@ func (h *h2server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	stripRequestHeaders(out.Header)
 	setIdentityHeaders(out.Header, p, route.hdr, rt.selfID)
 	setForwarding(out.Header, p, cr.host)
+	out.Header[HeaderRequestID] = []string{string(e.RequestID.AppendHex(nil))}
+	e.UpstreamURL = up.key
 	counter := &countingReader{r: r.Body}
 	if out.Body != nil {
 		out.Body = counter

@@ -46,6 +46,7 @@ var StrippedRequestHeaders = []string{
 	"forwarded", "x-real-ip", "x-forwarded-*",
 	"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
 	"proxy-authorization", "content-length", "host", "expect",
+	"x-request-id", // the gateway sets its own (requestid.go says why)
 }
 
 // strippedExact is StrippedRequestHeaders without the prefix entry.
@@ -151,6 +152,9 @@ func (s *h1session) appendUpstreamHead(b []byte, rt *runtime, route *httpRoute) 
 	}
 	b = appendIdentityHeaders(b, s.t.peer, route.hdr, rt.selfID)
 	b = appendForwarding(b, s.t.peer, cr.host)
+	b = append(b, "X-Request-Id: "...)
+	b = s.entry.RequestID.AppendHex(b)
+	b = append(b, "\r\n"...)
 	if req.Upgrade {
 		b = append(b, "Connection: Upgrade\r\nUpgrade: websocket\r\n"...)
 	}

@@ -25,6 +25,7 @@ var spoofedHeaders = []string{
 	"Forwarded", "X-Real-IP", "X_Real_IP", "x_real_ip",
 	"X-Forwarded-For", "X_Forwarded_For", "X-Forwarded-Proto", "X_Forwarded_Proto",
 	"X-Forwarded-Host", "X_Forwarded_Host", "X-Forwarded-Port", "X-Forwarded-Prefix", "X_Forwarded_Ssl",
+	"X-Request-Id", "X_Request_Id",
 }
 
 func TestStrippedRequestHeader(t *testing.T) {
@@ -33,7 +34,7 @@ func TestStrippedRequestHeader(t *testing.T) {
 			t.Errorf("%s is forwarded", n)
 		}
 	}
-	for _, n := range []string{"X-Client", "Client-Certs", "X-Forwarded", "Authorization", "X_Request_Id", "Content-Type", "Accept"} {
+	for _, n := range []string{"X-Client", "Client-Certs", "X-Forwarded", "Authorization", "X-Request-Ids", "Content-Type", "Accept"} {
 		if strippedRequestHeader([]byte(n)) {
 			t.Errorf("%s is stripped", n)
 		}

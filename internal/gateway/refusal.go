@@ -143,6 +143,7 @@ func (g *Gateway) answerRefusal(rt *runtime, tc *tls.Conn, raw net.Conn, ve *Ver
 	logReq := func(method, host, path string, start time.Time) {
 		e := base
 		e.Time, e.Method, e.Host, e.Path, e.Duration = start, method, host, path, time.Since(start)
+		e.RequestID = g.reqIDs.next()
 		g.metrics.Request("", status, "deny", e.Duration, 0)
 		g.logAccess(&e)
 	}

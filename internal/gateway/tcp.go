@@ -16,6 +16,7 @@ func (g *Gateway) serveTCP(name string, t *tracked) {
 	e := &accesslog.Entry{
 		Time: start, Kind: accesslog.KindTCP, Identity: p.id, Serial: p.serial, Fingerprint: p.fingerprint,
 		Client: p.client, TLSVersion: p.tlsVersion, Resumed: p.resumed, Route: name, Decision: "deny",
+		RequestID: g.reqIDs.next(),
 	}
 	defer func() {
 		e.Duration = time.Since(start)

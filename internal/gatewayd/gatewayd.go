@@ -24,7 +24,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/certgate/certgate/internal/accesslog"
 	"github.com/certgate/certgate/internal/agent"
 	"github.com/certgate/certgate/internal/apiclient"
 	"github.com/certgate/certgate/internal/clock"
@@ -99,10 +98,14 @@ func Run(ctx context.Context, o Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	var access *accesslog.Logger
-	if cfg.AccessLog.Path == "-" {
-		access = accesslog.New(out)
-	} else if access, err = accesslog.Open(cfg.AccessLog.Path, int64(cfg.AccessLog.MaxSizeMB)<<20, cfg.AccessLog.MaxBackups); err != nil {
+	// The metrics are made below; lines dropped before count from then.
+	var dropMetric atomic.Pointer[metrics.Gateway]
+	access, err := openAccessLog(&cfg.AccessLog, out, o.Clock, log, func(output string, n uint64) {
+		if m := dropMetric.Load(); m != nil {
+			m.AccessLogDropped(output, n)
+		}
+	})
+	if err != nil {
 		return err
 	}
 	defer access.Close()
@@ -142,6 +145,7 @@ func Run(ctx context.Context, o Options) error {
 		reg := metrics.NewRegistry()
 		m = metrics.NewGateway(reg, o.Clock.Now)
 		opts.Metrics = m
+		dropMetric.Store(m)
 		addr, err := metrics.Serve(ctx, cfg.Metrics.Listen, reg)
 		if err != nil {
 			return err

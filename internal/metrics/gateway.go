@@ -24,6 +24,7 @@ type Gateway struct {
 	cuts        *prometheus.CounterVec
 	panics      *prometheus.CounterVec
 	rateLimited *prometheus.CounterVec
+	accessDrops *prometheus.CounterVec
 	feed        atomic.Pointer[feedBox]
 	certExpiry  prometheus.Gauge
 	statusCache sync.Map // int -> string
@@ -71,6 +72,9 @@ func NewGateway(reg prometheus.Registerer, now func() time.Time) *Gateway {
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "certgate_gateway_rate_limited_total", Help: "Requests answered 429 by their route's per-identity rate limit, by route.",
 		}, []string{"route"}),
+		accessDrops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "certgate_gateway_access_log_dropped_total", Help: "Access log lines dropped because an output's queue (and, for syslog, its spool) was full, by output: file, stdout, syslog.",
+		}, []string{"output"}),
 		certExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "certgate_gateway_certificate_expiry_timestamp_seconds", Help: "NotAfter of the gateway's own certificate.",
 		}),
@@ -117,6 +121,7 @@ func NewGateway(reg prometheus.Registerer, now func() time.Time) *Gateway {
 		return g.now().Sub(last).Seconds()
 	})
 	g.cuts.WithLabelValues("revoked")
+	reg.MustRegister(g.accessDrops)
 	reg.MustRegister(g.handshakes, g.requests, g.latency, g.upstream, g.tcp, g.active, g.revSize, revAge, g.certExpiry,
 		g.revPosition, g.revStale, g.cuts, g.panics, g.rateLimited, feedConnected, feedPosition, feedLag)
 	return g
@@ -149,6 +154,11 @@ func (g *Gateway) Panic(where string) { g.panics.WithLabelValues(where).Inc() }
 
 // RateLimited counts a request refused by a route's rate limit.
 func (g *Gateway) RateLimited(route string) { g.rateLimited.WithLabelValues(route).Inc() }
+
+// AccessLogDropped counts n access log lines an output dropped.
+func (g *Gateway) AccessLogDropped(output string, n uint64) {
+	g.accessDrops.WithLabelValues(output).Add(float64(n))
+}
 
 // ConnectionCut counts a connection the gateway closed.
 func (g *Gateway) ConnectionCut(reason string) { g.cuts.WithLabelValues(reason).Inc() }
