@@ -18,6 +18,10 @@ import (
 // FlushInterval bounds how long a line may sit in a buffer.
 const FlushInterval = 100 * time.Millisecond
 
+// linger is how long an output lets lines gather after the first one
+// arrives (lines reach the file's buffer at most this much later).
+const linger = 2 * time.Millisecond
+
 // bufferSize is the write buffer; a full buffer is written at once.
 const bufferSize = 64 << 10
 
@@ -178,6 +182,8 @@ func (l *Logger) run(out *output) {
 	for {
 		select {
 		case <-out.q.wake:
+			// Let lines gather: one wake-up per batch, not per line.
+			time.Sleep(linger)
 			drain()
 		case <-t.C:
 			drain()

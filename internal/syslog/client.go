@@ -38,6 +38,15 @@ const (
 // loses at most the record being written, which is sent again.
 const batchSize = 15 << 10
 
+// linger is how long the sender lets lines gather before a write when
+// fewer than lingerLines are waiting: a line reaches the collector at most
+// this much later, and a busy gateway pays one system call per batch, not
+// per line.
+const (
+	linger      = 2 * time.Millisecond
+	lingerLines = 64
+)
+
 // Config says where and how a [Client] delivers.
 type Config struct {
 	// Address is the collector's host:port.
@@ -424,6 +433,11 @@ func (c *Client) run() {
 			case len(pending) > 0:
 				b = pending
 			default:
+				if !draining && c.queued() < lingerLines {
+					// Let a few lines gather: one write (and one
+					// wake-up) carries many, instead of one each.
+					time.Sleep(linger)
+				}
 				pending, _ = c.take(pending[:0], batchSize, always)
 				b = pending
 			}
