@@ -46,6 +46,7 @@ func newRootCmdWith(s streams, caStep func(string)) *cobra.Command {
 		newCertCmd(s),
 		newIdentityCmd(s),
 		newAuditCmd(s),
+		newAccessLogCmd(s),
 		newQuickstartCmd(s),
 		newVerifyCmd(s),
 		newAgentCmd(s),

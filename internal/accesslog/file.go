@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/certgate/certgate/internal/checkpoint"
 	"github.com/certgate/certgate/internal/clock"
 )
 
@@ -35,6 +36,9 @@ type FileOptions struct {
 	MaxBackups int
 	MaxAge     time.Duration
 	MaxTotal   int64
+	// Checkpoint, if set, turns tamper evidence on: a hash chain over every
+	// line and a signed checkpoint per rotated segment (chain.go).
+	Checkpoint *checkpoint.Signer
 }
 
 // rotatedTime is the time in a rotated file's name: the moment it was
@@ -50,6 +54,7 @@ type fileSink struct {
 	size   int64
 	opened time.Time
 	seq    int
+	chain  *chain
 	// rotated is called with each rotated file's final path (for the
 	// tamper-evidence hook and tests).
 	rotated func(path string)
@@ -57,6 +62,13 @@ type fileSink struct {
 
 func openFileSink(o FileOptions, c clock.Clock) (*fileSink, error) {
 	s := &fileSink{o: o, clock: c}
+	if o.Checkpoint != nil {
+		ch, err := openChain(o.Checkpoint, o.Path)
+		if err != nil {
+			return nil, err
+		}
+		s.chain = ch
+	}
 	if err := s.open(); err != nil {
 		return nil, err
 	}
@@ -99,6 +111,9 @@ func (s *fileSink) write(lines []byte) error {
 		}
 		n, err := s.w.Write(line)
 		s.size += int64(n)
+		if s.chain != nil && n == len(line) {
+			s.chain.add(line)
+		}
 		if err != nil && first == nil {
 			first = fmt.Errorf("accesslog: %w", err)
 		}
@@ -144,6 +159,9 @@ func (s *fileSink) rotate() error {
 		return err
 	}
 	var first error
+	if s.chain != nil {
+		first = s.chain.seal(dst, s.o.Path, now)
+	}
 	// Retention first, reserving room for the uncompressed file and its
 	// compressed copy while both exist, so the total never goes over.
 	reserve := int64(0)
@@ -257,6 +275,7 @@ func (s *fileSink) prune(now time.Time, active, reserve int64) error {
 		if err := os.Remove(b.path); err != nil && !errors.Is(err, os.ErrNotExist) && first == nil {
 			first = fmt.Errorf("accesslog: %w", err)
 		}
+		os.Remove(strings.TrimSuffix(b.path, ".gz") + sidecarExt)
 		total -= b.size
 	}
 	return first

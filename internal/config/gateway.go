@@ -165,8 +165,19 @@ type GatewayAccessLog struct {
 	OnOverflow string `yaml:"on_overflow" doc:"a full output queue: drop the line and count it (default; requests are never slowed by logging) or block the request"`
 	// QueueLines is each output's in-memory queue (default 32768).
 	QueueLines int `yaml:"queue_lines" doc:"each output's in-memory queue, in lines"`
+	// TamperEvidence seals every rotated file with a hash chain and a
+	// signed checkpoint (certgate accesslog verify checks them).
+	TamperEvidence GatewayTamperEvidence `yaml:"tamper_evidence" doc:"hash chain and signed checkpoint per rotated file; certgate accesslog verify DIR checks them"`
 	// Syslog ships every line to a collector (RFC 5424 over TCP or TLS).
 	Syslog GatewaySyslog `yaml:"syslog" doc:"ship every line to a collector: RFC 5424, octet-counted, over TCP or TLS"`
+}
+
+// GatewayTamperEvidence turns tamper evidence on: Key set.
+type GatewayTamperEvidence struct {
+	// Key is the Ed25519 private key (PEM) that signs checkpoints.
+	Key string `yaml:"key" doc:"Ed25519 private key (PEM, 0600) signing the checkpoints; empty: off"`
+	// Name is the checkpoints' origin and key name.
+	Name string `yaml:"name" doc:"the checkpoints' key name (default certgate-access-log)"`
 }
 
 // GatewaySyslog is the access log's collector.
@@ -408,6 +419,10 @@ func (g *Gateway) setDefaults(dir string) {
 	abs(&g.AccessLog.Syslog.TLS.Cert)
 	abs(&g.AccessLog.Syslog.TLS.Key)
 	abs(&g.AccessLog.Syslog.SpoolDir)
+	abs(&g.AccessLog.TamperEvidence.Key)
+	if g.AccessLog.TamperEvidence.Key != "" && g.AccessLog.TamperEvidence.Name == "" {
+		g.AccessLog.TamperEvidence.Name = "certgate-access-log"
+	}
 	for i := range g.Routes {
 		abs(&g.Routes[i].UpstreamCA)
 		if g.Routes[i].PathPrefix == "" {
@@ -801,6 +816,13 @@ func validateAccessLog(bad func(field, format string, args ...any), a *GatewayAc
 	}
 	if a.QueueLines < 16 || a.QueueLines > 1<<22 {
 		bad("access_log.queue_lines", "must be between 16 and 4194304, got %d", a.QueueLines)
+	}
+	if te := a.TamperEvidence; te.Key != "" && a.Path == "-" {
+		bad("access_log.tamper_evidence", "needs a file path")
+	} else if te.Key == "" && te.Name != "" {
+		bad("access_log.tamper_evidence.key", "is required with name")
+	} else if strings.ContainsAny(te.Name, " +\t\n") {
+		bad("access_log.tamper_evidence.name", "must have no spaces or '+', got %q", te.Name)
 	}
 	sl := &a.Syslog
 	if sl.Address == "" {

@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/certgate/certgate/internal/accesslog"
+	"github.com/certgate/certgate/internal/checkpoint"
 	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/config"
 	"github.com/certgate/certgate/internal/pemutil"
@@ -29,6 +30,21 @@ func openAccessLog(c *config.GatewayAccessLog, out io.Writer, clk clock.Clock, l
 			Path: c.Path, MaxSize: int64(c.MaxSizeMB) << 20, RotateEvery: c.RotateEvery.Std(), Compress: c.Compress,
 			MaxBackups: c.MaxBackups, MaxAge: c.MaxAge.Std(), MaxTotal: int64(c.MaxTotalSizeMB) << 20,
 		}
+	}
+	if te := c.TamperEvidence; te.Key != "" && o.File != nil {
+		data, err := os.ReadFile(te.Key)
+		if err != nil {
+			return nil, fmt.Errorf("access_log.tamper_evidence.key: %w", err)
+		}
+		key, err := pemutil.ParsePrivateKey(data)
+		if err != nil {
+			return nil, fmt.Errorf("access_log.tamper_evidence.key: %w", err)
+		}
+		signer, err := checkpoint.NewSigner(te.Name, key)
+		if err != nil {
+			return nil, fmt.Errorf("access_log.tamper_evidence: %w", err)
+		}
+		o.File.Checkpoint = signer
 	}
 	if s := &c.Syslog; s.Address != "" {
 		so := &accesslog.SyslogOptions{
