@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"regexp"
 	"testing"
+	"time"
 )
 
 // TestRequestIDReplacedForwardedAndLogged: every request gets a fresh id
@@ -31,7 +32,12 @@ func TestRequestIDReplacedForwardedAndLogged(t *testing.T) {
 				t.Fatalf("h2=%v client sent %q: upstream got X-Request-Id %q", h2, clientID, got)
 			}
 			seen[got[0]] = true
+			// The line is logged once the response is out: wait for it.
 			lines := e.logLines()
+			for deadline := time.Now().Add(5 * time.Second); len(lines) == 0 && time.Now().Before(deadline); {
+				time.Sleep(5 * time.Millisecond)
+				lines = e.logLines()
+			}
 			if len(lines) != 1 {
 				t.Fatalf("%d log lines", len(lines))
 			}
