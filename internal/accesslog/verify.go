@@ -1,6 +1,7 @@
 package accesslog
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
@@ -122,21 +123,28 @@ func hashSegment(path string, start checkpoint.Checkpoint) (int64, []byte, error
 		}
 		r = zr
 	}
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return 0, nil, err
-	}
+	// Streamed line by line: a segment may be hundreds of megabytes.
+	br := bufio.NewReaderSize(r, 64<<10)
 	c := &chain{d: sha256.New()}
 	copy(c.head[:], start.Hash)
-	for len(data) > 0 {
-		i := bytes.IndexByte(data, '\n') + 1
-		if i == 0 {
-			i = len(data)
+	var line []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		line = append(line, chunk...)
+		if err == bufio.ErrBufferFull {
+			continue
 		}
-		c.add(data[:i])
-		data = data[i:]
+		if len(line) > 0 {
+			c.add(line)
+			line = line[:0]
+		}
+		if err == io.EOF {
+			return c.size, c.head[:], nil
+		}
+		if err != nil {
+			return 0, nil, err
+		}
 	}
-	return c.size, c.head[:], nil
 }
 
 // VerifyDir is Verify on the access log in dir: the one file whose
