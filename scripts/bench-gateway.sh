@@ -85,7 +85,8 @@ pids+=($!)
 server_url=$(wait_line "$work/server.out" 's/^certgate server listening on //p' "${pids[-1]}")
 "$cg" token create --dir "$work/ca" --identity "spiffe://$td/svc/bench" 2>/dev/null >"$work/client.token"
 timeout 60 "$cg" enroll --token "$(cat "$work/client.token")" --out "$work/client" --key-type ecdsa-p256 >/dev/null
-"$cg" token create --dir "$work/ca" --identity "spiffe://$td/gateway/bench" 2>/dev/null >"$work/gateway.token"
+"$cg" role grant --dir "$work/ca" gateway "spiffe://$td/gateway/bench" >/dev/null
+"$cg" token create --dir "$work/ca" --identity "spiffe://$td/gateway/bench" --role gateway 2>/dev/null >"$work/gateway.token"
 
 echo "== starting the upstream (CPU $CLIENT_CPU)" >&2
 taskset -c "$CLIENT_CPU" "$cg" bench upstream --listen 127.0.0.1:0 >"$work/upstream.out" 2>"$work/upstream.log" &

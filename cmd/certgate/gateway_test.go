@@ -114,7 +114,8 @@ routes:
 // localhost, so the CA issues the gateway's serving certificate.
 func enrollGateway(t *testing.T, caDir, out string) {
 	t.Helper()
-	tokStr := strings.TrimSpace(mustCLI(t, "token", "create", "--dir", caDir, "--identity", "spiffe://example.org/gateway/gw1", "--ttl", "10m"))
+	mustCLI(t, "role", "grant", "--dir", caDir, "gateway", "spiffe://example.org/gateway/gw1")
+	tokStr := strings.TrimSpace(mustCLI(t, "token", "create", "--dir", caDir, "--identity", "spiffe://example.org/gateway/gw1", "--role", "gateway", "--ttl", "10m"))
 	tok, err := token.Parse(tokStr)
 	if err != nil {
 		t.Fatal(err)

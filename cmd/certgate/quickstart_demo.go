@@ -22,6 +22,7 @@ import (
 	"github.com/certgate/certgate/internal/enroll"
 	"github.com/certgate/certgate/internal/gateway"
 	"github.com/certgate/certgate/internal/identity"
+	"github.com/certgate/certgate/internal/wire"
 )
 
 // demoTokenTTL bounds the demo tokens: they are redeemed a few
@@ -56,7 +57,7 @@ func enrollDemo(ctx context.Context, dir, td string) (demoSetup, error) {
 	)
 	// The jobs are independent; in parallel they cost one round of
 	// handshakes instead of three.
-	job := func(path string, f func(tok string) error) {
+	job := func(path, role string, f func(tok string) error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -65,7 +66,14 @@ func enrollDemo(ctx context.Context, dir, td string) (demoSetup, error) {
 				if err != nil {
 					return fmt.Errorf("quickstart: %w", err)
 				}
-				tok, err := admin.CreateToken(ctx, id.String(), demoTokenTTL)
+				if role != "" {
+					// The demo gateway serves TLS and follows the feed
+					// because it is granted the role, as a deployment does.
+					if _, err := admin.GrantRole(ctx, wire.RoleChange{Role: role, Holder: id.String()}); err != nil {
+						return fmt.Errorf("quickstart: grant %s to %s: %w", role, id, err)
+					}
+				}
+				tok, err := admin.CreateRoleToken(ctx, id.String(), role, demoTokenTTL)
 				if err != nil {
 					return fmt.Errorf("quickstart: token for %s: %w", id, err)
 				}
@@ -80,7 +88,7 @@ func enrollDemo(ctx context.Context, dir, td string) (demoSetup, error) {
 	}
 	for _, name := range []string{"allowed", "denied"} {
 		out := filepath.Join(dir, "clients", name)
-		job("/demo/"+name, func(tok string) error {
+		job("/demo/"+name, "", func(tok string) error {
 			res, err := enroll.Enroll(ctx, enroll.Options{Token: tok, OutDir: out})
 			if err != nil {
 				return err
@@ -94,7 +102,7 @@ func enrollDemo(ctx context.Context, dir, td string) (demoSetup, error) {
 			return nil
 		})
 	}
-	job(identity.GatewayPrefix+quickstartGatewayName, func(tok string) error {
+	job(identity.GatewayPrefix+quickstartGatewayName, "gateway", func(tok string) error {
 		mu.Lock()
 		d.gatewayToken = tok
 		mu.Unlock()

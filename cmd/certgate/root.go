@@ -42,6 +42,7 @@ func newRootCmdWith(s streams, caStep func(string)) *cobra.Command {
 		newCACmd(s, caStep),
 		newServerCmd(s),
 		newTokenCmd(s),
+		newRoleCmd(s),
 		newEnrollCmd(s),
 		newCertCmd(s),
 		newIdentityCmd(s),

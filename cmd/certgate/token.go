@@ -12,10 +12,19 @@ func newTokenCmd(s streams) *cobra.Command {
 	var f adminFlags
 	var id string
 	var ttl time.Duration
+	var role string
 	create := &cobra.Command{
-		Use:   "create --identity spiffe://TD/PATH [--ttl 15m]",
+		Use:   "create --identity spiffe://TD/PATH [--ttl 15m] [--role ROLE]",
 		Short: "Mint a one-time enrollment token; prints the token alone on stdout",
-		Args:  cobra.NoArgs,
+		Long: `Mint a one-time enrollment token for an identity.
+
+A token for an identity that holds a role (admin, auditor, gateway, issuer;
+see certgate role) makes whoever redeems it that privileged: it is minted
+only with --role naming the roles it holds, lives at most
+tokens.max_privileged_ttl (1h by default), and its audit record names the
+roles and who minted it. An issuer mints tokens only for identities inside
+its scope that hold no role.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if id == "" {
 				return fmt.Errorf("--identity: required (e.g. spiffe://example.org/svc/billing)")
@@ -24,7 +33,7 @@ func newTokenCmd(s streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			t, err := cl.CreateToken(cmd.Context(), id, ttl)
+			t, err := cl.CreateRoleToken(cmd.Context(), id, role, ttl)
 			if err != nil {
 				return err
 			}
@@ -36,6 +45,7 @@ func newTokenCmd(s streams) *cobra.Command {
 	f.add(create)
 	create.Flags().StringVar(&id, "identity", "", "SPIFFE ID the token enrolls, e.g. spiffe://example.org/svc/billing")
 	create.Flags().DurationVar(&ttl, "ttl", 0, "token lifetime (default: tokens.default_ttl, 15m)")
+	create.Flags().StringVar(&role, "role", "", "the roles the identity holds, comma-separated (required for a privileged token: e.g. gateway)")
 	cmd.AddCommand(create)
 	return cmd
 }

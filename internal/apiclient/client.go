@@ -218,14 +218,43 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	return nil
 }
 
-// CreateToken mints an enrollment token (admin).
+// CreateToken mints an enrollment token for an identity that holds no
+// role (admin, or an issuer inside its scope).
 func (c *Client) CreateToken(ctx context.Context, identity string, ttl time.Duration) (wire.CreateTokenResponse, error) {
+	return c.CreateRoleToken(ctx, identity, "", ttl)
+}
+
+// CreateRoleToken mints an enrollment token; role names, comma-separated,
+// the roles the identity holds ("" for none): a token for an identity that
+// holds a role is minted only when asked for by name (admin).
+func (c *Client) CreateRoleToken(ctx context.Context, identity, role string, ttl time.Duration) (wire.CreateTokenResponse, error) {
 	var out wire.CreateTokenResponse
-	req := wire.CreateTokenRequest{Identity: identity}
+	req := wire.CreateTokenRequest{Identity: identity, Role: role}
 	if ttl != 0 {
 		req.TTL = ttl.String()
 	}
 	err := c.do(ctx, http.MethodPost, wire.PathTokens, req, &out)
+	return out, err
+}
+
+// Roles lists every role grant (admin, auditor).
+func (c *Client) Roles(ctx context.Context) ([]wire.RoleGrant, error) {
+	var out wire.RoleList
+	err := c.do(ctx, http.MethodGet, wire.PathRoles, nil, &out)
+	return out.Grants, err
+}
+
+// GrantRole grants a role (admin).
+func (c *Client) GrantRole(ctx context.Context, ch wire.RoleChange) (wire.RoleGrant, error) {
+	var out wire.RoleGrant
+	err := c.do(ctx, http.MethodPost, wire.PathRoles, ch, &out)
+	return out, err
+}
+
+// RevokeRole removes a role grant (admin).
+func (c *Client) RevokeRole(ctx context.Context, ch wire.RoleChange) (wire.RoleGrant, error) {
+	var out wire.RoleGrant
+	err := c.do(ctx, http.MethodPost, wire.PathRolesRevoke, ch, &out)
 	return out, err
 }
 

@@ -35,6 +35,8 @@ const (
 	// ActionSharingSuspected: a gateway saw one certificate used from more
 	// source hosts at once than its threshold (subject: the serial).
 	ActionSharingSuspected = "cert.sharing_suspected"
+	ActionRoleGrant        = "role.grant"
+	ActionRoleRevoke       = "role.revoke"
 )
 
 // Entry is what a caller asks to record.

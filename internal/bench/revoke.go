@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -209,8 +210,17 @@ type victim struct {
 
 // enrollKey makes a P-256 key and enrolls it for id with a one-time token;
 // ips go into the CSR (a gateway's serving address).
-func enrollKey(ctx context.Context, admin, enroller *apiclient.Client, id identity.ID, ips ...net.IP) (tls.Certificate, string, error) {
-	tok, err := admin.CreateToken(ctx, id.String(), 10*time.Minute)
+func enrollKey(ctx context.Context, admin, enroller *apiclient.Client, id identity.ID, role string, ips ...net.IP) (tls.Certificate, string, error) {
+	if role != "" {
+		// A gateway serves TLS and follows the feed because it holds the
+		// role; a second bench run on the same server finds it granted.
+		_, err := admin.GrantRole(ctx, wire.RoleChange{Role: role, Holder: id.String()})
+		var ae *apiclient.Error
+		if err != nil && !(errors.As(err, &ae) && ae.Code == wire.CodeConflict) {
+			return tls.Certificate{}, "", fmt.Errorf("grant %s to %s: %w", role, id, err)
+		}
+	}
+	tok, err := admin.CreateRoleToken(ctx, id.String(), role, 10*time.Minute)
 	if err != nil {
 		return tls.Certificate{}, "", fmt.Errorf("token for %s: %w", id, err)
 	}
@@ -242,7 +252,7 @@ func enrollVictim(ctx context.Context, admin, enroller *apiclient.Client, td str
 	if err != nil {
 		return nil, err
 	}
-	cert, serial, err := enrollKey(ctx, admin, enroller, id)
+	cert, serial, err := enrollKey(ctx, admin, enroller, id, "")
 	if err != nil {
 		return nil, err
 	}

@@ -37,7 +37,7 @@ func startRevokeGateway(ctx context.Context, admin, enroller *apiclient.Client, 
 	if err != nil {
 		return nil, err
 	}
-	cert, _, err := enrollKey(ctx, admin, enroller, id, net.IPv4(127, 0, 0, 1))
+	cert, _, err := enrollKey(ctx, admin, enroller, id, "gateway", net.IPv4(127, 0, 0, 1))
 	if err != nil {
 		return nil, err
 	}

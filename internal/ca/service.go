@@ -14,6 +14,7 @@ import (
 	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/csr"
 	"github.com/certgate/certgate/internal/identity"
+	"github.com/certgate/certgate/internal/roles"
 	"github.com/certgate/certgate/internal/store"
 	"github.com/certgate/certgate/internal/token"
 )
@@ -46,7 +47,14 @@ type ServiceOptions struct {
 	ServerURL   string        // put into tokens
 	TokenTTL    time.Duration // default TTL; token.DefaultTTL if zero
 	MaxTokenTTL time.Duration // longest TTL an admin may ask for; 24h if zero
-	Client      Profile       // ClientProfile if zero
+	// MaxPrivilegedTokenTTL is the longest TTL of a token for an identity
+	// that holds a role; 1h if zero.
+	MaxPrivilegedTokenTTL time.Duration
+	// Roles, if set, says which identities hold the gateway role (their
+	// certificates also serve TLS). If nil, the store's role grants are
+	// read when it has them (a RoleStore).
+	Roles  RoleStore
+	Client Profile // ClientProfile if zero
 }
 
 // Service is the authority: it mints tokens, issues and revokes
@@ -84,6 +92,12 @@ func NewService(o ServiceOptions) (*Service, error) {
 	}
 	if o.TokenTTL == 0 {
 		o.TokenTTL = token.DefaultTTL
+	}
+	if o.MaxPrivilegedTokenTTL == 0 {
+		o.MaxPrivilegedTokenTTL = time.Hour
+	}
+	if o.Roles == nil {
+		o.Roles, _ = o.Store.(RoleStore)
 	}
 	if o.MaxTokenTTL == 0 {
 		o.MaxTokenTTL = 24 * time.Hour
@@ -146,25 +160,68 @@ func (s *Service) TrustsRoot(fp string) bool {
 // TrustDomain is the trust domain this CA issues for.
 func (s *Service) TrustDomain() string { return s.trustDomain }
 
+// MaxPrivilegedTokenTTL is the longest a token for an identity holding a
+// role may live.
+func (s *Service) MaxPrivilegedTokenTTL() time.Duration { return s.o.MaxPrivilegedTokenTTL }
+
+// RoleStore reads role grants.
+type RoleStore interface {
+	RoleGrants(ctx context.Context) ([]roles.Grant, error)
+}
+
 // CreateToken mints a token for id, valid for ttl (the default if zero),
 // and stores its hash. The returned token carries the secret: give it to
 // the client and forget it.
 func (s *Service) CreateToken(ctx context.Context, actor string, id identity.ID, ttl time.Duration) (token.Token, error) {
+	return s.MintToken(ctx, TokenRequest{Actor: actor, Identity: id, TTL: ttl})
+}
+
+// TokenRequest is a token to mint.
+type TokenRequest struct {
+	Actor    string // who mints it: recorded in the audit log
+	Identity identity.ID
+	TTL      time.Duration // the default if zero
+	// Roles, if not empty, says the token is privileged: its identity
+	// holds these roles. Its TTL is capped by MaxPrivilegedTokenTTL and
+	// the audit record names them.
+	Roles []string
+	// Scope is the issuer scope that allowed an issuer to mint it, for the
+	// audit record; empty when an admin mints.
+	Scope string
+}
+
+// MintToken mints the token r describes; see [Service.CreateToken].
+func (s *Service) MintToken(ctx context.Context, r TokenRequest) (token.Token, error) {
+	id, ttl, actor := r.Identity, r.TTL, r.Actor
 	if !id.MemberOf(s.TrustDomain()) {
 		return token.Token{}, fmt.Errorf("%w: %s is outside trust domain %q", ErrIdentity, id, s.TrustDomain())
 	}
 	if ttl == 0 {
 		ttl = s.o.TokenTTL
+		if len(r.Roles) > 0 {
+			ttl = min(ttl, s.o.MaxPrivilegedTokenTTL)
+		}
 	}
 	if ttl < 0 || ttl > s.o.MaxTokenTTL {
 		return token.Token{}, fmt.Errorf("ca: token TTL %s is out of range (0 to %s)", ttl, s.o.MaxTokenTTL)
+	}
+	if len(r.Roles) > 0 && ttl > s.o.MaxPrivilegedTokenTTL {
+		return token.Token{}, fmt.Errorf("ca: token TTL %s is longer than the %s a token for an identity holding a role may live (tokens.max_privileged_ttl)",
+			ttl, s.o.MaxPrivilegedTokenTTL)
 	}
 	now := s.o.Clock.Now()
 	t, err := token.Mint(token.Claims{ServerURL: s.o.ServerURL, Identity: id, ExpiresAt: now.Add(ttl), RootFingerprint: s.RootFingerprint()})
 	if err != nil {
 		return token.Token{}, fmt.Errorf("ca: %w", err)
 	}
-	detail, _ := json.Marshal(map[string]any{"identity": id.String(), "expires_at": t.ExpiresAt})
+	d := map[string]any{"identity": id.String(), "expires_at": t.ExpiresAt}
+	if len(r.Roles) > 0 {
+		d["privileged_roles"] = r.Roles
+	}
+	if r.Scope != "" {
+		d["issuer_scope"] = r.Scope
+	}
+	detail, _ := json.Marshal(d)
 	err = s.o.Store.CreateToken(ctx, store.Token{
 		ID: t.ID, SecretHash: token.HashSecret(t.Secret), Identity: id.String(),
 		CreatedBy: actor, CreatedAt: now, ExpiresAt: t.ExpiresAt,
@@ -200,7 +257,10 @@ func (s *Service) Enroll(ctx context.Context, tok token.Token, csrPEM []byte) (I
 	if id.IsZero() || tok.ID == "" || len(tok.Secret) == 0 {
 		return Issued{}, ErrTokenInvalid
 	}
-	prof, opts := s.profileFor(id)
+	prof, opts, err := s.profileFor(ctx, id)
+	if err != nil {
+		return Issued{}, err
+	}
 	req, err := csr.ParseAndCheck(csrPEM, id, opts...)
 	if err != nil {
 		return Issued{}, err
@@ -254,7 +314,10 @@ func (s *Service) Renew(ctx context.Context, current *x509.Certificate, csrPEM [
 	if !s.o.Clock.Now().Before(current.NotAfter) {
 		return Issued{}, ErrRenewExpired
 	}
-	prof, opts := s.profileFor(id)
+	prof, opts, err := s.profileFor(ctx, id)
+	if err != nil {
+		return Issued{}, err
+	}
 	req, err := csr.ParseAndCheck(csrPEM, id, opts...)
 	if err != nil {
 		return Issued{}, err
@@ -269,18 +332,26 @@ func (s *Service) Renew(ctx context.Context, current *x509.Certificate, csrPEM [
 	})
 }
 
-// profileFor picks the profile of an enrollment or renewal by identity:
-// gateway identities' certificates also serve TLS (serverAuth, with the
-// host names the CSR asks for).
-func (s *Service) profileFor(id identity.ID) (Profile, []csr.Option) {
-	if id.Under(identity.GatewayPrefix) {
-		p := GatewayProfile
-		p.Lifetime = s.ClientLifetime()
-		return p, []csr.Option{csr.AllowHostnames()}
+// profileFor picks the profile of an enrollment or renewal by role: the
+// certificates of identities granted the gateway role also serve TLS
+// (serverAuth, with the host names the CSR asks for). The grants are read
+// per issuance (one small indexed read) so that a revoked role takes
+// effect at the next renewal on every replica.
+func (s *Service) profileFor(ctx context.Context, id identity.ID) (Profile, []csr.Option, error) {
+	if s.o.Roles != nil {
+		grants, err := s.o.Roles.RoleGrants(ctx)
+		if err != nil {
+			return Profile{}, nil, fmt.Errorf("ca: role grants: %w", err)
+		}
+		if roles.For(grants, id.String()).Gateway {
+			p := GatewayProfile
+			p.Lifetime = s.ClientLifetime()
+			return p, []csr.Option{csr.AllowHostnames()}, nil
+		}
 	}
 	p := s.o.Client
 	p.Lifetime = s.ClientLifetime()
-	return p, nil
+	return p, nil, nil
 }
 
 func requestOf(r csr.Request) Request {

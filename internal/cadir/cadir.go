@@ -36,6 +36,7 @@ import (
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/keytype"
 	"github.com/certgate/certgate/internal/pemutil"
+	"github.com/certgate/certgate/internal/roles"
 	"github.com/certgate/certgate/internal/store"
 )
 
@@ -243,6 +244,11 @@ func Init(ctx context.Context, o InitOptions) error {
 	adminKey, err := keytype.Generate(keytype.Default)
 	if err != nil {
 		return fmt.Errorf("cadir: admin key: %w", err)
+	}
+	// The admin identity is an admin because this grant says so (audited),
+	// not because of its name.
+	if err := st.GrantRole(ctx, roles.Grant{Role: roles.Admin, Holder: adminID.String(), GrantedBy: "system:init", GrantedAt: now}); err != nil {
+		return fmt.Errorf("cadir: grant admin: %w", err)
 	}
 	iss, err := svc.IssueDirect(ctx, ca.Request{PublicKey: adminKey.Public(), Identity: adminID}, adminProfile(loaded), store.ObtainedInit, "system")
 	if err != nil {
@@ -467,7 +473,8 @@ func newService(cfg *config.Server, h *ca.Hierarchy, st store.Store, clk clock.C
 	client.Lifetime = cfg.Profiles.ClientLifetime
 	return ca.NewService(ca.ServiceOptions{
 		Hierarchy: h, Store: st, Clock: clk,
-		ServerURL: cfg.Listen.URL, TokenTTL: cfg.Tokens.DefaultTTL, MaxTokenTTL: cfg.Tokens.MaxTTL, Client: client,
+		ServerURL: cfg.Listen.URL, TokenTTL: cfg.Tokens.DefaultTTL, MaxTokenTTL: cfg.Tokens.MaxTTL,
+		MaxPrivilegedTokenTTL: cfg.Tokens.MaxPrivilegedTTL, Client: client,
 	})
 }
 

@@ -107,6 +107,10 @@ var LogLevels = []string{"debug", "info", "warn", "error"}
 type Tokens struct {
 	DefaultTTL time.Duration `yaml:"default_ttl"`
 	MaxTTL     time.Duration `yaml:"max_ttl"`
+	// MaxPrivilegedTTL is the longest a token for an identity that holds
+	// a role (admin, auditor, gateway, issuer) may live: such a token is
+	// worth more to a thief, so it is kept short.
+	MaxPrivilegedTTL time.Duration `yaml:"max_privileged_ttl"`
 }
 
 // Revoke tunes how revocation is published: the change feed, the CRL and
@@ -170,7 +174,7 @@ func DefaultServer(td string) Server {
 			ReadTimeout:       30 * time.Second,
 			IdleTimeout:       120 * time.Second,
 		},
-		Tokens: Tokens{DefaultTTL: 15 * time.Minute, MaxTTL: 24 * time.Hour},
+		Tokens: Tokens{DefaultTTL: 15 * time.Minute, MaxTTL: 24 * time.Hour, MaxPrivilegedTTL: time.Hour},
 		Log:    Log{Level: "info"},
 		Admin:  Admin{Cert: "admin/cert.pem", Key: "admin/key.pem", Bundle: "admin/bundle.pem"},
 		Revocation: Revoke{
@@ -328,6 +332,9 @@ func (c Server) Validate() error {
 	}
 	if c.Tokens.DefaultTTL <= 0 || c.Tokens.MaxTTL < c.Tokens.DefaultTTL {
 		bad("tokens", "default_ttl must be positive and not above max_ttl")
+	}
+	if c.Tokens.MaxPrivilegedTTL <= 0 || c.Tokens.MaxPrivilegedTTL > c.Tokens.MaxTTL {
+		bad("tokens.max_privileged_ttl", "%s must be positive and not above max_ttl", c.Tokens.MaxPrivilegedTTL)
 	}
 	return sortedJoin(errs)
 }

@@ -85,6 +85,9 @@ tokens:
   default_ttl: {{.Tokens.DefaultTTL}}
   # Longest TTL an admin may ask for.
   max_ttl: {{.Tokens.MaxTTL}}
+  # Longest TTL of a token for an identity that holds a role (admin,
+  # auditor, gateway, issuer); such a token needs --role to be minted.
+  max_privileged_ttl: {{.Tokens.MaxPrivilegedTTL}}
 
 revocation:
   # How often an idle change feed tells gateways it is alive.

@@ -2,12 +2,11 @@ package identity
 
 import "strings"
 
-// Role path prefixes. Today a certificate's role is read from the first
-// segment of its identity's path: the server lets /admin/ identities use
-// the admin API and /gateway/ identities follow the change feed, and the CA
-// gives /gateway/ identities a serving certificate. These constants are
-// the one place those prefixes are spelled, so that a later move to roles
-// granted as data changes one package, not every caller.
+// Naming conventions. certgate init names its admin identity under
+// /admin/ and gateways take identities under /gateway/; these names grant
+// nothing: what an identity may do is granted as data (package roles). The
+// store's schema migration 3 granted these prefixes explicitly to
+// installations made when the names did carry the roles.
 const (
 	AdminPrefix   = "/admin/"
 	GatewayPrefix = "/gateway/"

@@ -203,7 +203,8 @@ func newCASetup(t *testing.T) *caSetup {
 	f.url = testenv.StartServerProcess(ctx, t, f.bin, f.dir, f.roots).URL
 	// The gateway enrolls and renews its own certificate (an identity
 	// section), as a deployment following the docs does.
-	tok := strings.TrimSpace(testenv.MustCLI(t, f.bin, "token", "create", "--dir", f.dir, "--identity", "spiffe://example.org/gateway/gw1", "--ttl", "10m"))
+	testenv.MustCLI(t, f.bin, "role", "grant", "--dir", f.dir, "gateway", "spiffe://example.org/gateway/gw1")
+	tok := strings.TrimSpace(testenv.MustCLI(t, f.bin, "token", "create", "--dir", f.dir, "--identity", "spiffe://example.org/gateway/gw1", "--role", "gateway", "--ttl", "10m"))
 	base := t.TempDir()
 	cfgPath := filepath.Join(base, "gateway.yaml")
 	y := fmt.Sprintf(`listen: 127.0.0.1:0

@@ -34,6 +34,7 @@ import (
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/keytype"
 	"github.com/certgate/certgate/internal/pemutil"
+	"github.com/certgate/certgate/internal/roles"
 	"github.com/certgate/certgate/internal/server"
 	"github.com/certgate/certgate/internal/store"
 	"github.com/certgate/certgate/internal/testenv"
@@ -98,6 +99,10 @@ func TestTwoYears(t *testing.T) {
 	}
 	url := "https://" + addr
 
+	// The gateway's certificates serve TLS because it holds the gateway role.
+	if err := in.Store.GrantRole(ctx, roles.Grant{Role: roles.Gateway, Holder: "spiffe://example.org/gateway/gw1", GrantedBy: "test", GrantedAt: clk.Now()}); err != nil {
+		t.Fatal(err)
+	}
 	token := func(id string) string {
 		tok, err := in.Authority.CreateToken(ctx, "test", identity.MustParse(id), time.Hour)
 		if err != nil {

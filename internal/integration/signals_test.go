@@ -120,7 +120,8 @@ routes:
 	if err := os.WriteFile(gwCfg, []byte(gwYAML), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	gwTok := strings.TrimSpace(testenv.MustCLI(t, bin, "token", "create", "--dir", dir, "--identity", "spiffe://example.org/gateway/edge"))
+	testenv.MustCLI(t, bin, "role", "grant", "--dir", dir, "gateway", "spiffe://example.org/gateway/edge")
+	gwTok := strings.TrimSpace(testenv.MustCLI(t, bin, "token", "create", "--dir", dir, "--identity", "spiffe://example.org/gateway/edge", "--role", "gateway"))
 	gw := testenv.StartProcess(t, nil, bin, "gateway", "--config", gwCfg, "--token", gwTok)
 	gw.WaitFor(ctx, t, "certgate gateway listening on")
 	client := mtlsClient(t, clientDir, roots)

@@ -301,14 +301,14 @@ func TestAdminAuth(t *testing.T) {
 	_, err := e.client(nil).ListCertificates(ctx, apiclient.ListFilter{})
 	wantAPIError(t, err, 401, "unauthenticated", "a client certificate is required")
 	_, err = e.client(&svc).ListCertificates(ctx, apiclient.ListFilter{})
-	wantAPIError(t, err, 403, "forbidden", "identity spiffe://example.org/svc/billing may not use this endpoint")
+	wantAPIError(t, err, 403, "forbidden", "identity spiffe://example.org/svc/billing may not list certificates: it holds no role; that needs the role admin or auditor")
 	_, err = e.client(&gw).CreateToken(ctx, svcID, 0)
-	wantAPIError(t, err, 403, "forbidden", "identity spiffe://example.org/gateway/edge may not use this endpoint")
+	wantAPIError(t, err, 403, "forbidden", "identity spiffe://example.org/gateway/edge may not create enrollment tokens: it holds only gateway; that needs the role admin or issuer")
 	if _, _, err := e.client(&gw).Revocations(ctx); err != nil {
 		t.Fatalf("a gateway may read revocations: %v", err)
 	}
 	_, _, err = e.client(&svc).Revocations(ctx)
-	wantAPIError(t, err, 403, "forbidden", "identity spiffe://example.org/svc/billing may not use this endpoint")
+	wantAPIError(t, err, 403, "forbidden", "identity spiffe://example.org/svc/billing may not read the revocation list: it holds no role; that needs the role admin or auditor or gateway")
 
 	// A revoked admin is locked out at once.
 	admin2 := e.clientCert("/admin/bob", ca.ClientProfile)
@@ -437,7 +437,7 @@ func TestFeedByHand(t *testing.T) {
 
 	svc := e.clientCert("/svc/other", ca.ClientProfile)
 	status, code, msg := e.raw("GET", "/v1/feed", nil, &svc)
-	if status != 403 || code != "forbidden" || msg != "identity spiffe://example.org/svc/other may not use this endpoint" {
+	if status != 403 || code != "forbidden" || msg != "identity spiffe://example.org/svc/other may not follow the change feed: it holds no role; that needs the role admin or auditor or gateway" {
 		t.Fatalf("non-gateway: %d %s %s", status, code, msg)
 	}
 	status, code, msg = e.raw("GET", "/v1/feed?after=x", nil, &e.admin)

@@ -3,7 +3,6 @@ package server
 import (
 	"encoding/hex"
 	"fmt"
-	"github.com/certgate/certgate/internal/identity"
 	"net/http"
 	"strconv"
 
@@ -15,7 +14,7 @@ const maxAuditPage = 5000
 // auditRecords answers GET /v1/audit (admin): a page of the audit log after
 // a record number.
 func (s *Server) auditRecords(r *http.Request) (int, any, error) {
-	if _, err := s.authenticate(r, identity.AdminPrefix); err != nil {
+	if _, err := s.authorize(r, "read the audit log", readers); err != nil {
 		return 0, nil, err
 	}
 	q := r.URL.Query()

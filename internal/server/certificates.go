@@ -5,7 +5,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"github.com/certgate/certgate/internal/identity"
 	"net/http"
 	"strconv"
 	"strings"
@@ -43,7 +42,7 @@ const maxList = 10000
 // listCertificates answers GET /v1/certificates (admin), filtered by
 // identity, prefix and status.
 func (s *Server) listCertificates(r *http.Request) (int, any, error) {
-	c, err := s.authenticate(r, identity.AdminPrefix)
+	c, err := s.authorize(r, "list certificates", readers)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -85,7 +84,7 @@ func (s *Server) listCertificates(r *http.Request) (int, any, error) {
 // showCertificate answers GET /v1/certificates/{serial} (admin): one record
 // with its PEM.
 func (s *Server) showCertificate(r *http.Request) (int, any, error) {
-	c, err := s.authenticate(r, identity.AdminPrefix)
+	c, err := s.authorize(r, "read certificates", readers)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -18,7 +18,6 @@ import (
 
 	"github.com/certgate/certgate/internal/audit"
 	"github.com/certgate/certgate/internal/ca"
-	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/store"
 	"github.com/certgate/certgate/internal/wire"
 )
@@ -80,7 +79,7 @@ func (s *Server) uiPage(h uiHandler) http.HandlerFunc {
 		hd.Set("Referrer-Policy", "no-referrer")
 		hd.Set("Cache-Control", "no-store")
 		r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
-		c, err := s.authenticate(r, identity.AdminPrefix)
+		c, err := s.authorize(r, "use the console", adminOnly)
 		if err == nil {
 			err = h(w, r, c)
 		}

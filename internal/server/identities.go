@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/store"
 	"github.com/certgate/certgate/internal/wire"
 )
@@ -121,7 +120,7 @@ func ParseWindow(s string) (time.Duration, error) {
 // ?stale=WINDOW and ?expiring=WINDOW keeping only the identities flagged
 // so (either, when both are given), ?identity=ID one identity.
 func (s *Server) listIdentities(r *http.Request) (int, any, error) {
-	c, err := s.authenticate(r, identity.AdminPrefix)
+	c, err := s.authorize(r, "list identities", readers)
 	if err != nil {
 		return 0, nil, err
 	}

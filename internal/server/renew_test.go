@@ -131,7 +131,11 @@ func TestGatewayEnroll(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := e.client(nil).Enroll(ctx, e.newToken(gwID, 0), string(csrPEM))
+	tok, err := e.client(&e.admin).CreateRoleToken(ctx, gwID, "gateway", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := e.client(nil).Enroll(ctx, tok.Token, string(csrPEM))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"github.com/certgate/certgate/internal/identity"
 	"net/http"
 
 	"github.com/certgate/certgate/internal/server/feedserver"
@@ -13,7 +12,7 @@ import (
 // revoked, unexpired certificate as of a feed position, for followers that
 // pull instead of following the feed.
 func (s *Server) revocations(r *http.Request) (int, any, error) {
-	if _, err := s.authenticate(r, identity.AdminPrefix, identity.GatewayPrefix); err != nil {
+	if _, err := s.authorize(r, "read the revocation list", followers); err != nil {
 		return 0, nil, err
 	}
 	snap, err := s.o.Store.RevocationSnapshot(r.Context(), s.o.Clock.Now())
@@ -38,7 +37,7 @@ func (s *Server) revocations(r *http.Request) (int, any, error) {
 // feedHandler streams the change feed to a gateway (or an admin watching
 // by hand with curl -N).
 func (s *Server) feedHandler(w http.ResponseWriter, r *http.Request) {
-	c, err := s.authenticate(r, identity.AdminPrefix, identity.GatewayPrefix)
+	c, err := s.authorize(r, "follow the change feed", followers)
 	if err != nil {
 		writeError(w, r, s.o.Log, classify(err))
 		return

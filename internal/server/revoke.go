@@ -17,7 +17,7 @@ import (
 // certificate of an identity, or under an identity prefix, or with dry_run
 // lists what it would revoke.
 func (s *Server) revoke(r *http.Request) (int, any, error) {
-	c, err := s.authenticate(r, identity.AdminPrefix)
+	c, err := s.authorize(r, "revoke certificates", tokenMakers)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -52,6 +52,11 @@ func (s *Server) revoke(r *http.Request) (int, any, error) {
 			return 0, nil, apiError(http.StatusBadRequest, wire.CodeBadIdentity, err.Error(), nil)
 		}
 		sreq.IdentityPrefix = id.String()
+	}
+	if !c.Roles.Admin {
+		if err := s.inScope(r.Context(), c, sreq); err != nil {
+			return 0, nil, err
+		}
 	}
 	if req.DryRun {
 		revs, err := s.wouldRevoke(r.Context(), sreq)
@@ -107,4 +112,28 @@ func (s *Server) wouldRevoke(ctx context.Context, req store.RevokeRequest) ([]st
 		out[i] = store.Revocation{Serial: c.Serial, Reason: req.Reason, RevokedAt: req.Now, RevokedBy: req.By}
 	}
 	return out, nil
+}
+
+// inScope refuses an issuer's revocation of anything outside its scope: a
+// serial of another identity, an identity, or a prefix not wholly inside.
+func (s *Server) inScope(ctx context.Context, c Caller, req store.RevokeRequest) error {
+	target, what := req.Identity, "identity "+req.Identity
+	switch {
+	case req.Serial != "":
+		cert, err := s.o.Store.GetCertificate(ctx, req.Serial)
+		if errors.Is(err, store.ErrNotFound) {
+			return apiError(http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("no certificate with serial %s", req.Serial), nil)
+		}
+		if err != nil {
+			return err
+		}
+		target, what = cert.Identity, fmt.Sprintf("certificate %s (of %s)", req.Serial, cert.Identity)
+	case req.IdentityPrefix != "":
+		target, what = req.IdentityPrefix+"/*", "identities under "+req.IdentityPrefix
+	}
+	if _, ok := c.Roles.MayIssueFor(target); !ok {
+		return apiError(http.StatusForbidden, wire.CodeForbidden, fmt.Sprintf("identity %s may revoke only inside its issuer scope %s; %s is outside it",
+			c.ID, strings.Join(c.Roles.Scopes, ", "), what), nil)
+	}
+	return nil
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/certgate/certgate/internal/drain"
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/keytype"
+	"github.com/certgate/certgate/internal/roles"
 	"github.com/certgate/certgate/internal/server/feedserver"
 	"github.com/certgate/certgate/internal/staple"
 	"github.com/certgate/certgate/internal/store"
@@ -45,6 +46,9 @@ type Store interface {
 	IdentitiesSeen(ctx context.Context) ([]store.Seen, error)
 	CertificatesSeen(ctx context.Context) (map[string]store.Seen, error)
 	UsageDays(ctx context.Context, identity, from string) ([]store.UsageRow, error)
+	RoleGrants(ctx context.Context) ([]roles.Grant, error)
+	GrantRole(ctx context.Context, g roles.Grant) error
+	RevokeRole(ctx context.Context, g roles.Grant, by string, now time.Time) error
 	Ping(ctx context.Context) error
 }
 

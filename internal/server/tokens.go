@@ -4,18 +4,20 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/certgate/certgate/internal/ca"
 	"github.com/certgate/certgate/internal/identity"
+	"github.com/certgate/certgate/internal/roles"
 	"github.com/certgate/certgate/internal/wire"
 )
 
 // createToken answers POST /v1/tokens (admin): a one-time enrollment token
 // for an identity of the trust domain.
 func (s *Server) createToken(r *http.Request) (int, any, error) {
-	c, err := s.authenticate(r, identity.AdminPrefix)
+	c, err := s.authorize(r, "create enrollment tokens", tokenMakers)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -33,7 +35,41 @@ func (s *Server) createToken(r *http.Request) (int, any, error) {
 			return 0, nil, apiError(http.StatusBadRequest, wire.CodeBadTTL, fmt.Sprintf("ttl %q is not a positive duration such as 15m", req.TTL), nil)
 		}
 	}
-	t, err := s.o.Authority.CreateToken(r.Context(), c.ID.String(), id, ttl)
+	// An issuer mints only inside its scope, and only for identities that
+	// hold no role: a team provisions its own clients, not privileges.
+	var scope string
+	if !c.Roles.Admin {
+		sc, ok := c.Roles.MayIssueFor(id.String())
+		if !ok {
+			return 0, nil, apiError(http.StatusForbidden, wire.CodeForbidden, fmt.Sprintf("identity %s may mint tokens only inside its issuer scope %s; %s is outside it",
+				c.ID, strings.Join(c.Roles.Scopes, ", "), id), nil)
+		}
+		scope = sc
+	}
+	grants, err := s.o.Store.RoleGrants(r.Context())
+	if err != nil {
+		return 0, nil, err
+	}
+	held := roles.For(grants, id.String())
+	var privileged []string
+	if held.Any() {
+		privileged = held.Names()
+		if !c.Roles.Admin {
+			return 0, nil, apiError(http.StatusForbidden, wire.CodeForbidden, fmt.Sprintf("identity %s may not mint a token for %s: it holds %s, and only an admin mints tokens for identities that hold a role",
+				c.ID, id, strings.Join(privileged, ", ")), nil)
+		}
+		want := roleList(held)
+		if req.Role == "" {
+			return 0, nil, apiError(http.StatusBadRequest, wire.CodeRoleRequired, fmt.Sprintf("%s holds the role %s: whoever redeems this token gets what that role allows; if that is meant, say so with --role %s (the token then lives at most %s)",
+				id, strings.Join(privileged, ", "), want, s.o.Authority.MaxPrivilegedTokenTTL()), nil)
+		}
+		if !sameRoles(req.Role, want) {
+			return 0, nil, apiError(http.StatusBadRequest, wire.CodeBadRole, fmt.Sprintf("--role %s does not name what %s holds: %s (say --role %s)", req.Role, id, strings.Join(privileged, ", "), want), nil)
+		}
+	} else if req.Role != "" {
+		return 0, nil, apiError(http.StatusBadRequest, wire.CodeBadRole, fmt.Sprintf("--role %s: %s holds no role; grant it first (certgate role grant), or leave --role out for a plain client", req.Role, id), nil)
+	}
+	t, err := s.o.Authority.MintToken(r.Context(), ca.TokenRequest{Actor: c.ID.String(), Identity: id, TTL: ttl, Roles: privileged, Scope: scope})
 	switch {
 	case errors.Is(err, ca.ErrIdentity):
 		return 0, nil, apiError(http.StatusBadRequest, wire.CodeBadIdentity, err.Error(), nil)
@@ -42,6 +78,34 @@ func (s *Server) createToken(r *http.Request) (int, any, error) {
 	case err != nil:
 		return 0, nil, err
 	}
-	s.o.Log.Info("token created", "token_id", t.ID, "identity", id.String(), "by", c.ID.String(), "expires_at", t.ExpiresAt)
+	s.o.Log.Info("token created", "token_id", t.ID, "identity", id.String(), "by", c.ID.String(), "expires_at", t.ExpiresAt, "privileged_roles", privileged, "issuer_scope", scope)
 	return http.StatusCreated, wire.CreateTokenResponse{Token: t.String(), ID: t.ID, Identity: id.String(), ExpiresAt: t.ExpiresAt}, nil
+}
+
+// roleList is the --role value that names what h holds: role names,
+// comma-separated, issuer once whatever its scopes.
+func roleList(h roles.Held) string {
+	var out []string
+	for _, n := range h.Names() {
+		n, _, _ = strings.Cut(n, "(")
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return strings.Join(out, ",")
+}
+
+// sameRoles compares two comma-separated role lists as sets.
+func sameRoles(a, b string) bool {
+	split := func(s string) []string {
+		var out []string
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" && !slices.Contains(out, p) {
+				out = append(out, p)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	return slices.Equal(split(a), split(b))
 }

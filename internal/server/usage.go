@@ -26,7 +26,7 @@ const (
 // recordUsage answers POST /v1/usage (gateway): a gateway's aggregated
 // usage since its last report, recorded once by report ID.
 func (s *Server) recordUsage(r *http.Request) (int, any, error) {
-	c, err := s.authenticate(r, identity.GatewayPrefix)
+	c, err := s.authorize(r, "report usage", gatewayOnly)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -33,12 +33,13 @@ type Inventory struct {
 	AuditHead    []byte // hash of the last audit record, nil when there is none
 	CACerts      int64  // CA certificates (roots, intermediates, cross-certificates)
 	Rotations    int64
+	RoleGrants   int64
 }
 
 // Empty reports whether the store holds nothing at all.
 func (i Inventory) Empty() bool {
 	return i.Certificates == 0 && i.Revocations == 0 && i.Tokens == 0 && i.Events == 0 && i.AuditRecords == 0 &&
-		i.CACerts == 0 && i.Rotations == 0
+		i.CACerts == 0 && i.Rotations == 0 && i.RoleGrants == 0
 }
 
 // Equal reports whether i and o count the same rows and end at the same
@@ -46,7 +47,8 @@ func (i Inventory) Empty() bool {
 func (i Inventory) Equal(o Inventory) bool {
 	return i.Certificates == o.Certificates && i.Revocations == o.Revocations && i.Tokens == o.Tokens &&
 		i.Events == o.Events && i.LastPosition == o.LastPosition && i.AuditRecords == o.AuditRecords &&
-		i.AuditSeq == o.AuditSeq && bytes.Equal(i.AuditHead, o.AuditHead) && i.CACerts == o.CACerts && i.Rotations == o.Rotations
+		i.AuditSeq == o.AuditSeq && bytes.Equal(i.AuditHead, o.AuditHead) && i.CACerts == o.CACerts && i.Rotations == o.Rotations &&
+		i.RoleGrants == o.RoleGrants
 }
 
 func (i Inventory) String() string {
@@ -58,6 +60,9 @@ func (i Inventory) String() string {
 		i.Certificates, i.Revocations, i.Tokens, i.Events, i.LastPosition, i.AuditRecords, head)
 	if i.CACerts > 0 || i.Rotations > 0 {
 		s += fmt.Sprintf(", %d CA certificates, %d rotations", i.CACerts, i.Rotations)
+	}
+	if i.RoleGrants > 0 {
+		s += fmt.Sprintf(", %d role grants", i.RoleGrants)
 	}
 	return s
 }
@@ -93,9 +98,10 @@ func inventory(ctx context.Context, q queryer) (Inventory, error) {
 		(SELECT COALESCE(MAX(position), 0) FROM events),
 		(SELECT COUNT(*) FROM audit),
 		(SELECT COUNT(*) FROM ca_certificates),
-		(SELECT COUNT(*) FROM ca_rotations)`).
+		(SELECT COUNT(*) FROM ca_rotations),
+		(SELECT COUNT(*) FROM role_grants)`).
 		Scan(&inv.Certificates, &inv.Revocations, &inv.Tokens, &inv.Events, &inv.LastPosition, &inv.AuditRecords,
-			&inv.CACerts, &inv.Rotations)
+			&inv.CACerts, &inv.Rotations, &inv.RoleGrants)
 	if err != nil {
 		return Inventory{}, err
 	}
@@ -119,6 +125,7 @@ var copyTables = []struct{ name, cols, order string }{
 	{"audit", auditColumns, "seq"},
 	{"ca_certificates", caColumns, "fingerprint"},
 	{"ca_rotations", rotationColumns, "id"},
+	{"role_grants", `role, holder, scope, granted_by, granted_at`, "role, holder, scope"},
 }
 
 // copyBatchParams bounds the parameters of one multi-row INSERT, below

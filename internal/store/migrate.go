@@ -134,6 +134,11 @@ func migrateStep(ctx context.Context, db *sql.DB, d dialect, ms []migration) (cu
 	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 		return fail(m.name+": ", err)
 	}
+	if m.version == 4 {
+		if _, err := legacyGrants(ctx, tx, d, clock.Real{}.Now()); err != nil {
+			return fail(m.name+": legacy role grants: ", err)
+		}
+	}
 	if _, err := tx.ExecContext(ctx, d.bind(`INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`),
 		m.version, m.name, clock.Real{}.Now().UnixNano()); err != nil {
 		return fail(m.name+": ", err)

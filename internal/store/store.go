@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/certgate/certgate/internal/audit"
+	"github.com/certgate/certgate/internal/roles"
 )
 
 // Sentinel errors callers branch on. Implementations wrap them with context.
@@ -245,6 +246,15 @@ type Store interface {
 	// UsageDays returns daily counts of an identity ("" for all) from a
 	// day on ("" for all), by identity, day and route.
 	UsageDays(ctx context.Context, identity, from string) ([]UsageRow, error)
+	// GrantRole records a role grant with its audit record (role.grant);
+	// the same grant twice is ErrDuplicateGrant.
+	GrantRole(ctx context.Context, g roles.Grant) error
+	// RevokeRole removes a grant (matched by role, holder and scope) with
+	// its audit record (role.revoke): ErrNotFound if there is none,
+	// ErrLastAdmin if it is the last admin grant.
+	RevokeRole(ctx context.Context, g roles.Grant, by string, now time.Time) error
+	// RoleGrants returns every grant, ordered by role, holder and scope.
+	RoleGrants(ctx context.Context) ([]roles.Grant, error)
 
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error

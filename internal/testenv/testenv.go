@@ -18,6 +18,7 @@ import (
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/keytype"
 	"github.com/certgate/certgate/internal/pemutil"
+	"github.com/certgate/certgate/internal/roles"
 	"github.com/certgate/certgate/internal/server"
 	"github.com/certgate/certgate/internal/store"
 )
@@ -189,6 +190,18 @@ func New(opts ...Option) (_ *Env, err error) {
 	}
 	if e.AdminCert, err = e.issue(AdminPath, ca.ClientProfile); err != nil {
 		return nil, err
+	}
+	// Roles are data: the admin is granted admin, and (as an installation
+	// migrated from path roles has it) every /gateway/ identity the gateway
+	// role, so tests of gateways need no grants of their own.
+	for _, g := range []roles.Grant{
+		{Role: roles.Admin, Holder: e.AdminID.String()},
+		{Role: roles.Gateway, Holder: "spiffe://" + e.TrustDomain + identity.GatewayPrefix + "*"},
+	} {
+		g.GrantedBy, g.GrantedAt = "system:testenv", e.Clock.Now()
+		if err := e.Store.GrantRole(context.Background(), g); err != nil {
+			return nil, fmt.Errorf("testenv: %w", err)
+		}
 	}
 	e.serverOpts = server.Options{Authority: e.Authority, Store: e.Store, Clock: e.Clock, Hostnames: []string{host}}
 	for _, f := range o.server {

@@ -36,6 +36,9 @@ const (
 	CodeUnknownCert     = "unknown_certificate" // the client certificate is not one this CA issued
 	CodeBadSerial       = "bad_serial"          // a serial that is not hexadecimal
 	CodeBadReason       = "bad_reason"          // a revocation reason that RFC 5280 does not name
+	CodeRoleRequired    = "role_required"       // a token for an identity that holds a role, without naming the role
+	CodeBadRole         = "bad_role"            // a role grant that is malformed, or a role the identity does not hold
+	CodeConflict        = "conflict"            // the change exists already, or would leave no admin
 )
 
 // DecodeError reads an error answer's body. ok is false when body is not

@@ -21,12 +21,39 @@ const (
 	PathHealth       = "/healthz"         // GET → Health
 	PathUsage        = "/v1/usage"        // POST UsageReport → UsageAck (gateway)
 	PathIdentities   = "/v1/identities"   // GET [?stale=DUR&expiring=DUR&identity=ID] → IdentityList (admin)
+	PathRoles        = "/v1/roles"        // GET → RoleList (admin, auditor); POST RoleChange → RoleGrant (admin)
+	PathRolesRevoke  = "/v1/roles/revoke" // POST RoleChange → RoleGrant, the grant removed (admin)
 )
 
 // CreateTokenRequest is the body of POST /v1/tokens.
 type CreateTokenRequest struct {
 	Identity string `json:"identity"`
 	TTL      string `json:"ttl,omitempty"` // Go duration; default from config
+	// Role must name, comma-separated, the roles the identity holds
+	// ("gateway", "admin,auditor"), if it holds any: a token for such an
+	// identity is privileged and must be asked for knowingly.
+	Role string `json:"role,omitempty"`
+}
+
+// RoleChange is the body of POST /v1/roles and /v1/roles/revoke.
+type RoleChange struct {
+	Role   string `json:"role"`            // admin, auditor, gateway or issuer
+	Holder string `json:"holder"`          // an identity or a pattern ending in /*
+	Scope  string `json:"scope,omitempty"` // issuer only: the identities it acts on
+}
+
+// RoleGrant is one grant.
+type RoleGrant struct {
+	Role      string    `json:"role"`
+	Holder    string    `json:"holder"`
+	Scope     string    `json:"scope,omitempty"`
+	GrantedBy string    `json:"granted_by"`
+	GrantedAt time.Time `json:"granted_at"`
+}
+
+// RoleList answers GET /v1/roles.
+type RoleList struct {
+	Grants []RoleGrant `json:"grants"`
 }
 
 // CreateTokenResponse answers POST /v1/tokens. Token is a secret.

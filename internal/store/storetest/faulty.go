@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/certgate/certgate/internal/audit"
+	"github.com/certgate/certgate/internal/roles"
 	"github.com/certgate/certgate/internal/store"
 )
 
@@ -157,4 +158,25 @@ func (f *Faulty) Close() error {
 		return ferr
 	}
 	return err
+}
+
+func (f *Faulty) GrantRole(ctx context.Context, g roles.Grant) error {
+	if err := f.fail("GrantRole"); err != nil {
+		return err
+	}
+	return f.Store.GrantRole(ctx, g)
+}
+
+func (f *Faulty) RevokeRole(ctx context.Context, g roles.Grant, by string, now time.Time) error {
+	if err := f.fail("RevokeRole"); err != nil {
+		return err
+	}
+	return f.Store.RevokeRole(ctx, g, by, now)
+}
+
+func (f *Faulty) RoleGrants(ctx context.Context) ([]roles.Grant, error) {
+	if err := f.fail("RoleGrants"); err != nil {
+		return nil, err
+	}
+	return f.Store.RoleGrants(ctx)
 }

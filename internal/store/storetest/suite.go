@@ -34,6 +34,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Lifecycle", lifecycleTests},
 		{"CA", caTests},
 		{"Usage", usageTests},
+		{"Roles", roleTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
