@@ -285,12 +285,12 @@ func TestServerConfigOptions(t *testing.T) {
 	// A service whose identity is not a gateway's cannot read revocations,
 	// from the feed or by pulling.
 	_, err = certgatetls.StartRevocations(context.Background(), certgatetls.RevocationOptions{ServerURL: d.ServerURL, Source: clientSrc})
-	want := `certgatetls: revocations: ` + d.ServerURL + `/v1/feed answered 403 Forbidden: forbidden: identity spiffe://example.org/svc/billing may not use this endpoint`
+	want := `certgatetls: revocations: ` + d.ServerURL + `/v1/feed answered 403 Forbidden: forbidden: identity spiffe://example.org/svc/billing may not follow the change feed: it holds no role; that needs the role admin or auditor or gateway`
 	if err == nil || err.Error() != want {
 		t.Errorf("StartRevocations with a client identity:\n got %v\nwant %s", err, want)
 	}
 	_, err = certgatetls.StartRevocations(context.Background(), certgatetls.RevocationOptions{ServerURL: d.ServerURL, Source: clientSrc, Mode: certgatetls.RevocationPull})
-	want = `certgatetls: revocations: ` + d.ServerURL + `/v1/revocations answered 403 Forbidden: forbidden: identity spiffe://example.org/svc/billing may not use this endpoint`
+	want = `certgatetls: revocations: ` + d.ServerURL + `/v1/revocations answered 403 Forbidden: forbidden: identity spiffe://example.org/svc/billing may not read the revocation list: it holds no role; that needs the role admin or auditor or gateway`
 	if err == nil || err.Error() != want {
 		t.Errorf("StartRevocations with a client identity, pulling:\n got %v\nwant %s", err, want)
 	}

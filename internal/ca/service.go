@@ -284,7 +284,10 @@ func (s *Service) EnrollBootstrap(ctx context.Context, id identity.ID, csrPEM []
 	if id.Under(identity.AdminPrefix) || id.Under(identity.GatewayPrefix) {
 		return Issued{}, fmt.Errorf("%w: %s has a role; a bootstrap certificate cannot enroll it", ErrIdentity, id)
 	}
-	prof, opts := s.profileFor(id)
+	prof, opts, err := s.profileFor(ctx, id)
+	if err != nil {
+		return Issued{}, err
+	}
 	req, err := csr.ParseAndCheck(csrPEM, id, opts...)
 	if err != nil {
 		return Issued{}, err

@@ -183,7 +183,7 @@ func TestConsoleInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	notAdmin := newBrowser(t, e, svcP12)
-	if dom := notAdmin.dumpDOM(t, e.URL+"/ui/", ""); !strings.Contains(dom, `<p id="message">identity spiffe://example.org/svc/alice may not use this endpoint</p>`) {
+	if dom := notAdmin.dumpDOM(t, e.URL+"/ui/", ""); !strings.Contains(dom, `<p id="message">identity spiffe://example.org/svc/alice may not use the console: it holds no role; that needs the role admin</p>`) {
 		t.Errorf("a non-admin browser got:\n%s", dom)
 	}
 }

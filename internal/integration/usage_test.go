@@ -379,8 +379,8 @@ func TestUsageReportRefusals(t *testing.T) {
 		status int
 		msg    string
 	}{
-		{"not a gateway", &svc, report(func(*wire.UsageReport) {}), 403, "identity spiffe://example.org/svc/a may not use this endpoint"},
-		{"admin", &e.AdminCert, report(func(*wire.UsageReport) {}), 403, "identity spiffe://example.org/admin/alice may not use this endpoint"},
+		{"not a gateway", &svc, report(func(*wire.UsageReport) {}), 403, "identity spiffe://example.org/svc/a may not report usage: it holds no role; that needs the role gateway"},
+		{"admin", &e.AdminCert, report(func(*wire.UsageReport) {}), 403, "identity spiffe://example.org/admin/alice may not report usage: it holds only admin; that needs the role gateway"},
 		{"not JSON", &gw, "{", 400, "invalid JSON: unexpected EOF"},
 		{"unknown field", &gw, `{"id":"x","entries":[],"extra":1}`, 400, `invalid JSON: json: unknown field "extra"`},
 		{"no id", &gw, report(func(r *wire.UsageReport) { r.ID = "" }), 400, "report id must be 1 to 64 characters"},
