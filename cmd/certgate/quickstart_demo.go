@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/certgate/certgate/certgatetls"
+	"github.com/certgate/certgate/internal/apiclient"
 	"github.com/certgate/certgate/internal/atomicfile"
 	"github.com/certgate/certgate/internal/enroll"
 	"github.com/certgate/certgate/internal/gateway"
@@ -69,7 +70,10 @@ func enrollDemo(ctx context.Context, dir, td string) (demoSetup, error) {
 				if role != "" {
 					// The demo gateway serves TLS and follows the feed
 					// because it is granted the role, as a deployment does.
-					if _, err := admin.GrantRole(ctx, wire.RoleChange{Role: role, Holder: id.String()}); err != nil {
+					// A reused demo directory has it already.
+					_, err := admin.GrantRole(ctx, wire.RoleChange{Role: role, Holder: id.String()})
+					var ae *apiclient.Error
+					if err != nil && !(errors.As(err, &ae) && ae.Code == wire.CodeConflict) {
 						return fmt.Errorf("quickstart: grant %s to %s: %w", role, id, err)
 					}
 				}
