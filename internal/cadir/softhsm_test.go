@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/keytype"
+	"github.com/certgate/certgate/internal/pemutil"
 	"github.com/certgate/certgate/internal/store"
 	"github.com/certgate/certgate/internal/testenv"
 )
@@ -26,8 +28,8 @@ import (
 // token makes the root and intermediate keys inside the token (sensitive,
 // not extractable; no key file, nothing sealed in the store); the CA issues
 // with them, rotates the intermediate with a new key made in the same
-// token, and signs CRLs and the delegated OCSP responder's certificate
-// with them, for the old intermediate and the new one; a CA opened again
+// token, and signs CRLs and OCSP responses with them (no responder key outside
+// the token), for the old intermediate and the new one; a CA opened again
 // (a new process) finds its keys by their URIs.
 func TestSoftHSM(t *testing.T) {
 	if !cakey.PKCS11Supported {
@@ -118,8 +120,7 @@ func TestSoftHSM(t *testing.T) {
 		t.Fatal("the rotation did not make a new intermediate that signs")
 	}
 
-	// CRLs and OCSP for both intermediates: the CRLs and the delegated
-	// responders' certificates are signed in the token.
+	// CRLs and OCSP for both intermediates, signed in the token.
 	svc, err := certstatus.New(certstatus.Options{Authority: in.Authority, Store: in.Store, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
@@ -144,8 +145,30 @@ func TestSoftHSM(t *testing.T) {
 		if err != nil || r.Status != tc.status {
 			t.Fatalf("OCSP about a leaf of %s: %v, status %d, want %d", tc.issuer.Subject.CommonName, err, r.Status, tc.status)
 		}
-		if r.Certificate == nil || r.Certificate.CheckSignatureFrom(tc.issuer) != nil {
-			t.Fatal("the responder's certificate is not signed by the intermediate's key in the token")
+		// The intermediate's key in the token signs the response itself
+		// (ParseResponseForCert checked the signature with tc.issuer's
+		// key): no responder key exists outside the token, and the
+		// response carries no certificate.
+		if r.Certificate != nil {
+			t.Fatalf("the response carries a responder certificate (%s): a key outside the token signed it", r.Certificate.Subject)
+		}
+		// openssl verifies it as a response signed by the issuer.
+		openssl := testenv.RequirePeer(t, "openssl")
+		work := t.TempDir()
+		respPath, interPath, rootPath := filepath.Join(work, "resp.der"), filepath.Join(work, "inter.pem"), filepath.Join(work, "root.pem")
+		writeFile(t, respPath, resp.DER)
+		writeFile(t, interPath, pemutil.EncodeCertificates(tc.issuer))
+		writeFile(t, rootPath, pemutil.EncodeCertificates(tc.leaf.Roots...))
+		// -validity_period: the fake clock is not the wall clock.
+		out, err := exec.Command(openssl, "ocsp", "-respin", respPath, "-issuer", interPath, "-verify_other", interPath,
+			"-CAfile", rootPath, "-no_nonce", "-serial", "0x"+tc.leaf.Record.Serial,
+			"-validity_period", "100000000").CombinedOutput()
+		want := "good"
+		if tc.status == ocsp.Revoked {
+			want = "revoked"
+		}
+		if err != nil || !strings.Contains(string(out), "Response verify OK") || !strings.Contains(string(out), ": "+want) {
+			t.Fatalf("openssl ocsp on the response about a leaf of %s (%v):\n%s", tc.issuer.Subject.CommonName, err, out)
 		}
 		c, err := svc.CRLFor(ctx, ca.KeyID(tc.issuer))
 		if err != nil {
@@ -166,6 +189,13 @@ func TestSoftHSM(t *testing.T) {
 	in = again
 	if iss := issue("/svc/c"); iss.Cert.CheckSignatureFrom(newInter) != nil {
 		t.Fatal("after reopening, the active intermediate in the token does not sign")
+	}
+}
+
+func writeFile(t *testing.T, p string, b []byte) {
+	t.Helper()
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
 

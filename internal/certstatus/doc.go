@@ -1,7 +1,9 @@
 // Package certstatus tells third-party verifiers whether a certgate
 // certificate is revoked, in the two standard forms: a CRL (RFC 5280) signed
 // by the intermediate, and an OCSP responder (RFC 6960) whose responses are
-// signed by a delegated responder certificate.
+// signed by a delegated responder certificate, or, when the intermediate's
+// key is in a device (PKCS#11), by the intermediate itself so that no key
+// vouching for status exists outside the device.
 //
 // # The revocation view
 //
@@ -32,7 +34,9 @@
 // halfway to their nextUpdate; a revocation of that serial invalidates the
 // entry at once. The delegated signer is issued through the CA service (so
 // the store and the audit log record it) with [ca.OCSPSigningProfile], and
-// renewed at two thirds of its life.
+// renewed at two thirds of its life; an issuer whose key is in a device
+// ([ca.Issuer.KeyInSoftware] false) signs its responses itself
+// ([ca.Issuer.SignOCSP]) and has no delegated signer.
 //
 // Not here: HTTP (package server maps requests and errors to HTTP), the
 // revocation set gateways enforce (package revocation), storage (store).

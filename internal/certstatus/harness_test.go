@@ -38,6 +38,13 @@ type fixture struct {
 
 func newFixture(t testing.TB, set Settings) *fixture {
 	t.Helper()
+	return newFixtureWith(t, set, keytype.ECDSAP256, nil)
+}
+
+// newFixtureWith makes the intermediate's key of type kt, wrapped by wrap
+// if set (a stand-in for a key in a device).
+func newFixtureWith(t testing.TB, set Settings, kt keytype.Type, wrap func(crypto.Signer) crypto.Signer) *fixture {
+	t.Helper()
 	ctx := context.Background()
 	clk := clock.NewFake(time.Now().UTC().Truncate(time.Second))
 	rootKey, _ := keytype.Generate(keytype.ECDSAP256)
@@ -45,10 +52,13 @@ func newFixture(t testing.TB, set Settings) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	interKey, _ := keytype.Generate(keytype.ECDSAP256)
+	interKey, _ := keytype.Generate(kt)
 	inter, err := ca.CreateIntermediate(ca.IntermediateOptions{Root: root, RootKey: rootKey, Key: interKey, Now: clk.Now()})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if wrap != nil {
+		interKey = wrap(interKey)
 	}
 	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "certgate.db"))
 	if err != nil {

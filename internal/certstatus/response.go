@@ -200,8 +200,8 @@ func (s *Service) sign(is *issuerState, sg *signer, req Request, st certStatus, 
 		thisUpdate = at
 	}
 	nextUpdate := thisUpdate.Add(s.o.OCSPValidity)
-	if nextUpdate.After(sg.cert.NotAfter) {
-		nextUpdate = sg.cert.NotAfter.UTC()
+	if nextUpdate.After(sg.notAfter) {
+		nextUpdate = sg.notAfter.UTC()
 	}
 	var status asn1.RawValue
 	switch st.status {
@@ -257,16 +257,27 @@ func (s *Service) sign(is *issuerState, sg *signer, req Request, st certStatus, 
 	if err != nil {
 		return Response{}, fmt.Errorf("certstatus: encode response: %w", err)
 	}
-	digest := sha256.Sum256(tbs)
-	sig, err := sg.key.Sign(rand.Reader, digest[:], crypto.SHA256)
-	if err != nil {
-		return Response{}, fmt.Errorf("certstatus: sign response: %w", err)
+	var (
+		sig   []byte
+		alg   pkix.AlgorithmIdentifier
+		certs []asn1.RawValue
+	)
+	if sg.byIssuer != nil {
+		if sig, alg, err = sg.byIssuer.SignOCSP(tbs); err != nil {
+			return Response{}, fmt.Errorf("certstatus: sign response: %w", err)
+		}
+	} else {
+		digest := sha256.Sum256(tbs)
+		if sig, err = sg.key.Sign(rand.Reader, digest[:], crypto.SHA256); err != nil {
+			return Response{}, fmt.Errorf("certstatus: sign response: %w", err)
+		}
+		alg, certs = pkix.AlgorithmIdentifier{Algorithm: oidECDSAWithSHA256}, []asn1.RawValue{{FullBytes: sg.cert.Raw}}
 	}
 	basic, err := asn1.Marshal(basicResponseASN1{
 		TBS:                asn1.RawValue{FullBytes: tbs},
-		SignatureAlgorithm: pkix.AlgorithmIdentifier{Algorithm: oidECDSAWithSHA256},
+		SignatureAlgorithm: alg,
 		Signature:          asn1.BitString{Bytes: sig, BitLength: 8 * len(sig)},
-		Certs:              []asn1.RawValue{{FullBytes: sg.cert.Raw}},
+		Certs:              certs,
 	})
 	if err != nil {
 		return Response{}, fmt.Errorf("certstatus: encode response: %w", err)

@@ -397,3 +397,58 @@ func TestHTTPMaxAge(t *testing.T) {
 		}
 	}
 }
+
+// deviceKey stands for a key in a PKCS#11 token (a crypto.Signer that is not
+// a software key of the standard library).
+type deviceKey struct{ crypto.Signer }
+
+// TestOCSPSignedByIssuerInDevice: when the intermediate's key is in a
+// device, the intermediate signs OCSP responses itself (RFC 6960 section
+// 4.2.2.2), with its own key type's algorithm: no delegated responder key
+// is made outside the device, nothing is issued for one, and the response
+// carries no certificate. Go's parser verifies it with the issuer's key.
+func TestOCSPSignedByIssuerInDevice(t *testing.T) {
+	for _, kt := range []keytype.Type{keytype.ECDSAP256, keytype.ECDSAP384, keytype.RSA2048} {
+		t.Run(string(kt), func(t *testing.T) {
+			f := newFixtureWith(t, Settings{}, kt, func(k crypto.Signer) crypto.Signer { return deviceKey{k} })
+			ctx := context.Background()
+			live, gone := f.leaf(t, "/svc/live"), f.leaf(t, "/svc/gone")
+			f.revoke(t, gone, 1)
+			before := f.auditCount(t)
+			if err := f.svc.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range []struct {
+				leaf   *x509.Certificate
+				status int
+			}{{live, ocsp.Good}, {gone, ocsp.Revoked}} {
+				resp, err := f.svc.Respond(ctx, request(t, f.inter, c.leaf.SerialNumber, crypto.SHA256, nil))
+				if err != nil {
+					t.Fatal(err)
+				}
+				r, err := ocsp.ParseResponseForCert(resp.DER, c.leaf, f.inter)
+				if err != nil || r.Status != c.status {
+					t.Fatalf("status %v, %v; want %d", r, err, c.status)
+				}
+				if r.Certificate != nil {
+					t.Fatalf("the response carries a responder certificate %q", r.Certificate.Subject)
+				}
+				want := map[keytype.Type]x509.SignatureAlgorithm{keytype.ECDSAP256: x509.ECDSAWithSHA256,
+					keytype.ECDSAP384: x509.ECDSAWithSHA384, keytype.RSA2048: x509.SHA256WithRSA}[kt]
+				if r.SignatureAlgorithm != want {
+					t.Errorf("signature algorithm %s for a %s key", r.SignatureAlgorithm, kt)
+				}
+				hashes := mustHashes(t, f.inter)
+				if !bytes.Equal(r.ResponderKeyHash, hashes[crypto.SHA1][1]) {
+					t.Errorf("responder key hash %x, want the issuer's %x", r.ResponderKeyHash, hashes[crypto.SHA1][1])
+				}
+				if r.NextUpdate.After(f.inter.NotAfter) {
+					t.Errorf("nextUpdate %s after the issuer's notAfter %s", r.NextUpdate, f.inter.NotAfter)
+				}
+			}
+			if n := f.auditCount(t); n != before {
+				t.Errorf("%d audit records appended: a delegated signer was issued", n-before)
+			}
+		})
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"fmt"
+	"time"
 
 	"github.com/certgate/certgate/internal/ca"
 	"github.com/certgate/certgate/internal/identity"
@@ -18,13 +19,20 @@ import (
 // SignerPath is the SPIFFE path of the delegated OCSP signer's identity.
 const SignerPath = "/server/ocsp-signer"
 
-// signer is the delegated OCSP responder: its certificate, its key, and the
-// SHA-1 of its public key that names it in responses (ResponderID byKey,
-// RFC 6960 section 4.2.1).
+// signer is what signs OCSP responses for one issuer, and the SHA-1 of its
+// public key that names it in responses (ResponderID byKey, RFC 6960
+// section 4.2.1). Either a delegated responder (cert and key: a short-lived
+// P-256 key of this process, certified by the issuer), or, when the
+// issuer's key is in a device (a PKCS#11 token), the issuer itself (cert
+// nil, byIssuer set): no private key that signs status then exists outside
+// the device, and the response carries no certificate, since its verifier
+// already holds the issuer's.
 type signer struct {
-	cert    *x509.Certificate
-	key     crypto.Signer
-	keyHash []byte
+	cert     *x509.Certificate
+	key      crypto.Signer
+	byIssuer *ca.Issuer
+	keyHash  []byte
+	notAfter time.Time // responses never claim to be current past it
 }
 
 // currentSigner returns the issuer's OCSP signer, issuing a new one when
@@ -35,6 +43,13 @@ func (s *Service) currentSigner(ctx context.Context, is *issuerState) (*signer, 
 	defer is.signerMu.Unlock()
 	now := s.o.Clock.Now()
 	cur := is.signer
+	if !is.iss.KeyInSoftware() {
+		if cur == nil {
+			cur = &signer{byIssuer: is.iss, keyHash: is.hash[crypto.SHA1][1], notAfter: is.iss.Certificate().NotAfter}
+			is.signer = cur
+		}
+		return cur, nil
+	}
 	if cur != nil {
 		life := cur.cert.NotAfter.Sub(cur.cert.NotBefore)
 		if now.Before(cur.cert.NotBefore.Add(life * 2 / 3)) {
@@ -85,5 +100,5 @@ func (s *Service) issueSigner(ctx context.Context, by *ca.Issuer) (*signer, erro
 	// SHA-1 here is RFC 6960's KeyHash, an identifier, not a signature.
 	sum := sha1.Sum(spki.PublicKey.RightAlign())
 	s.o.Log.Info("issued OCSP signer certificate", "issuer", by.KeyID(), "serial", iss.Record.Serial, "not_after", iss.Cert.NotAfter)
-	return &signer{cert: iss.Cert, key: key, keyHash: sum[:]}, nil
+	return &signer{cert: iss.Cert, key: key, keyHash: sum[:], notAfter: iss.Cert.NotAfter}, nil
 }
