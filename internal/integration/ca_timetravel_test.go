@@ -99,8 +99,9 @@ func TestTwoYears(t *testing.T) {
 	}
 	url := "https://" + addr
 
-	// The gateway's certificates serve TLS because it holds the gateway role.
-	if err := in.Store.GrantRole(ctx, roles.Grant{Role: roles.Gateway, Holder: "spiffe://example.org/gateway/gw1", GrantedBy: "test", GrantedAt: clk.Now()}); err != nil {
+	// The gateway's and the SDK server's certificates serve TLS because they
+	// hold the gateway role.
+	if err := in.Store.GrantRole(ctx, roles.Grant{Role: roles.Gateway, Holder: "spiffe://example.org/gateway/*", GrantedBy: "test", GrantedAt: clk.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	token := func(id string) string {

@@ -27,6 +27,7 @@ import (
 	"github.com/certgate/certgate/internal/store"
 	"github.com/certgate/certgate/internal/testenv"
 	"github.com/certgate/certgate/internal/testenv/gatewaytest"
+	"github.com/certgate/certgate/internal/wire"
 )
 
 // haSetup is one certgate installation on a PostgreSQL store, served by
@@ -174,7 +175,13 @@ func (h *haSetup) startGateway(name string, urls []string) *haGateway {
 	h.mu.Lock()
 	admin := h.admins[0]
 	h.mu.Unlock()
-	tok, err := admin.CreateToken(ctx, "spiffe://example.org"+identity.GatewayPrefix+name, 10*time.Minute)
+	// Roles are data: the gateway identity is granted the gateway role (so
+	// the CA gives it a serving certificate), and its token names it.
+	id := "spiffe://example.org" + identity.GatewayPrefix + name
+	if _, err := admin.GrantRole(ctx, wire.RoleChange{Role: "gateway", Holder: id}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := admin.CreateRoleToken(ctx, id, "gateway", 10*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/certgate/certgate/internal/ca"
 	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/identity"
+	"github.com/certgate/certgate/internal/roles"
 	"github.com/certgate/certgate/internal/store"
 	"github.com/certgate/certgate/internal/testenv"
 	"github.com/certgate/certgate/internal/testenv/gatewaytest"
@@ -294,6 +295,10 @@ func TestStaleAndExpiringReport(t *testing.T) {
 		if _, err := e.Client(t, &gw).ReportUsage(context.Background(), r); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// An auditor reads the report (roles are data: the name grants nothing).
+	if err := e.Store.GrantRole(context.Background(), roles.Grant{Role: roles.Auditor, Holder: "spiffe://example.org/admin/ops", GrantedBy: "test", GrantedAt: fake.Now()}); err != nil {
+		t.Fatal(err)
 	}
 	adminCert := e.IssueDirect(t, "/admin/ops", long)
 	admin := e.Client(t, &adminCert)
