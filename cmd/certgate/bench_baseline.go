@@ -19,7 +19,12 @@ every full handshake) and, with --upstream, httputil.ReverseProxy for the
 paths under --proxy-prefix. Other paths are answered by the baseline itself:
 403 with --upstream (as the gateway answers a path no route allows), 200
 without. It uses certgate's TLS policy (TLS 1.2 minimum, the same suites as
-the gateway) and default session tickets.`,
+the gateway) and default session tickets.
+
+With --bare it serves crypto/tls with RequireAndVerifyClientCert and only a
+minimal HTTP/1.1 responder above it (no net/http): every request is
+answered 403 on its keep-alive connection. That is the cheapest Go server
+of a handshake, the peer the gateway's handshakes are measured against.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return bench.ServeBaseline(cmd.Context(), o, func(addr string) {
@@ -33,6 +38,7 @@ the gateway) and default session tickets.`,
 	cmd.Flags().StringVar(&o.Bundle, "bundle", "", "roots that verify client certificates")
 	cmd.Flags().StringVar(&o.Upstream, "upstream", "", "http:// upstream to reverse-proxy to (default: answer 200 itself)")
 	cmd.Flags().StringVar(&o.ProxyPrefix, "proxy-prefix", "/", "with --upstream: the path prefix that is proxied; other paths get 403")
+	cmd.Flags().BoolVar(&o.Bare, "bare", false, "crypto/tls and a minimal HTTP/1.1 responder answering 403 to every request, no net/http")
 	return cmd
 }
 

@@ -29,6 +29,10 @@ type BaselineOptions struct {
 	Cert, Key, Bundle string // server chain, key, and the roots of client certificates (PEM files)
 	Upstream          string // http:// URL to reverse-proxy to; "" answers 200 itself
 	ProxyPrefix       string // with Upstream: the proxied path prefix ("/" if empty)
+	// Bare serves crypto/tls and a minimal HTTP/1.1 responder instead of
+	// net/http: every request is answered 403 (bare.go). Upstream must be
+	// empty.
+	Bare bool
 }
 
 // ServeBaseline serves the baseline until ctx ends. ready is called with
@@ -36,6 +40,9 @@ type BaselineOptions struct {
 func ServeBaseline(ctx context.Context, o BaselineOptions, ready func(addr string)) error {
 	if o.Cert == "" || o.Key == "" || o.Bundle == "" {
 		return errors.New("--cert, --key, --bundle: all are required")
+	}
+	if o.Bare && o.Upstream != "" {
+		return errors.New("--bare: answers every request itself; --upstream is not used")
 	}
 	if o.ProxyPrefix == "" {
 		o.ProxyPrefix = "/"
@@ -71,13 +78,18 @@ func ServeBaseline(ctx context.Context, o BaselineOptions, ready func(addr strin
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
+	tc := tlspolicy.Apply(&tls.Config{
+		Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool,
+		NextProtos: []string{"http/1.1"},
+	})
+	if o.Bare {
+		ready(ln.Addr().String())
+		return serveBare(ctx, ln, tc)
+	}
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
-		TLSConfig: tlspolicy.Apply(&tls.Config{
-			Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool,
-			NextProtos: []string{"http/1.1"},
-		}),
+		TLSConfig:         tc,
 	}
 	go func() {
 		<-ctx.Done()

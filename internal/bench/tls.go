@@ -63,6 +63,10 @@ type TLSRow struct {
 	Round        int
 	Mode, Target string
 	Ops, Errors  int64
+	// WarmupOps counts the operations of the unmeasured warm-up before
+	// the run: with Ops, every request the target answered (each one an
+	// access log line at a gateway).
+	WarmupOps int64
 	// NotResumed counts, in resumed mode, connections that did a full
 	// handshake (no session to resume).
 	NotResumed int64
@@ -196,7 +200,23 @@ func RunTLS(ctx context.Context, o TLSOptions) (*TLSResult, error) {
 	if len(targets) == 2 {
 		res.printRatios(w, o.Modes, targets[0].name, targets[1].name)
 	}
+	for _, t := range targets {
+		fmt.Fprintf(w, "answered %s: %d requests, warm-up included\n", t.name, res.Answered(t.index))
+	}
 	return res, nil
+}
+
+// Answered is how many requests target (0: --addr, 1: --compare) answered
+// in the run, warm-ups included: each is one access log line at a
+// gateway (scripts/bench-peers.sh checks it).
+func (res *TLSResult) Answered(target int) int64 {
+	var n int64
+	for _, r := range res.Rows {
+		if r.target == target {
+			n += r.Ops + r.WarmupOps
+		}
+	}
+	return n
 }
 
 func keyName(leaf *x509.Certificate) string {
@@ -265,7 +285,19 @@ func (res *TLSResult) printRatios(w io.Writer, modes []string, a, b string) {
 			fmt.Fprintf(w, "   per server CPU-second %s", ratioText(cpu))
 		}
 		fmt.Fprintln(w)
+		fmt.Fprintf(w, "%-9s p99 (median of the rounds) %s %s, %s %s\n", mode, a, medianP99(ra), b, medianP99(rb))
 	}
+}
+
+func medianP99(rows []TLSRow) time.Duration {
+	var ps []float64
+	for _, r := range rows {
+		ps = append(ps, float64(r.P99))
+	}
+	if len(ps) == 0 {
+		return 0
+	}
+	return time.Duration(median(ps)).Round(time.Microsecond)
 }
 
 func ratioText(rs []float64) string {

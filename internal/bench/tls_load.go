@@ -28,10 +28,13 @@ func runTarget(ctx context.Context, t tlsTarget, mode string, o TLSOptions, cert
 	if mode == "resumed" {
 		tc.ClientSessionCache = tls.NewLRUClientSessionCache(o.Concurrency * 2)
 	}
+	var warm TLSRow
 	if o.Warmup > 0 {
-		loadTarget(ctx, t, mode, o, o.Warmup, tc)
+		warm = loadTarget(ctx, t, mode, o, o.Warmup, tc)
 	}
-	return loadTarget(ctx, t, mode, o, o.Duration, tc)
+	r := loadTarget(ctx, t, mode, o, o.Duration, tc)
+	r.WarmupOps = warm.Ops
+	return r
 }
 
 // loadTarget drives one mode against one target for d. Dials do not take

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,7 +56,7 @@ func TestTLSAgainstBaseline(t *testing.T) {
 		t.Fatalf("result rows: %+v", res.Rows)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 18 || !strings.HasPrefix(lines[0], "client: ecdsa-p256 key, offers P256, server chain verified once") ||
+	if len(lines) != 23 || !strings.HasPrefix(lines[0], "client: ecdsa-p256 key, offers P256, server chain verified once") ||
 		!strings.HasPrefix(lines[1], "round ") {
 		t.Fatalf("output:\n%s", out.String())
 	}
@@ -75,8 +76,17 @@ func TestTLSAgainstBaseline(t *testing.T) {
 		t.Fatalf("ratio header %q:\n%s", lines[14], out.String())
 	}
 	for i, mode := range []string{"full", "resumed", "keepalive"} {
-		if f := strings.Fields(lines[15+i]); len(f) != 11 || f[0] != mode || f[1] != "wall-clock" || !strings.Contains(lines[15+i], "]   per server CPU-second ") {
-			t.Fatalf("ratio line %q:\n%s", lines[15+i], out.String())
+		if f := strings.Fields(lines[15+2*i]); len(f) != 11 || f[0] != mode || f[1] != "wall-clock" || !strings.Contains(lines[15+2*i], "]   per server CPU-second ") {
+			t.Fatalf("ratio line %q:\n%s", lines[15+2*i], out.String())
+		}
+		if f := strings.Fields(lines[16+2*i]); len(f) != 10 || f[0] != mode || f[1] != "p99" || f[6] != "one" || f[8] != "two" {
+			t.Fatalf("p99 line %q:\n%s", lines[16+2*i], out.String())
+		}
+	}
+	for i, name := range []string{"one", "two"} {
+		want := fmt.Sprintf("answered %s: %d requests, warm-up included", name, res.Answered(i))
+		if lines[21+i] != want || res.Answered(i) <= res.Rows[i].Ops {
+			t.Fatalf("line %q, want %q (more than the first row's %d)", lines[18+i], want, res.Rows[i].Ops)
 		}
 	}
 	// A client the baseline does not trust counts errors, not operations.
@@ -265,4 +275,72 @@ func FuzzReadAnswer(f *testing.F) {
 			t.Fatalf("status %d without an error", status)
 		}
 	})
+}
+
+// The bare baseline answers 403 to every request on one keep-alive
+// connection, refuses a client of another CA, and takes no upstream.
+func TestBareBaseline(t *testing.T) {
+	ca := testca.New(t, "example.org")
+	dir := t.TempDir()
+	bundle := ca.WriteBundle(t, dir)
+	srvCert, srvKey := ca.Issue(t, testca.Server("spiffe://example.org/gateway/bench")).WriteFiles(t, dir, "server")
+	client := ca.Issue(t, testca.WithID("spiffe://example.org/svc/bench"))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready, done := make(chan string, 1), make(chan error, 1)
+	go func() {
+		done <- ServeBaseline(ctx, BaselineOptions{Listen: "127.0.0.1:0", Cert: srvCert, Key: srvKey, Bundle: bundle, Bare: true},
+			func(a string) { ready <- a })
+	}()
+	addr := <-ready
+	tr := &http.Transport{MaxConnsPerHost: 1, TLSClientConfig: &tls.Config{
+		RootCAs: ca.Pool(), ServerName: "localhost", Certificates: []tls.Certificate{client.TLSCertificate()},
+	}}
+	hc := &http.Client{Transport: tr}
+	defer hc.CloseIdleConnections()
+	conns := 0
+	for range 3 {
+		req, _ := http.NewRequest("GET", "https://"+addr+"/anything", nil)
+		req = req.WithContext(httptraceConns(ctx, &conns))
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if got := fmt.Sprintf("%d %s", resp.StatusCode, body); got != "403 forbidden\n" {
+			t.Errorf("GET = %q, want 403 forbidden", got)
+		}
+	}
+	if conns != 1 {
+		t.Errorf("3 requests used %d connections, want 1 (keep-alive)", conns)
+	}
+	other := testca.New(t, "example.org").Issue(t)
+	c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost", Certificates: []tls.Certificate{other.TLSCertificate()}})
+	if err == nil {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		_, err = c.Read(make([]byte, 1)) // TLS 1.3: the refusal comes after the client's Finished
+		c.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("a client of another CA: %v, want a certificate alert", err)
+	}
+	if err := ServeBaseline(ctx, BaselineOptions{Cert: srvCert, Key: srvKey, Bundle: bundle, Bare: true, Upstream: "http://127.0.0.1:1"}, nil); err == nil ||
+		err.Error() != "--bare: answers every request itself; --upstream is not used" {
+		t.Errorf("bare with an upstream: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Error(err)
+	}
+}
+
+// httptraceConns counts the new connections a request's transport dials.
+func httptraceConns(ctx context.Context, n *int) context.Context {
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) {
+		if !i.Reused {
+			*n++
+		}
+	}})
 }
