@@ -17,6 +17,7 @@ import (
 
 func newEnrollCmd(s streams) *cobra.Command {
 	var tok, out, kt, keyStore, p11 string
+	var force bool
 	var ff formatFlags
 	cmd := &cobra.Command{
 		Use:   "enroll --token T --out DIR",
@@ -61,7 +62,7 @@ func newEnrollCmd(s streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := enroll.Enroll(cmd.Context(), enroll.Options{Token: tok, OutDir: out, KeyType: t, KeyStore: store})
+			res, err := enroll.Enroll(cmd.Context(), enroll.Options{Token: tok, OutDir: out, KeyType: t, KeyStore: store, Force: force})
 			if err != nil {
 				return err
 			}
@@ -71,6 +72,9 @@ func newEnrollCmd(s streams) *cobra.Command {
 			}
 			fmt.Fprintf(s.out, "enrolled %s (serial %s, valid until %s)\n  %s/%s  %s/cert.pem  %s/bundle.pem\n",
 				res.Identity, res.Serial, res.NotAfter.Format(time.RFC3339), out, keyFile, out, out)
+			if res.Backup != "" {
+				fmt.Fprintf(s.out, "moved what %s held before (%s) to %s\n", out, res.Replaced, res.Backup)
+			}
 			if fo.Format != credexport.P12 {
 				return nil
 			}
@@ -91,6 +95,7 @@ func newEnrollCmd(s streams) *cobra.Command {
 	cmd.Flags().StringVar(&tok, "token", "", "enrollment token (default $CERTGATE_TOKEN)")
 	cmd.Flags().StringVar(&out, "out", "", "directory to write key.pem, cert.pem and bundle.pem into")
 	cmd.Flags().StringVar(&kt, "key-type", string(keytype.Default), "key type: ecdsa-p256, ecdsa-p384, ed25519, rsa-2048, rsa-3072, rsa-4096")
+	cmd.Flags().BoolVar(&force, "force", false, "when --out holds another identity's credentials, or files that are not a certgate identity, move them to --out/backup-TIME first (without it enroll refuses, before the token is spent)")
 	cmd.Flags().StringVar(&keyStore, "key-store", "file", "where the key is made and kept: file (key.pem) or pkcs11 (inside the token --pkcs11-uri names; the directory records its URI in key.uri)")
 	cmd.Flags().StringVar(&p11, "pkcs11-uri", "", "RFC 7512 URI of the PKCS#11 token for --key-store pkcs11: module-path, token (or serial, slot-id) and pin-source (default $CERTGATE_PKCS11_URI)")
 	ff.add(cmd, "")

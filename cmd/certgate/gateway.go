@@ -15,6 +15,7 @@ import (
 
 func newGatewayCmd(s streams) *cobra.Command {
 	var cfgPath, tok string
+	var force bool
 	cmd := &cobra.Command{
 		Use:   "gateway --config FILE [--token T]",
 		Short: "Run the mTLS gateway in front of HTTP and TCP upstreams",
@@ -41,7 +42,7 @@ connections get the renewed certificate, open ones carry on.`,
 			sighup, stop := hangups()
 			defer stop()
 			return gatewayd.Run(cmd.Context(), gatewayd.Options{
-				Config: cfgPath, Log: log, Out: s.out, Token: tok, Reload: sighup,
+				Config: cfgPath, Log: log, Out: s.out, Token: tok, ForceEnroll: force, Reload: sighup,
 				Ready: func(gw *gateway.Gateway) { fmt.Fprintf(s.out, "certgate gateway listening on https://%s\n", gw.Addr()) },
 			})
 		},
@@ -49,6 +50,7 @@ connections get the renewed certificate, open ones carry on.`,
 	cmd.AddCommand(newGatewayConfigCmd(s))
 	cmd.Flags().StringVar(&cfgPath, "config", "", "gateway config file (YAML)")
 	cmd.Flags().StringVar(&tok, "token", "", "enrollment token for the gateway's identity, used while identity.dir holds no valid certificate (default $CERTGATE_TOKEN)")
+	cmd.Flags().BoolVar(&force, "force", false, "when enrolling with a token and identity.dir holds another identity's credentials, or files that are not a certgate identity, move them to identity.dir/backup-TIME first")
 	return cmd
 }
 

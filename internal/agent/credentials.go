@@ -12,6 +12,7 @@ import (
 
 	"github.com/certgate/certgate/certgatetls"
 	"github.com/certgate/certgate/internal/atomicfile"
+	"github.com/certgate/certgate/internal/credsdir"
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/pemutil"
 )
@@ -59,12 +60,33 @@ func loadCredentials(dir string) (*credentials, error) {
 }
 
 // write replaces the files in dir: key.pem, cert.pem, bundle.pem (in that
-// order, see the package documentation), then combined.pem.
+// order, see the package documentation), then combined.pem. A directory
+// that no longer holds c's identity is not written (see [checkDir]).
 func (c *credentials) write(dir string) error {
-	if err := certgatetls.WriteCredentials(dir, c.Credentials); err != nil {
+	if err := checkDir(dir, c.Identity); err != nil {
+		return err
+	}
+	if err := credsdir.Write(dir, c.Credentials); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
 	return c.writeCombined(dir)
+}
+
+// checkDir makes sure dir still holds the credentials of id, the
+// identity the agent renews: whoever put another identity's files there
+// (an enroll --force) meant them to stay. Renewal fails and is retried;
+// a SIGHUP makes what is there current.
+func checkDir(dir, id string) error {
+	_, err := credsdir.Check(dir, id)
+	var refused *credsdir.RefusedError
+	if errors.As(err, &refused) {
+		return fmt.Errorf("agent: %s now holds %s; not renewing %s into it (send SIGHUP to use what is there, or put this identity's files back)",
+			dir, refused.Found.What(), id)
+	}
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	return nil
 }
 
 func (c *credentials) writeCombined(dir string) error {

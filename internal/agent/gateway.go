@@ -40,8 +40,13 @@ type GatewayOptions struct {
 	// ServerURLs are the config's servers: the agent renews with the first
 	// when Dir holds no server.url.
 	ServerURLs []string
-	Clock      Clock
-	Log        *slog.Logger
+	// Force (certgate gateway --force) lets the enrollment move what Dir
+	// holds of another identity, or files that are not a certgate
+	// identity, to a backup directory; a certificate that does not parse
+	// then needs a token instead of stopping the gateway.
+	Force bool
+	Clock Clock
+	Log   *slog.Logger
 }
 
 // Gateway is a gateway's own certificate: enrolled once with a token for
@@ -71,8 +76,11 @@ func (g *Gateway) GetClientCertificate(*tls.CertificateRequestInfo) (*tls.Certif
 // returns the agent that will renew it. It does not start the agent.
 func SetupGateway(ctx context.Context, o GatewayOptions) (*Gateway, error) {
 	leaf, why, err := readGatewayLeaf(o.Dir, o.Clock.Now())
-	if err != nil {
+	if err != nil && !o.Force {
 		return nil, err
+	}
+	if err != nil {
+		why = err.Error()
 	}
 	if why != "" {
 		tok, err := gatewayToken(o.Token, o.TokenFile, o.TrustDomain)
@@ -176,9 +184,12 @@ func redeemGatewayToken(ctx context.Context, o GatewayOptions, tok string) error
 			return fmt.Errorf("gateway: identity.key_type: %w", err)
 		}
 	}
-	res, err := enroll.Enroll(ctx, enroll.Options{Token: tok, OutDir: o.Dir, KeyType: kt, Now: o.Clock.Now, DNSNames: o.DNSNames, IPAddresses: o.IPAddresses})
+	res, err := enroll.Enroll(ctx, enroll.Options{Token: tok, OutDir: o.Dir, KeyType: kt, Now: o.Clock.Now, DNSNames: o.DNSNames, IPAddresses: o.IPAddresses, Force: o.Force})
 	if err != nil {
 		return fmt.Errorf("gateway: enrolling %s: %w", parsed.Identity, err)
+	}
+	if res.Backup != "" {
+		o.Log.Warn("identity: --force moved what identity.dir held to a backup directory", "dir", o.Dir, "held", res.Replaced, "backup", res.Backup)
 	}
 	o.Log.Info("identity: enrolled", "identity", res.Identity.String(), "serial", res.Serial, "not_after", res.NotAfter, "dir", res.Dir, "hosts", o.Hosts)
 	return nil

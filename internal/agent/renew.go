@@ -25,6 +25,10 @@ import (
 // and makes the new credentials current. A refusal that no retry can fix is
 // a *StoppedError.
 func (a *Agent) renew(ctx context.Context, cur *credentials) (fresh *credentials, err error) {
+	// Before a certificate is issued that could not be written.
+	if err := checkDir(a.o.Dir, cur.Identity); err != nil {
+		return nil, err
+	}
 	kt, err := keytype.Of(cur.Key().Public())
 	if err != nil {
 		return nil, fmt.Errorf("agent: current key: %w", err)

@@ -1,8 +1,10 @@
 // Package enroll is the client side of enrollment: make a key where the
 // client lives, send only a CSR with a one-time token, check what comes back,
 // and write the credentials directory (key.pem, cert.pem, bundle.pem and
-// server.url) with certgatetls's writer, which owns the format. The private
-// key never leaves this process except into key.pem.
+// server.url) in certgatetls's format through credsdir, which refuses a
+// directory of another identity (unless [Options.Force]) before the token
+// is redeemed. The private key never leaves this process except into
+// key.pem.
 package enroll
 
 import (
@@ -21,6 +23,7 @@ import (
 
 	"github.com/certgate/certgate/certgatetls"
 	"github.com/certgate/certgate/internal/apiclient"
+	"github.com/certgate/certgate/internal/credsdir"
 	"github.com/certgate/certgate/internal/csr"
 	"github.com/certgate/certgate/internal/devicekey"
 	"github.com/certgate/certgate/internal/identity"
@@ -36,6 +39,9 @@ type Result struct {
 	Identity identity.ID
 	Serial   string
 	NotAfter time.Time
+	// Backup is where Force moved what Dir held before (Replaced says
+	// what that was); "" when nothing was moved.
+	Backup, Replaced string
 }
 
 // Options for Enroll.
@@ -54,6 +60,12 @@ type Options struct {
 	// path, token, pin-source): the key is generated inside it and never
 	// leaves it, and the directory records its URI (key.uri) instead.
 	KeyStore string
+	// Force lets Enroll write into a directory that holds another
+	// identity's credentials or files that are not a certgate identity:
+	// they are moved to a backup directory inside it first
+	// (credsdir.Backup). Without it such a directory is refused before
+	// the token is redeemed.
+	Force bool
 }
 
 // Enroll redeems a token and writes the credentials into o.OutDir.
@@ -70,6 +82,13 @@ func Enroll(ctx context.Context, o Options) (_ Result, err error) {
 	}
 	if o.KeyType == "" {
 		o.KeyType = keytype.Default
+	}
+	// Before anything is spent: the token, or a key in a device.
+	if _, err := credsdir.Check(o.OutDir, tok.Identity.String()); err != nil {
+		var refused *credsdir.RefusedError
+		if !o.Force || !errors.As(err, &refused) {
+			return Result{}, fmt.Errorf("enroll: %w", err)
+		}
 	}
 	var key crypto.Signer
 	var keyURI string
@@ -119,7 +138,22 @@ func Enroll(ctx context.Context, o Options) (_ Result, err error) {
 			return Result{}, fmt.Errorf("enroll: %w", err)
 		}
 	}
-	if err := certgatetls.WriteCredentials(o.OutDir, creds); err != nil {
+	res := Result{Dir: o.OutDir, Identity: tok.Identity, Serial: leaf.SerialNumber.Text(16), NotAfter: leaf.NotAfter}
+	if o.Force {
+		// Looked at again: the directory may have changed while the
+		// server answered.
+		h, err := credsdir.Check(o.OutDir, tok.Identity.String())
+		var refused *credsdir.RefusedError
+		if errors.As(err, &refused) {
+			if res.Backup, err = credsdir.Backup(o.OutDir, o.Now()); err != nil {
+				return Result{}, fmt.Errorf("enroll: %w", err)
+			}
+			res.Replaced = h.What()
+		} else if err != nil {
+			return Result{}, fmt.Errorf("enroll: %w", err)
+		}
+	}
+	if err := credsdir.Write(o.OutDir, creds); err != nil {
 		return Result{}, fmt.Errorf("enroll: %w", err)
 	}
 	// The server URL from the token, so the agent knows where to renew
@@ -127,7 +161,7 @@ func Enroll(ctx context.Context, o Options) (_ Result, err error) {
 	if err := certgatetls.WriteServerURL(o.OutDir, tok.ServerURL); err != nil {
 		return Result{}, fmt.Errorf("enroll: %w", err)
 	}
-	return Result{Dir: o.OutDir, Identity: tok.Identity, Serial: leaf.SerialNumber.Text(16), NotAfter: leaf.NotAfter}, nil
+	return res, nil
 }
 
 // check makes sure the answer is a certificate for our key and identity

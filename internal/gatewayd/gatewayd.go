@@ -59,6 +59,9 @@ type Options struct {
 	Clock clock.Clock
 	// Token is the enrollment token for the identity section, if any.
 	Token string
+	// ForceEnroll lets the enrollment with Token move another identity's
+	// files in identity.dir to a backup directory (agent.GatewayOptions).
+	ForceEnroll bool
 	// FirstSetWait bounds the wait for the first revocation set
 	// ([FirstSetWait] if zero).
 	FirstSetWait time.Duration
@@ -124,7 +127,7 @@ func Run(ctx context.Context, o Options) error {
 		dns, ips := cfg.Identity.HostNames()
 		own, err = agent.SetupGateway(ctx, agent.GatewayOptions{
 			Dir: cfg.Identity.Dir, TrustDomain: cfg.TrustDomain, Token: o.Token, TokenFile: cfg.Identity.TokenFile, KeyType: cfg.Identity.KeyType,
-			Hosts: cfg.Identity.Hosts, DNSNames: dns, IPAddresses: ips, ServerURLs: cfg.ServerURLs(), Clock: ac, Log: log,
+			Hosts: cfg.Identity.Hosts, DNSNames: dns, IPAddresses: ips, ServerURLs: cfg.ServerURLs(), Force: o.ForceEnroll, Clock: ac, Log: log,
 		})
 		if err != nil {
 			return err
