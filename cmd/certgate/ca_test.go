@@ -55,6 +55,13 @@ func TestServerRefusesExpiredCA(t *testing.T) {
 				c.Close()
 				break
 			}
+			select {
+			case serr := <-done:
+				// The listener closed: the server stopped after it was
+				// ready; say why instead of dialing a closed port.
+				t.Fatalf("the server stopped after the rotation (last dial: %v): %v", err, serr)
+			default:
+			}
 			if time.Now().After(deadline) {
 				t.Fatalf("no handshake after the rotation: %v", err)
 			}

@@ -124,7 +124,7 @@ routes:
 	gwTok := strings.TrimSpace(testenv.MustCLI(t, bin, "token", "create", "--dir", dir, "--identity", "spiffe://example.org/gateway/edge", "--role", "gateway"))
 	gw := testenv.StartProcess(t, nil, bin, "gateway", "--config", gwCfg, "--token", gwTok)
 	gw.WaitFor(ctx, t, "certgate gateway listening on")
-	client := mtlsClient(t, clientDir, roots)
+	client := testenv.MTLSClient(t, clientDir, roots)
 	mustGet(t, client, "https://"+gwAddr+"/v1/x", "hello spiffe://example.org/svc/billing\n")
 
 	metricsAddr := testenv.FreeAddr(t)
@@ -181,7 +181,7 @@ routes:
 	if pem, err := os.ReadFile(info.Bundle); err != nil || !qsRoots.AppendCertsFromPEM(pem) {
 		t.Fatalf("quickstart bundle %s: %v", info.Bundle, err)
 	}
-	qsClient := mtlsClient(t, info.Clients["allowed"].Dir, qsRoots)
+	qsClient := testenv.MTLSClient(t, info.Clients["allowed"].Dir, qsRoots)
 	qs.Signal(t, syscall.SIGHUP)
 	waitFile(ctx, t, info.Log, `"msg":"configuration reloaded"`)
 	waitFile(ctx, t, info.Log, `"msg":"SIGHUP: configuration reloaded"`)
@@ -253,17 +253,6 @@ func servingLeaf(t *testing.T, addr string, roots *x509.CertPool) *x509.Certific
 	}
 	defer c.Close()
 	return c.ConnectionState().PeerCertificates[0]
-}
-
-func mtlsClient(t *testing.T, dir string, roots *x509.CertPool) *http.Client {
-	t.Helper()
-	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}
-	t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }
 
 func mustGet(t *testing.T, c *http.Client, url, want string) {

@@ -7,6 +7,8 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
+	"net/http"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -126,4 +128,18 @@ func ReadLeaf(t testing.TB, dir string) *x509.Certificate {
 		t.Fatal(err)
 	}
 	return leaf
+}
+
+// MTLSClient is an HTTP client presenting the credentials in dir (cert.pem,
+// key.pem) and trusting roots, with a 10 s timeout; its idle connections
+// close when the test ends.
+func MTLSClient(t testing.TB, dir string, roots *x509.CertPool) *http.Client {
+	t.Helper()
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }

@@ -1,4 +1,4 @@
-package integration
+package deploy
 
 import (
 	"bytes"
@@ -18,7 +18,7 @@ import (
 )
 
 // repoRoot is the module's root, where scripts/ and deploy/ are.
-const repoRoot = "../.."
+const repoRoot = "../../.."
 
 // TestSystemdUnits: the units in deploy/systemd pass systemd-analyze
 // verify (with ExecStart pointing at a certgate built from this tree: the
@@ -215,7 +215,7 @@ func TestContainerImage(t *testing.T) {
 	if pem, err := os.ReadFile(filepath.Join(qsDir, "bundle.pem")); err != nil || !roots.AppendCertsFromPEM(pem) {
 		t.Fatalf("the image's bundle: %v", err)
 	}
-	client := mtlsClient(t, filepath.Join(qsDir, "clients", "allowed"), roots)
+	client := testenv.MTLSClient(t, filepath.Join(qsDir, "clients", "allowed"), roots)
 	resp, err := client.Get(info.GatewayURL + "/hello")
 	if err != nil {
 		t.Fatalf("GET through the image's gateway: %v", err)
