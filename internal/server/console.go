@@ -419,18 +419,19 @@ func (s *Server) uiGateways(w http.ResponseWriter, r *http.Request, c Caller) er
 	now := s.o.Clock.Now()
 	type row struct {
 		gatewayView
-		ReportAge string
-		Stale     bool
+		ReportAge    string
+		Disconnected bool
 	}
 	var rows []row
 	for _, g := range s.gateways.list() {
 		rw := row{gatewayView: g, ReportAge: "never"}
 		if !g.LastReport.IsZero() {
-			age := now.Sub(g.LastReport)
-			rw.ReportAge = age.Round(time.Second).String()
-			rw.Stale = age > time.Minute
+			rw.ReportAge = now.Sub(g.LastReport).Round(time.Second).String() + " ago"
 		}
-		rw.Stale = rw.Stale || g.Streams == 0
+		// A gateway is connected while it holds a feed stream. Its usage
+		// reports say nothing about that: it sends one only when requests
+		// were counted, so an idle gateway's last report ages.
+		rw.Disconnected = g.Streams == 0
 		rows = append(rows, rw)
 	}
 	s.render(w, http.StatusOK, "gateways.html", map[string]any{"Title": "Gateways", "Viewer": c.ID.String(), "Gateways": rows, "Head": head})
