@@ -20,6 +20,7 @@ import (
 	"github.com/certgate/certgate/certgatetls"
 	"github.com/certgate/certgate/internal/apiclient"
 	"github.com/certgate/certgate/internal/atomicfile"
+	"github.com/certgate/certgate/internal/credsdir"
 	"github.com/certgate/certgate/internal/enroll"
 	"github.com/certgate/certgate/internal/gateway"
 	"github.com/certgate/certgate/internal/identity"
@@ -139,9 +140,9 @@ func gatewayHosts(listen string) (dns []string, ips []net.IP) {
 // gateway's own identity in DIR/gateway (enrolled from a token with the
 // host names clients use, then renewed by the gateway), one route to the
 // demo upstream that lets only demo/allowed through, revocations from the
-// server's change feed, the access log beside it. The certificate of a
-// previous run is removed so the gateway enrolls afresh: it may have been
-// revoked, or name other hosts.
+// server's change feed, the access log beside it. The credentials of a
+// previous run are removed so the gateway enrolls afresh: its certificate
+// may have been revoked, or name other hosts.
 func writeQuickstartGatewayConfig(dir, listen, td, serverURL, upstreamURL string) (string, error) {
 	q := func(s string) string {
 		b, _ := json.Marshal(s) // a JSON string is a YAML double-quoted scalar
@@ -155,8 +156,12 @@ func writeQuickstartGatewayConfig(dir, listen, td, serverURL, upstreamURL string
 	if err := os.MkdirAll(gwDir, 0o700); err != nil {
 		return "", fmt.Errorf("quickstart: %w", err)
 	}
-	if err := os.Remove(filepath.Join(gwDir, certgatetls.CertFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return "", fmt.Errorf("quickstart: %w", err)
+	// All of the previous identity goes, not only its certificate: a key
+	// left alone is a directory enroll refuses (internal/credsdir).
+	for _, name := range credsdir.Files {
+		if err := os.Remove(filepath.Join(gwDir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("quickstart: %w", err)
+		}
 	}
 	dns, ips := gatewayHosts(listen)
 	var hosts []string
