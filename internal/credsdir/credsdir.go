@@ -38,6 +38,10 @@ var Files = []string{
 // what a key.uri's object attribute names.
 const keyLabelPrefix = "certgate "
 
+// tpmScheme starts a key.uri that names a key in a TPM (a persistent
+// handle), which carries no label.
+const tpmScheme = "tpm:"
+
 // Holder is what a directory holds.
 type Holder struct {
 	// Files are the credential files present, in the order of [Files].
@@ -210,7 +214,7 @@ func (j *judge) identity(why []string) (string, []string) {
 		why = j.checkKey(cert, pending, why)
 	}
 	if j.regular[certgatetls.KeyURIFile] {
-		why = j.checkKeyURI(why)
+		why = j.checkKeyURI(cert, pending, why)
 	}
 	if len(why) > 0 {
 		return "", why
@@ -265,13 +269,23 @@ func (j *judge) checkKey(cert, pending *x509.Certificate, why []string) []string
 }
 
 // checkKeyURI claims the identity in the label of the device key that
-// key.uri records: certgate labels the keys it makes.
-func (j *judge) checkKeyURI(why []string) []string {
+// key.uri records: certgate labels the keys it makes in a PKCS#11 token.
+// A TPM key (a tpm: URI, a persistent handle) has no label: the
+// certificate beside it says whose it is, and without one it is a key
+// alone.
+func (j *judge) checkKeyURI(cert, pending *x509.Certificate, why []string) []string {
 	b, err := j.read(certgatetls.KeyURIFile)
 	if err != nil {
 		return append(why, err.Error())
 	}
-	u, err := pkcs11uri.Parse(strings.TrimSpace(string(b)))
+	s := strings.TrimSpace(string(b))
+	if strings.HasPrefix(s, tpmScheme) {
+		if cert == nil && pending == nil && !j.present[certgatetls.CertFile] && !j.present[PendingFile] {
+			return append(why, "key.uri without a certificate: a key alone does not say whose it is")
+		}
+		return why
+	}
+	u, err := pkcs11uri.Parse(s)
 	if err != nil {
 		return append(why, fmt.Sprintf("%s: %v", certgatetls.KeyURIFile, err))
 	}

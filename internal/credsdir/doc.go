@@ -10,8 +10,10 @@
 // # Whose files
 //
 // A directory belongs to the SPIFFE ID its certificates name (cert.pem,
-// the pending chain, combined.pem) and its key.uri's label names, when
-// they all agree and key.pem holds the key of one of those certificates.
+// the pending chain, combined.pem) and its key.uri's label names (certgate
+// labels the keys it makes in a PKCS#11 token; a TPM key has no label and
+// goes by the certificate beside it), when they all agree and key.pem
+// holds the key of one of those certificates.
 // Anything else is "not a certgate identity": a file that does not parse,
 // a key that fits no certificate beside it, a key alone (a key names no
 // identity, so whose it is cannot be told), a symbolic link (certgate
