@@ -43,6 +43,7 @@ func newRootCmdWith(s streams, caStep func(string)) *cobra.Command {
 		newServerCmd(s),
 		newTokenCmd(s),
 		newRoleCmd(s),
+		newLegacyKeyCmd(s),
 		newEnrollCmd(s),
 		newCertCmd(s),
 		newIdentityCmd(s),

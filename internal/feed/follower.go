@@ -44,6 +44,9 @@ type FollowerOptions struct {
 	// from its first certificate). The revoked CA keys it lists are put
 	// into the revocation set by the follower itself.
 	OnCA func(wire.CA)
+	// OnLegacyKeys, if set, receives the legacy keys the gateway accepts
+	// when the stream starts and at every change of a key.
+	OnLegacyKeys func(wire.LegacyKeySet)
 }
 
 // Follower keeps a revocation set current from the feed. It implements
@@ -257,6 +260,14 @@ func (f *Follower) apply(m Message, dst revocation.Updater) error {
 		f.set = f.set.WithIssuers(f.pos, now, m.CA.RevokedIssuers...)
 		if f.o.OnCA != nil {
 			f.o.OnCA(*m.CA)
+		}
+	case TypeLegacyKeys:
+		if !f.synced {
+			return fmt.Errorf("%w: legacy keys before snapshot", ErrBadMessage)
+		}
+		f.pos = max(f.pos, m.Position)
+		if f.o.OnLegacyKeys != nil {
+			f.o.OnLegacyKeys(*m.LegacyKeys)
 		}
 	case TypeHeartbeat:
 		if !f.synced {

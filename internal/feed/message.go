@@ -17,6 +17,10 @@ const (
 	// starts, and again at every change of the CA (a new intermediate
 	// published or activated, a root rotation, a CA key revoked).
 	TypeCA = "ca"
+	// TypeLegacyKeys carries the legacy keys gateways accept
+	// (wire.LegacyKeySet: the salt and the hashes, never a key): sent once
+	// a stream starts, and again at every change of a key.
+	TypeLegacyKeys = "legacy_keys"
 )
 
 // Message is one line of the stream.
@@ -33,6 +37,8 @@ type Message struct {
 	NotAfter time.Time `json:"not_after,omitzero"`
 	// CA
 	CA *wire.CA `json:"ca,omitempty"`
+	// LegacyKeys
+	LegacyKeys *wire.LegacyKeySet `json:"legacy_keys,omitempty"`
 }
 
 // MaxLine bounds one line of the stream. A snapshot of a million
@@ -61,6 +67,10 @@ func ParseMessage(line []byte) (Message, error) {
 	case TypeCA:
 		if m.CA == nil {
 			return Message{}, fmt.Errorf("%w: ca without the CA's state", ErrBadMessage)
+		}
+	case TypeLegacyKeys:
+		if m.LegacyKeys == nil {
+			return Message{}, fmt.Errorf("%w: legacy_keys without the set", ErrBadMessage)
 		}
 	default:
 		return Message{}, fmt.Errorf("%w: unknown type %q", ErrBadMessage, m.Type)

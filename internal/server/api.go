@@ -31,6 +31,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+wire.PathRoles, s.handle(s.listRoles))
 	mux.HandleFunc("POST "+wire.PathRoles, s.handle(s.grantRole))
 	mux.HandleFunc("POST "+wire.PathRolesRevoke, s.handle(s.revokeRole))
+	s.legacyRoutes(mux)
 	mux.HandleFunc("GET "+wire.PathFeed, s.feedHandler)
 	mux.HandleFunc("GET "+wire.PathBundle, s.bundle)
 	mux.HandleFunc("GET "+wire.PathCA, s.handle(s.caInfo))

@@ -49,6 +49,7 @@ type Store interface {
 	RoleGrants(ctx context.Context) ([]roles.Grant, error)
 	GrantRole(ctx context.Context, g roles.Grant) error
 	RevokeRole(ctx context.Context, g roles.Grant, by string, now time.Time) error
+	LegacyKeyStore
 	Ping(ctx context.Context) error
 }
 
@@ -72,6 +73,9 @@ type Options struct {
 	// ESTBootstrap are the CAs whose certificates may enroll over EST
 	// without a token; none by default.
 	ESTBootstrap []ESTBootstrap
+	// LegacyAutoRevokeInterval is how often legacy keys past their
+	// migration grace are revoked (5 s if zero).
+	LegacyAutoRevokeInterval time.Duration
 }
 
 // Server is the control-plane HTTPS server.
@@ -166,13 +170,17 @@ func New(o Options) (*Server, error) {
 	if o.ServerProfile.Name == "" {
 		o.ServerProfile = ca.ServerProfile
 	}
+	if o.LegacyAutoRevokeInterval == 0 {
+		o.LegacyAutoRevokeInterval = 5 * time.Second
+	}
 	for _, d := range []*time.Duration{&o.ReadHeaderTimeout, &o.ReadTimeout, &o.IdleTimeout} {
 		if *d == 0 {
 			*d = 30 * time.Second
 		}
 	}
 	fo := feedserver.Options{Store: o.Store, Clock: o.Clock, Log: o.Log, Heartbeat: o.FeedHeartbeat,
-		CA: func(ctx context.Context, pos int64) (wire.CA, error) { return caState(ctx, o.Store, o.Authority, pos) }}
+		CA:         func(ctx context.Context, pos int64) (wire.CA, error) { return caState(ctx, o.Store, o.Authority, pos) },
+		LegacyKeys: func(ctx context.Context) (wire.LegacyKeySet, error) { return legacyKeySet(ctx, o.Store, o.Clock.Now()) }}
 	so := certstatus.Options{Authority: o.Authority, Store: o.Store, Clock: o.Clock, Log: o.Log, Settings: o.Status}
 	if n, ok := o.Store.(feedserver.Notifier); ok {
 		fo.Notifier = n
@@ -371,6 +379,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	statusDone := make(chan struct{})
 	go func() { defer close(statusDone); s.status.Run(statusCtx) }()
 	defer func() { stopStatus(); <-statusDone }()
+	legacyDone := make(chan struct{})
+	go func() { defer close(legacyDone); s.legacyAutoRevoke(statusCtx, s.o.LegacyAutoRevokeInterval) }()
+	defer func() { stopStatus(); <-legacyDone }()
 	hs := s.HTTPServer()
 	hs.RegisterOnShutdown(s.stopStreams)
 	// Count the connections a shutdown drains, for its log line.

@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
+
+	"github.com/certgate/certgate/internal/legacykey"
 
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/store"
@@ -80,7 +83,7 @@ func (s *Server) usageReport(in wire.UsageReport, c Caller, now time.Time) (stor
 		switch {
 		case len(e.Route) > maxRouteLen:
 			return store.UsageReport{}, fmt.Errorf("entry %d: route is longer than %d bytes", i, maxRouteLen)
-		case !isHexSerial(e.Serial):
+		case !isHexSerial(e.Serial) && !isLegacyKeySerial(e.Serial, e.Identity):
 			return store.UsageReport{}, fmt.Errorf("entry %d: serial %q is not lowercase hex of at most %d digits", i, e.Serial, maxSerialLen)
 		case e.Source != "" && net.ParseIP(e.Source) == nil:
 			return store.UsageReport{}, fmt.Errorf("entry %d: source %q is not an IP address", i, e.Source)
@@ -143,6 +146,14 @@ func isHexSerial(s string) bool {
 		}
 	}
 	return true
+}
+
+// isLegacyKeySerial reports whether serial names the legacy key of
+// identity (legacykey.UsageSerialPrefix + its name): the usage of a key.
+func isLegacyKeySerial(serial, identity string) bool {
+	name, ok := strings.CutPrefix(serial, legacykey.UsageSerialPrefix)
+	n, isLegacy := legacykey.NameOf(identity)
+	return ok && isLegacy && n == name
 }
 
 // parseIn parses s as an identity of trust domain td.

@@ -126,6 +126,11 @@ var copyTables = []struct{ name, cols, order string }{
 	{"ca_certificates", caColumns, "fingerprint"},
 	{"ca_rotations", rotationColumns, "id"},
 	{"role_grants", `role, holder, scope, granted_by, granted_at`, "role, holder, scope"},
+	// Legacy keys are state like tokens (their usage, like certificates',
+	// is not copied).
+	{"legacy_key_salt", `id, salt, created_at`, "id"},
+	{"legacy_keys", `name, identity, key_hash, created_by, created_at, sunset, revoked_at, revoked_by, revoke_reason,
+		migrate_token, migrated_at, migrated_by, auto_revoke_grace, cert_first_seen`, "name"},
 }
 
 // copyBatchParams bounds the parameters of one multi-row INSERT, below

@@ -256,6 +256,17 @@ type Store interface {
 	// RoleGrants returns every grant, ordered by role, holder and scope.
 	RoleGrants(ctx context.Context) ([]roles.Grant, error)
 
+	// Legacy static API keys (legacykeys.go): the installation's salt,
+	// import (all or none), revoke, extend, the migration mark and the
+	// automatic revocation after it, each audited with an EventLegacyKey.
+	LegacyKeySalt(ctx context.Context, now time.Time) ([]byte, error)
+	ImportLegacyKeys(ctx context.Context, keys []LegacyKey) error
+	RevokeLegacyKey(ctx context.Context, name, reason, by string, now time.Time) error
+	ExtendLegacyKey(ctx context.Context, name string, sunset time.Time, by string, now time.Time) error
+	MarkLegacyKeyMigration(ctx context.Context, name, tokenID string, grace time.Duration, by string, now time.Time) error
+	RevokeMigratedLegacyKeys(ctx context.Context, now time.Time) ([]string, error)
+	LegacyKeys(ctx context.Context) ([]LegacyKey, error)
+
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 	// Close releases the database.

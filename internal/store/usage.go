@@ -101,6 +101,9 @@ func (s *SQL) RecordUsage(ctx context.Context, r UsageReport) (duplicate bool, e
 				return s.wrap(what+": daily", err)
 			}
 		}
+		if err := s.recordLegacyUsage(ctx, w, r.Rows); err != nil {
+			return s.wrap(what+": legacy keys", err)
+		}
 		for _, c := range ids.certs {
 			if _, err := w.exec(ctx, stUsageCert, c.Serial, c.Identity, c.LastSeen.UnixNano(), c.LastSource, c.Requests); err != nil {
 				return s.wrap(what+": certificate", err)

@@ -47,6 +47,10 @@ type Options struct {
 	// CA, if set, returns the CA's public state as of event position pos;
 	// it is sent when a stream starts and after every CA event.
 	CA func(ctx context.Context, pos int64) (wire.CA, error)
+	// LegacyKeys, if set, returns the legacy keys gateways accept (the
+	// salt and the hashes); it is sent when a stream starts and after
+	// every change of a key.
+	LegacyKeys func(ctx context.Context) (wire.LegacyKeySet, error)
 }
 
 // Server streams the feed over HTTP. Authentication is the caller's job.
@@ -167,6 +171,24 @@ func (s *Server) Stream(ctx context.Context, w http.ResponseWriter, after int64)
 	if err := sendCA(pos); err != nil {
 		return err
 	}
+	sendLegacy := func(pos int64, always bool) error {
+		if s.o.LegacyKeys == nil {
+			return nil
+		}
+		set, err := s.o.LegacyKeys(ctx)
+		if err != nil {
+			return err
+		}
+		if !always && len(set.Keys) == 0 {
+			// Nothing to say: a stream of an installation without legacy
+			// keys stays readable by a gateway that predates them.
+			return nil
+		}
+		return send(feed.Message{Type: feed.TypeLegacyKeys, Position: pos, Time: s.o.Clock.Now(), LegacyKeys: &set})
+	}
+	if err := sendLegacy(pos, false); err != nil {
+		return err
+	}
 	if err := flush(); err != nil {
 		return err
 	}
@@ -192,6 +214,15 @@ func (s *Server) Stream(ctx context.Context, w http.ResponseWriter, after int64)
 				// changes several CA certificates in one transaction).
 				if i+1 == len(evs) || evs[i+1].Kind != store.EventCA {
 					if err := sendCA(e.Position); err != nil {
+						return err
+					}
+				}
+				continue
+			}
+			if e.Kind == store.EventLegacyKey {
+				// One set for a run of key events (an import of many).
+				if i+1 == len(evs) || evs[i+1].Kind != store.EventLegacyKey {
+					if err := sendLegacy(e.Position, true); err != nil {
 						return err
 					}
 				}

@@ -35,6 +35,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CA", caTests},
 		{"Usage", usageTests},
 		{"Roles", roleTests},
+		{"LegacyKeys", legacyKeyTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
