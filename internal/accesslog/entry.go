@@ -40,6 +40,9 @@ type Entry struct {
 	Identity    string
 	Serial      string
 	Fingerprint string // SHA-256 of the leaf, lowercase hex
+	// Auth is "legacy-key" for a request authenticated by a legacy static
+	// API key (Serial is then legacy-key:NAME); empty otherwise.
+	Auth string
 	Client      string // remote address
 	TLSVersion  string
 	Resumed     bool
@@ -74,6 +77,7 @@ func (e *Entry) AppendJSON(b []byte) []byte {
 	b = appendField(b, "identity", e.Identity)
 	b = appendField(b, "serial", e.Serial)
 	b = appendField(b, "fingerprint", e.Fingerprint)
+	b = appendField(b, "auth", e.Auth)
 	b = appendField(b, "client", e.Client)
 	b = appendField(b, "tls_version", e.TLSVersion)
 	if e.TLSVersion != "" {

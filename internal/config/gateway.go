@@ -273,7 +273,20 @@ type Route struct {
 	RateLimit RateLimit `yaml:"rate_limit" doc:"per-identity request rate on this route; over it: 429 with Retry-After (off while requests_per_second is 0)"`
 	// Headers switches identity headers off and on (all on by default).
 	Headers IdentityHeaders `yaml:"headers" doc:"identity headers sent to the upstream (copies sent by the client are always removed first); all on by default"`
+	// LegacyKeys opts the route in to legacy static API keys.
+	LegacyKeys RouteLegacyKeys `yaml:"legacy_keys" doc:"accept legacy static API keys (certgate legacy-key) from clients without a certificate, until a date; off unless header is set (docs/migrating-off-api-keys.md)"`
 }
+
+// RouteLegacyKeys is a route's legacy_keys: which header carries a key and
+// until when the route accepts keys at all.
+type RouteLegacyKeys struct {
+	Header string `yaml:"header" doc:"the request header that carries the key: Authorization (Bearer KEY) or X-API-Key; removed before forwarding" example:"X-API-Key"`
+	Until  string `yaml:"until" doc:"RFC 3339 time after which the route accepts no key (401 saying what to do); a key's own sunset may come sooner" example:"2027-03-01T00:00:00Z"`
+	Link   string `yaml:"link" doc:"URL of the enrollment instructions, in the Link header of every key-authenticated response and in the 401 after the sunset" example:"https://wiki.example.org/certgate-enroll"`
+}
+
+// LegacyKeyHeaders are the headers a route may take legacy keys from.
+var LegacyKeyHeaders = []string{"Authorization", "X-API-Key"}
 
 // IdentityHeaders says which identity headers go to the upstream. A nil
 // field means on.
@@ -648,6 +661,7 @@ func ValidateGateway(g *Gateway) error {
 		}
 		validateAllow(bad, f+".allow", g.TrustDomain, r.Allow)
 		validateRateLimit(bad, f+".rate_limit", g.TrustDomain, r.RateLimit)
+		validateLegacyKeys(bad, f+".legacy_keys", r.LegacyKeys)
 	}
 	for i, r := range g.TCPRoutes {
 		f := fmt.Sprintf("tcp_routes[%d]", i)
@@ -666,6 +680,23 @@ func ValidateGateway(g *Gateway) error {
 		validateAllow(bad, f+".allow", g.TrustDomain, r.Allow)
 	}
 	return errors.Join(errs...)
+}
+
+func validateLegacyKeys(bad func(field, format string, args ...any), f string, lk RouteLegacyKeys) {
+	if lk == (RouteLegacyKeys{}) {
+		return
+	}
+	if !slices.Contains(LegacyKeyHeaders, lk.Header) {
+		bad(f+".header", "must be one of %q, got %q", LegacyKeyHeaders, lk.Header)
+	}
+	if _, err := time.Parse(time.RFC3339, lk.Until); err != nil {
+		bad(f+".until", "must be an RFC 3339 time such as 2027-03-01T00:00:00Z, got %q", lk.Until)
+	}
+	if lk.Link != "" {
+		if u, err := url.Parse(lk.Link); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || strings.ContainsAny(lk.Link, "<>\" \r\n") {
+			bad(f+".link", "must be an http:// or https:// URL, got %q", lk.Link)
+		}
+	}
 }
 
 // validateIdentity checks that the gateway's certificate comes from exactly

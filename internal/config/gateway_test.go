@@ -131,3 +131,20 @@ func TestParseGatewayAccessLog(t *testing.T) {
 		}
 	}
 }
+
+func TestGatewayLegacyKeysRefused(t *testing.T) {
+	base := "listen: 127.0.0.1:8443\ntrust_domain: example.org\nbundle: b.pem\ncert: c.pem\nkey: k.pem\nroutes:\n  - name: api\n    upstream: http://127.0.0.1:9000\n    allow: [spiffe://example.org/svc/a]\n"
+	for _, tc := range []struct{ lk, want string }{
+		{"{header: Cookie, until: \"2027-03-01T00:00:00Z\"}", `routes[0].legacy_keys.header: must be one of ["Authorization" "X-API-Key"], got "Cookie"`},
+		{"{header: X-API-Key}", `routes[0].legacy_keys.until: must be an RFC 3339 time such as 2027-03-01T00:00:00Z, got ""`},
+		{"{header: Authorization, until: \"2027-03-01T00:00:00Z\", link: \"ftp://x\"}", `routes[0].legacy_keys.link: must be an http:// or https:// URL, got "ftp://x"`},
+	} {
+		_, err := ParseGateway("gateway.yaml", []byte(base+"    legacy_keys: "+tc.lk+"\n"))
+		if err == nil || err.Error() != "config gateway.yaml: "+tc.want {
+			t.Errorf("legacy_keys %s: %v\nwant %s", tc.lk, err, tc.want)
+		}
+	}
+	if _, err := ParseGateway("gateway.yaml", []byte(base+"    legacy_keys: {header: X-API-Key, until: \"2027-03-01T00:00:00Z\", secret: x}\n")); err == nil || err.Error() != "config gateway.yaml: line 10: routes[0].legacy_keys.secret: unknown field" {
+		t.Errorf("unknown field: %v", err)
+	}
+}

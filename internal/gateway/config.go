@@ -67,6 +67,7 @@ type routeConfig struct {
 	// rateLimit is the route's per-identity limit; nil: none.
 	rateLimit     *ratelimit.Policy
 	rateLimitSize int
+	legacy        *legacyRoute // nil: the route takes no legacy key
 }
 
 type tcpRouteConfig struct {
@@ -139,6 +140,9 @@ func NewConfig(c *config.Gateway) (*Config, error) {
 				identity:        config.HeaderOn(r.Headers.Identity),
 				serial:          config.HeaderOn(r.Headers.Serial),
 			},
+		}
+		if rc.legacy, err = compileLegacy(r.LegacyKeys.Header, r.LegacyKeys.Until, r.LegacyKeys.Link); err != nil {
+			return nil, fmt.Errorf("gateway: route %q: legacy_keys.until: %w", r.Name, err)
 		}
 		if rl := r.RateLimit; rl.RequestsPerSecond > 0 {
 			pol := &ratelimit.Policy{Default: ratelimit.Limit{RPS: rl.RequestsPerSecond, Burst: rl.Burst}}

@@ -19,6 +19,7 @@ import (
 	"github.com/certgate/certgate/internal/accesslog"
 	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/identity"
+	"github.com/certgate/certgate/internal/legacykey"
 	"github.com/certgate/certgate/internal/ratelimit"
 	"github.com/certgate/certgate/internal/revocation"
 	"github.com/certgate/certgate/internal/staple"
@@ -77,6 +78,10 @@ type Gateway struct {
 	ownSource bool         // Options.Certificate was set
 	ownExpiry atomic.Int64 // NotAfter last reported to metrics, unix nanos
 	ownLeaf   atomic.Pointer[x509.Certificate]
+
+	// legacyKeys are the legacy static API keys accepted on the routes
+	// that opt in (legacykey.go); nil holds none.
+	legacyKeys atomic.Pointer[legacykey.Set]
 
 	stapler      *staple.Stapler
 	refusedConns sync.Map // net.Conn -> struct{}: connections being answered a refusal

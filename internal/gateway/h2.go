@@ -130,6 +130,9 @@ func (h *h2server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		out.Body = nil
 	}
 	stripRequestHeaders(out.Header)
+	if route.legacy != nil {
+		stripLegacyHeader(out.Header, route.legacy)
+	}
 	setIdentityHeaders(out.Header, p, route.hdr, rt.selfID)
 	setForwarding(out.Header, p, cr.host)
 	out.Header[HeaderRequestID] = []string{string(e.RequestID.AppendHex(nil))}

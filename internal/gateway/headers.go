@@ -46,7 +46,8 @@ var StrippedRequestHeaders = []string{
 	"forwarded", "x-real-ip", "x-forwarded-*",
 	"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
 	"proxy-authorization", "content-length", "host", "expect",
-	"x-request-id", // the gateway sets its own (requestid.go says why)
+	"x-request-id",  // the gateway sets its own (requestid.go says why)
+	"x-client-auth", // set on key-authenticated requests only (legacykey.go)
 }
 
 // strippedExact is StrippedRequestHeaders without the prefix entry.
@@ -146,6 +147,11 @@ func (s *h1session) appendUpstreamHead(b []byte, rt *runtime, route *httpRoute) 
 	b = append(b, "\r\n"...)
 	for _, h := range req.Headers {
 		if skipRequestHeader(h.Name, req.ConnTokens) {
+			continue
+		}
+		// A certificate client of a route that takes legacy keys may still
+		// send its key: it never reaches the upstream either.
+		if route.legacy != nil && normalizedEqual(h.Name, route.legacy.norm) {
 			continue
 		}
 		b = h1.AppendHeader(b, h.Name, h.Value)

@@ -32,7 +32,17 @@ type Metrics interface {
 	Panic(where string)
 	// RateLimited counts a request refused 429 by its route's rate limit.
 	RateLimited(route string)
+	// AuthRequest counts a request by how it authenticated, where that is
+	// not a certificate: legacykey.AuthLegacyKey, or AuthNone (neither a
+	// certificate nor a key: refused no_certificate). Requests with a
+	// certificate are the rest of Request's count, so the hot path pays
+	// nothing for this.
+	AuthRequest(kind string)
 }
+
+// AuthNone is the auth kind of a request with neither a certificate nor a
+// key.
+const AuthNone = "none"
 
 type nopMetrics struct{}
 
@@ -46,3 +56,4 @@ func (nopMetrics) ConnectionCut(string)                                      {}
 func (nopMetrics) CertificateExpiry(time.Time)                               {}
 func (nopMetrics) Panic(string)                                              {}
 func (nopMetrics) RateLimited(string)                                        {}
+func (nopMetrics) AuthRequest(string)                                        {}

@@ -145,6 +145,9 @@ func (g *Gateway) answerRefusal(rt *runtime, tc *tls.Conn, raw net.Conn, ve *Ver
 		e.Time, e.Method, e.Host, e.Path, e.Duration = start, method, host, path, time.Since(start)
 		e.RequestID = g.reqIDs.next()
 		g.metrics.Request("", status, "deny", e.Duration, 0)
+		if ve.Reason == ReasonNoCertificate {
+			g.metrics.AuthRequest(AuthNone)
+		}
 		g.logAccess(&e)
 	}
 	if cs.NegotiatedProtocol == "h2" {

@@ -27,6 +27,9 @@ type runtime struct {
 	// limiters are the rate limiters of routes, by route and limit
 	// (kept by the next runtime where they match).
 	limiters map[string]*ratelimit.Limiter
+	// legacy: a route takes legacy keys, so a connection without a
+	// certificate is served by serveLegacy (legacykey.go).
+	legacy bool
 }
 
 type httpRoute struct {
@@ -34,6 +37,7 @@ type httpRoute struct {
 	up      *upstream
 	hdr     headerSet
 	limiter *ratelimit.Limiter // nil: no rate limit
+	legacy  *legacyRoute       // nil: no legacy keys
 }
 
 // headerSet says which identity headers a route sends upstream.
@@ -66,7 +70,8 @@ func buildRuntime(cfg *Config, pools map[string]*upstream, limiters map[string]*
 		if err != nil {
 			return nil, err
 		}
-		hr := &httpRoute{name: r.name, up: up, hdr: r.hdr}
+		hr := &httpRoute{name: r.name, up: up, hdr: r.hdr, legacy: r.legacy}
+		rt.legacy = rt.legacy || r.legacy != nil
 		if r.rateLimit != nil {
 			// A reload keeps the buckets of a route whose limit did not
 			// change, so it cannot be used to reset them.

@@ -58,6 +58,12 @@ func (g *Gateway) handshake(c net.Conn, answer bool, serve func(*tracked)) {
 		return
 	}
 	if refused != nil {
+		if refused.Reason == ReasonNoCertificate && rt.legacy {
+			// A route takes legacy keys: each request is checked there,
+			// and answered as below when it brings none (legacykey.go).
+			g.serveLegacy(rt, tc, c, refused)
+			return
+		}
 		g.handshakeFailed(tc, c.RemoteAddr(), refused, start)
 		g.answerRefusal(rt, tc, c, refused)
 		return

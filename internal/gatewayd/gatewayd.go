@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -157,10 +158,27 @@ func Run(ctx context.Context, o Options) error {
 	}
 	// The feed carries the CA's state; the gateway it feeds is made below.
 	var fed atomic.Pointer[gateway.Gateway]
+	// The legacy keys may arrive before the gateway is made: the latest
+	// set is kept and handed over under one lock, so none is lost and
+	// none applied out of order.
+	var legacyMu sync.Mutex
+	var legacySet *wire.LegacyKeySet
+	applyLegacy := func() {
+		if gw := fed.Load(); gw != nil && legacySet != nil {
+			if err := gw.SetLegacyKeys(*legacySet); err != nil {
+				log.Warn("legacy keys from the feed refused", "err", err)
+			}
+		}
+	}
 	src, err := revocationSource(cfg, own, o.Clock, log, m, func(st wire.CA) {
 		if gw := fed.Load(); gw != nil {
 			gw.SetIntermediates("feed", caIntermediates(st, log))
 		}
+	}, func(st wire.LegacyKeySet) {
+		legacyMu.Lock()
+		defer legacyMu.Unlock()
+		legacySet = &st
+		applyLegacy()
 	})
 	if err != nil {
 		return err
@@ -190,9 +208,15 @@ func Run(ctx context.Context, o Options) error {
 	gw, err := gateway.New(gc, opts)
 	if err == nil {
 		fed.Store(gw)
+		legacyMu.Lock()
+		applyLegacy()
+		legacyMu.Unlock()
 	}
 	if err != nil {
 		return err
+	}
+	if cfg.Revocation.Mode == config.RevocationPull && slices.ContainsFunc(cfg.Routes, func(r config.Route) bool { return r.LegacyKeys.Header != "" }) {
+		log.Warn("a route takes legacy keys, but revocation.mode is pull: legacy keys come over the change feed only, so none is accepted; set revocation.mode: feed")
 	}
 	if src != nil {
 		first := make(chan struct{})
@@ -252,7 +276,7 @@ func caIntermediates(st wire.CA, log *slog.Logger) []*x509.Certificate {
 	return certs
 }
 
-func revocationSource(cfg *config.Gateway, own *agent.Gateway, clk clock.Clock, log *slog.Logger, m *metrics.Gateway, onCA func(wire.CA)) (revocation.Source, error) {
+func revocationSource(cfg *config.Gateway, own *agent.Gateway, clk clock.Clock, log *slog.Logger, m *metrics.Gateway, onCA func(wire.CA), onLegacy func(wire.LegacyKeySet)) (revocation.Source, error) {
 	urls := cfg.ServerURLs()
 	if len(urls) == 0 && own != nil {
 		urls = []string{own.ServerURL}
@@ -272,7 +296,7 @@ func revocationSource(cfg *config.Gateway, own *agent.Gateway, clk clock.Clock, 
 		f, err := feed.NewFollower(feed.FollowerOptions{
 			URLs: urls, TLSConfig: tc, Clock: clk, Log: log,
 			IdleTimeout: cfg.Revocation.IdleTimeout.Std(), MaxBackoff: cfg.Revocation.MaxBackoff.Std(),
-			OnCA: onCA,
+			OnCA: onCA, OnLegacyKeys: onLegacy,
 		})
 		if err != nil {
 			return nil, err

@@ -24,6 +24,7 @@ type Gateway struct {
 	cuts        *prometheus.CounterVec
 	panics      *prometheus.CounterVec
 	rateLimited *prometheus.CounterVec
+	auth        *prometheus.CounterVec // requests without a certificate, by kind
 	accessDrops *prometheus.CounterVec
 	feed        atomic.Pointer[feedBox]
 	certExpiry  prometheus.Gauge
@@ -75,6 +76,7 @@ func NewGateway(reg prometheus.Registerer, now func() time.Time) *Gateway {
 		accessDrops: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "certgate_gateway_access_log_dropped_total", Help: "Access log lines dropped because an output's queue (and, for syslog, its spool) was full, by output: file, stdout, syslog.",
 		}, []string{"output"}),
+		auth: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "certgate_gateway_uncertified_requests_total"}, []string{"auth"}),
 		certExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "certgate_gateway_certificate_expiry_timestamp_seconds", Help: "NotAfter of the gateway's own certificate.",
 		}),
@@ -123,7 +125,7 @@ func NewGateway(reg prometheus.Registerer, now func() time.Time) *Gateway {
 	g.cuts.WithLabelValues("revoked")
 	reg.MustRegister(g.accessDrops)
 	reg.MustRegister(g.handshakes, g.requests, g.latency, g.upstream, g.tcp, g.active, g.revSize, revAge, g.certExpiry,
-		g.revPosition, g.revStale, g.cuts, g.panics, g.rateLimited, feedConnected, feedPosition, feedLag)
+		g.revPosition, g.revStale, g.cuts, g.panics, g.rateLimited, feedConnected, feedPosition, feedLag, &authCollector{g: g})
 	return g
 }
 
@@ -159,6 +161,10 @@ func (g *Gateway) RateLimited(route string) { g.rateLimited.WithLabelValues(rout
 func (g *Gateway) AccessLogDropped(output string, n uint64) {
 	g.accessDrops.WithLabelValues(output).Add(float64(n))
 }
+
+// AuthRequest counts a request that came without a certificate, by kind:
+// legacy-key or none.
+func (g *Gateway) AuthRequest(kind string) { g.auth.WithLabelValues(kind).Inc() }
 
 // ConnectionCut counts a connection the gateway closed.
 func (g *Gateway) ConnectionCut(reason string) { g.cuts.WithLabelValues(reason).Inc() }

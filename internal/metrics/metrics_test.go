@@ -17,6 +17,12 @@ func TestGatewayMetricsServed(t *testing.T) {
 	g.Handshake("revoked")
 	g.Request("api", 200, "allow", 3*time.Millisecond, time.Millisecond)
 	g.Request("", 403, "deny", time.Millisecond, 0)
+	// Two requests without a certificate: one with a legacy key, one with
+	// nothing; the two above are certificate requests.
+	g.Request("legacy", 200, "allow", time.Millisecond, 0)
+	g.AuthRequest("legacy-key")
+	g.Request("", 401, "deny", time.Millisecond, 0)
+	g.AuthRequest("none")
 	g.TCPConnection("pg", "allow", time.Second)
 	g.ActiveConnections(2)
 	g.ActiveConnections(-1)
@@ -45,6 +51,9 @@ func TestGatewayMetricsServed(t *testing.T) {
 		`certgate_gateway_handshakes_total{result="revoked"} 1`,
 		`certgate_gateway_requests_total{decision="allow",route="api",status="200"} 1`,
 		`certgate_gateway_requests_total{decision="deny",route="",status="403"} 1`,
+		`certgate_gateway_requests_by_auth_total{auth="certificate"} 2`,
+		`certgate_gateway_requests_by_auth_total{auth="legacy-key"} 1`,
+		`certgate_gateway_requests_by_auth_total{auth="none"} 1`,
 		`certgate_gateway_request_duration_seconds_count{route="api"} 1`,
 		`certgate_gateway_upstream_duration_seconds_count{route="api"} 1`,
 		`certgate_gateway_tcp_connections_total{decision="allow",route="pg"} 1`,

@@ -106,7 +106,7 @@ func (t *Table) Record(e *accesslog.Entry) {
 	if !at.Before(c.last) {
 		c.last, c.source = at, host
 	}
-	if e.Serial != "" && host != "" {
+	if e.Serial != "" && host != "" && e.Auth == "" {
 		t.checkSharing(e.Identity, e.Serial, host, at)
 	}
 }

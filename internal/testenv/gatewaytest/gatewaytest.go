@@ -46,6 +46,9 @@ type Config struct {
 type Route struct {
 	Name, PathPrefix, Upstream string
 	Allow                      []string
+	// Extra is appended to the route as is, indented under it
+	// ("legacy_keys: {header: X-API-Key, until: ...}").
+	Extra string
 }
 
 // TCPRoute is a TCP route of a Config.
@@ -96,6 +99,9 @@ func (c Config) YAML() string {
 		fmt.Fprintf(&b, "  - name: %s\n    upstream: %s\n    allow: [%s]\n", r.Name, r.Upstream, quoted(r.Allow))
 		if r.PathPrefix != "" {
 			fmt.Fprintf(&b, "    path_prefix: %s\n", r.PathPrefix)
+		}
+		if r.Extra != "" {
+			fmt.Fprintf(&b, "    %s\n", r.Extra)
 		}
 	}
 	if len(c.TCPRoutes) > 0 {
