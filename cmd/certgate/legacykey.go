@@ -275,5 +275,3 @@ is revoked GRACE after a certificate of that identity is first used.`,
 	cmd.Flags().DurationVar(&grace, "auto-revoke-after", 0, "revoke the key this long after the identity's certificate is first used")
 	return cmd
 }
-
-

@@ -42,7 +42,7 @@ type Entry struct {
 	Fingerprint string // SHA-256 of the leaf, lowercase hex
 	// Auth is "legacy-key" for a request authenticated by a legacy static
 	// API key (Serial is then legacy-key:NAME); empty otherwise.
-	Auth string
+	Auth        string
 	Client      string // remote address
 	TLSVersion  string
 	Resumed     bool
