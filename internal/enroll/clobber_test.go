@@ -187,14 +187,16 @@ func TestEnrollForceKeepsBackup(t *testing.T) {
 	}
 	writeFile(t, filepath.Join(dir, "README"), "not certgate's\n", 0o644)
 	before := tree(t, dir)
-	now := time.Date(2026, 12, 5, 23, 59, 30, 0, time.UTC)
+	// The server's clock is the real one: the certificate must be valid at
+	// the enrollment's "now".
+	now := time.Now().UTC().Truncate(time.Second)
 
 	res, err := enroll.Enroll(context.Background(), enroll.Options{Token: e.Token(t, reports, time.Hour), OutDir: dir, Force: true,
 		Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	backup := filepath.Join(dir, "backup-20261205T235930Z")
+	backup := filepath.Join(dir, "backup-"+now.Format("20060102T150405Z"))
 	wantHeld := "files that are not a certgate identity (bundle.pem is a symbolic link to " + elsewhere + ", and certgate would replace the link, not its target)"
 	if res.Backup != backup || res.Replaced != wantHeld {
 		t.Fatalf("backup %q, replaced %q\nwant %q, %q", res.Backup, res.Replaced, backup, wantHeld)
