@@ -96,6 +96,16 @@ func (s *fileSink) open() error {
 
 // write writes lines (each ending in '\n'), rotating between lines.
 func (s *fileSink) write(lines []byte) error {
+	if s.chain == nil && s.fits(int64(len(lines))) {
+		// No rotation can fall inside the batch: write it whole (bufio
+		// writes a batch larger than its buffer without copying it).
+		n, err := s.w.Write(lines)
+		s.size += int64(n)
+		if err != nil {
+			return fmt.Errorf("accesslog: %w", err)
+		}
+		return nil
+	}
 	var first error
 	for len(lines) > 0 {
 		i := bytes.IndexByte(lines, '\n') + 1
@@ -129,6 +139,15 @@ func (s *fileSink) due(next int64) bool {
 		return true
 	}
 	return s.o.RotateEvery > 0 && !s.clock.Now().Before(s.opened.Add(s.o.RotateEvery))
+}
+
+// fits reports whether n more bytes go into the current file with no
+// rotation due: then no line of them would rotate it.
+func (s *fileSink) fits(n int64) bool {
+	if s.o.MaxSize > 0 && s.size+n > s.o.MaxSize {
+		return false
+	}
+	return s.o.RotateEvery <= 0 || s.size == 0 || s.clock.Now().Before(s.opened.Add(s.o.RotateEvery))
 }
 
 // tick rotates a file whose time is up even when no line comes.

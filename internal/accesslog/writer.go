@@ -170,7 +170,9 @@ func (l *Logger) run(out *output) {
 	buf := make([]byte, 0, bufferSize)
 	drain := func() {
 		for {
-			buf = out.q.take(buf[:0], bufferSize)
+			// The queue keeps buf and hands over what was queued: every
+			// line goes out in one write.
+			buf = out.q.take(buf)
 			if len(buf) == 0 {
 				return
 			}

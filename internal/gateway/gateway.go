@@ -98,6 +98,9 @@ type Gateway struct {
 	h2       *h2server
 	started  bool
 	closed   bool
+	// stopped is closed when the first Close has waited for every
+	// goroutine; a later Close waits for it too.
+	stopped chan struct{}
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -335,6 +338,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 	g.ctx, g.cancel = context.WithCancel(ctx)
 	g.ln = ln
 	g.started = true
+	g.stopped = make(chan struct{})
 	g.h2 = newH2Server(g)
 	g.wg.Add(2)
 	go func() { defer g.wg.Done(); g.acceptLoop(ln, true, g.serveHTTP) }()
@@ -528,15 +532,22 @@ func (g *Gateway) sweepOnce() {
 }
 
 // Close stops listening, closes every connection and waits for the
-// gateway's goroutines.
+// gateway's goroutines: when it returns, every request has been logged
+// (the caller closes the access log after it). A Close while another runs
+// (the one Start's context triggers, say) waits for that one to finish.
 func (g *Gateway) Close() error {
 	g.mu.Lock()
 	if g.closed || !g.started {
 		g.closed = true
+		stopped := g.stopped
 		g.mu.Unlock()
+		if stopped != nil {
+			<-stopped
+		}
 		return nil
 	}
 	g.closed = true
+	defer close(g.stopped)
 	g.cancel()
 	g.ln.Close()
 	for _, l := range g.tcpLns {

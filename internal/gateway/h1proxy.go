@@ -247,8 +247,18 @@ func (s *h1session) proxy(rt *runtime, route *httpRoute, e *accesslog.Entry) boo
 		}
 		upStart := time.Now()
 		s.out = s.appendUpstreamHead(s.out[:0], rt, route)
-		uc.bw.Write(s.out)
-		if hasBody {
+		if !hasBody {
+			// The head alone: one write straight from s.out, not copied
+			// through uc.bw (with identity headers it is a few KiB).
+			if _, err := uc.c.Write(s.out); err != nil {
+				uc.c.Close()
+				if reused {
+					continue // a stale pooled connection: try the next one
+				}
+				return s.upstreamFailed(e, route, 502, "upstream_write_failed", err, false)
+			}
+		} else {
+			uc.bw.Write(s.out)
 			n, err := s.copyRequestBody(uc)
 			e.BytesIn = n
 			if err != nil {
@@ -264,13 +274,10 @@ func (s *h1session) proxy(rt *runtime, route *httpRoute, e *accesslog.Entry) boo
 				s.finish(e, route.name)
 				return false
 			}
-		}
-		if err := uc.bw.Flush(); err != nil {
-			uc.c.Close()
-			if reused && !hasBody {
-				continue // a stale pooled connection: try the next one
+			if err := uc.bw.Flush(); err != nil {
+				uc.c.Close()
+				return s.upstreamFailed(e, route, 502, "upstream_write_failed", err, true)
 			}
-			return s.upstreamFailed(e, route, 502, "upstream_write_failed", err, hasBody)
 		}
 		uc.c.SetReadDeadline(time.Now().Add(up.headerTimeout))
 		var head []byte

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -153,7 +154,12 @@ type Gateway struct {
 	Dir    string              // its directory
 	Config string              // its config file
 	Access *testenv.SyncBuffer // the access log, when access_log.path is "-"
+	stop   func() error
 }
+
+// Stop shuts the gateway down as SIGTERM does and returns what it stopped
+// with; the test's end does not stop it again.
+func (g *Gateway) Stop() error { return g.stop() }
 
 // Start writes o.Config into o.Dir and runs the gateway until the
 // test ends. It returns once the gateway listens, or the error it stopped
@@ -188,9 +194,17 @@ func Start(t testing.TB, o Options) (*Gateway, error) {
 	}()
 	select {
 	case g.Addr = <-ready:
+		var once sync.Once
+		var stopErr error
+		g.stop = func() error {
+			once.Do(func() {
+				cancel()
+				stopErr = <-done
+			})
+			return stopErr
+		}
 		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
+			if err := g.stop(); err != nil {
 				t.Errorf("gateway: %v", err)
 			}
 		})
