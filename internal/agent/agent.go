@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"github.com/certgate/certgate/certgatetls"
 	"github.com/certgate/certgate/internal/clock"
+	"github.com/certgate/certgate/internal/credsdir"
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
@@ -117,6 +118,13 @@ func New(o Options) (*Agent, error) {
 	}
 	if o.CheckInterval == 0 {
 		o.CheckInterval = DefaultCheckInterval
+	}
+	// A renewal cut by a crash between key.pem and cert.pem is finished
+	// here rather than refused as a mismatched pair.
+	if done, err := credsdir.Complete(o.Dir); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	} else if done {
+		o.Log.Warn("finished an interrupted write of the credentials: the new key's certificate was in "+credsdir.PendingFile, "dir", o.Dir)
 	}
 	c, err := loadCredentials(o.Dir)
 	if err != nil {

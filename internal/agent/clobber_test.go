@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certgate/certgate/internal/credsdir"
 	"github.com/certgate/certgate/internal/enroll"
 	"github.com/certgate/certgate/internal/keytype"
 )
@@ -139,5 +140,33 @@ func TestSetupGatewayForeignDirectory(t *testing.T) {
 	}
 	if backups, _ := filepath.Glob(filepath.Join(o.Dir, "backup-*", "cert.pem")); len(backups) != 1 || !strings.HasPrefix(filepath.Base(filepath.Dir(backups[0])), "backup-") {
 		t.Fatalf("backups %v", backups)
+	}
+}
+
+// A renewal cut by a crash after the new key.pem: the agent finishes the
+// write when it starts (cert.pem becomes the pending chain) instead of
+// refusing a mismatched pair.
+func TestAgentFinishesInterruptedWrite(t *testing.T) {
+	e := newEnv(t, time.Hour)
+	dir := e.enroll("/svc/billing", keytype.ECDSAP256)
+	next := e.enroll("/svc/billing", keytype.ECDSAP256)
+	for from, to := range map[string]string{"key.pem": "key.pem", "cert.pem": credsdir.PendingFile} {
+		b, err := os.ReadFile(filepath.Join(next, from))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, to), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, logs := e.newAgent(dir, nil)
+	if got, want := a.Status().Serial, readLeaf(t, next).SerialNumber.Text(16); got != want {
+		t.Fatalf("serial %s, want the pending chain's %s", got, want)
+	}
+	if _, err := os.Stat(filepath.Join(dir, credsdir.PendingFile)); !os.IsNotExist(err) {
+		t.Fatalf("pending chain left: %v", err)
+	}
+	if !strings.Contains(logs.String(), `msg="finished an interrupted write of the credentials`) {
+		t.Fatalf("log:\n%s", logs)
 	}
 }

@@ -397,3 +397,39 @@ func syncDir(dir string) error {
 	defer d.Close()
 	return d.Sync()
 }
+
+// Complete finishes a [Write] that a crash cut between the key and the
+// certificate: the new key beside the old cert.pem, the new chain still in
+// PendingFile. It installs the pending chain as cert.pem and reports
+// whether it did. A directory in any other state is left as it is, for
+// its reader to report: a first enrollment cut before its bundle was
+// written cannot be completed (enroll the same identity again).
+func Complete(dir string) (bool, error) {
+	h, err := Inspect(dir)
+	if err != nil || !h.Interrupted || !slices.Contains(h.Files, certgatetls.BundleFile) {
+		return false, err
+	}
+	pending := filepath.Join(dir, PendingFile)
+	_, err = certgatetls.ReadCredentials(dir)
+	switch {
+	case err == nil:
+		// Everything was written; only the pending chain's removal was
+		// lost.
+		if err := os.Remove(pending); err != nil {
+			return false, fmt.Errorf("credsdir: %w", err)
+		}
+		return false, nil
+	case !errors.Is(err, certgatetls.ErrKeyMismatch) && !errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	}
+	// Inspect found the key to be the pending chain's (key.pem), or the
+	// pending chain's identity's (a device key's label): certgate wrote
+	// both, the chain first.
+	if err := os.Rename(pending, filepath.Join(dir, certgatetls.CertFile)); err != nil {
+		return false, fmt.Errorf("credsdir: %w", err)
+	}
+	if err := syncDir(dir); err != nil {
+		return true, fmt.Errorf("credsdir: %w", err)
+	}
+	return true, nil
+}

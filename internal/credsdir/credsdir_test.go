@@ -362,3 +362,53 @@ func TestWrite(t *testing.T) {
 		}
 	}
 }
+
+// Complete installs the pending chain when a write was cut after the key,
+// removes a pending chain whose write had finished, and leaves every other
+// directory alone.
+func TestComplete(t *testing.T) {
+	ca := testca.New(t, "example.org")
+	a, a2, b := ca.Issue(t, testca.WithID(idA)), ca.Issue(t, testca.WithID(idA)), ca.Issue(t, testca.WithID(idB))
+	bundle := ca.BundlePEM()
+
+	dir := t.TempDir()
+	write(t, dir, files{"cert.pem": a.CertPEM(), credsdir.PendingFile: a2.CertPEM(), "key.pem": a2.KeyPEM(t), "bundle.pem": bundle})
+	if done, err := credsdir.Complete(dir); err != nil || !done {
+		t.Fatalf("cut after the key: %v %v", done, err)
+	}
+	c, err := certgatetls.ReadCredentials(dir)
+	if err != nil || c.Serial != a2.Cert.SerialNumber.Text(16) {
+		t.Fatalf("after completing: %v %v", c, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, credsdir.PendingFile)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("pending chain left: %v", err)
+	}
+
+	dir = t.TempDir()
+	write(t, dir, files{"cert.pem": a2.CertPEM(), credsdir.PendingFile: a2.CertPEM(), "key.pem": a2.KeyPEM(t), "bundle.pem": bundle})
+	if done, err := credsdir.Complete(dir); err != nil || done {
+		t.Fatalf("finished write: %v %v", done, err)
+	}
+	if h, _ := credsdir.Inspect(dir); h.Interrupted || len(h.Files) != 3 {
+		t.Fatalf("finished write: %+v", h)
+	}
+
+	for name, fs := range map[string]files{
+		"no bundle":     {credsdir.PendingFile: a.CertPEM(), "key.pem": a.KeyPEM(t)},
+		"another's key": {"cert.pem": a.CertPEM(), credsdir.PendingFile: a2.CertPEM(), "key.pem": b.KeyPEM(t), "bundle.pem": bundle},
+		"not cut":       {"cert.pem": a.CertPEM(), "key.pem": a.KeyPEM(t), "bundle.pem": bundle},
+	} {
+		dir := t.TempDir()
+		write(t, dir, fs)
+		before := snapshot(t, dir)
+		if done, err := credsdir.Complete(dir); err != nil || done {
+			t.Fatalf("%s: %v %v", name, done, err)
+		}
+		after := snapshot(t, dir)
+		for k, v := range before {
+			if after[k] != v {
+				t.Errorf("%s: %s changed", name, k)
+			}
+		}
+	}
+}

@@ -28,7 +28,8 @@
 // pending chain last. A crash at any point leaves either the old set, or
 // a key that belongs to the pending chain beside it: the directory is
 // still its identity's, and enrolling that identity again proceeds
-// without --force. A key.pem alone with no pending chain (what certgate
+// without --force; the agent finishes such a write when it starts
+// ([Complete]). A key.pem alone with no pending chain (what certgate
 // before this package could leave, or any other tool) names nobody and is
 // refused; --force keeps it in the backup.
 //
