@@ -3,6 +3,8 @@ package integration
 import (
 	"bytes"
 	"context"
+	"sync"
+	"sync/atomic"
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
@@ -21,6 +23,7 @@ import (
 	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/legacykey"
+	"github.com/certgate/certgate/internal/server"
 	"github.com/certgate/certgate/internal/testenv"
 	"github.com/certgate/certgate/internal/testenv/gatewaytest"
 	"github.com/certgate/certgate/internal/wire"
@@ -45,9 +48,9 @@ type legacySetup struct {
 // "legacy" (/legacy/, takes keys in header until until, allows the
 // billing key's identity and /svc/*) and "certs" (everything else, allows
 // the same: a key is no good there).
-func newLegacySetup(t *testing.T, n int, header string, until time.Time, clk clock.Clock, extra string) *legacySetup {
+func newLegacySetup(t *testing.T, n int, header string, until time.Time, clk clock.Clock, extra string, opts ...testenv.Option) *legacySetup {
 	t.Helper()
-	e := testenv.Start(t)
+	e := testenv.Start(t, opts...)
 	s := &legacySetup{env: e, admin: e.Client(t, &e.AdminCert), seen: make(chan http.Header, 1000)}
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
@@ -367,5 +370,157 @@ func TestLegacyKeySunset(t *testing.T) {
 			t.Fatalf("after the sunset: %d %s", st, body)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestLegacyKeyMigration: a client calling with its key moves to a
+// certificate while it keeps sending requests, through legacy-key migrate
+// (a token for its identity, the key revoked 2 s after the certificate's
+// first use), certgate enroll and the agent's proxy: no request fails,
+// the list and the console show it go from "key only" to "certificate
+// only", the key is revoked after the grace, and the key is in no log.
+func TestLegacyKeyMigration(t *testing.T) {
+	bin := testenv.Certgate(t)
+	s := newLegacySetup(t, 1, "X-API-Key", time.Now().Add(24*time.Hour), nil, "usage:\n  flush_interval: 300ms\n",
+		testenv.WithServerOptions(func(o *server.Options) { o.LegacyAutoRevokeInterval = 200 * time.Millisecond }))
+	ctx := context.Background()
+	gw := s.gws[0]
+	state := func() wire.LegacyKey {
+		t.Helper()
+		keys, err := s.admin.LegacyKeys(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range keys {
+			if k.Name == "billing" {
+				return k
+			}
+		}
+		t.Fatal("no key billing")
+		return wire.LegacyKey{}
+	}
+	waitState := func(want string, cond func(wire.LegacyKey) bool) wire.LegacyKey {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			k := state()
+			if k.State == want && (cond == nil || cond(k)) {
+				return k
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("key billing is %+v after 30 s, want state %q", k, want)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	// The client: a request every 10 ms, with its key straight to the
+	// gateway until the agent's proxy is up, then through the proxy (its
+	// code still adds the key header; the gateway drops it).
+	var proxy atomic.Value
+	proxy.Store("")
+	var sent, failed, viaKey, viaCert atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		direct := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.env.Roots, ServerName: "127.0.0.1"}}}
+		plain := &http.Client{Timeout: 10 * time.Second}
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			c, url := direct, "https://"+gw.Addr+"/legacy/pay"
+			if p := proxy.Load().(string); p != "" {
+				c, url = plain, "http://"+p+"/legacy/pay"
+			}
+			req, _ := http.NewRequest("GET", url, nil)
+			req.Header.Set("X-API-Key", keyBilling)
+			resp, err := c.Do(req)
+			sent.Add(1)
+			if err != nil {
+				failed.Add(1)
+				t.Errorf("request %d: %v", sent.Load(), err)
+				continue
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				failed.Add(1)
+				t.Errorf("request %d: %d", sent.Load(), resp.StatusCode)
+			} else if c == plain {
+				viaCert.Add(1)
+			} else {
+				viaKey.Add(1)
+			}
+		}
+	}()
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		wg.Wait()
+	}()
+
+	before := waitState(wire.LegacyStateKeyOnly, func(k wire.LegacyKey) bool { return k.Requests > 0 })
+	t.Logf("before: %s, %d key requests from %v on %v", before.State, before.Requests, before.Sources, before.Routes)
+
+	res, err := s.admin.MigrateLegacyKey(ctx, "billing", wire.LegacyKeyMigrate{AutoRevokeAfter: "2s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Token.Identity != "spiffe://example.org/legacy/billing" {
+		t.Fatalf("token for %s", res.Token.Identity)
+	}
+	dir := filepath.Join(t.TempDir(), "billing")
+	testenv.MustCLI(t, bin, "enroll", "--token", res.Token.Token, "--out", dir)
+	proxyAddr := testenv.FreeAddr(t)
+	ag := testenv.StartProcess(t, nil, bin, "agent", "--dir", dir, "--server", s.env.URL, "--listen", proxyAddr, "--upstream", "https://"+gw.Addr, "--log-format", "json")
+	agCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	ag.WaitFor(agCtx, t, "proxy listening on")
+	proxy.Store(proxyAddr)
+
+	after := waitState(wire.LegacyStateCertOnly, func(k wire.LegacyKey) bool { return !k.RevokedAt.IsZero() })
+	if after.RevokedBy != "system:legacy-key-migration" || after.CertRequests == 0 || after.RevokedAt.Sub(after.CertFirstSeen) < 2*time.Second {
+		t.Errorf("after: %+v", after)
+	}
+	t.Logf("after: %s, revoked %v after the certificate's first use, %d certificate requests", after.State, after.RevokedAt.Sub(after.CertFirstSeen).Round(time.Millisecond), after.CertRequests)
+	// A few more requests through the proxy after the revocation.
+	for n := viaCert.Load(); viaCert.Load() < n+20; {
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if failed.Load() != 0 || viaKey.Load() == 0 || viaCert.Load() == 0 {
+		t.Fatalf("%d requests: %d failed, %d with the key, %d with the certificate", sent.Load(), failed.Load(), viaKey.Load(), viaCert.Load())
+	}
+	t.Logf("%d requests, none failed: %d with the key, then %d with the certificate", sent.Load(), viaKey.Load(), viaCert.Load())
+	if st, _, body := s.keyGet(t, gw.Addr, "/legacy/pay", "X-API-Key", keyBilling); st != 401 || !strings.Contains(string(body), "unknown_key") {
+		t.Errorf("the revoked key: %d %s", st, body)
+	}
+
+	// The console shows the switch.
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.env.Roots, Certificates: []tls.Certificate{s.env.AdminCert}}}}
+	resp, err := hc.Get(s.env.URL + "/ui/legacy-keys?sort=traffic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(page), `<tr class="legacy-key" data-state="certificate only"><td>billing</td>`) ||
+		!strings.Contains(string(page), `<p id="summary">0 key only · 0 both · 1 certificate only · 1 unused</p>`) {
+		t.Errorf("console: %d\n%s", resp.StatusCode, page)
+	}
+	// No key in the gateway's access log, the agent's output or the console.
+	for what, text := range map[string]string{"access log": gw.Access.String(), "agent stdout": ag.Stdout.String(), "agent stderr": ag.Stderr.String(), "console": string(page)} {
+		if strings.Contains(text, keyBilling) {
+			t.Errorf("the key is in the %s", what)
+		}
 	}
 }

@@ -304,20 +304,42 @@ type Key struct {
 
 // Set is an immutable set of keys, by hash, for a gateway.
 type Set struct {
-	salt  []byte
-	index map[uint64][]int
+	salt []byte
+	// slots index keys by the first bits of their hash: numBuckets
+	// buckets of width slots each, padded with -1, in an array rather
+	// than a map (a map probe differs between a hit and a miss), so that
+	// every lookup compares exactly width hashes.
+	slots []int32
+	width int
 	keys  []Key
 }
 
+// numBuckets: 4096 buckets hold a few thousand keys with a handful of
+// slots each.
+const numBuckets = 4096
+
 // NewSet builds a set. A nil *Set holds nothing.
 func NewSet(salt []byte, keys []Key) *Set {
-	s := &Set{salt: append([]byte(nil), salt...), index: make(map[uint64][]int, len(keys)), keys: append([]Key(nil), keys...)}
+	s := &Set{salt: append([]byte(nil), salt...), keys: append([]Key(nil), keys...), width: 1}
+	var buckets [numBuckets][]int32
 	for i, k := range s.keys {
-		p := binary.BigEndian.Uint64(k.Hash[:8])
-		s.index[p] = append(s.index[p], i)
+		b := bucketOf(&k.Hash)
+		buckets[b] = append(buckets[b], int32(i))
+		s.width = max(s.width, len(buckets[b]))
+	}
+	s.slots = make([]int32, numBuckets*s.width)
+	for b := range buckets {
+		for j := range s.width {
+			s.slots[b*s.width+j] = -1
+			if j < len(buckets[b]) {
+				s.slots[b*s.width+j] = buckets[b][j]
+			}
+		}
 	}
 	return s
 }
+
+func bucketOf(h *[32]byte) int { return int(binary.BigEndian.Uint16(h[:2])) % numBuckets }
 
 // Len is how many keys the set holds.
 func (s *Set) Len() int {
@@ -327,9 +349,9 @@ func (s *Set) Len() int {
 	return len(s.keys)
 }
 
-// dummy is compared against when no candidate matched, so a miss does the
-// same comparison as a hit.
-var dummy [32]byte
+// dummyKey fills an empty slot, so a miss compares and copies as much as a
+// hit.
+var dummyKey Key
 
 // Lookup returns the key presented, if the set holds it. See the package
 // comment for why it takes the same time for a wrong key and a right one.
@@ -338,20 +360,22 @@ func (s *Set) Lookup(key string) (Key, bool) {
 		return Key{}, false
 	}
 	h := Hash(s.salt, key)
-	cands := s.index[binary.BigEndian.Uint64(h[:8])]
+	b := bucketOf(&h) * s.width
 	found := -1
-	if len(cands) == 0 {
-		subtle.ConstantTimeCompare(h[:], dummy[:])
-	}
-	for _, i := range cands {
-		if subtle.ConstantTimeCompare(h[:], s.keys[i].Hash[:]) == 1 {
-			found = i
+	for _, i := range s.slots[b : b+s.width] {
+		kh := &dummyKey.Hash
+		if i >= 0 {
+			kh = &s.keys[i].Hash
 		}
+		eq := subtle.ConstantTimeCompare(h[:], kh[:])
+		found = subtle.ConstantTimeSelect(eq, int(i), found)
 	}
-	if found < 0 {
-		return Key{}, false
+	k := &dummyKey
+	if found >= 0 {
+		k = &s.keys[found]
 	}
-	return s.keys[found], true
+	out := *k
+	return out, found >= 0
 }
 
 // FromAuthorization returns the key of an Authorization header value:

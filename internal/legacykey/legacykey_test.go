@@ -2,6 +2,7 @@ package legacykey
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -115,10 +116,13 @@ func BenchmarkLookup(b *testing.B) {
 		keys[i] = Key{Hash: Hash(salt, keyA+string(rune('a'+i%26))+string(rune('a'+i/26%26))), Name: "k"}
 	}
 	right := keyA + "ba"
-	wrong := keyB[:len(right)]
+	wrong := keyB + "xy" // same length as right, not in the set
 	s := NewSet(salt, keys)
 	if _, ok := s.Lookup(right); !ok {
 		b.Fatal("right key not found")
+	}
+	if _, ok := s.Lookup(wrong); ok || len(wrong) != len(right) {
+		b.Fatal("wrong key found, or not of the right key's length")
 	}
 	b.Run("right", func(b *testing.B) {
 		for b.Loop() {
@@ -130,4 +134,39 @@ func BenchmarkLookup(b *testing.B) {
 			s.Lookup(wrong)
 		}
 	})
+}
+
+// BenchmarkLookupAlternating measures a right key and a wrong one in
+// alternating batches of 1000 lookups within one run (so load on the
+// machine hits both alike) and reports the median batch of each, per
+// lookup.
+func BenchmarkLookupAlternating(b *testing.B) {
+	salt := []byte("0123456789abcdef0123456789abcdef")
+	keys := make([]Key, 1000)
+	for i := range keys {
+		keys[i] = Key{Hash: Hash(salt, keyA+string(rune('a'+i%26))+string(rune('a'+i/26%26))), Name: "k"}
+	}
+	s := NewSet(salt, keys)
+	right, wrong := keyA+"ba", keyB+"xy"
+	var rt, wt []time.Duration
+	for b.Loop() {
+		for j, k := range []string{right, wrong} {
+			start := time.Now()
+			for range 1000 {
+				s.Lookup(k)
+			}
+			d := time.Since(start) / 1000
+			if j == 0 {
+				rt = append(rt, d)
+			} else {
+				wt = append(wt, d)
+			}
+		}
+	}
+	med := func(ds []time.Duration) float64 {
+		slices.Sort(ds)
+		return float64(ds[len(ds)/2].Nanoseconds())
+	}
+	b.ReportMetric(med(rt), "right-ns/lookup")
+	b.ReportMetric(med(wt), "wrong-ns/lookup")
 }

@@ -60,6 +60,7 @@ func (s *Server) consoleRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /ui/audit", s.uiPage(s.uiAudit))
 	mux.HandleFunc("POST /ui/revoke", s.uiPage(s.uiRevoke))
 	mux.HandleFunc("GET /ui/gateways", s.uiPage(s.uiGateways))
+	mux.HandleFunc("GET /ui/legacy-keys", s.uiPage(s.uiLegacyKeys))
 	mux.HandleFunc("GET /ui/tokens", s.uiPage(s.uiTokenForm))
 	mux.HandleFunc("POST /ui/tokens", s.uiPage(s.uiMintToken))
 	mux.HandleFunc("/ui/", s.uiPage(func(w http.ResponseWriter, r *http.Request, c Caller) error {

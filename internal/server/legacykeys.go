@@ -296,6 +296,56 @@ func (s *Server) migrateLegacyKey(r *http.Request) (int, any, error) {
 	return http.StatusCreated, wire.LegacyKeyMigrateResponse{Key: legacyKeyJSON(k), Token: tok}, nil
 }
 
+// uiLegacyKeys is the console's "still on keys" page: every key with its
+// traffic and its client's migration state, sorted by traffic (the
+// default), last seen or name.
+func (s *Server) uiLegacyKeys(w http.ResponseWriter, r *http.Request, c Caller) error {
+	sortBy := r.URL.Query().Get("sort")
+	if sortBy == "" {
+		sortBy = "traffic"
+	}
+	if !slices.Contains([]string{"traffic", "last-seen", "name"}, sortBy) {
+		return apiError(http.StatusBadRequest, wire.CodeBadRequest, fmt.Sprintf("sort %q is not one of traffic, last-seen, name", sortBy), nil)
+	}
+	keys, err := s.o.Store.LegacyKeys(r.Context())
+	if err != nil {
+		return err
+	}
+	if err := s.auditAdmin(r.Context(), c, "console: legacy keys"); err != nil {
+		return err
+	}
+	out := make([]wire.LegacyKey, len(keys))
+	count := map[string]int{}
+	for i, k := range keys {
+		out[i] = legacyKeyJSON(k)
+		count[out[i].State]++
+	}
+	slices.SortStableFunc(out, func(a, b wire.LegacyKey) int {
+		switch sortBy {
+		case "traffic":
+			return cmpDesc(a.Requests, b.Requests)
+		case "last-seen":
+			return b.LastSeen.Compare(a.LastSeen)
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	s.render(w, http.StatusOK, "legacykeys.html", map[string]any{
+		"Title": "Still on keys", "Viewer": c.ID.String(), "Keys": out, "Sort": sortBy,
+		"KeyOnly": count[wire.LegacyStateKeyOnly], "Both": count[wire.LegacyStateBoth], "CertOnly": count[wire.LegacyStateCertOnly], "Unused": count[wire.LegacyStateUnused],
+	})
+	return nil
+}
+
+func cmpDesc(a, b int64) int {
+	switch {
+	case a > b:
+		return -1
+	case a < b:
+		return 1
+	}
+	return 0
+}
+
 // legacyKeySet is the feed's view of the keys: the salt and every key not
 // revoked. With no key it is empty and reads no salt (nor makes one).
 func legacyKeySet(ctx context.Context, st LegacyKeyStore, now time.Time) (wire.LegacyKeySet, error) {
