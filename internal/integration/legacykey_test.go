@@ -3,8 +3,6 @@ package integration
 import (
 	"bytes"
 	"context"
-	"sync"
-	"sync/atomic"
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
@@ -15,6 +13,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
