@@ -218,7 +218,7 @@ func (s *h1session) writeJSONHeaders(status int, extra, body []byte, closeAfter 
 	b := s.out[:0]
 	b = h1.AppendStatusLine(b, status, nil)
 	b = append(b, extra...)
-	b = append(b, "Content-Type: application/json\r\n"...)
+	b = append(b, ownAnswerHeaders...)
 	b = h1.AppendContentLength(b, int64(len(body)))
 	if closeAfter {
 		b = append(b, "Connection: close\r\n"...)

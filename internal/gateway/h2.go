@@ -188,8 +188,19 @@ func (h *h2server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	finish(route.name)
 }
 
+// ownAnswerHeaders are the header lines of every answer the gateway
+// makes itself (refusals, errors, rate limits), as opposed to an
+// upstream's: JSON, never sniffed as something else by a browser
+// (nosniff), and never stored by a cache between client and gateway
+// (no-store: a refusal is about one connection's certificate, and a
+// cached 403 or 503 would outlive the reason for it).
+const ownAnswerHeaders = "Content-Type: application/json\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\n"
+
 func writeJSONResponse(w http.ResponseWriter, status int, body []byte) {
-	w.Header().Set("Content-Type", "application/json")
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	w.Write(body)
 }

@@ -175,7 +175,8 @@ func (g *Gateway) answerRefusal(rt *runtime, tc *tls.Conn, raw net.Conn, ve *Ver
 		logReq("", "", "", start)
 	}
 	b := h1.AppendStatusLine(nil, status, nil)
-	b = append(b, "Content-Type: application/json\r\nConnection: close\r\n"...)
+	b = append(b, ownAnswerHeaders...)
+	b = append(b, "Connection: close\r\n"...)
 	b = h1.AppendContentLength(b, int64(len(body)))
 	b = append(append(b, "\r\n"...), body...)
 	tc.Write(b)
