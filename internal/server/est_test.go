@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -8,7 +9,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -19,12 +23,11 @@ import (
 	"testing"
 	"time"
 
-	globalest "github.com/globalsign/est"
-
 	"github.com/certgate/certgate/internal/apiclient"
 	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/est"
 	"github.com/certgate/certgate/internal/identity"
+	"github.com/certgate/certgate/internal/pemutil"
 	"github.com/certgate/certgate/internal/server"
 	"github.com/certgate/certgate/internal/store"
 	"github.com/certgate/certgate/internal/testca"
@@ -49,20 +52,129 @@ func newESTEnv(t *testing.T) *estEnv {
 	return &estEnv{te: te, clock: clk, mfg: mfg}
 }
 
-// client is a globalsign/est client of the server trusting its root.
-func (e *estEnv) client(password string, cert *tls.Certificate) *globalest.Client {
-	c := &globalest.Client{Host: e.te.Addr, ExplicitAnchor: e.te.Roots, DisableKeepAlives: true}
-	if password != "" {
-		c.Username, c.Password = "device", password
+// estPeer runs the github.com/globalsign/est client, built from its own
+// module (internal/est/estinterop: that client pins a go-tpm whose API
+// certgate's replaced, so it stays out of certgate's module graph), one
+// operation per run.
+type estPeer struct {
+	bin, dir, host, anchor string
+}
+
+// newESTPeer builds the client once for the test.
+func (e *estEnv) newESTPeer(t *testing.T) *estPeer {
+	t.Helper()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("go not found: %v", err)
 	}
-	if cert != nil {
-		for _, der := range cert.Certificate {
-			x, _ := x509.ParseCertificate(der)
-			c.Certificates = append(c.Certificates, x)
+	dir := t.TempDir()
+	p := &estPeer{bin: filepath.Join(dir, "estinterop"), dir: dir, host: e.te.Addr, anchor: filepath.Join(dir, "roots.pem")}
+	build := exec.Command(goTool, "build", "-o", p.bin, ".")
+	build.Dir = filepath.Join("..", "est", "estinterop")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the globalsign/est client: %v\n%s", err, out)
+	}
+	if err := os.WriteFile(p.anchor, testca.EncodeCerts(e.te.Root), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// estAuth is how a peer run authenticates: an HTTP Basic password, a TLS
+// client certificate (the chain, the leaf first, and its key), both or
+// neither.
+type estAuth struct {
+	password string
+	cert     *tls.Certificate
+}
+
+// estRefusal is an operation the peer saw refused.
+type estRefusal struct {
+	Status  int    `json:"status"`
+	Message string `json:"message"`
+}
+
+func (r *estRefusal) Error() string { return fmt.Sprintf("%d %s", r.Status, r.Message) }
+
+// run does one operation; req is the request for enroll and reenroll. It
+// returns what the client printed, or the refusal it reported.
+func (p *estPeer) run(t *testing.T, op string, a estAuth, req *x509.CertificateRequest) ([]byte, error) {
+	t.Helper()
+	args := []string{"-host", p.host, "-anchor", p.anchor}
+	if a.password != "" {
+		args = append(args, "-password", a.password)
+	}
+	if a.cert != nil {
+		f, err := os.CreateTemp(p.dir, "client-*")
+		if err != nil {
+			t.Fatal(err)
 		}
-		c.PrivateKey = cert.PrivateKey
+		for _, der := range a.cert.Certificate {
+			pem.Encode(f, &pem.Block{Type: "CERTIFICATE", Bytes: der})
+		}
+		f.Close()
+		keyDER, err := x509.MarshalPKCS8PrivateKey(a.cert.PrivateKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keyFile := f.Name() + ".key"
+		if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "-cert", f.Name(), "-key", keyFile)
 	}
-	return c
+	if req != nil {
+		f, err := os.CreateTemp(p.dir, "req-*.der")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Write(req.Raw)
+		f.Close()
+		args = append(args, "-csr", f.Name())
+	}
+	cmd := exec.Command(p.bin, append(args, op)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit) && exit.ExitCode() == 1:
+		var r estRefusal
+		if jerr := json.Unmarshal(stderr.Bytes(), &r); jerr != nil {
+			t.Fatalf("%s: the client's refusal is not JSON: %q", op, stderr.Bytes())
+		}
+		return nil, &r
+	case err != nil:
+		t.Fatalf("%s: %v\n%s", op, err, stderr.Bytes())
+	}
+	return stdout.Bytes(), nil
+}
+
+// certs runs op and parses the certificates it printed.
+func (p *estPeer) certs(t *testing.T, op string, a estAuth, req *x509.CertificateRequest) ([]*x509.Certificate, error) {
+	t.Helper()
+	out, err := p.run(t, op, a, req)
+	if err != nil {
+		return nil, err
+	}
+	certs, perr := pemutil.ParseCertificates(out)
+	if perr != nil {
+		t.Fatalf("%s printed %q: %v", op, out, perr)
+	}
+	return certs, nil
+}
+
+// one runs enroll or reenroll and returns the one certificate issued.
+func (p *estPeer) one(t *testing.T, op string, a estAuth, req *x509.CertificateRequest) (*x509.Certificate, error) {
+	t.Helper()
+	certs, err := p.certs(t, op, a, req)
+	if err != nil {
+		return nil, err
+	}
+	if len(certs) != 1 {
+		t.Fatalf("%s: %d certificates", op, len(certs))
+	}
+	return certs[0], nil
 }
 
 // csrFor makes a request for id with a new P-256 key, subject CN cn.
@@ -97,9 +209,9 @@ func (e *estEnv) tlsCert(c *x509.Certificate, key *ecdsa.PrivateKey) *tls.Certif
 // message.
 func wantESTError(t *testing.T, what string, err error, status int, msg string) {
 	t.Helper()
-	var se interface{ StatusCode() int }
-	if !errors.As(err, &se) || se.StatusCode() != status || strings.TrimSpace(err.Error()) != msg {
-		t.Fatalf("%s: got %v (%T), want %d %q", what, err, err, status, msg)
+	var r *estRefusal
+	if !errors.As(err, &r) || r.Status != status || r.Message != msg {
+		t.Fatalf("%s: got %v, want %d %q", what, err, status, msg)
 	}
 }
 
@@ -129,42 +241,47 @@ func (e *estEnv) count(t *testing.T) int {
 }
 
 // TestESTGlobalsignClient drives every EST operation with the
-// github.com/globalsign/est client: cacerts, csrattrs, enrollment by token
+// github.com/globalsign/est client (built from internal/est/estinterop): cacerts, csrattrs, enrollment by token
 // and by bootstrap certificate, re-enrollment; and the refusals: no
 // authentication, a spent token, a changed subject, a revoked and an
 // expired certificate, a bootstrap certificate asking for another device.
 func TestESTGlobalsignClient(t *testing.T) {
 	e := newESTEnv(t)
+	peer := e.newESTPeer(t)
 	ctx := context.Background()
 	td := e.te.TrustDomain
 	billing := "spiffe://" + td + "/svc/billing"
 
-	cas, err := e.client("", nil).CACerts(ctx)
+	cas, err := peer.certs(t, "cacerts", estAuth{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(cas) != 2 || !cas[0].Equal(e.te.Intermediate) || !cas[1].Equal(e.te.Root) {
 		t.Fatalf("cacerts: %d certificates, want the intermediate then the root", len(cas))
 	}
-	attrs, err := e.client("", nil).CSRAttrs(ctx)
+	out, err := peer.run(t, "csrattrs", estAuth{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(attrs.OIDs) != 2 || attrs.OIDs[0].String() != "1.2.840.10045.4.3.2" || len(attrs.Attributes) != 1 {
+	var attrs struct {
+		OIDs       []string `json:"oids"`
+		Attributes int      `json:"attributes"`
+	}
+	if err := json.Unmarshal(out, &attrs); err != nil || len(attrs.OIDs) != 2 || attrs.OIDs[0] != "1.2.840.10045.4.3.2" || attrs.Attributes != 1 {
 		t.Fatalf("csrattrs: %+v", attrs)
 	}
 
 	// No authentication: 401, nothing issued.
 	before := e.count(t)
 	req, key := estCSR(t, billing, "billing")
-	_, err = e.client("", nil).Enroll(ctx, req)
+	_, err = peer.one(t, "enroll", estAuth{}, req)
 	wantESTError(t, "no auth", err, 401, "authentication required: an enrollment token as the HTTP Basic password, or a bootstrap client certificate")
-	_, err = e.client("not-a-token", nil).Enroll(ctx, req)
+	_, err = peer.one(t, "enroll", estAuth{password: "not-a-token"}, req)
 	wantESTError(t, "garbage password", err, 401, `the HTTP Basic password is not an enrollment token: token: malformed token: does not start with "cgt1."`)
 
 	// Enrollment by token; the same token again is refused.
 	tok := e.te.Token(t, billing, time.Hour)
-	cert, err := e.client(tok, nil).Enroll(ctx, req)
+	cert, err := peer.one(t, "enroll", estAuth{password: tok}, req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +296,7 @@ func TestESTGlobalsignClient(t *testing.T) {
 		t.Fatalf("store record %+v, %v", rec, err)
 	}
 	req2, _ := estCSR(t, billing, "billing")
-	_, err = e.client(tok, nil).Enroll(ctx, req2)
+	_, err = peer.one(t, "enroll", estAuth{password: tok}, req2)
 	wantESTError(t, "token reuse", err, 403, "token was already used")
 	if n := e.count(t); n != before+1 {
 		t.Fatalf("%d certificates recorded, want %d", n, before+1)
@@ -188,7 +305,7 @@ func TestESTGlobalsignClient(t *testing.T) {
 	// Re-enrollment with the current certificate and a new key.
 	current := e.tlsCert(cert, key)
 	reReq, reKey := estCSR(t, billing, cert.Subject.CommonName)
-	renewed, err := e.client("", current).Reenroll(ctx, reReq)
+	renewed, err := peer.one(t, "reenroll", estAuth{cert: current}, reReq)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,15 +315,15 @@ func TestESTGlobalsignClient(t *testing.T) {
 	}
 	// A changed subject, another identity, the same key: refused.
 	changed, _ := estCSR(t, billing, "someone-else")
-	_, err = e.client("", e.tlsCert(renewed, reKey)).Reenroll(ctx, changed)
+	_, err = peer.one(t, "reenroll", estAuth{cert: e.tlsCert(renewed, reKey)}, changed)
 	wantESTError(t, "changed subject", err, 400, `the request's subject "CN=someone-else" differs from the certificate's "CN=billing"; re-enrollment keeps the subject`)
 	other, _ := estCSR(t, "spiffe://"+td+"/svc/other", "billing")
-	_, err = e.client("", e.tlsCert(renewed, reKey)).Reenroll(ctx, other)
+	_, err = peer.one(t, "reenroll", estAuth{cert: e.tlsCert(renewed, reKey)}, other)
 	wantESTError(t, "changed identity", err, 400, `csr: asks for identity spiffe://`+td+`/svc/other but may only have spiffe://`+td+`/svc/billing`)
-	_, err = e.client("", e.tlsCert(renewed, reKey)).Reenroll(ctx, reReq)
+	_, err = peer.one(t, "reenroll", estAuth{cert: e.tlsCert(renewed, reKey)}, reReq)
 	wantESTError(t, "same key", err, 400, "renewal must use a new key")
 	// No certificate at all.
-	_, err = e.client("", nil).Reenroll(ctx, reReq)
+	_, err = peer.one(t, "reenroll", estAuth{}, reReq)
 	wantESTError(t, "reenroll without certificate", err, 401, "re-enrollment needs the current client certificate")
 
 	// A revoked certificate cannot re-enroll.
@@ -214,7 +331,7 @@ func TestESTGlobalsignClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	fresh, _ := estCSR(t, billing, "billing")
-	_, err = e.client("", e.tlsCert(renewed, reKey)).Reenroll(ctx, fresh)
+	_, err = peer.one(t, "reenroll", estAuth{cert: e.tlsCert(renewed, reKey)}, fresh)
 	wantESTError(t, "revoked", err, 403, "certificate is revoked; enroll again with a new token")
 
 	// Enrollment by bootstrap certificate: the device's serial number
@@ -223,7 +340,7 @@ func TestESTGlobalsignClient(t *testing.T) {
 	devTLS := dev.TLSCertificate()
 	devID := "spiffe://" + td + "/device/dev-0042"
 	devReq, devKey := estCSR(t, devID, "dev-0042")
-	devCert, err := e.client("", &devTLS).Enroll(ctx, devReq)
+	devCert, err := peer.one(t, "enroll", estAuth{cert: &devTLS}, devReq)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,21 +349,21 @@ func TestESTGlobalsignClient(t *testing.T) {
 		t.Fatalf("bootstrap record %+v, %v", rec, err)
 	}
 	stolen, _ := estCSR(t, "spiffe://"+td+"/device/dev-0001", "dev-0001")
-	_, err = e.client("", &devTLS).Enroll(ctx, stolen)
+	_, err = peer.one(t, "enroll", estAuth{cert: &devTLS}, stolen)
 	wantESTError(t, "bootstrap for another device", err, 400, `csr: asks for identity spiffe://`+td+`/device/dev-0001 but may only have `+devID)
 	// A bootstrap certificate is good for nothing else.
 	if _, err := e.te.Client(t, &devTLS).ListCertificates(ctx, apiclient.ListFilter{}); err == nil || err.Error() != "server said 403 forbidden: client certificate has no identity of this trust domain" {
 		t.Fatalf("bootstrap certificate on /v1: %v", err)
 	}
 	// A certgate certificate is not a bootstrap certificate.
-	_, err = e.client("", e.tlsCert(cert, key)).Enroll(ctx, fresh)
+	_, err = peer.one(t, "enroll", estAuth{cert: e.tlsCert(cert, key)}, fresh)
 	wantESTError(t, "certgate cert on simpleenroll", err, 403, "simpleenroll takes an enrollment token (HTTP Basic password) or a bootstrap certificate; this client certificate is neither (a certgate certificate renews with simplereenroll)")
 
 	// An expired certificate: the handshake refuses it, nothing is issued.
 	n := e.count(t)
 	e.clock.Advance(devCert.NotAfter.Sub(e.clock.Now()) + time.Minute)
 	late, _ := estCSR(t, devID, "dev-0042")
-	if _, err = e.client("", e.tlsCert(devCert, devKey)).Reenroll(ctx, late); err == nil {
+	if _, err = peer.one(t, "reenroll", estAuth{cert: e.tlsCert(devCert, devKey)}, late); err == nil {
 		t.Fatal("an expired certificate re-enrolled")
 	}
 	// What the client sees depends on when the alert arrives (TLS 1.3:
