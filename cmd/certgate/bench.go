@@ -66,7 +66,7 @@ one verification of the server's signature.`,
 	f.DurationVar(&o.Warmup, "warmup", time.Second, "unmeasured load before each run (fills caches and the session cache)")
 	f.IntVar(&o.Concurrency, "concurrency", 16, "concurrent connections")
 	f.IntVar(&o.Rounds, "rounds", 1, "times to run every mode against every target, alternating the order")
-	cmd.AddCommand(newBenchBaselineCmd(s), newBenchUpstreamCmd(s), newBenchEnrollCmd(s), newBenchRevokeCmd(s), newBenchRenewCmd(s), newBenchStormCmd(s))
+	cmd.AddCommand(newBenchBaselineCmd(s), newBenchUpstreamCmd(s), newBenchEnrollCmd(s), newBenchRevokeCmd(s), newBenchRenewCmd(s), newBenchStormCmd(s), newBenchIdleCmd(s))
 	return cmd
 }
 

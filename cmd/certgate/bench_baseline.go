@@ -38,6 +38,7 @@ of a handshake, the peer the gateway's handshakes are measured against.`,
 	cmd.Flags().StringVar(&o.Bundle, "bundle", "", "roots that verify client certificates")
 	cmd.Flags().StringVar(&o.Upstream, "upstream", "", "http:// upstream to reverse-proxy to (default: answer 200 itself)")
 	cmd.Flags().StringVar(&o.ProxyPrefix, "proxy-prefix", "/", "with --upstream: the path prefix that is proxied; other paths get 403")
+	cmd.Flags().StringVar(&o.Metrics, "metrics", "", "address where /metrics serves the Go runtime's metrics, as the gateway's metrics listener (for 'certgate bench idle')")
 	cmd.Flags().BoolVar(&o.Bare, "bare", false, "crypto/tls and a minimal HTTP/1.1 responder answering 403 to every request, no net/http")
 	return cmd
 }

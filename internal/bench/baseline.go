@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/certgate/certgate/internal/metrics"
 	"github.com/certgate/certgate/internal/tlspolicy"
 )
 
@@ -33,10 +34,16 @@ type BaselineOptions struct {
 	// net/http: every request is answered 403 (bare.go). Upstream must be
 	// empty.
 	Bare bool
+	// Metrics, if set, is an address where /metrics serves the Go
+	// runtime's metrics (Prometheus Go and process collectors), as the
+	// gateway's metrics listener does: the idle-connection benchmark reads
+	// heap and stacks from it.
+	Metrics string
 }
 
 // ServeBaseline serves the baseline until ctx ends. ready is called with
-// the bound address once it listens.
+// the bound address once it listens (and the metrics listener, if any,
+// too).
 func ServeBaseline(ctx context.Context, o BaselineOptions, ready func(addr string)) error {
 	if o.Cert == "" || o.Key == "" || o.Bundle == "" {
 		return errors.New("--cert, --key, --bundle: all are required")
@@ -77,6 +84,12 @@ func ServeBaseline(ctx context.Context, o BaselineOptions, ready func(addr strin
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
+	}
+	if o.Metrics != "" {
+		if _, err := metrics.Serve(ctx, o.Metrics, metrics.NewRegistry()); err != nil {
+			ln.Close()
+			return fmt.Errorf("--metrics: %w", err)
+		}
 	}
 	tc := tlspolicy.Apply(&tls.Config{
 		Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool,
