@@ -4,14 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -22,104 +20,33 @@ import (
 
 	"github.com/certgate/certgate/internal/ca"
 	"github.com/certgate/certgate/internal/pemutil"
+	"github.com/certgate/certgate/internal/roles"
 	"github.com/certgate/certgate/internal/testenv"
 )
 
-// chromeBrowser is a headless Chromium with its own profile and NSS
-// database (HOME/.pki/nssdb) that trusts the test CA's root and, if a
-// client certificate was imported, presents it to the server
-// automatically (the AutoSelectCertificateForUrls policy).
-type chromeBrowser struct {
-	bin, home, profile string
+// consoleTrust is what the console tests' browsers trust: the test CA's
+// root and its intermediate. Chromium refuses chains through certgate's
+// root (its critical URI name constraint, see
+// TestChromiumAndTheRootNameConstraint); with the intermediate trusted as
+// an anchor, the path Chromium builds ends there (docs/console.md).
+func consoleTrust(e *testenv.Env) []byte {
+	return append(append([]byte{}, e.BundlePEM...), pemutil.EncodeCertificates(e.Intermediate)...)
 }
 
-func newBrowser(t *testing.T, e *testenv.Env, clientP12 []byte) *chromeBrowser {
+// p12Of encodes cert as the PKCS#12 file a user imports into a browser.
+func p12Of(t *testing.T, e *testenv.Env, cert tls.Certificate) []byte {
 	t.Helper()
-	b := &chromeBrowser{bin: testenv.RequirePeer(t, "chromium"), home: t.TempDir(), profile: t.TempDir()}
-	certutil := testenv.RequirePeer(t, "certutil")
-	pk12util := testenv.RequirePeer(t, "pk12util")
-	db := filepath.Join(b.home, ".pki", "nssdb")
-	if err := os.MkdirAll(db, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	run := func(name string, args ...string) {
-		t.Helper()
-		if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-			t.Fatalf("%s %v: %v\n%s", name, args, err, out)
-		}
-	}
-	run(certutil, "-N", "-d", "sql:"+db, "--empty-password")
-	rootFile := filepath.Join(b.home, "root.pem")
-	os.WriteFile(rootFile, e.BundlePEM, 0o644)
-	run(certutil, "-A", "-d", "sql:"+db, "-n", "certgate test root", "-t", "C,,", "-a", "-i", rootFile)
-	interFile := filepath.Join(b.home, "intermediate.pem")
-	os.WriteFile(interFile, pemutil.EncodeCertificates(e.Intermediate), 0o644)
-	run(certutil, "-A", "-d", "sql:"+db, "-n", "certgate test intermediate", "-t", "C,,", "-a", "-i", interFile)
-	if clientP12 != nil {
-		p12 := filepath.Join(b.home, "client.p12")
-		os.WriteFile(p12, clientP12, 0o600)
-		run(pk12util, "-i", p12, "-d", "sql:"+db, "-W", "test-password")
-	}
-	return b
-}
-
-// dumpDOM loads url and returns the DOM as Chromium built it; with shot,
-// it also saves a screenshot there.
-func (b *chromeBrowser) dumpDOM(t *testing.T, url, shot string) string {
-	t.Helper()
-	args := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--user-data-dir=" + b.profile}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, b.bin, append(args, "--dump-dom", url)...)
-	cmd.Env = append(os.Environ(), "HOME="+b.home)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	p12, err := pkcs12.Modern.Encode(cert.PrivateKey, cert.Leaf, []*x509Cert{e.Intermediate}, "test-password")
 	if err != nil {
-		t.Fatalf("chromium --dump-dom %s: %v\n%s", url, err, stderr.String())
-	}
-	if !strings.Contains(string(out), "<html") {
-		t.Logf("chromium stderr:\n%s", stderr.String())
-	}
-	if shot != "" {
-		cmd := exec.CommandContext(ctx, b.bin, append(args, "--window-size=1280,900", "--screenshot="+shot, url)...)
-		cmd.Env = append(os.Environ(), "HOME="+b.home)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("chromium --screenshot: %v\n%s", err, out)
-		}
-	}
-	return string(out)
-}
-
-// autoSelectPolicy makes Chromium present the imported client certificate
-// to serverURL without asking: a managed policy file, which Debian's
-// Chromium reads from /etc/chromium/policies/managed (root only).
-func autoSelectPolicy(t *testing.T, serverURL string) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CERTGATE_REQUIRE_PEERS") == "1" {
-			t.Fatal("the Chromium policy needs root to write /etc/chromium/policies/managed")
-		}
-		t.Skip("the Chromium policy needs root to write /etc/chromium/policies/managed")
-	}
-	dir := "/etc/chromium/policies/managed"
-	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	rule, _ := json.Marshal(map[string]any{"pattern": serverURL, "filter": map[string]any{}})
-	pol, _ := json.Marshal(map[string]any{"AutoSelectCertificateForUrls": []string{string(rule)}})
-	f := filepath.Join(dir, fmt.Sprintf("certgate-test-%d.json", os.Getpid()))
-	if err := os.WriteFile(f, pol, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.Remove(f) })
+	return p12
 }
 
 // TestConsoleInChromium: headless Chromium with the admin's p12 imported
 // into its NSS database (pk12util) and chosen by the
 // AutoSelectCertificateForUrls policy loads /ui/ and lists the enrolled
-// identities with their last use (DOM from --dump-dom; a screenshot is kept
+// identities with their last use (the DOM read over WebDriver; a screenshot is kept
 // as an artifact), and one identity's page with its certificates, usage by
 // route, chart and revoke form. A browser without a certificate, and one
 // with a client certificate that is not an admin's, are refused.
@@ -136,14 +63,11 @@ func TestConsoleInChromium(t *testing.T) {
 	resp.Body.Close()
 	waitSeen(t, e, aliceC.id)
 
-	p12, err := pkcs12.Modern.Encode(e.AdminCert.PrivateKey, e.AdminCert.Leaf, []*x509Cert{e.Intermediate}, "test-password")
-	if err != nil {
-		t.Fatal(err)
-	}
-	autoSelectPolicy(t, e.URL)
-	admin := newBrowser(t, e, p12)
+	autoSelectPolicy(t)
+	admin := newBrowser(t, consoleTrust(e), p12Of(t, e, e.AdminCert))
 	shot := filepath.Join(t.ArtifactDir(), "console-identities.png")
-	dom := admin.dumpDOM(t, e.URL+"/ui/", shot)
+	dom := admin.open(t, e.URL+"/ui/")
+	admin.screenshot(t, shot)
 	for _, want := range []string{
 		`<span id="viewer">spiffe://example.org/admin/alice</span>`,
 		`">spiffe://example.org/svc/alice</a>`,
@@ -154,36 +78,30 @@ func TestConsoleInChromium(t *testing.T) {
 			t.Errorf("/ui/ DOM lacks %q:\n%s", want, dom)
 		}
 	}
-	if fi, err := os.Stat(shot); err != nil || fi.Size() < 1000 {
-		t.Errorf("screenshot %s: %v", shot, err)
-	}
 	t.Logf("screenshot: %s", shot)
-	dom = admin.dumpDOM(t, e.URL+"/ui/identity?id="+aliceC.id, filepath.Join(t.ArtifactDir(), "console-identity.png"))
+	dom = admin.open(t, e.URL+"/ui/identity?id="+aliceC.id)
+	admin.screenshot(t, filepath.Join(t.ArtifactDir(), "console-identity.png"))
 	for _, want := range []string{`<svg id="chart"`, `<form class="revoke" method="post" action="/ui/revoke">`, aliceC.serial, "<td>api</td>"} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("identity page DOM lacks %q:\n%s", want, dom)
 		}
 	}
-	dom = admin.dumpDOM(t, e.URL+"/ui/audit", "")
+	dom = admin.open(t, e.URL+"/ui/audit")
 	if !strings.Contains(dom, `<p id="verification" class="ok">The hash chain of all`) {
 		t.Errorf("audit page does not show a verified chain:\n%s", dom)
 	}
 
-	dom = admin.dumpDOM(t, e.URL+"/ui/gateways", "")
+	dom = admin.open(t, e.URL+"/ui/gateways")
 	if !regexp.MustCompile(`<td>spiffe://example.org/gateway/gw1</td><td>1</td>.*<span class="ok">connected</span>`).MatchString(strings.ReplaceAll(dom, "\n", "")) {
 		t.Errorf("gateways page does not show gw1 connected:\n%s", dom)
 	}
 
-	nobody := newBrowser(t, e, nil)
-	if dom := nobody.dumpDOM(t, e.URL+"/ui/", ""); !strings.Contains(dom, `<p id="message">a client certificate is required</p>`) || strings.Contains(dom, "svc/alice") {
+	nobody := newBrowser(t, consoleTrust(e), nil)
+	if dom := nobody.open(t, e.URL+"/ui/"); !strings.Contains(dom, `<p id="message">a client certificate is required</p>`) || strings.Contains(dom, "svc/alice") {
 		t.Errorf("a browser without a certificate got:\n%s", dom)
 	}
-	svcP12, err := pkcs12.Modern.Encode(alice.PrivateKey, alice.Leaf, []*x509Cert{e.Intermediate}, "test-password")
-	if err != nil {
-		t.Fatal(err)
-	}
-	notAdmin := newBrowser(t, e, svcP12)
-	if dom := notAdmin.dumpDOM(t, e.URL+"/ui/", ""); !strings.Contains(dom, `<p id="message">identity spiffe://example.org/svc/alice may not use the console: it holds no role; that needs the role admin</p>`) {
+	notAdmin := newBrowser(t, consoleTrust(e), p12Of(t, e, alice))
+	if dom := notAdmin.open(t, e.URL+"/ui/"); !strings.Contains(dom, `<p id="message">identity spiffe://example.org/svc/alice may not use the console: it holds no role; that needs the role admin or auditor</p>`) {
 		t.Errorf("a non-admin browser got:\n%s", dom)
 	}
 }
@@ -366,3 +284,300 @@ func TestConsoleRevokeCutsLiveConnection(t *testing.T) {
 }
 
 type x509Cert = x509.Certificate
+
+// auditCount is the number of records in the audit log.
+func auditCount(t *testing.T, e *testenv.Env) int {
+	t.Helper()
+	recs, err := e.Store.AuditRecords(context.Background(), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(recs)
+}
+
+// notRevoked fails the test if serial was revoked.
+func notRevoked(t *testing.T, e *testenv.Env, serial, after string) {
+	t.Helper()
+	if c, err := e.Store.GetCertificate(context.Background(), serial); err != nil || c.Revocation != nil {
+		t.Fatalf("after %s: %+v %v; want %s not revoked", after, c.Revocation, err, serial)
+	}
+}
+
+// attackerSite is a page of another site (plain HTTP on another port)
+// whose buttons post forms to the console, as a forged cross-site request
+// does: #revoke and #mint, with csrf as the form token.
+func attackerSite(t *testing.T, e *testenv.Env, csrf, serial, id string) string {
+	t.Helper()
+	page := fmt.Sprintf(`<!doctype html><html><body><h1>win a prize</h1>
+<form method="post" action="%[1]s/ui/revoke"><input type="hidden" name="csrf" value="%[2]s"><input type="hidden" name="serial" value="%[3]s">
+<input type="hidden" name="identity" value="%[4]s"><input type="hidden" name="reason" value="keyCompromise"><input type="hidden" name="confirm" value="yes"><button id="revoke">claim</button></form>
+<form method="post" action="%[1]s/ui/tokens"><input type="hidden" name="csrf" value="%[2]s"><input type="hidden" name="identity" value="spiffe://example.org/svc/evil"><button id="mint">claim too</button></form>
+</body></html>`, e.URL, csrf, serial, id)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, page)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// TestConsoleAuditorInChromium: an identity holding the role auditor
+// (granted as data) opens every console page in headless Chromium with
+// its certificate, and no page has a write form, a form token or a link
+// to one; the token page refuses it. Its forged posts to /ui/revoke and
+// /ui/tokens are refused with the role answer and change nothing (no
+// revocation, no token, no audit record): from another site's page in its
+// browser; with the cookie and form token of a page it loaded while it
+// still held admin, submitted by clicking that form in the browser after
+// admin was taken away; and from a Go client without cookie or token, with
+// a valid pair, and marked cross-site.
+func TestConsoleAuditorInChromium(t *testing.T) {
+	u := newUsageSetup(t, "")
+	e := u.env
+	ctx := context.Background()
+	alice := e.IssueDirect(t, "/svc/alice", ca.ClientProfile)
+	const aliceID = "spiffe://example.org/svc/alice"
+	aliceSerial := alice.Leaf.SerialNumber.Text(16)
+	carol := e.IssueDirect(t, "/audit/carol", ca.ClientProfile)
+	const carolID = "spiffe://example.org/audit/carol"
+	grant := func(role string) {
+		t.Helper()
+		if err := e.Store.GrantRole(ctx, roles.Grant{Role: role, Holder: carolID, GrantedBy: e.AdminID.String(), GrantedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ungrant := func(role string) {
+		t.Helper()
+		if err := e.Store.RevokeRole(ctx, roles.Grant{Role: role, Holder: carolID}, e.AdminID.String(), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	grant(roles.Auditor)
+
+	autoSelectPolicy(t)
+	aud := newBrowser(t, consoleTrust(e), p12Of(t, e, carol))
+	viewer := `<span id="viewer">spiffe://example.org/audit/carol</span> <span id="role">(auditor, read only)</span>`
+	for _, page := range []string{"/ui/", "/ui/?filter=valid", "/ui/identity?id=" + aliceID, "/ui/audit", "/ui/gateways", "/ui/legacy-keys"} {
+		dom := aud.open(t, e.URL+page)
+		if !strings.Contains(dom, viewer) {
+			t.Errorf("%s: no %q:\n%s", page, viewer, dom)
+		}
+		for _, bad := range []string{`method="post"`, "/ui/revoke", "/ui/tokens", `name="csrf"`, "Mint a token", `name="confirm"`} {
+			if strings.Contains(dom, bad) {
+				t.Errorf("%s shows the auditor %q:\n%s", page, bad, dom)
+			}
+		}
+		switch {
+		case page == "/ui/" && !strings.Contains(dom, `">spiffe://example.org/svc/alice</a>`):
+			t.Errorf("/ui/ does not list alice for the auditor:\n%s", dom)
+		case strings.HasPrefix(page, "/ui/identity") && !strings.Contains(dom, "<td>"+aliceSerial+"</td><td>valid</td>"):
+			t.Errorf("the identity page does not show alice's certificate to the auditor:\n%s", dom)
+		case page == "/ui/audit" && !strings.Contains(dom, `<p id="verification" class="ok">`):
+			t.Errorf("the audit page does not show a verified chain to the auditor:\n%s", dom)
+		}
+		if strings.HasPrefix(page, "/ui/identity") {
+			aud.screenshot(t, filepath.Join(t.ArtifactDir(), "console-auditor-identity.png"))
+		}
+	}
+	const noMint = `<p id="message">identity spiffe://example.org/audit/carol may not mint enrollment tokens: it holds only auditor; that needs the role admin</p>`
+	const noRevoke = `<p id="message">identity spiffe://example.org/audit/carol may not revoke certificates: it holds only auditor; that needs the role admin</p>`
+	if dom := aud.open(t, e.URL+"/ui/tokens"); !strings.Contains(dom, noMint) || strings.Contains(dom, "<form") {
+		t.Errorf("/ui/tokens for the auditor:\n%s", dom)
+	}
+
+	// Forged from another site's page in the auditor's browser.
+	before := auditCount(t, e)
+	evil := attackerSite(t, e, strings.Repeat("ab", 32), aliceSerial, aliceID)
+	for _, tc := range []struct{ button, want string }{{"#revoke", noRevoke}, {"#mint", noMint}} {
+		aud.open(t, evil)
+		aud.click(t, tc.button)
+		if dom := aud.dom(t); !strings.Contains(dom, tc.want) {
+			t.Errorf("cross-site %s from the auditor's browser:\n%s\nwant %s", tc.button, dom, tc.want)
+		}
+	}
+	if n := auditCount(t, e); n != before {
+		t.Errorf("cross-site posts added %d audit records", n-before)
+	}
+	notRevoked(t, e, aliceSerial, "the auditor's cross-site posts")
+
+	// A valid cookie and form token, from pages loaded while carol still
+	// held admin, submitted by clicking the forms after it was taken away:
+	// the role is checked at the post, not only when the form is drawn.
+	grant(roles.Admin)
+	aud.open(t, e.URL+"/ui/identity?id="+aliceID)
+	ungrant(roles.Admin)
+	before = auditCount(t, e)
+	aud.click(t, `form.revoke input[name="confirm"]`)
+	aud.click(t, `form.revoke button`)
+	if dom := aud.dom(t); !strings.Contains(dom, noRevoke) {
+		t.Errorf("revoke form kept from admin days:\n%s", dom)
+	}
+	grant(roles.Admin)
+	aud.open(t, e.URL+"/ui/tokens")
+	ungrant(roles.Admin)
+	mid := auditCount(t, e)
+	aud.typeInto(t, `#mint input[name="identity"]`, "spiffe://example.org/svc/new")
+	aud.click(t, `#mint button`)
+	if dom := aud.dom(t); !strings.Contains(dom, noMint) {
+		t.Errorf("mint form kept from admin days:\n%s", dom)
+	}
+	if n := auditCount(t, e); n != mid || mid != before+2 { // +2: admin granted again, and taken away
+		t.Errorf("audit records: %d before the revoke, %d before the mint, %d after; want only the two role changes", before, mid, n)
+	}
+	notRevoked(t, e, aliceSerial, "the auditor's kept forms")
+
+	// The same from a Go client: no cookie, a valid pair, cross-site.
+	hc := consoleSession(t, e, &carol)
+	grant(roles.Admin)
+	tokens := map[string]string{}
+	for path, action := range map[string]string{"/ui/identity?id=" + aliceID: "revoke", "/ui/tokens": "mint"} {
+		resp, err := hc.Get(e.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		m := csrfField.FindStringSubmatch(string(b))
+		if m == nil {
+			t.Fatalf("no form token on %s while carol holds admin:\n%s", path, b)
+		}
+		tokens[action] = m[1]
+	}
+	ungrant(roles.Admin)
+	before = auditCount(t, e)
+	post := func(hc *http.Client, path string, vals url.Values, hdr map[string]string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", e.URL+path, strings.NewReader(vals.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	revokeForm := func(tok string) url.Values {
+		return url.Values{"csrf": {tok}, "serial": {aliceSerial}, "identity": {aliceID}, "reason": {"keyCompromise"}, "confirm": {"yes"}}
+	}
+	mintForm := func(tok string) url.Values {
+		return url.Values{"csrf": {tok}, "identity": {"spiffe://example.org/svc/new"}}
+	}
+	cross := map[string]string{"Sec-Fetch-Site": "cross-site"}
+	for _, tc := range []struct {
+		name, path string
+		hc         *http.Client
+		vals       url.Values
+		hdr        map[string]string
+		want       string
+	}{
+		{"revoke, no cookie, no token", "/ui/revoke", consoleSession(t, e, &carol), revokeForm(""), nil, noRevoke},
+		{"revoke, valid cookie and token", "/ui/revoke", hc, revokeForm(tokens["revoke"]), nil, noRevoke},
+		{"revoke, valid pair, cross-site", "/ui/revoke", hc, revokeForm(tokens["revoke"]), cross, noRevoke},
+		{"mint, no cookie, no token", "/ui/tokens", consoleSession(t, e, &carol), mintForm(""), nil, noMint},
+		{"mint, valid cookie and token", "/ui/tokens", hc, mintForm(tokens["mint"]), nil, noMint},
+		{"mint, valid pair, cross-site", "/ui/tokens", hc, mintForm(tokens["mint"]), cross, noMint},
+	} {
+		if status, body := post(tc.hc, tc.path, tc.vals, tc.hdr); status != http.StatusForbidden || !strings.Contains(body, tc.want) {
+			t.Errorf("%s: %d\n%s\nwant 403 %s", tc.name, status, body, tc.want)
+		}
+	}
+	if n := auditCount(t, e); n != before {
+		t.Errorf("the auditor's forged posts added %d audit records", n-before)
+	}
+	notRevoked(t, e, aliceSerial, "the auditor's forged posts")
+}
+
+// TestConsoleRevokeInChromium: the admin revokes a certificate from the
+// identity page in headless Chromium by clicking, as a user does: the
+// reason chosen in the select, the confirmation box ticked, the Revoke
+// button pressed. The client's live keep-alive connection to the gateway
+// is closed within a second of the revocation (measured from its audit
+// record, written before the console answers), and the audit record
+// carries the browser's identity. Before that, nothing is revoked by a
+// click on Revoke without the box ticked (the browser does not post the
+// form), nor by another site's page posting the form with the very token
+// of the admin's page (the browser sends no SameSite=Strict cookie with
+// it and says Sec-Fetch-Site: cross-site).
+func TestConsoleRevokeInChromium(t *testing.T) {
+	u := newUsageSetup(t, "")
+	e := u.env
+	victim := e.IssueDirect(t, "/svc/victim", ca.ClientProfile)
+	v := client{cert: victim, serial: victim.Leaf.SerialNumber.Text(16), id: "spiffe://example.org/svc/victim"}
+	live, br, cut, err := openLive(u.gwAddr, clientTLS(e.Roots, v, "http/1.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { live.Close() })
+	waitRead(br)
+	var cutAt time.Time
+	cutSeen := make(chan struct{})
+	go func() { <-cut; cutAt = time.Now(); close(cutSeen) }()
+
+	autoSelectPolicy(t)
+	admin := newBrowser(t, consoleTrust(e), p12Of(t, e, e.AdminCert))
+	page := e.URL + "/ui/identity?id=" + v.id
+	m := csrfField.FindStringSubmatch(admin.open(t, page))
+	if m == nil {
+		t.Fatal("no form token on the identity page")
+	}
+	before := auditCount(t, e)
+	admin.open(t, attackerSite(t, e, m[1], v.serial, v.id))
+	admin.click(t, "#revoke")
+	const stale = `<p id="message">the form is stale or did not come from this console; reload the page and try again</p>`
+	if dom := admin.dom(t); !strings.Contains(dom, stale) {
+		t.Errorf("cross-site post with the page's token:\n%s", dom)
+	}
+	admin.open(t, page)
+	admin.click(t, `form.revoke button`) // the box not ticked
+	if dom := admin.dom(t); !strings.Contains(dom, `<form class="revoke" method="post" action="/ui/revoke">`) {
+		t.Errorf("Revoke without the box ticked left the page:\n%s", dom)
+	}
+	if n := auditCount(t, e); n != before+1 { // +1: the page view
+		t.Errorf("the refused posts added %d audit records, want only the page view", n-before)
+	}
+	notRevoked(t, e, v.serial, "the cross-site post and the unconfirmed click")
+	select {
+	case <-cutSeen:
+		t.Fatal("the live connection closed before the revocation")
+	default:
+	}
+
+	admin.click(t, `form.revoke select[name="reason"] option:nth-child(3)`) // cessationOfOperation
+	admin.click(t, `form.revoke input[name="confirm"]`)
+	admin.click(t, `form.revoke button`)
+	answered := time.Now() // the click returns once the answer's page loaded
+	admin.screenshot(t, filepath.Join(t.ArtifactDir(), "console-revoked.png"))
+	if dom := admin.dom(t); !strings.Contains(dom, "Revoked "+v.serial+" (cessationOfOperation) by spiffe://example.org/admin/alice.") {
+		t.Fatalf("after clicking Revoke:\n%s", dom)
+	}
+	recs, err := e.Store.AuditRecords(context.Background(), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var revokedAt time.Time
+	for _, r := range recs {
+		if r.Action == "cert.revoke" && r.Subject == v.serial {
+			if r.Actor != "spiffe://example.org/admin/alice" {
+				t.Errorf("cert.revoke by %q, want the browser's identity", r.Actor)
+			}
+			revokedAt = r.Time
+		}
+	}
+	if revokedAt.IsZero() {
+		t.Fatal("no cert.revoke audit record")
+	}
+	select {
+	case <-cutSeen:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the live gateway connection is still open 30 s after the console revoked its certificate")
+	}
+	after := cutAt.Sub(revokedAt)
+	t.Logf("live gateway connection cut %v after the revocation was recorded (%v after the click returned)", after.Round(time.Millisecond), cutAt.Sub(answered).Round(time.Millisecond))
+	if after < 0 || after > time.Second {
+		t.Errorf("the live gateway connection was cut %v after the revocation; want within 1 s", after)
+	}
+}

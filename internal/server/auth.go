@@ -45,17 +45,26 @@ func (s *Server) authorize(r *http.Request, what string, allowed []string) (Call
 		return Caller{}, err
 	}
 	c.Roles = roles.For(grants, c.ID.String())
+	if err := c.may(what, allowed); err != nil {
+		return Caller{}, err
+	}
+	return c, nil
+}
+
+// may says whether the caller holds one of the roles allowed to do what;
+// the refusal says what it holds and what it would need.
+func (c Caller) may(what string, allowed []string) error {
 	for _, a := range allowed {
 		if (a == roles.Admin && c.Roles.Admin) || (a == roles.Auditor && c.Roles.Auditor) ||
 			(a == roles.Gateway && c.Roles.Gateway) || (a == roles.Issuer && len(c.Roles.Scopes) > 0) {
-			return c, nil
+			return nil
 		}
 	}
 	held := "holds no role"
 	if n := c.Roles.Names(); len(n) > 0 {
 		held = "holds only " + strings.Join(n, ", ")
 	}
-	return Caller{}, apiError(http.StatusForbidden, wire.CodeForbidden,
+	return apiError(http.StatusForbidden, wire.CodeForbidden,
 		fmt.Sprintf("identity %s may not %s: it %s; that needs the role %s", c.ID, what, held, strings.Join(allowed, " or ")), nil)
 }
 

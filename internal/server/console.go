@@ -23,10 +23,13 @@ import (
 )
 
 // The web console at /ui/: server-rendered html/template pages over the
-// API's own mTLS listener, for a browser that presents an admin
-// certificate (the same authorization as the admin API). No JavaScript,
-// no external asset; charts are inline SVG. Every page view and every
-// action is audited with the browser's identity.
+// API's own mTLS listener, for a browser that presents the certificate of
+// an identity holding the role admin or auditor (roles granted as data,
+// as for the admin API). An auditor reads every page and is shown no write
+// action; the write handlers check the role again, so a form kept from
+// before a role was taken away, or forged, is refused. No JavaScript, no
+// external asset; charts are inline SVG. Every page view and every action
+// is audited with the browser's identity.
 
 //go:embed ui/*.html
 var uiFiles embed.FS
@@ -70,8 +73,8 @@ func (s *Server) consoleRoutes(mux *http.ServeMux) {
 
 type uiHandler func(w http.ResponseWriter, r *http.Request, c Caller) error
 
-// uiPage authenticates the browser's certificate as an admin, sets the
-// security headers and renders errors as a page.
+// uiPage authenticates the browser's certificate as an admin's or an
+// auditor's, sets the security headers and renders errors as a page.
 func (s *Server) uiPage(h uiHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		hd := w.Header()
@@ -80,7 +83,7 @@ func (s *Server) uiPage(h uiHandler) http.HandlerFunc {
 		hd.Set("Referrer-Policy", "no-referrer")
 		hd.Set("Cache-Control", "no-store")
 		r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
-		c, err := s.authorize(r, "use the console", adminOnly)
+		c, err := s.authorize(r, "use the console", readers)
 		if err == nil {
 			err = h(w, r, c)
 		}
@@ -90,12 +93,17 @@ func (s *Server) uiPage(h uiHandler) http.HandlerFunc {
 				s.o.Log.Error("console", "path", r.URL.Path, "err", err)
 				e = apiError(http.StatusInternalServerError, wire.CodeInternal, "internal error", err)
 			}
-			s.render(w, e.Status, "message.html", map[string]any{"Title": http.StatusText(e.Status), "Viewer": c.ID.String(), "Message": e.Message})
+			s.render(w, e.Status, "message.html", c, map[string]any{"Title": http.StatusText(e.Status), "Message": e.Message})
 		}
 	}
 }
 
-func (s *Server) render(w http.ResponseWriter, status int, name string, data any) {
+// render writes a page for viewer c: the templates show write actions only
+// when Admin is true.
+func (s *Server) render(w http.ResponseWriter, status int, name string, c Caller, data map[string]any) {
+	data["Viewer"] = c.ID.String()
+	data["Admin"] = c.Roles.Admin
+	data["Role"] = strings.Join(c.Roles.Names(), ", ")
 	var b bytes.Buffer
 	if err := uiTemplates.ExecuteTemplate(&b, name, data); err != nil {
 		s.o.Log.Error("console: template", "name", name, "err", err)
@@ -189,8 +197,8 @@ func (s *Server) uiIdentities(w http.ResponseWriter, r *http.Request, c Caller) 
 			out = append(out, id)
 		}
 	}
-	s.render(w, http.StatusOK, "identities.html", map[string]any{
-		"Title": "Identities", "Viewer": c.ID.String(), "Query": q, "Filter": filter, "Filters": uiFilters,
+	s.render(w, http.StatusOK, "identities.html", c, map[string]any{
+		"Title": "Identities", "Query": q, "Filter": filter, "Filters": uiFilters,
 		"Identities": out, "StaleWindow": "30 days", "ExpiringWindow": "7 days",
 	})
 	return nil
@@ -239,11 +247,14 @@ func (s *Server) uiIdentity(w http.ResponseWriter, r *http.Request, c Caller) er
 			wc[i].LastSeen, wc[i].LastSource = sn.LastSeen, sn.LastSource
 		}
 	}
-	s.render(w, http.StatusOK, "identity.html", map[string]any{
-		"Title": id.String(), "Viewer": c.ID.String(), "ID": id.String(), "Identity": inv[0], "Certs": wc,
+	data := map[string]any{
+		"Title": id.String(), "ID": id.String(), "Identity": inv[0], "Certs": wc,
 		"Routes": byRoute(days), "Chart": dayChart(days, now), "Audit": recs,
-		"CanRevoke": true, "CSRF": s.csrfToken(w, r, c, "revoke"),
-	})
+	}
+	if c.Roles.Admin { // an auditor gets no form and no token
+		data["CSRF"] = s.csrfToken(w, r, c, "revoke")
+	}
+	s.render(w, http.StatusOK, "identity.html", c, data)
 	return nil
 }
 
@@ -303,8 +314,8 @@ func (s *Server) uiAudit(w http.ResponseWriter, r *http.Request, c Caller) error
 	if len(all) > 500 {
 		all = all[:500]
 	}
-	s.render(w, http.StatusOK, "audit.html", map[string]any{
-		"Title": "Audit log", "Viewer": c.ID.String(), "Records": all, "VerifyErr": verr, "Count": v.Count(), "Head": hex.EncodeToString(v.Head()),
+	s.render(w, http.StatusOK, "audit.html", c, map[string]any{
+		"Title": "Audit log", "Records": all, "VerifyErr": verr, "Count": v.Count(), "Head": hex.EncodeToString(v.Head()),
 	})
 	return nil
 }
@@ -312,6 +323,11 @@ func (s *Server) uiAudit(w http.ResponseWriter, r *http.Request, c Caller) error
 // uiRevoke revokes one certificate from the identity page's form: POST
 // only, with the form's CSRF token and the confirmation box ticked.
 func (s *Server) uiRevoke(w http.ResponseWriter, r *http.Request, c Caller) error {
+	// The role first: an auditor's post is refused the same way whatever
+	// its form holds.
+	if err := c.may("revoke certificates", adminOnly); err != nil {
+		return err
+	}
 	if err := r.ParseForm(); err != nil {
 		return apiError(http.StatusBadRequest, wire.CodeBadRequest, "the form does not parse", nil)
 	}
@@ -345,7 +361,7 @@ func (s *Server) uiRevoke(w http.ResponseWriter, r *http.Request, c Caller) erro
 	if id, err := parseIn(r.PostFormValue("identity"), s.o.Authority.TrustDomain()); err == nil {
 		back = "/ui/identity?id=" + id.String()
 	}
-	s.render(w, http.StatusOK, "message.html", map[string]any{"Title": "Revoked", "Viewer": c.ID.String(), "Message": msg, "Back": back})
+	s.render(w, http.StatusOK, "message.html", c, map[string]any{"Title": "Revoked", "Message": msg, "Back": back})
 	return nil
 }
 
@@ -435,13 +451,16 @@ func (s *Server) uiGateways(w http.ResponseWriter, r *http.Request, c Caller) er
 		rw.Disconnected = g.Streams == 0
 		rows = append(rows, rw)
 	}
-	s.render(w, http.StatusOK, "gateways.html", map[string]any{"Title": "Gateways", "Viewer": c.ID.String(), "Gateways": rows, "Head": head})
+	s.render(w, http.StatusOK, "gateways.html", c, map[string]any{"Title": "Gateways", "Gateways": rows, "Head": head})
 	return nil
 }
 
 // uiTokenForm is the form that mints an enrollment token.
 func (s *Server) uiTokenForm(w http.ResponseWriter, r *http.Request, c Caller) error {
-	s.render(w, http.StatusOK, "tokens.html", map[string]any{"Title": "Mint an enrollment token", "Viewer": c.ID.String(),
+	if err := c.may("mint enrollment tokens", adminOnly); err != nil {
+		return err
+	}
+	s.render(w, http.StatusOK, "tokens.html", c, map[string]any{"Title": "Mint an enrollment token",
 		"CSRF": s.csrfToken(w, r, c, "token"), "TrustDomain": s.o.Authority.TrustDomain()})
 	return nil
 }
@@ -450,6 +469,9 @@ func (s *Server) uiTokenForm(w http.ResponseWriter, r *http.Request, c Caller) e
 // trust domain (an admin may mint for any; audited token.create by the
 // browser's identity) and shows it once.
 func (s *Server) uiMintToken(w http.ResponseWriter, r *http.Request, c Caller) error {
+	if err := c.may("mint enrollment tokens", adminOnly); err != nil {
+		return err
+	}
 	if err := r.ParseForm(); err != nil {
 		return apiError(http.StatusBadRequest, wire.CodeBadRequest, "the form does not parse", nil)
 	}
@@ -476,7 +498,7 @@ func (s *Server) uiMintToken(w http.ResponseWriter, r *http.Request, c Caller) e
 		return err
 	}
 	s.o.Log.Info("token created", "token_id", t.ID, "identity", id.String(), "by", c.ID.String(), "expires_at", t.ExpiresAt, "via", "console")
-	s.render(w, http.StatusCreated, "token.html", map[string]any{"Title": "Enrollment token", "Viewer": c.ID.String(),
+	s.render(w, http.StatusCreated, "token.html", c, map[string]any{"Title": "Enrollment token",
 		"Token": t.String(), "Identity": id.String(), "Expires": t.ExpiresAt})
 	return nil
 }

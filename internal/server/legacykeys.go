@@ -329,8 +329,8 @@ func (s *Server) uiLegacyKeys(w http.ResponseWriter, r *http.Request, c Caller) 
 		}
 		return strings.Compare(a.Name, b.Name)
 	})
-	s.render(w, http.StatusOK, "legacykeys.html", map[string]any{
-		"Title": "Still on keys", "Viewer": c.ID.String(), "Keys": out, "Sort": sortBy,
+	s.render(w, http.StatusOK, "legacykeys.html", c, map[string]any{
+		"Title": "Still on keys", "Keys": out, "Sort": sortBy,
 		"KeyOnly": count[wire.LegacyStateKeyOnly], "Both": count[wire.LegacyStateBoth], "CertOnly": count[wire.LegacyStateCertOnly], "Unused": count[wire.LegacyStateUnused],
 	})
 	return nil
