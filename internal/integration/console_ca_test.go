@@ -18,12 +18,11 @@ import (
 	"testing"
 	"time"
 
-	pkcs12 "software.sslmate.com/src/go-pkcs12"
-
 	"github.com/certgate/certgate/internal/ca"
 	"github.com/certgate/certgate/internal/cadir"
 	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/config"
+	"github.com/certgate/certgate/internal/credexport"
 	"github.com/certgate/certgate/internal/keytype"
 	"github.com/certgate/certgate/internal/pemutil"
 	"github.com/certgate/certgate/internal/server"
@@ -99,7 +98,8 @@ func TestChromiumAndTheRootNameConstraint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p12, err := pkcs12.Modern.Encode(adminCert.PrivateKey, adminCert.Leaf, inter, "test-password")
+	p12, err := credexport.Encode(tls.Certificate{Certificate: [][]byte{adminCert.Leaf.Raw, inter[0].Raw}, PrivateKey: adminCert.PrivateKey},
+		credexport.Options{Format: credexport.P12, Password: "test-password"})
 	if err != nil {
 		t.Fatal(err)
 	}

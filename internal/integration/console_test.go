@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,9 +15,8 @@ import (
 	"testing"
 	"time"
 
-	pkcs12 "software.sslmate.com/src/go-pkcs12"
-
 	"github.com/certgate/certgate/internal/ca"
+	"github.com/certgate/certgate/internal/credexport"
 	"github.com/certgate/certgate/internal/pemutil"
 	"github.com/certgate/certgate/internal/roles"
 	"github.com/certgate/certgate/internal/testenv"
@@ -33,10 +31,14 @@ func consoleTrust(e *testenv.Env) []byte {
 	return append(append([]byte{}, e.BundlePEM...), pemutil.EncodeCertificates(e.Intermediate)...)
 }
 
-// p12Of encodes cert as the PKCS#12 file a user imports into a browser.
-func p12Of(t *testing.T, e *testenv.Env, cert tls.Certificate) []byte {
+// p12Of is cert with the test CA's intermediate as the PKCS#12 file
+// certgate cert export --p12 writes (credexport, the command's encoder;
+// legacy is its --legacy), password "test-password", for pk12util to
+// import into a browser's NSS database.
+func p12Of(t *testing.T, e *testenv.Env, cert tls.Certificate, legacy bool) []byte {
 	t.Helper()
-	p12, err := pkcs12.Modern.Encode(cert.PrivateKey, cert.Leaf, []*x509Cert{e.Intermediate}, "test-password")
+	chain := tls.Certificate{Certificate: [][]byte{cert.Leaf.Raw, e.Intermediate.Raw}, PrivateKey: cert.PrivateKey}
+	p12, err := credexport.Encode(chain, credexport.Options{Format: credexport.P12, Password: "test-password", Legacy: legacy})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +66,7 @@ func TestConsoleInChromium(t *testing.T) {
 	waitSeen(t, e, aliceC.id)
 
 	autoSelectPolicy(t)
-	admin := newBrowser(t, consoleTrust(e), p12Of(t, e, e.AdminCert))
+	admin := newBrowser(t, consoleTrust(e), p12Of(t, e, e.AdminCert, false))
 	shot := filepath.Join(t.ArtifactDir(), "console-identities.png")
 	dom := admin.open(t, e.URL+"/ui/")
 	admin.screenshot(t, shot)
@@ -100,7 +102,7 @@ func TestConsoleInChromium(t *testing.T) {
 	if dom := nobody.open(t, e.URL+"/ui/"); !strings.Contains(dom, `<p id="message">a client certificate is required</p>`) || strings.Contains(dom, "svc/alice") {
 		t.Errorf("a browser without a certificate got:\n%s", dom)
 	}
-	notAdmin := newBrowser(t, consoleTrust(e), p12Of(t, e, alice))
+	notAdmin := newBrowser(t, consoleTrust(e), p12Of(t, e, alice, false))
 	if dom := notAdmin.open(t, e.URL+"/ui/"); !strings.Contains(dom, `<p id="message">identity spiffe://example.org/svc/alice may not use the console: it holds no role; that needs the role admin or auditor</p>`) {
 		t.Errorf("a non-admin browser got:\n%s", dom)
 	}
@@ -283,8 +285,6 @@ func TestConsoleRevokeCutsLiveConnection(t *testing.T) {
 	}
 }
 
-type x509Cert = x509.Certificate
-
 // auditCount is the number of records in the audit log.
 func auditCount(t *testing.T, e *testenv.Env) int {
 	t.Helper()
@@ -323,7 +323,8 @@ func attackerSite(t *testing.T, e *testenv.Env, csrf, serial, id string) string 
 
 // TestConsoleAuditorInChromium: an identity holding the role auditor
 // (granted as data) opens every console page in headless Chromium with
-// its certificate, and no page has a write form, a form token or a link
+// its certificate (a --legacy PKCS#12 export imported with pk12util), and
+// no page has a write form, a form token or a link
 // to one; the token page refuses it. Its forged posts to /ui/revoke and
 // /ui/tokens are refused with the role answer and change nothing (no
 // revocation, no token, no audit record): from another site's page in its
@@ -355,7 +356,7 @@ func TestConsoleAuditorInChromium(t *testing.T) {
 	grant(roles.Auditor)
 
 	autoSelectPolicy(t)
-	aud := newBrowser(t, consoleTrust(e), p12Of(t, e, carol))
+	aud := newBrowser(t, consoleTrust(e), p12Of(t, e, carol, true))
 	viewer := `<span id="viewer">spiffe://example.org/audit/carol</span> <span id="role">(auditor, read only)</span>`
 	for _, page := range []string{"/ui/", "/ui/?filter=valid", "/ui/identity?id=" + aliceID, "/ui/audit", "/ui/gateways", "/ui/legacy-keys"} {
 		dom := aud.open(t, e.URL+page)
@@ -518,7 +519,7 @@ func TestConsoleRevokeInChromium(t *testing.T) {
 	go func() { <-cut; cutAt = time.Now(); close(cutSeen) }()
 
 	autoSelectPolicy(t)
-	admin := newBrowser(t, consoleTrust(e), p12Of(t, e, e.AdminCert))
+	admin := newBrowser(t, consoleTrust(e), p12Of(t, e, e.AdminCert, false))
 	page := e.URL + "/ui/identity?id=" + v.id
 	m := csrfField.FindStringSubmatch(admin.open(t, page))
 	if m == nil {
