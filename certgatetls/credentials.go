@@ -31,9 +31,10 @@ const (
 	CertFile = "cert.pem"
 	// BundleFile is the trusted roots, PEM.
 	BundleFile = "bundle.pem"
-	// KeyURIFile replaces KeyFile when the key lives in a device (a
-	// PKCS#11 token): the RFC 7512 URI that finds it there, mode 0600. The
-	// key itself never leaves the device.
+	// KeyURIFile replaces KeyFile when the key lives in a device: a
+	// PKCS#11 token's key (an RFC 7512 pkcs11: URI) or a TPM's (a tpm: URI
+	// holding the key's TPM-wrapped blobs, usable only in that TPM), mode
+	// 0600. The key itself never leaves the device.
 	KeyURIFile = "key.uri"
 	// ServerURLFile is the certgate server's URL (https://HOST:PORT and a
 	// newline): enrollment writes the one the token names, so that the agent
@@ -131,15 +132,16 @@ func assemble(key crypto.Signer, chain, bundle []*x509.Certificate) (*Credential
 // Key returns the private key.
 func (c *Credentials) Key() crypto.Signer { return c.key }
 
-// KeyURI is the PKCS#11 URI of the key when it is held in a device, ""
+// KeyURI is the pkcs11: or tpm: URI of the key when it is held in a device, ""
 // when it is in key.pem.
 func (c *Credentials) KeyURI() string { return c.keyURI }
 
 // NewDeviceCredentials is [NewCredentials] for a key held in a device:
-// keyURI (a pkcs11: URI) is what the directory records instead of the key.
+// keyURI (a pkcs11: or tpm: URI) is what the directory records instead of
+// the key.
 func NewDeviceCredentials(key crypto.Signer, keyURI string, chain, bundle []*x509.Certificate) (*Credentials, error) {
 	if !devicekey.IsURI(keyURI) {
-		return nil, fmt.Errorf("certgatetls: %q is not a pkcs11: URI", keyURI)
+		return nil, errors.New("certgatetls: the key URI is not a pkcs11: or tpm: URI")
 	}
 	c, err := NewCredentials(key, chain, bundle)
 	if err != nil {

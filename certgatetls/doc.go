@@ -17,6 +17,9 @@
 //   - or key.uri ([KeyURIFile]) instead, when the key was generated inside
 //     a PKCS#11 token (certgate enroll --key-store pkcs11): the RFC 7512
 //     URI that finds it there, mode 0600; the key never leaves the token.
+//     Or inside a TPM 2.0 (--key-store tpm): a tpm: URI naming the TPM and
+//     holding the key's blobs as the TPM wrapped them, which only that TPM
+//     can load (see internal/devicekey); the key never leaves the TPM.
 //   - cert.pem ([CertFile]): the certificate chain, PEM, the leaf first,
 //     then the intermediate. The leaf carries exactly one SPIFFE ID.
 //   - bundle.pem ([BundleFile]): the trusted roots, PEM.

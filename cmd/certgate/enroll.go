@@ -3,20 +3,23 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/certgate/certgate/certgatetls"
 	"github.com/certgate/certgate/internal/credexport"
+	"github.com/certgate/certgate/internal/devicekey"
 	"github.com/certgate/certgate/internal/enroll"
 	"github.com/certgate/certgate/internal/keytype"
 )
 
 func newEnrollCmd(s streams) *cobra.Command {
-	var tok, out, kt, keyStore, p11 string
+	var tok, out, kt, keyStore, p11, tpmAt string
 	var force bool
 	var ff formatFlags
 	cmd := &cobra.Command{
@@ -40,22 +43,31 @@ func newEnrollCmd(s streams) *cobra.Command {
 			if p11 == "" {
 				p11 = os.Getenv("CERTGATE_PKCS11_URI")
 			}
-			var store string
+			if keyStore != "pkcs11" && p11 != "" && cmd.Flags().Changed("pkcs11-uri") {
+				return errors.New("--pkcs11-uri goes with --key-store pkcs11")
+			}
+			if keyStore != "tpm" && cmd.Flags().Changed("tpm") {
+				return errors.New("--tpm goes with --key-store tpm")
+			}
+			var store, where string
 			switch keyStore {
 			case "file":
-				if p11 != "" && cmd.Flags().Changed("pkcs11-uri") {
-					return errors.New("--pkcs11-uri goes with --key-store pkcs11")
+			case "tpm":
+				if store, err = tpmStore(tpmAt); err != nil {
+					return err
 				}
+				where = "TPM"
 			case "pkcs11":
+				where = "token"
 				if p11 == "" {
 					return errors.New("--key-store pkcs11: give the token with --pkcs11-uri (or CERTGATE_PKCS11_URI), e.g. pkcs11:token=certgate?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/certgate/pin")
 				}
 				store = p11
 			default:
-				return fmt.Errorf("--key-store: %q is not file or pkcs11", keyStore)
+				return fmt.Errorf("--key-store: %q is not file, pkcs11 or tpm", keyStore)
 			}
 			if store != "" && ff.wantsP12() {
-				return errors.New("--format p12 and --key-store pkcs11: a key in a token cannot be written into a file")
+				return fmt.Errorf("--format p12 and --key-store %s: a key in a %s cannot be written into a file", keyStore, where)
 			}
 			// The password is asked before the token is spent.
 			fo, err := ff.options()
@@ -68,7 +80,7 @@ func newEnrollCmd(s streams) *cobra.Command {
 			}
 			keyFile := "key.pem"
 			if store != "" {
-				keyFile = "key.uri (the key stays in the token)"
+				keyFile = "key.uri (the key stays in the " + where + ")"
 			}
 			fmt.Fprintf(s.out, "enrolled %s (serial %s, valid until %s)\n  %s/%s  %s/cert.pem  %s/bundle.pem\n",
 				res.Identity, res.Serial, res.NotAfter.Format(time.RFC3339), out, keyFile, out, out)
@@ -96,10 +108,31 @@ func newEnrollCmd(s streams) *cobra.Command {
 	cmd.Flags().StringVar(&out, "out", "", "directory to write key.pem, cert.pem and bundle.pem into")
 	cmd.Flags().StringVar(&kt, "key-type", string(keytype.Default), "key type: ecdsa-p256, ecdsa-p384, ed25519, rsa-2048, rsa-3072, rsa-4096")
 	cmd.Flags().BoolVar(&force, "force", false, "when --out holds another identity's credentials, or files that are not a certgate identity, move them to --out/backup-TIME first (without it enroll refuses, before the token is spent)")
-	cmd.Flags().StringVar(&keyStore, "key-store", "file", "where the key is made and kept: file (key.pem) or pkcs11 (inside the token --pkcs11-uri names; the directory records its URI in key.uri)")
+	cmd.Flags().StringVar(&keyStore, "key-store", "file", "where the key is made and kept: file (key.pem), pkcs11 (inside the token --pkcs11-uri names) or tpm (inside the TPM --tpm names); for pkcs11 and tpm the directory records where the key is in key.uri")
 	cmd.Flags().StringVar(&p11, "pkcs11-uri", "", "RFC 7512 URI of the PKCS#11 token for --key-store pkcs11: module-path, token (or serial, slot-id) and pin-source (default $CERTGATE_PKCS11_URI)")
+	cmd.Flags().StringVar(&tpmAt, "tpm", "", "the TPM 2.0 for --key-store tpm: a device (/dev/tpmrm0, the default) or a simulator's HOST:PORT (TCG simulator protocol, e.g. swtpm socket --server type=tcp; the platform port is PORT+1) (default $CERTGATE_TPM)")
 	ff.add(cmd, "")
 	return cmd
+}
+
+// tpmStore is the TPM URI of --tpm: a device path, a simulator's
+// HOST:PORT, or a tpm: URI as it is.
+func tpmStore(at string) (string, error) {
+	if at == "" {
+		at = os.Getenv("CERTGATE_TPM")
+	}
+	switch {
+	case at == "":
+		return devicekey.TPMScheme + "device=/dev/tpmrm0", nil
+	case strings.HasPrefix(at, devicekey.TPMScheme):
+		return at, nil
+	case strings.HasPrefix(at, "/"):
+		return devicekey.TPMScheme + "device=" + at, nil
+	}
+	if _, _, err := net.SplitHostPort(at); err != nil {
+		return "", fmt.Errorf("--tpm: %q is neither a device path nor a simulator's HOST:PORT", at)
+	}
+	return devicekey.TPMScheme + "simulator=" + at, nil
 }
 
 // p12File is the PKCS#12 file enroll --format p12 writes next to the PEM

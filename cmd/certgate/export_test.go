@@ -59,7 +59,7 @@ func TestEnrollKeyStorePKCS11(t *testing.T) {
 		want string
 	}{
 		{[]string{"--key-store", "pkcs11"}, "certgate: --key-store pkcs11: give the token with --pkcs11-uri (or CERTGATE_PKCS11_URI), e.g. pkcs11:token=certgate?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/certgate/pin\n"},
-		{[]string{"--key-store", "tpm2"}, "certgate: --key-store: \"tpm2\" is not file or pkcs11\n"},
+		{[]string{"--key-store", "tpm2"}, "certgate: --key-store: \"tpm2\" is not file, pkcs11 or tpm\n"},
 		{[]string{"--key-store", "pkcs11", "--pkcs11-uri", tokenURI, "--format", "p12", "--password-file", "/dev/null"}, "certgate: --format p12 and --key-store pkcs11: a key in a token cannot be written into a file\n"},
 		{[]string{"--key-store", "pkcs11", "--pkcs11-uri", "pkcs11:token=cli?module-path=/m&pin-value=1"}, "certgate: enroll: devicekey: pin-value would be written into the credentials directory with the URI; use pin-source=file:/path or env:NAME\n"},
 	} {
@@ -82,5 +82,49 @@ func TestEnrollKeyStorePKCS11(t *testing.T) {
 	_, errs, code := cli(t, "cert", "export", "--creds", out, "--out", filepath.Join(t.TempDir(), "x.pem"))
 	if code == 0 || errs != "certgate: credexport: the private key is held in a hardware key store and never leaves it: it cannot be exported\n" {
 		t.Fatalf("export of a key in a token: exit %d %q", code, errs)
+	}
+}
+
+// TestEnrollKeyStoreTPM: certgate enroll --key-store tpm makes the key
+// inside a TPM (swtpm); the directory holds key.uri, no key; the key
+// cannot be exported; the flags and an absent TPM are refused before the
+// token is spent.
+func TestEnrollKeyStoreTPM(t *testing.T) {
+	store := testenv.SWTPM(t)
+	sim := strings.TrimPrefix(store, "tpm:simulator=")
+	dir := startServer(t)
+	id := "spiffe://example.org/svc/tpm"
+	tok := strings.TrimSpace(mustCLI(t, "token", "create", "--dir", dir, "--identity", id, "--ttl", "10m"))
+	out := filepath.Join(t.TempDir(), "tpm")
+
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--tpm", sim}, "certgate: --tpm goes with --key-store tpm\n"},
+		{[]string{"--key-store", "tpm", "--tpm", "tpmrm0"}, "certgate: --tpm: \"tpmrm0\" is neither a device path nor a simulator's HOST:PORT\n"},
+		{[]string{"--key-store", "tpm", "--tpm", sim, "--format", "p12", "--password-file", "/dev/null"}, "certgate: --format p12 and --key-store tpm: a key in a TPM cannot be written into a file\n"},
+		{[]string{"--key-store", "tpm", "--tpm", "/dev/certgate-no-tpm"}, "certgate: enroll: devicekey: TPM device=/dev/certgate-no-tpm: stat /dev/certgate-no-tpm: no such file or directory\n"},
+		{[]string{"--key-store", "tpm", "--key-type", "ed25519", "--tpm", sim}, "certgate: enroll: devicekey: key type ed25519 cannot be made in a TPM (use ecdsa-p256)\n"},
+	} {
+		_, errs, code := cli(t, append([]string{"enroll", "--token", tok, "--out", out}, c.args...)...)
+		if code == 0 || errs != c.want {
+			t.Fatalf("%v: exit %d %q, want %q", c.args, code, errs, c.want)
+		}
+	}
+	got := mustCLI(t, "enroll", "--token", tok, "--out", out, "--key-store", "tpm", "--tpm", sim)
+	if !strings.Contains(got, "key.uri (the key stays in the TPM)") {
+		t.Fatalf("enroll said %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(out, "key.pem")); !os.IsNotExist(err) {
+		t.Fatalf("key.pem beside a key in a TPM: %v", err)
+	}
+	b, err := os.ReadFile(filepath.Join(out, "key.uri"))
+	if err != nil || !strings.HasPrefix(string(b), store+";public=") {
+		t.Fatalf("key.uri: %q %v", b, err)
+	}
+	_, errs, code := cli(t, "cert", "export", "--creds", out, "--out", filepath.Join(t.TempDir(), "x.pem"))
+	if code == 0 || errs != "certgate: credexport: the private key is held in a hardware key store and never leaves it: it cannot be exported\n" {
+		t.Fatalf("export of a key in a TPM: exit %d %q", code, errs)
 	}
 }

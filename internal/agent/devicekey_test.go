@@ -16,6 +16,7 @@ import (
 	"github.com/certgate/certgate/internal/devicekey"
 	"github.com/certgate/certgate/internal/enroll"
 	"github.com/certgate/certgate/internal/testenv"
+	"github.com/certgate/certgate/internal/workloadapi"
 )
 
 // TestKeysInPKCS11Token: a client enrolled with its key generated inside
@@ -26,11 +27,33 @@ import (
 // extractable, and the directory never holds a key.
 func TestKeysInPKCS11Token(t *testing.T) {
 	tokenURI := testenv.SoftHSMToken(t, "clients")
+	deviceKeys(t, tokenURI, "hsm", filepath.Join(t.TempDir(), "client"), func(u string) {
+		t.Helper()
+		if !strings.HasPrefix(u, "pkcs11:") || strings.Contains(u, "pin-value") || !strings.Contains(u, "pin-source=file:") {
+			t.Fatalf("key.uri holds %q", u)
+		}
+		extractable, sensitive, err := devicekey.Attributes(u)
+		if err != nil || extractable || !sensitive {
+			t.Fatalf("%s: CKA_EXTRACTABLE %v, CKA_SENSITIVE %v, %v", u, extractable, sensitive, err)
+		}
+	}, func(i int, prev string) {
+		t.Helper()
+		if _, err := devicekey.Load(prev); !errors.Is(err, devicekey.ErrNotFound) {
+			t.Fatalf("renewal %d: the replaced key is still in the token: %v", i, err)
+		}
+	})
+}
+
+// deviceKeys enrolls a client with its key made in the device store
+// names, has the agent renew it three times and calls a real gateway
+// through the agent's forward proxy and the SDK after each, with dir the
+// credentials directory; inDevice checks a key.uri's key, gone that
+// renewal i took the previous key away.
+func deviceKeys(t *testing.T, store, name, dir string, inDevice func(keyURI string), gone func(i int, prev string)) {
 	e := newEnv(t, time.Hour)
 	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "client")
-	id := "spiffe://" + td + "/svc/hsm"
-	if _, err := enroll.Enroll(ctx, enroll.Options{Token: e.te.Token(t, id, 0), OutDir: dir, Now: e.clock.Now, KeyStore: tokenURI}); err != nil {
+	id := "spiffe://" + td + "/svc/" + name
+	if _, err := enroll.Enroll(ctx, enroll.Options{Token: e.te.Token(t, id, 0), OutDir: dir, Now: e.clock.Now, KeyStore: store}); err != nil {
 		t.Fatal(err)
 	}
 	keyURI := func() string {
@@ -41,25 +64,15 @@ func TestKeysInPKCS11Token(t *testing.T) {
 		}
 		b, _ := os.ReadFile(filepath.Join(dir, certgatetls.KeyURIFile))
 		u := strings.TrimSpace(string(b))
-		if !strings.HasPrefix(u, "pkcs11:") || strings.Contains(u, "pin-value") || !strings.Contains(u, "pin-source=file:") {
-			t.Fatalf("key.uri holds %q", u)
-		}
 		for _, f := range []string{certgatetls.KeyFile, CombinedFile} {
 			if _, err := os.Stat(filepath.Join(dir, f)); !errors.Is(err, os.ErrNotExist) {
-				t.Fatalf("%s exists beside a key in a token: %v", f, err)
+				t.Fatalf("%s exists beside a key in a device: %v", f, err)
 			}
 		}
+		inDevice(u)
 		return u
 	}
-	inToken := func(u string) {
-		t.Helper()
-		extractable, sensitive, err := devicekey.Attributes(u)
-		if err != nil || extractable || !sensitive {
-			t.Fatalf("%s: CKA_EXTRACTABLE %v, CKA_SENSITIVE %v, %v", u, extractable, sensitive, err)
-		}
-	}
 	first := keyURI()
-	inToken(first)
 
 	gw := e.startGateway()
 	a, _ := e.newAgent(dir, func(o *Options) { o.Rand = func() float64 { return 0.5 }; o.CheckInterval = -1 })
@@ -123,11 +136,85 @@ func TestKeysInPKCS11Token(t *testing.T) {
 			t.Fatalf("renewal %d kept a key: %s", i, cur)
 		}
 		seen[cur] = true
-		inToken(cur)
-		if _, err := devicekey.Load(prev); !errors.Is(err, devicekey.ErrNotFound) {
-			t.Fatalf("renewal %d: the replaced key is still in the token: %v", i, err)
-		}
+		gone(i, prev)
 		prev = cur
 		check("after renewal " + string(rune('0'+i)))
 	}
+}
+
+// TestKeysInTPM: TestKeysInPKCS11Token with the keys made in a TPM 2.0
+// (swtpm): the TPM reports every key fixedTPM, fixedParent and
+// sensitiveDataOrigin (TPM2_ReadPublic), a renewal leaves nothing of the
+// old key in the directory nor anything in the TPM, and a key.uri whose
+// key this TPM cannot load, or that names no key, is refused when read.
+func TestKeysInTPM(t *testing.T) {
+	store := testenv.SWTPM(t)
+	dir := filepath.Join(t.TempDir(), "client")
+	objects := func(when string) {
+		t.Helper()
+		tr, pe, err := devicekey.TPMObjects(store)
+		if err != nil || tr != 0 || pe != 0 {
+			t.Fatalf("%s: the TPM holds %d transient and %d persistent objects (%v), want none", when, tr, pe, err)
+		}
+	}
+	deviceKeys(t, store, "tpm", dir, func(u string) {
+		t.Helper()
+		if !strings.HasPrefix(u, store+";public=") {
+			t.Fatalf("key.uri holds %q", u)
+		}
+		attrs, err := devicekey.TPMObjectAttributes(u)
+		if err != nil || !attrs.FixedTPM || !attrs.FixedParent || !attrs.SensitiveDataOrigin || !attrs.SignEncrypt || attrs.Decrypt {
+			t.Fatalf("TPM2_ReadPublic: %+v %v", attrs, err)
+		}
+		objects("after reading a key's attributes")
+	}, func(i int, prev string) {
+		t.Helper()
+		// The old key's blob is nowhere in the directory any more.
+		priv := prev[strings.Index(prev, ";private=")+len(";private="):]
+		files := 0
+		filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !d.IsDir() {
+				files++
+				if b, _ := os.ReadFile(p); strings.Contains(string(b), priv) {
+					t.Fatalf("renewal %d: %s still holds the replaced key", i, p)
+				}
+			}
+			return nil
+		})
+		if files < 3 {
+			t.Fatalf("renewal %d: %d files in %s", i, files, dir)
+		}
+		objects("after renewal " + string(rune('0'+i)))
+	})
+	// A key.uri this TPM cannot load (the key of another TPM), and one
+	// naming no key: refused when the credentials are read.
+	other := testenv.SWTPM(t)
+	b, _ := os.ReadFile(filepath.Join(dir, certgatetls.KeyURIFile))
+	for _, c := range []struct{ uri, want string }{
+		{strings.Replace(string(b), store, other, 1), "devicekey: TPM " + strings.TrimPrefix(other, "tpm:") + ": this TPM cannot load the key: it was made by another TPM, or this TPM's owner hierarchy was cleared since (TPM_RC_INTEGRITY (parameter 1): integrity check failed)"},
+		{store + "\n", "devicekey: " + store + " names no key (public and private)"},
+	} {
+		bad := t.TempDir()
+		for _, f := range []string{certgatetls.CertFile, certgatetls.BundleFile} {
+			data, _ := os.ReadFile(filepath.Join(dir, f))
+			os.WriteFile(filepath.Join(bad, f), data, 0o644)
+		}
+		os.WriteFile(filepath.Join(bad, certgatetls.KeyURIFile), []byte(c.uri), 0o600)
+		_, err := certgatetls.ReadCredentials(bad)
+		if want := "certgatetls: " + filepath.Join(bad, certgatetls.KeyURIFile) + ": " + c.want; err == nil || err.Error() != want {
+			t.Fatalf("reading credentials:\n got %v\nwant %s", err, want)
+		}
+	}
+	// The Workload API hands keys to workloads: not a TPM key.
+	creds, err := certgatetls.ReadCredentials(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := workloadapi.New(creds, workloadapi.Options{}); err == nil || err.Error() != "workloadapi: the key is held in a device (a PKCS#11 token or a TPM) and cannot be handed to workloads; enroll with --key-store file for the Workload API" {
+		t.Fatalf("Workload API with a TPM key: %v", err)
+	}
+	objects("at the end")
 }

@@ -38,8 +38,8 @@ var Files = []string{
 // what a key.uri's object attribute names.
 const keyLabelPrefix = "certgate "
 
-// tpmScheme starts a key.uri that names a key in a TPM (a persistent
-// handle), which carries no label.
+// tpmScheme starts a key.uri that names a key in a TPM (its TPM-wrapped
+// blobs, see internal/devicekey), which carries no label.
 const tpmScheme = "tpm:"
 
 // Holder is what a directory holds.
@@ -270,7 +270,7 @@ func (j *judge) checkKey(cert, pending *x509.Certificate, why []string) []string
 
 // checkKeyURI claims the identity in the label of the device key that
 // key.uri records: certgate labels the keys it makes in a PKCS#11 token.
-// A TPM key (a tpm: URI, a persistent handle) has no label: the
+// A TPM key (a tpm: URI holding the key's TPM-wrapped blobs) has no label: the
 // certificate beside it says whose it is, and without one it is a key
 // alone.
 func (j *judge) checkKeyURI(cert, pending *x509.Certificate, why []string) []string {

@@ -85,8 +85,8 @@ func TestInspect(t *testing.T) {
 		{name: "re-enrollment interrupted after the key", files: with(set(a), files{credsdir.PendingFile: a2.CertPEM(), "key.pem": a2.KeyPEM(t)}), identity: idA, interrupted: true},
 		{name: "device key", files: with(set(a), files{"key.pem": nil, "key.uri": keyURI("certgate " + idA)}), identity: idA},
 
-		{name: "TPM key", files: with(set(a), files{"key.pem": nil, "key.uri": []byte("tpm:device=/dev/tpmrm0;handle=0x81020001\n")}), identity: idA},
-		{name: "TPM key alone", files: files{"key.uri": []byte("tpm:device=/dev/tpmrm0;handle=0x81020001\n")},
+		{name: "TPM key", files: with(set(a), files{"key.pem": nil, "key.uri": []byte("tpm:device=/dev/tpmrm0;public=AAAA;private=AAAA\n")}), identity: idA},
+		{name: "TPM key alone", files: files{"key.uri": []byte("tpm:device=/dev/tpmrm0;public=AAAA;private=AAAA\n")},
 			foreign: "key.uri without a certificate: a key alone does not say whose it is"},
 		{name: "another identity's key", files: with(set(a), files{"key.pem": b.KeyPEM(t)}), foreign: "key.pem does not hold the key of cert.pem"},
 		{name: "a key alone", files: files{"key.pem": a.KeyPEM(t)}, foreign: "key.pem without a certificate: a key alone does not say whose it is"},

@@ -1,21 +1,62 @@
 package devicekey
 
 import (
+	"crypto"
 	"errors"
 	"fmt"
 	"strings"
 
+	"github.com/certgate/certgate/internal/keytype"
 	"github.com/certgate/certgate/internal/pkcs11uri"
 )
 
-// Scheme starts every URI this package takes.
+// Scheme starts the URIs of PKCS#11 tokens and their keys; [TPMScheme]
+// those of TPMs and theirs.
 const Scheme = "pkcs11:"
 
 // IsURI reports whether s names a key in a device rather than a file.
-func IsURI(s string) bool { return strings.HasPrefix(strings.TrimSpace(s), Scheme) }
+func IsURI(s string) bool {
+	s = strings.TrimSpace(s)
+	return strings.HasPrefix(s, Scheme) || strings.HasPrefix(s, TPMScheme)
+}
+
+func isTPM(s string) bool { return strings.HasPrefix(strings.TrimSpace(s), TPMScheme) }
 
 // ErrNotFound means the device holds no key the URI names.
 var ErrNotFound = errors.New("devicekey: no such key in the token")
+
+// Generate makes a key of type kt in the device storeURI names (a PKCS#11
+// token's URI, labelled label there, or a TPM's) and returns it and the
+// URI that finds it again, which is what the credentials directory
+// records. The key cannot be read out of the device.
+func Generate(storeURI string, kt keytype.Type, label string) (crypto.Signer, string, error) {
+	if isTPM(storeURI) {
+		return generateTPM(storeURI, kt)
+	}
+	return generatePKCS11(storeURI, kt, label)
+}
+
+// Load finds the key keyURI names; the signer it returns asks the device
+// to sign.
+func Load(keyURI string) (crypto.Signer, error) {
+	if isTPM(keyURI) {
+		return loadTPM(keyURI)
+	}
+	return loadPKCS11(keyURI)
+}
+
+// Delete removes the key keyURI names from its device once a renewal has
+// replaced it. A key already gone is not an error. A TPM key holds
+// nothing in the TPM (its blobs are in the URI, see [TPMScheme]): once
+// the directory's key.uri names the new key, the old one is gone with it,
+// and there is nothing to delete.
+func Delete(keyURI string) error {
+	if isTPM(keyURI) {
+		_, err := parseTPMKey(keyURI)
+		return err
+	}
+	return deletePKCS11(keyURI)
+}
 
 // parseToken parses a token URI for Generate: it must name no key, and
 // the PIN must come from a file or the environment (the URI is written
@@ -45,9 +86,16 @@ func parseKey(s string) (pkcs11uri.URI, error) {
 	return u, nil
 }
 
-// TokenOf is the URI of the token that holds the key keyURI names: where
-// a renewal makes the next key.
+// TokenOf is the URI of the token (or the TPM) that holds the key keyURI
+// names: where a renewal makes the next key.
 func TokenOf(keyURI string) (string, error) {
+	if isTPM(keyURI) {
+		u, err := parseTPMKey(keyURI)
+		if err != nil {
+			return "", err
+		}
+		return u.storeString(), nil
+	}
 	u, err := parseKey(keyURI)
 	if err != nil {
 		return "", err

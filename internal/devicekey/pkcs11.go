@@ -77,10 +77,10 @@ func Configure(u pkcs11uri.URI) (*crypto11.Context, error) {
 	return c, nil
 }
 
-// Generate makes a key of type kt in the token tokenURI names, labelled
-// label: sensitive, not extractable, for signing only. It returns the key
-// and the URI that finds it again.
-func Generate(tokenURI string, kt keytype.Type, label string) (crypto.Signer, string, error) {
+// generatePKCS11 makes a key of type kt in the token tokenURI names,
+// labelled label: sensitive, not extractable, for signing only. It returns
+// the key and the URI that finds it again.
+func generatePKCS11(tokenURI string, kt keytype.Type, label string) (crypto.Signer, string, error) {
 	tu, err := parseToken(tokenURI)
 	if err != nil {
 		return nil, "", err
@@ -102,8 +102,8 @@ func Generate(tokenURI string, kt keytype.Type, label string) (crypto.Signer, st
 	return k, ku.String(), nil
 }
 
-// Load finds the key keyURI names.
-func Load(keyURI string) (crypto.Signer, error) {
+// loadPKCS11 finds the key keyURI names.
+func loadPKCS11(keyURI string) (crypto.Signer, error) {
 	u, err := parseKey(keyURI)
 	if err != nil {
 		return nil, err
@@ -124,10 +124,10 @@ func Load(keyURI string) (crypto.Signer, error) {
 	return ks[0], nil
 }
 
-// Delete removes the key keyURI names (private and public objects). A key
-// already gone is not an error.
-func Delete(keyURI string) error {
-	k, err := Load(keyURI)
+// deletePKCS11 removes the key keyURI names (private and public objects).
+// A key already gone is not an error.
+func deletePKCS11(keyURI string) error {
+	k, err := loadPKCS11(keyURI)
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
@@ -147,7 +147,7 @@ func Delete(keyURI string) error {
 // Attributes reports what the token says of the key: whether it is
 // extractable and whether it is sensitive (readable in the clear).
 func Attributes(keyURI string) (extractable, sensitive bool, err error) {
-	k, err := Load(keyURI)
+	k, err := loadPKCS11(keyURI)
 	if err != nil {
 		return false, false, err
 	}

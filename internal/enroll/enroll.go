@@ -56,9 +56,11 @@ type Options struct {
 	// that the certificate names every one of them.
 	DNSNames    []string
 	IPAddresses []net.IP
-	// KeyStore, when set, is the RFC 7512 URI of a PKCS#11 token (module
-	// path, token, pin-source): the key is generated inside it and never
-	// leaves it, and the directory records its URI (key.uri) instead.
+	// KeyStore, when set, is the device the key is made in: the RFC 7512
+	// URI of a PKCS#11 token (module path, token, pin-source) or the tpm:
+	// URI of a TPM 2.0 (tpm:device=/dev/tpmrm0, tpm:simulator=HOST:PORT).
+	// The key is generated inside it and never leaves it, and the
+	// directory records its URI (key.uri) instead.
 	KeyStore string
 	// Force lets Enroll write into a directory that holds another
 	// identity's credentials or files that are not a certgate identity:

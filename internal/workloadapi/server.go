@@ -57,8 +57,8 @@ func New(c *certgatetls.Credentials, o Options) (*Server, error) {
 	}
 	if c.KeyURI() != "" {
 		// The API hands the private key to the workload; a key in a
-		// token never leaves it.
-		return nil, errors.New("workloadapi: the key is held in a PKCS#11 token and cannot be handed to workloads; enroll with --key-store file for the Workload API")
+		// token or a TPM never leaves it.
+		return nil, errors.New("workloadapi: the key is held in a device (a PKCS#11 token or a TPM) and cannot be handed to workloads; enroll with --key-store file for the Workload API")
 	}
 	if len(o.UIDs) == 0 && len(o.GIDs) == 0 {
 		o.UIDs = []uint32{uint32(os.Getuid())}
