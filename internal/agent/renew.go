@@ -48,7 +48,7 @@ func (a *Agent) renew(ctx context.Context, cur *credentials) (fresh *credentials
 		defer func() {
 			if fresh == nil { // renewal failed: the new key certifies nothing
 				if derr := devicekey.Delete(keyURI); derr != nil {
-					a.o.Log.Warn("deleting the unused new key from the token failed", "key", keyURI, "err", derr)
+					a.o.Log.Warn("deleting the unused new key from the token failed", "key", devicekey.Redacted(keyURI), "err", derr)
 				}
 			}
 		}()
@@ -111,7 +111,7 @@ func (a *Agent) renew(ctx context.Context, cur *credentials) (fresh *credentials
 		// take the new certificate. The old key certifies nothing any
 		// more (its certificate is superseded) and goes.
 		if err := devicekey.Delete(old); err != nil {
-			a.o.Log.Warn("deleting the replaced key from the token failed", "key", old, "err", err)
+			a.o.Log.Warn("deleting the replaced key from the token failed", "key", devicekey.Redacted(old), "err", err)
 		}
 	}
 	return checked, nil

@@ -2,6 +2,7 @@ package devicekey
 
 import (
 	"crypto"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strings"
@@ -84,6 +85,29 @@ func parseKey(s string) (pkcs11uri.URI, error) {
 		return u, fmt.Errorf("devicekey: %s names no key (id)", u.Redacted())
 	}
 	return u, nil
+}
+
+// Redacted is keyURI as logs and messages may show it: a PKCS#11 URI
+// without an inline PIN; a TPM key's URI with its blobs replaced by the
+// first bytes of the SHA-256 of the public one (the blobs are usable on
+// this TPM by whoever holds them, like a key file).
+func Redacted(keyURI string) string {
+	if isTPM(keyURI) {
+		u, err := parseTPM(keyURI)
+		if err != nil {
+			return TPMScheme + "(unparseable)"
+		}
+		if u.public == nil {
+			return u.storeString()
+		}
+		sum := sha256.Sum256(u.public)
+		return fmt.Sprintf("%s;key=%x", u.storeString(), sum[:8])
+	}
+	u, err := pkcs11uri.Parse(strings.TrimSpace(keyURI))
+	if err != nil {
+		return Scheme + "(unparseable)"
+	}
+	return u.Redacted()
 }
 
 // TokenOf is the URI of the token (or the TPM) that holds the key keyURI

@@ -112,6 +112,9 @@ func TestSWTPM(t *testing.T) {
 	if !attrs.FixedTPM || !attrs.FixedParent || !attrs.SensitiveDataOrigin || !attrs.SignEncrypt || attrs.Decrypt || attrs.Restricted {
 		t.Fatalf("object attributes %+v", attrs)
 	}
+	if r := devicekey.Redacted(uri); !strings.HasPrefix(r, store+";key=") || len(r) != len(store)+len(";key=")+16 {
+		t.Fatalf("Redacted: %q", r)
+	}
 	if tok, err := devicekey.TokenOf(uri); err != nil || tok != store {
 		t.Fatalf("TokenOf: %q %v", tok, err)
 	}
