@@ -16,12 +16,13 @@ import (
 )
 
 // TestRefusalsAsClientsShowThem: for each refusal kind, what curl (HTTP/1.1
-// and HTTP/2, with and without -f), openssl s_client, Python requests and
-// Go's net/http show a person. docs/gateway.md quotes these outputs.
+// and HTTP/2, with and without -f), openssl s_client, Python requests,
+// Node's https and Go's net/http show a person. docs/gateway.md quotes these outputs.
 func TestRefusalsAsClientsShowThem(t *testing.T) {
 	curl := testenv.RequirePeer(t, "curl")
 	openssl := testenv.RequirePeer(t, "openssl")
 	py := pythonWith(t, "requests")
+	node := testenv.RequirePeer(t, "node")
 	e := newEnv(t)
 	now := e.clock.Now()
 	revoked := e.ca.Issue(t, withSvc("revoked"))
@@ -103,6 +104,26 @@ except requests.HTTPError as e:
 			wantPy := fmt.Sprintf("%d %s\n%d Client Error: %s for url: %s\n", status, tc.reason, status, map[int]string{401: "Unauthorized", 403: "Forbidden"}[status], url)
 			if exit != 0 || out != wantPy {
 				t.Errorf("python requests: exit %d %q %q, want %q", exit, out, errOut, wantPy)
+			}
+			// Node's https: the status, its reason phrase and the JSON;
+			// no 'error' event.
+			nodeScript := `const fs = require('fs'), https = require('https');
+const [url, bundle, cert, key] = process.argv.slice(1);
+const o = { ca: fs.readFileSync(bundle), agent: false };
+if (cert) { o.cert = fs.readFileSync(cert); o.key = fs.readFileSync(key); }
+https.get(url, o, (res) => {
+  let b = '';
+  res.on('data', (c) => { b += c; });
+  res.on('end', () => console.log(res.statusCode, res.statusMessage, JSON.parse(b).error.code));
+}).on('error', (e) => console.log('error', e.code, e.message));`
+			nodeArgs := []string{"-e", nodeScript, url, bundle}
+			if tc.leaf != nil {
+				nodeArgs = append(nodeArgs, certArgs[1], certArgs[3])
+			}
+			out, errOut, exit = run(node, "", nodeArgs...)
+			wantNode := fmt.Sprintf("%d %s %s\n", status, map[int]string{401: "Unauthorized", 403: "Forbidden"}[status], tc.reason)
+			if exit != 0 || out != wantNode {
+				t.Errorf("node https: exit %d %q %q, want %q", exit, out, errOut, wantNode)
 			}
 			// Go's net/http: the status and the body.
 			resp, err := e.client(tc.leaf, true).Get(e.url("/v1/pay"))

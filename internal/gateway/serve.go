@@ -93,11 +93,20 @@ func (g *Gateway) handshake(c net.Conn, answer bool, serve func(*tracked)) {
 	serve(t)
 }
 
+// errNoClientCertificate is crypto/tls's error when a listener that
+// requires a certificate (a TCP route's) gets none; it sends the alert
+// (certificate_required in TLS 1.3) before VerifyConnection could run, and
+// exports no sentinel, so the access log's reason is read from the text
+// (TestTCPRefusalsAsClientsShowThem pins it).
+const errNoClientCertificate = "tls: client didn't provide a certificate"
+
 func (g *Gateway) handshakeFailed(tc *tls.Conn, remote net.Addr, err error, start time.Time) {
 	reason := ReasonHandshakeError
 	var ve *VerifyError
 	if errors.As(err, &ve) {
 		reason = ve.Reason
+	} else if err.Error() == errNoClientCertificate {
+		reason = ReasonNoCertificate
 	}
 	e := accesslog.Entry{
 		Time: start, Kind: accesslog.KindHandshake, Client: remote.String(),
