@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/certgate/certgate/internal/agent"
+	"github.com/certgate/certgate/internal/auditcheck"
 	"github.com/certgate/certgate/internal/workloadapi"
 )
 
@@ -102,7 +103,8 @@ func runAgent(ctx context.Context, s streams, f agentFlags) error {
 	if f.server == "" {
 		source = filepath.Join(f.dir, "server.url")
 	}
-	a, err := agent.New(agent.Options{Dir: f.dir, ServerURL: serverURL, ServerURLSource: source, Log: log, OnRenew: f.onRenew, HookTimeout: f.hookTimeout, Reload: hup})
+	a, err := agent.New(agent.Options{Dir: f.dir, ServerURL: serverURL, ServerURLSource: source, Log: log, OnRenew: f.onRenew, HookTimeout: f.hookTimeout, Reload: hup,
+		AuditWitness: filepath.Join(f.dir, auditcheck.WitnessFile)})
 	if err != nil {
 		return err
 	}

@@ -200,7 +200,12 @@ func quickstart(ctx context.Context, s streams, o quickstartOptions) error {
 		return err
 	}
 	defer stopLife()
-	srv, err := newServer(inst, log)
+	cp, stopCP, err := startCheckpoints(inst, log)
+	if err != nil {
+		return err
+	}
+	defer stopCP()
+	srv, err := newServer(inst, log, cp)
 	if err != nil {
 		return err
 	}

@@ -131,7 +131,8 @@ started() { # LOG PATTERN: wait until the background command says it is up
   for _ in $(seq 1 600); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
   echo "never started: $2"; cat "$1"; return 1
 }
-trap 'kill $(cat pids 2>/dev/null) 2>/dev/null || true' EXIT
+# wait: a server writes its last audit checkpoint as it stops.
+trap 'kill $(cat pids 2>/dev/null) 2>/dev/null || true; wait' EXIT
 `)
 	readyLine := map[string]string{"server": "certgate server listening on", "gateway": "certgate gateway listening on", "agent": "proxy listening on"}
 	background := regexp.MustCompile(`^(.*\S)\s+&\s*(#.*)?$`)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/certgate/certgate/internal/auditsign"
 	"github.com/certgate/certgate/internal/ca"
 	"github.com/certgate/certgate/internal/cadir"
 	"github.com/certgate/certgate/internal/calife"
@@ -75,7 +76,14 @@ func runServerWith(ctx context.Context, log *slog.Logger, rl serverReload, dir, 
 		return err
 	}
 	defer stopLife()
-	srv, err := newServer(inst, log)
+	cp, stopCP, err := startCheckpoints(inst, log)
+	if err != nil {
+		return err
+	}
+	// Deferred after the store's Close, so it runs before it: the last
+	// checkpoint is signed once the API stopped serving (shutdown).
+	defer stopCP()
+	srv, err := newServer(inst, log, cp)
 	if err != nil {
 		return err
 	}
@@ -203,7 +211,34 @@ func startCALife(ctx context.Context, inst *cadir.Installation, log *slog.Logger
 	return func() { cancel(); <-done }, nil
 }
 
-func newServer(inst *cadir.Installation, log *slog.Logger) (*server.Server, error) {
+// startCheckpoints runs the audit log's checkpointer (audit section of the
+// config) until stop, which signs the head a last time and waits.
+func startCheckpoints(inst *cadir.Installation, log *slog.Logger) (*auditsign.Checkpointer, func(), error) {
+	a := inst.Config.Audit
+	cp, err := auditsign.New(auditsign.Options{
+		Records: inst.Store, Signer: inst.AuditSigner, File: inst.Config.Path(a.Checkpoints),
+		Every: a.CheckpointEvery, Interval: a.CheckpointInterval, Clock: clock.Real{}, Log: log,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	// A checkpoint of the log as it is before the API serves, so there is
+	// one to fetch from the start.
+	if err := cp.Sync(context.Background(), false); err != nil {
+		log.Error("audit: no checkpoint signed at start", "err", err)
+	}
+	// Not the serving context: the final checkpoint is signed after the
+	// server stopped, when no record can follow it.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		cp.Run(ctx)
+	}()
+	return cp, func() { cancel(); <-done }, nil
+}
+
+func newServer(inst *cadir.Installation, log *slog.Logger, cp *auditsign.Checkpointer) (*server.Server, error) {
 	cfg := inst.Config
 	prof := ca.ServerProfile
 	prof.Lifetime = cfg.Profiles.ServerLifetime
@@ -221,7 +256,8 @@ func newServer(inst *cadir.Installation, log *slog.Logger) (*server.Server, erro
 	}
 	return server.New(server.Options{
 		ESTBootstrap: boot,
-		Authority:    inst.Authority, Store: inst.Store, Clock: clock.Real{}, Log: log,
+		Checkpoints:  cp, AuditKey: inst.AuditSigner.Public(),
+		Authority: inst.Authority, Store: inst.Store, Clock: clock.Real{}, Log: log,
 		Hostnames: cfg.Listen.Hostnames, ServerProfile: prof, MaxBodyBytes: cfg.Listen.MaxBodyBytes,
 		ReadHeaderTimeout: cfg.Listen.ReadHeaderTimeout, ReadTimeout: cfg.Listen.ReadTimeout, IdleTimeout: cfg.Listen.IdleTimeout,
 		FeedHeartbeat: cfg.Revocation.FeedHeartbeat,

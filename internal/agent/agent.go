@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/certgate/certgate/internal/apiclient"
+	"github.com/certgate/certgate/internal/auditcheck"
+	"github.com/certgate/certgate/internal/checkpoint"
 	"github.com/certgate/certgate/internal/ocspcheck"
 )
 
@@ -71,6 +73,10 @@ type Options struct {
 	// Reload receives a value (a SIGHUP) when the agent should re-read its
 	// files now and check its certificate again; nil: never.
 	Reload <-chan os.Signal
+	// AuditWitness, if set, is the file where the agent remembers the
+	// newest audit checkpoint the server showed it (auditcheck.Watcher),
+	// checked at every check of the CA's state; "" keeps none.
+	AuditWitness string
 }
 
 // Agent renews one directory's certificate. Its methods are safe for
@@ -311,7 +317,8 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.update(func(s *Status) {
 				*s = Status{Identity: fresh.id.String(), Serial: fresh.Serial, NotBefore: fresh.leaf().NotBefore,
 					NotAfter: fresh.leaf().NotAfter, State: StateWaiting, NextRenewal: next, LastAttempt: now,
-					LastRenewal: now, Renewals: s.Renewals + 1}
+					LastRenewal: now, Renewals: s.Renewals + 1,
+					AuditCheckpoint: s.AuditCheckpoint, AuditAlarms: s.AuditAlarms, AuditError: s.AuditError}
 			})
 			a.runHook(ctx, fresh)
 		case errors.As(err, &stopped):
@@ -355,12 +362,33 @@ func (a *Agent) issuerRevoked(ctx context.Context, c *credentials) bool {
 		return false
 	}
 	defer cl.CloseIdleConnections()
+	a.witnessAudit(ctx, cl)
 	st, err := cl.CA(ctx)
 	if err != nil {
 		a.o.Log.Debug("checking the CA's state failed", "err", err)
 		return false
 	}
 	return slices.Contains(st.RevokedIssuers, hex.EncodeToString(c.leaf().AuthorityKeyId))
+}
+
+// witnessAudit shows the server's audit checkpoint to the witness: a
+// plain client cannot read the log, so it checks what checkpoints alone
+// show (package auditcheck); one that does not extend the remembered one
+// is logged and counted in the status (audit_alarms).
+func (a *Agent) witnessAudit(ctx context.Context, cl *apiclient.Client) {
+	if a.o.AuditWitness == "" {
+		return
+	}
+	w := auditcheck.Watcher{Server: cl, Witness: checkpoint.NewWitness(a.o.AuditWitness), Log: a.o.Log}
+	s, err := w.Check(ctx)
+	switch {
+	case err == nil:
+		a.update(func(st *Status) { st.AuditCheckpoint, st.AuditError = s.Size, "" })
+	case errors.Is(err, checkpoint.ErrNotExtended), errors.Is(err, checkpoint.ErrKeyChanged), errors.Is(err, checkpoint.ErrSignature):
+		a.update(func(st *Status) { st.AuditAlarms++; st.AuditError = err.Error() })
+	default:
+		a.o.Log.Debug("audit: witness: could not fetch the server's checkpoint", "err", err)
+	}
 }
 
 // CheckStatus asks the current certificate's OCSP responder now and

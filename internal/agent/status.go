@@ -47,6 +47,13 @@ type Status struct {
 	RevocationCheckedAt time.Time `json:"revocation_checked_at,omitzero"`
 	RevocationFrom      string    `json:"revocation_from,omitempty"`
 	RevocationError     string    `json:"revocation_error,omitempty"`
+	// AuditCheckpoint is the size of the newest audit checkpoint this
+	// agent's witness accepted; AuditAlarms counts the checkpoints the
+	// server showed that did not extend it (its log truncated or
+	// rewritten), AuditError says the last one's why.
+	AuditCheckpoint int64  `json:"audit_checkpoint,omitempty"`
+	AuditAlarms     int    `json:"audit_alarms,omitempty"`
+	AuditError      string `json:"audit_error,omitempty"`
 }
 
 // Health sums up the certificate at now for a person: "revoked",

@@ -166,6 +166,9 @@ func PinnedRoot(fp string, host string, got **x509.Certificate) func(tls.Connect
 	}
 }
 
+// BaseURL is the server URL requests go to, without a trailing slash.
+func (c *Client) BaseURL() string { return c.base }
+
 // CloseIdleConnections closes idle keep-alive connections.
 func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
 
@@ -210,6 +213,10 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return &Error{Status: resp.StatusCode, Code: e.Code, Message: e.Message}
 	}
 	if out == nil {
+		return nil
+	}
+	if raw, ok := out.(*[]byte); ok {
+		*raw = data // a body that is not JSON (a signed note, PEM)
 		return nil
 	}
 	if err := json.Unmarshal(data, out); err != nil {
@@ -318,6 +325,29 @@ func (c *Client) AuditRecords(ctx context.Context, after int64, limit int) ([]wi
 	var out wire.AuditRecords
 	err := c.do(ctx, http.MethodGet, fmt.Sprintf("%s?after=%d&limit=%d", wire.PathAudit, after, limit), nil, &out)
 	return out.Records, err
+}
+
+// AuditCheckpoint returns the audit log's newest signed checkpoint, a
+// signed note (public; the caller verifies it).
+func (c *Client) AuditCheckpoint(ctx context.Context) ([]byte, error) {
+	var note []byte
+	err := c.do(ctx, http.MethodGet, wire.PathAuditCheckpoint, nil, &note)
+	return note, err
+}
+
+// AuditKey returns the audit key's public half, PEM (public).
+func (c *Client) AuditKey(ctx context.Context) ([]byte, error) {
+	var pemKey []byte
+	err := c.do(ctx, http.MethodGet, wire.PathAuditKey, nil, &pemKey)
+	return pemKey, err
+}
+
+// Unrecorded returns the certificates and revocations the store holds
+// without their audit record (admin, auditor).
+func (c *Client) Unrecorded(ctx context.Context) ([]wire.UnrecordedChange, error) {
+	var out wire.Unrecorded
+	err := c.do(ctx, http.MethodGet, wire.PathAuditUnrecorded, nil, &out)
+	return out.Changes, err
 }
 
 // Revocations returns the snapshot of revoked, unexpired certificates

@@ -7,17 +7,21 @@
 // sequence number and links the hash inside the same transaction as the
 // change being audited); this package only defines the encoding and checks it.
 //
-// Dropping records from the end of the log is not detectable from the log
-// alone; that needs the head hash kept somewhere else (an external anchor).
+// Dropping records from the end of the log, or rewriting it and hashing
+// again, is not detectable from the log alone; that needs the head hash
+// kept somewhere else: the signed checkpoints of package auditsign,
+// checked by [Check].
 package audit
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -37,6 +41,9 @@ const (
 	ActionSharingSuspected = "cert.sharing_suspected"
 	ActionRoleGrant        = "role.grant"
 	ActionRoleRevoke       = "role.revoke"
+	// ActionAuditKey: the audit key that signs the log's checkpoints was
+	// made (subject: the checkpoints' origin; detail: the public key).
+	ActionAuditKey = "audit.key"
 )
 
 // Entry is what a caller asks to record.
@@ -143,6 +150,17 @@ func (v *Verifier) Add(r Record) error {
 	return nil
 }
 
+// VerifierAt returns a verifier that expects record seq+1, linked to head,
+// the hash of record seq: it continues from a trusted point (a signed
+// checkpoint) without the records before it. seq 0 is the start (head is
+// then Genesis).
+func VerifierAt(seq int64, head []byte) *Verifier {
+	if seq == 0 {
+		return &Verifier{}
+	}
+	return &Verifier{seq: seq, prev: bytes.Clone(head)}
+}
+
 // Count returns how many records verified so far.
 func (v *Verifier) Count() int64 { return v.seq }
 
@@ -156,3 +174,82 @@ func short(h []byte) string {
 	}
 	return s
 }
+
+// Anchor is a point of the log known from outside it: a signed checkpoint's
+// size and head hash.
+type Anchor struct {
+	Size int64
+	Hash []byte
+	Time time.Time // when it was signed, for messages
+}
+
+// Checker verifies records like [Verifier] and also against anchors, so
+// it finds what the chain alone cannot: a tail deleted below an anchor
+// ([Checker.Finish]) and a chain edited and hashed again (the head at an
+// anchor's size differs). The zero value has no anchors.
+type Checker struct {
+	v        Verifier
+	anchors  []Anchor // by size, one per size
+	next     int      // the next anchor to reach
+	lastGood int64    // the size of the last anchor matched
+}
+
+// NewChecker returns a checker of a log from record 1 against anchors
+// (any order, repeats allowed). Two anchors of one size with different
+// hashes are a fork signed by the log's key: an error naming that size.
+func NewChecker(anchors []Anchor) (*Checker, error) {
+	sorted := slices.Clone(anchors)
+	slices.SortFunc(sorted, func(a, b Anchor) int { return cmp.Compare(a.Size, b.Size) })
+	c := &Checker{}
+	for _, a := range sorted {
+		if a.Size <= 0 {
+			continue
+		}
+		if n := len(c.anchors); n > 0 && c.anchors[n-1].Size == a.Size {
+			if !bytes.Equal(c.anchors[n-1].Hash, a.Hash) {
+				return nil, &ChainError{Seq: a.Size, Reason: fmt.Sprintf("two checkpoints of %d records disagree (%s, %s): the log was forked", a.Size, short(c.anchors[n-1].Hash), short(a.Hash))}
+			}
+			continue
+		}
+		c.anchors = append(c.anchors, a)
+	}
+	return c, nil
+}
+
+// Add checks the next record.
+func (c *Checker) Add(r Record) error {
+	if err := c.v.Add(r); err != nil {
+		return err
+	}
+	if c.next < len(c.anchors) && c.anchors[c.next].Size == r.Seq {
+		a := c.anchors[c.next]
+		if !bytes.Equal(r.Hash, a.Hash) {
+			return &ChainError{Seq: c.lastGood + 1, Reason: fmt.Sprintf(
+				"the chain was rewritten at or after this record: records %d to %d hash to %s, the checkpoint of %d records signed at %s says %s (edited and hashed again)",
+				c.lastGood+1, a.Size, short(r.Hash), a.Size, a.Time.UTC().Format(time.RFC3339), short(a.Hash))}
+		}
+		c.lastGood = a.Size
+		c.next++
+	}
+	return nil
+}
+
+// Finish reports a tail deleted below the newest anchor.
+func (c *Checker) Finish() error {
+	if c.next < len(c.anchors) {
+		a := c.anchors[len(c.anchors)-1]
+		n := c.v.Count()
+		return &ChainError{Seq: n + 1, Reason: fmt.Sprintf("missing: the checkpoint signed at %s covers %d records, the log has %d (records %d to %d deleted from the end)",
+			a.Time.UTC().Format(time.RFC3339), a.Size, n, n+1, a.Size)}
+	}
+	return nil
+}
+
+// Count is how many records verified so far; Head the last one's hash.
+func (c *Checker) Count() int64 { return c.v.Count() }
+
+// Head is the hash of the last verified record.
+func (c *Checker) Head() []byte { return c.v.Head() }
+
+// Matched is how many anchors were reached and matched.
+func (c *Checker) Matched() int { return c.next }

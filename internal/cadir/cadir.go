@@ -10,6 +10,10 @@
 //	DIR/ca/root.key          root key, encrypted PKCS#8 (0600)
 //	DIR/ca/intermediate.pem  online intermediate certificate
 //	DIR/ca/intermediate.key  its key, encrypted PKCS#8 (0600)
+//	DIR/ca/audit.key         the audit key (Ed25519) that signs the audit
+//	                         log's checkpoints, encrypted PKCS#8 (0600)
+//	DIR/ca/audit.pub.pem     its public half
+//	DIR/audit-checkpoints    every signed checkpoint (package auditsign)
 //	DIR/admin/{cert,key,bundle}.pem  the admin client credentials (key 0600)
 //	DIR/certgate.db          the SQLite store (when the store is SQLite)
 package cadir
@@ -17,9 +21,11 @@ package cadir
 import (
 	"context"
 	"crypto"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -29,8 +35,10 @@ import (
 
 	"github.com/certgate/certgate/internal/atomicfile"
 	"github.com/certgate/certgate/internal/audit"
+	"github.com/certgate/certgate/internal/auditsign"
 	"github.com/certgate/certgate/internal/ca"
 	"github.com/certgate/certgate/internal/cakey"
+	"github.com/certgate/certgate/internal/checkpoint"
 	"github.com/certgate/certgate/internal/clock"
 	"github.com/certgate/certgate/internal/config"
 	"github.com/certgate/certgate/internal/identity"
@@ -227,10 +235,15 @@ func Init(ctx context.Context, o InitOptions) error {
 		caRow(store.CAKindRoot, 1, root, root, rootURI, now),
 		caRow(store.CAKindIntermediate, 1, inter, root, interURI, now),
 	}
+	made = append(made, loaded.Path(loaded.Audit.Key), loaded.Path(loaded.Audit.PublicKey))
+	auditKey, _, err := auditsign.EnsureKey(loaded.Path(loaded.Audit.Key), loaded.Path(loaded.Audit.PublicKey), o.Passphrase)
+	if err != nil {
+		return fmt.Errorf("cadir: %w", err)
+	}
 	if _, err := st.ApplyCAChange(ctx, store.CAChange{Insert: rows, Now: now, Audit: []audit.Entry{{
 		Time: now, Actor: "system", Action: audit.ActionInit, Subject: o.TrustDomain,
 		Detail: fmt.Sprintf(`{"root":%q,"intermediate":%q,"key_type":%q,"key_storage":%q}`, ca.Fingerprint(root), ca.Fingerprint(inter), o.KeyType, cakey.Storage(interURI)),
-	}}}); err != nil {
+	}, auditKeyEntry(loaded, auditKey, now, "init")}}); err != nil {
 		return fmt.Errorf("cadir: %w", err)
 	}
 	h, err := ca.BuildHierarchy(ctx, rows, hierarchyOptions(loaded, keys, o.Clock))
@@ -284,7 +297,8 @@ func sqlitePath(u string) string {
 }
 
 func checkEmpty(dir string, cfg config.Server) error {
-	for _, rel := range []string{config.FileName, cfg.CA.RootCert, cfg.CA.RootKey, cfg.CA.IntermediateCert, cfg.CA.IntermediateKey, cfg.CA.Bundle, cfg.Admin.Key, "certgate.db"} {
+	for _, rel := range []string{config.FileName, cfg.CA.RootCert, cfg.CA.RootKey, cfg.CA.IntermediateCert, cfg.CA.IntermediateKey, cfg.CA.Bundle, cfg.Admin.Key, "certgate.db",
+		cfg.Audit.Key, cfg.Audit.Checkpoints} {
 		if _, err := os.Lstat(filepath.Join(dir, rel)); err == nil {
 			return fmt.Errorf("%w: %s exists (init never overwrites; use another --dir)", ErrExists, filepath.Join(dir, rel))
 		} else if !errors.Is(err, os.ErrNotExist) {
@@ -309,6 +323,8 @@ type Installation struct {
 	// from the store's rows with them (after a rotation, say).
 	Keys      *cakey.Source
 	Hierarchy ca.HierarchyOptions
+	// AuditSigner signs the audit log's checkpoints with the audit key.
+	AuditSigner *checkpoint.Signer
 }
 
 // Close closes the store and the key source (PKCS#11 sessions).
@@ -371,8 +387,41 @@ func Open(ctx context.Context, dir string, passphrase []byte, clk clock.Clock) (
 	if in.Authority, err = newService(cfg, h, st, clk); err != nil {
 		return fail(err)
 	}
+	if in.AuditSigner, err = openAuditKey(ctx, cfg, st, passphrase, clk); err != nil {
+		return fail(err)
+	}
 	in.Authority.OnStale(func(ctx context.Context) error { _, err := in.Reload(ctx); return err })
 	return in, nil
+}
+
+// openAuditKey loads the audit key, making it for an installation made
+// before audit keys (recorded in the audit log: audit.key, by "upgrade").
+func openAuditKey(ctx context.Context, cfg *config.Server, st store.Store, passphrase []byte, clk clock.Clock) (*checkpoint.Signer, error) {
+	key, created, err := auditsign.EnsureKey(cfg.Path(cfg.Audit.Key), cfg.Path(cfg.Audit.PublicKey), passphrase)
+	if errors.Is(err, pemutil.ErrWrongPassphrase) {
+		return nil, fmt.Errorf("cadir: %s: wrong passphrase", cfg.Path(cfg.Audit.Key))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cadir: %w", err)
+	}
+	if created {
+		if _, err := st.AppendAudit(ctx, auditKeyEntry(cfg, key, clk.Now(), "upgrade")); err != nil {
+			return nil, fmt.Errorf("cadir: record the new audit key: %w", err)
+		}
+	}
+	s, err := checkpoint.NewSigner(cfg.CheckpointName(), key)
+	if err != nil {
+		return nil, fmt.Errorf("cadir: audit.name: %w", err)
+	}
+	return s, nil
+}
+
+// auditKeyEntry records the audit key's public half, so the log itself
+// says which key signs its checkpoints from then on.
+func auditKeyEntry(cfg *config.Server, key crypto.Signer, now time.Time, why string) audit.Entry {
+	pub := checkpoint.MarshalPublicKey(key.Public().(ed25519.PublicKey))
+	d, _ := json.Marshal(map[string]string{"public_key": string(pub), "made_by": why, "file": cfg.Audit.Key})
+	return audit.Entry{Time: now, Actor: "system", Action: audit.ActionAuditKey, Subject: cfg.CheckpointName(), Detail: string(d)}
 }
 
 // passphraseError says which key file a wrong passphrase failed on, in

@@ -46,7 +46,7 @@ func TestInitOpen(t *testing.T) {
 				t.Fatalf("opened %s with %d roots", in.Authority.TrustDomain(), len(in.Authority.Roots()))
 			}
 			recs, err := in.Store.AuditRecords(context.Background(), 0, 10)
-			if err != nil || len(recs) != 3 || recs[0].Action != "ca.init" || recs[1].Action != "role.grant" || recs[2].Action != "cert.issue" {
+			if err != nil || len(recs) != 4 || recs[0].Action != "ca.init" || recs[1].Action != "audit.key" || recs[2].Action != "role.grant" || recs[3].Action != "cert.issue" {
 				t.Fatalf("audit after init: %+v %v", recs, err)
 			}
 			cert, _, _, err := AdminCredentials(dir)

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/keytype"
@@ -31,6 +32,7 @@ type Server struct {
 	Revocation  Revoke   `yaml:"revocation"`
 	Log         Log      `yaml:"log"`
 	EST         EST      `yaml:"est"`
+	Audit       Audit    `yaml:"audit"`
 
 	dir string // where the file was loaded from
 }
@@ -140,6 +142,36 @@ type ESTBootstrap struct {
 	IdentityPrefix string `yaml:"identity_prefix"`
 }
 
+// Audit configures the audit log's signed checkpoints (package auditsign):
+// the key that signs them, kept like the CA keys (encrypted with the
+// passphrase, in the directory, never in the store), the file they are
+// appended to, and how often one is signed.
+type Audit struct {
+	// Key is the Ed25519 audit key, encrypted PKCS#8; made by init, or by
+	// the first server start of an installation made before.
+	Key string `yaml:"key"`
+	// PublicKey is its public half (PEM PUBLIC KEY), for verifiers.
+	PublicKey string `yaml:"public_key"`
+	// Name is the checkpoints' origin and key name; "" is
+	// TRUST_DOMAIN/certgate/audit.
+	Name string `yaml:"name"`
+	// Checkpoints is the file every signed checkpoint is appended to.
+	Checkpoints string `yaml:"checkpoints"`
+	// CheckpointEvery: a checkpoint at least every this many records.
+	CheckpointEvery int64 `yaml:"checkpoint_every"`
+	// CheckpointInterval: a checkpoint of the head at least this often
+	// when the log grew.
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+}
+
+// CheckpointName is the checkpoints' origin (audit.name or its default).
+func (c *Server) CheckpointName() string {
+	if c.Audit.Name != "" {
+		return c.Audit.Name
+	}
+	return c.TrustDomain + "/certgate/audit"
+}
+
 // Admin names the admin client certificate the CLI uses.
 type Admin struct {
 	Cert   string `yaml:"cert"`
@@ -177,6 +209,8 @@ func DefaultServer(td string) Server {
 		Tokens: Tokens{DefaultTTL: 15 * time.Minute, MaxTTL: 24 * time.Hour, MaxPrivilegedTTL: time.Hour},
 		Log:    Log{Level: "info"},
 		Admin:  Admin{Cert: "admin/cert.pem", Key: "admin/key.pem", Bundle: "admin/bundle.pem"},
+		Audit: Audit{Key: "ca/audit.key", PublicKey: "ca/audit.pub.pem", Checkpoints: "audit-checkpoints",
+			CheckpointEvery: 1000, CheckpointInterval: time.Minute},
 		Revocation: Revoke{
 			FeedHeartbeat: 2 * time.Second, CRLValidity: time.Hour, OCSPValidity: time.Hour, OCSPSignerLifetime: 24 * time.Hour,
 		},
@@ -235,6 +269,7 @@ func (c Server) Validate() error {
 		"ca.root_cert": c.CA.RootCert, "ca.intermediate_cert": c.CA.IntermediateCert,
 		"ca.intermediate_key": c.CA.IntermediateKey, "ca.bundle": c.CA.Bundle,
 		"admin.cert": c.Admin.Cert, "admin.key": c.Admin.Key, "admin.bundle": c.Admin.Bundle,
+		"audit.key": c.Audit.Key, "audit.public_key": c.Audit.PublicKey, "audit.checkpoints": c.Audit.Checkpoints,
 	} {
 		if v == "" {
 			bad(field, "is empty")
@@ -329,6 +364,15 @@ func (c Server) Validate() error {
 		case strings.HasPrefix(p, identity.AdminPrefix) || strings.HasPrefix(p, identity.GatewayPrefix) || p == "/server/":
 			bad(field+".identity_prefix", "%q is a role's prefix; a bootstrap certificate grants no role", p)
 		}
+	}
+	if c.Audit.CheckpointEvery < 1 {
+		bad("audit.checkpoint_every", "%d is not a positive number of records", c.Audit.CheckpointEvery)
+	}
+	if c.Audit.CheckpointInterval < time.Second {
+		bad("audit.checkpoint_interval", "%s is shorter than 1s", c.Audit.CheckpointInterval)
+	}
+	if c.Audit.Name != "" && (strings.ContainsAny(c.Audit.Name, " +\t\n") || !utf8.ValidString(c.Audit.Name)) {
+		bad("audit.name", "%q has a space, '+' or is not UTF-8", c.Audit.Name)
 	}
 	if c.Tokens.DefaultTTL <= 0 || c.Tokens.MaxTTL < c.Tokens.DefaultTTL {
 		bad("tokens", "default_ttl must be positive and not above max_ttl")

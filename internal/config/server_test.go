@@ -37,7 +37,7 @@ func TestParseServerErrors(t *testing.T) {
 		"misspelled field": {strings.Replace(string(good), "  max_ttl:", "  max_tll:", 1),
 			"config /x/certgate.yaml: line 78: tokens.max_tll: unknown field; did you mean max_ttl?"},
 		"unknown top-level": {string(good) + "extra: 1\n",
-			"config /x/certgate.yaml: line 119: extra: unknown field"},
+			"config /x/certgate.yaml: line 136: extra: unknown field"},
 		"bad duration": {strings.Replace(string(good), "default_ttl: 15m0s", "default_ttl: soon", 1),
 			`config /x/certgate.yaml: line 76: tokens.default_ttl: "soon" is not a duration (e.g. 90s, 15m, 24h)`},
 		"empty":     {"", "config /x/certgate.yaml: empty"},

@@ -125,6 +125,23 @@ est:
 # (a new serving certificate). It names every other changed setting as
 # needing a restart and keeps running with the old value.
 
+audit:
+  # The audit log's signed checkpoints (docs/security.md): the Ed25519 key
+  # that signs them, encrypted with the passphrase like the CA keys and
+  # never in the store (made by init, or by the first start of an older
+  # installation), and its public half for "certgate audit verify".
+  key: {{.Audit.Key}}
+  public_key: {{.Audit.PublicKey}}
+  # The checkpoints' origin line and key name ("" = TRUST_DOMAIN/certgate/audit).
+  name: {{q .Audit.Name}}
+  # Every checkpoint is appended here (and logged, and served at
+  # GET /v1/audit/checkpoint); keep a copy off this host.
+  checkpoints: {{.Audit.Checkpoints}}
+  # Sign at least every this many records, and the head at least this
+  # often when the log grew (and on shutdown).
+  checkpoint_every: {{.Audit.CheckpointEvery}}
+  checkpoint_interval: {{.Audit.CheckpointInterval}}
+
 admin:
   # The admin client certificate the CLI authenticates with.
   cert: {{.Admin.Cert}}

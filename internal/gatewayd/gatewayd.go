@@ -74,6 +74,9 @@ type Options struct {
 	Reload <-chan os.Signal
 	// Ready is called once the listeners are up.
 	Ready func(*gateway.Gateway)
+	// AuditWitnessInterval is how often the audit witness looks at the
+	// server's checkpoint ([AuditWitnessInterval] if zero).
+	AuditWitnessInterval time.Duration
 }
 
 // Run serves the gateway until ctx is done.
@@ -145,9 +148,11 @@ func Run(ctx context.Context, o Options) error {
 		defer func() { cancel(); <-agentDone }()
 	}
 	var m *metrics.Gateway
+	var witnessMetrics *metrics.AuditWitness
 	if cfg.Metrics.Listen != "" {
 		reg := metrics.NewRegistry()
 		m = metrics.NewGateway(reg, o.Clock.Now)
+		witnessMetrics = metrics.NewAuditWitness(reg)
 		opts.Metrics = m
 		dropMetric.Store(m)
 		addr, err := metrics.Serve(ctx, cfg.Metrics.Listen, reg)
@@ -200,6 +205,13 @@ func Run(ctx context.Context, o Options) error {
 			shipper.Run(ctx)
 		}()
 		defer func() { cancel(); <-shipDone }()
+		if own != nil {
+			stopWitness, err := startAuditWitness(ctx, cfg, own, o.AuditWitnessInterval, log, witnessMetrics)
+			if err != nil {
+				return err
+			}
+			defer func() { cancel(); stopWitness() }()
+		}
 	}
 	gc, err := gateway.NewConfig(cfg)
 	if err != nil {

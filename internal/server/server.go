@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -37,6 +38,7 @@ type Store interface {
 	GetCertificate(ctx context.Context, serial string) (store.Certificate, error)
 	ListCertificates(ctx context.Context, f store.CertFilter) ([]store.Certificate, error)
 	AuditRecords(ctx context.Context, after int64, limit int) ([]audit.Record, error)
+	Unrecorded(ctx context.Context) ([]store.Unrecorded, error)
 	AppendAudit(ctx context.Context, e audit.Entry) (audit.Record, error)
 	RevocationSnapshot(ctx context.Context, now time.Time) (store.Snapshot, error)
 	Events(ctx context.Context, after int64, limit int) ([]store.Event, error)
@@ -73,6 +75,11 @@ type Options struct {
 	// ESTBootstrap are the CAs whose certificates may enroll over EST
 	// without a token; none by default.
 	ESTBootstrap []ESTBootstrap
+	// Checkpoints, when set, is the audit log's newest signed checkpoint,
+	// served at GET /v1/audit/checkpoint; AuditKey verifies it (served at
+	// GET /v1/audit/key).
+	Checkpoints Checkpoints
+	AuditKey    ed25519.PublicKey
 	// LegacyAutoRevokeInterval is how often legacy keys past their
 	// migration grace are revoked (5 s if zero).
 	LegacyAutoRevokeInterval time.Duration

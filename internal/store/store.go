@@ -221,6 +221,9 @@ type Store interface {
 	AppendAudit(ctx context.Context, e audit.Entry) (audit.Record, error)
 	// AuditRecords returns up to limit records with Seq > after, in order.
 	AuditRecords(ctx context.Context, after int64, limit int) ([]audit.Record, error)
+	// Unrecorded returns the certificates and revocations that have no
+	// audit record (rows added behind certgate's back).
+	Unrecorded(ctx context.Context) ([]Unrecorded, error)
 
 	// ListCAs returns every CA certificate, ordered by kind, generation and
 	// creation.

@@ -10,19 +10,27 @@ const (
 	PathRenew        = "/v1/renew"        // POST RenewRequest → EnrollResponse (the current certificate authenticates)
 	PathCertificates = "/v1/certificates" // GET → CertificateList; GET PathCertificates/SERIAL → Certificate (admin)
 	PathRevoke       = "/v1/revoke"       // POST RevokeRequest → RevokeResponse (admin)
-	PathAudit        = "/v1/audit"        // GET ?after=N&limit=N → AuditRecords (admin)
-	PathRevocations  = "/v1/revocations"  // GET → Revocations (gateway or admin)
-	PathFeed         = "/v1/feed"         // GET [?after=N] → the change feed, JSON lines (gateway or admin; internal/feed)
-	PathBundle       = "/v1/bundle"       // GET → the trusted roots, PEM
-	PathCA           = "/v1/ca"           // GET → CA: roots, published intermediates, revoked CA keys (public)
-	PathCACert       = "/ca"              // GET PathCACert/KEYID.crt → a CA certificate, DER (public; authority information access)
-	PathCRL          = "/crl"             // GET → the active intermediate's CRL; GET PathCRL/KEYID → that CA key's CRL, DER
-	PathOCSP         = "/ocsp"            // POST, or GET PathOCSP/BASE64 → an OCSP response
-	PathHealth       = "/healthz"         // GET → Health
-	PathUsage        = "/v1/usage"        // POST UsageReport → UsageAck (gateway)
-	PathIdentities   = "/v1/identities"   // GET [?stale=DUR&expiring=DUR&identity=ID] → IdentityList (admin)
-	PathRoles        = "/v1/roles"        // GET → RoleList (admin, auditor); POST RoleChange → RoleGrant (admin)
-	PathRolesRevoke  = "/v1/roles/revoke" // POST RoleChange → RoleGrant, the grant removed (admin)
+	PathAudit        = "/v1/audit"        // GET ?after=N&limit=N → AuditRecords (admin, auditor, gateway: a witness checks a checkpoint extends the last)
+	// PathAuditCheckpoint: GET → the newest signed checkpoint of the audit
+	// log, a C2SP signed note, text/plain (public).
+	PathAuditCheckpoint = "/v1/audit/checkpoint"
+	// PathAuditKey: GET → the audit key's public half, PEM (public).
+	PathAuditKey = "/v1/audit/key"
+	// PathAuditUnrecorded: GET → Unrecorded, certificates and revocations
+	// without their audit record (admin, auditor).
+	PathAuditUnrecorded = "/v1/audit/unrecorded"
+	PathRevocations     = "/v1/revocations"  // GET → Revocations (gateway or admin)
+	PathFeed            = "/v1/feed"         // GET [?after=N] → the change feed, JSON lines (gateway or admin; internal/feed)
+	PathBundle          = "/v1/bundle"       // GET → the trusted roots, PEM
+	PathCA              = "/v1/ca"           // GET → CA: roots, published intermediates, revoked CA keys (public)
+	PathCACert          = "/ca"              // GET PathCACert/KEYID.crt → a CA certificate, DER (public; authority information access)
+	PathCRL             = "/crl"             // GET → the active intermediate's CRL; GET PathCRL/KEYID → that CA key's CRL, DER
+	PathOCSP            = "/ocsp"            // POST, or GET PathOCSP/BASE64 → an OCSP response
+	PathHealth          = "/healthz"         // GET → Health
+	PathUsage           = "/v1/usage"        // POST UsageReport → UsageAck (gateway)
+	PathIdentities      = "/v1/identities"   // GET [?stale=DUR&expiring=DUR&identity=ID] → IdentityList (admin)
+	PathRoles           = "/v1/roles"        // GET → RoleList (admin, auditor); POST RoleChange → RoleGrant (admin)
+	PathRolesRevoke     = "/v1/roles/revoke" // POST RoleChange → RoleGrant, the grant removed (admin)
 )
 
 // CreateTokenRequest is the body of POST /v1/tokens.
@@ -160,6 +168,21 @@ type AuditRecord struct {
 // AuditRecords answers GET /v1/audit.
 type AuditRecords struct {
 	Records []AuditRecord `json:"records"`
+}
+
+// UnrecordedChange is a certificate or revocation the store holds without
+// its audit record.
+type UnrecordedChange struct {
+	Kind      string    `json:"kind"` // certificate or revocation
+	Serial    string    `json:"serial"`
+	Identity  string    `json:"identity,omitempty"`
+	Time      time.Time `json:"time"`
+	BeforeSeq int64     `json:"before_seq,omitempty"` // the first record after Time; 0: after the last
+}
+
+// Unrecorded answers GET /v1/audit/unrecorded.
+type Unrecorded struct {
+	Changes []UnrecordedChange `json:"changes"`
 }
 
 // Revoked is one revoked, unexpired certificate, as GET /v1/revocations

@@ -180,3 +180,10 @@ func (f *Faulty) RoleGrants(ctx context.Context) ([]roles.Grant, error) {
 	}
 	return f.Store.RoleGrants(ctx)
 }
+
+func (f *Faulty) Unrecorded(ctx context.Context) ([]store.Unrecorded, error) {
+	if err := f.fail("Unrecorded"); err != nil {
+		return nil, err
+	}
+	return f.Store.Unrecorded(ctx)
+}

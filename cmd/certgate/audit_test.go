@@ -1,0 +1,429 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certgate/certgate/internal/audit"
+	"github.com/certgate/certgate/internal/cadir"
+	"github.com/certgate/certgate/internal/checkpoint"
+	"github.com/certgate/certgate/internal/config"
+	"github.com/certgate/certgate/internal/store/storetest"
+	"github.com/certgate/certgate/internal/testenv"
+	"github.com/certgate/certgate/internal/wire"
+)
+
+// auditDB is the store of a certgate directory opened with database/sql,
+// to tamper with it the way a database administrator could.
+type auditDB struct {
+	db *sql.DB
+	pg bool
+}
+
+func (a auditDB) q(query string) string {
+	if !a.pg {
+		return query
+	}
+	n := 0
+	return regexp.MustCompile(`\?`).ReplaceAllStringFunc(query, func(string) string { n++; return fmt.Sprintf("$%d", n) })
+}
+
+func (a auditDB) exec(t *testing.T, query string, args ...any) {
+	t.Helper()
+	if _, err := a.db.Exec(a.q(query), args...); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+}
+
+func (a auditDB) records(t *testing.T) []audit.Record {
+	t.Helper()
+	rows, err := a.db.Query(`SELECT seq, time, actor, action, subject, detail, prev_hash, hash FROM audit ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []audit.Record
+	for rows.Next() {
+		var r audit.Record
+		var ns int64
+		if err := rows.Scan(&r.Seq, &ns, &r.Actor, &r.Action, &r.Subject, &r.Detail, &r.PrevHash, &r.Hash); err != nil {
+			t.Fatal(err)
+		}
+		r.Time = time.Unix(0, ns).UTC()
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// restore puts the audit table back as recs.
+func (a auditDB) restore(t *testing.T, recs []audit.Record) {
+	t.Helper()
+	a.exec(t, `DELETE FROM audit`)
+	for _, r := range recs {
+		a.exec(t, `INSERT INTO audit (seq, time, actor, action, subject, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			r.Seq, r.Time.UnixNano(), r.Actor, r.Action, r.Subject, r.Detail, r.PrevHash, r.Hash)
+	}
+}
+
+// setAudit sets the audit section's checkpoint cadence in dir's config.
+func setAudit(t *testing.T, dir string, every int, interval string) {
+	t.Helper()
+	p := filepath.Join(dir, config.FileName)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = regexp.MustCompile(`(?m)^  checkpoint_every: .*$`).ReplaceAll(b, []byte(fmt.Sprintf("  checkpoint_every: %d", every)))
+	b = regexp.MustCompile(`(?m)^  checkpoint_interval: .*$`).ReplaceAll(b, []byte("  checkpoint_interval: "+interval))
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// publicGet fetches a public path of dir's server, trusting its bundle.
+func publicGet(t *testing.T, dir, path string) (int, []byte) {
+	t.Helper()
+	_, roots, cfg, err := cadir.AdminCredentials(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Get(cfg.Listen.URL + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, body
+}
+
+// waitCheckpoint waits until the server's checkpoint covers want records.
+func waitCheckpoint(t *testing.T, dir string, v *checkpoint.Verifier, want int64) checkpoint.Signed {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		code, note := publicGet(t, dir, wire.PathAuditCheckpoint)
+		if code == http.StatusOK {
+			s, err := v.Verify(note)
+			if err != nil {
+				t.Fatalf("served checkpoint: %v\n%s", err, note)
+			}
+			if s.Size >= want {
+				return s
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no checkpoint of %d records after 60 s (last answer %d %s)", want, code, note)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func auditVerifier(t *testing.T, dir string) *checkpoint.Verifier {
+	t.Helper()
+	cfg, err := config.LoadServer(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(cfg.Path(cfg.Audit.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := checkpoint.ParsePublicKey(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := checkpoint.NewVerifier(cfg.CheckpointName(), pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestAuditTamperingSQLite and TestAuditTamperingPostgres: each kind of
+// tampering a database administrator can do with SQL is found by
+// certgate audit verify, which names the first bad record and exits 1;
+// the log put back, it passes again.
+func TestAuditTamperingSQLite(t *testing.T) {
+	t.Setenv("CERTGATE_PASSPHRASE", testPassphrase)
+	dir := filepath.Join(t.TempDir(), "ca")
+	mustCLI(t, "init", "--dir", dir, "--trust-domain", "example.org", "--listen", freeAddr(t))
+	db, err := sql.Open("sqlite", filepath.Join(dir, "certgate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	auditTampering(t, dir, auditDB{db: db})
+}
+
+func TestAuditTamperingPostgres(t *testing.T) {
+	u := storetest.PostgresURL(t)
+	t.Setenv("CERTGATE_PASSPHRASE", testPassphrase)
+	dir := filepath.Join(t.TempDir(), "ca")
+	mustCLI(t, "init", "--dir", dir, "--trust-domain", "example.org", "--listen", freeAddr(t), "--store", u)
+	db, err := sql.Open("pgx", u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	auditTampering(t, dir, auditDB{db: db, pg: true})
+}
+
+func auditTampering(t *testing.T, dir string, db auditDB) {
+	setAudit(t, dir, 3, "1s")
+	serveDir(t, dir)
+	v := auditVerifier(t, dir)
+
+	// Some history: tokens, enrollments, a revocation.
+	var serials []string
+	for i := range 3 {
+		tok := strings.TrimSpace(mustCLI(t, "token", "create", "--dir", dir, "--identity", fmt.Sprintf("spiffe://example.org/svc/s%d", i), "--ttl", "10m"))
+		out := filepath.Join(t.TempDir(), fmt.Sprint(i))
+		mustCLI(t, "enroll", "--token", tok, "--out", out)
+		serials = append(serials, testenv.ReadLeaf(t, out).SerialNumber.Text(16))
+	}
+	mustCLI(t, "cert", "revoke", "--dir", dir, "--serial", serials[0], "--reason", "keyCompromise")
+
+	orig := db.records(t)
+	n := int64(len(orig))
+	newest := waitCheckpoint(t, dir, v, n)
+	if newest.Size != n {
+		t.Fatalf("checkpoint of %d records, the log has %d", newest.Size, n)
+	}
+	out := mustCLI(t, "audit", "verify", "--dir", dir)
+	if !strings.HasPrefix(out, fmt.Sprintf("OK: %d audit records, chain intact, head ", n)) || !strings.Contains(out, "checkpoints matched (newest checkpoint "+fmt.Sprint(n)+" records") {
+		t.Fatalf("audit verify of an intact log:\n%s", out)
+	}
+
+	// The checkpoint file: every N records (3) and the head.
+	cfg, _ := config.LoadServer(dir)
+	var sizes []int64
+	data, _ := os.ReadFile(cfg.Path(cfg.Audit.Checkpoints))
+	notes, err := checkpoint.Notes(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, note := range notes {
+		s, err := v.Verify(note)
+		if err != nil {
+			t.Fatalf("checkpoint file: %v", err)
+		}
+		sizes = append(sizes, s.Size)
+	}
+	for i := 1; i < len(sizes); i++ {
+		if sizes[i]-sizes[i-1] > 3 || sizes[i] < sizes[i-1] {
+			t.Fatalf("checkpoint sizes %v: a gap above checkpoint_every (3)", sizes)
+		}
+	}
+	// lastBelow is the largest checkpointed size below seq.
+	lastBelow := func(seq int64) int64 {
+		var m int64
+		for _, s := range sizes {
+			if s < seq && s > m {
+				m = s
+			}
+		}
+		return m
+	}
+
+	k := orig[n/2].Seq // a record in the middle
+	rehash := func(recs []audit.Record, from int) {
+		for i := from; i < len(recs); i++ {
+			if i > 0 {
+				recs[i].PrevHash = recs[i-1].Hash
+			}
+			recs[i].Hash = audit.Link(recs[i])
+			db.exec(t, `UPDATE audit SET actor = ?, prev_hash = ?, hash = ? WHERE seq = ?`, recs[i].Actor, recs[i].PrevHash, recs[i].Hash, recs[i].Seq)
+		}
+	}
+	fixedSerial := "7a3e00000000000000000000000000ff"
+	for _, tc := range []struct {
+		name   string
+		tamper func()
+		want   string
+	}{
+		{"changed record", func() {
+			db.exec(t, `UPDATE audit SET actor = 'spiffe://example.org/admin/mallory' WHERE seq = ?`, k)
+		}, fmt.Sprintf("FAIL: audit: record %d: hash mismatch: contents changed after it was written", k)},
+		{"deleted middle record", func() {
+			db.exec(t, `DELETE FROM audit WHERE seq = ?`, k)
+		}, fmt.Sprintf("FAIL: audit: record %d: expected record %d, found %d (record deleted or reordered)", k, k, k+1)},
+		{"truncated tail", func() {
+			db.exec(t, `DELETE FROM audit WHERE seq > ?`, n-2)
+		}, fmt.Sprintf("FAIL: audit: record %d: missing: the checkpoint signed at %s covers %d records, the log has %d (records %d to %d deleted from the end)",
+			n-1, newest.Time.UTC().Format(time.RFC3339), n, n-2, n-1, n)},
+		{"rewritten chain", func() {
+			recs := slices.Clone(orig)
+			recs[k-1].Actor = "spiffe://example.org/admin/mallory"
+			rehash(recs, int(k-1))
+		}, fmt.Sprintf("FAIL: audit: record %d: the chain was rewritten at or after this record: records %d to ", lastBelow(k)+1, lastBelow(k)+1)},
+		{"certificate without a record", func() {
+			db.exec(t, `INSERT INTO certificates (serial, identity, common_name, fingerprint, not_before, not_after, key_type, obtained, renewed_from, token_id, issued_at, der, issuer)
+				SELECT ?, 'spiffe://example.org/admin/backdoor', common_name, 'ff00', not_before, not_after, key_type, obtained, renewed_from, token_id, issued_at, der, issuer FROM certificates WHERE serial = ?`, fixedSerial, serials[1])
+		}, "FAIL: certificate " + fixedSerial + " (spiffe://example.org/admin/backdoor) issued at "},
+		{"revocation without a record", func() {
+			db.exec(t, `INSERT INTO revocations (serial, reason, revoked_at, revoked_by) VALUES (?, 1, ?, 'spiffe://example.org/admin/mallory')`, serials[2], time.Now().UnixNano())
+		}, "FAIL: revocation " + serials[2] + " (spiffe://example.org/svc/s2) revoked at "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.tamper()
+			stdout, stderr, code := cli(t, "audit", "verify", "--dir", dir)
+			if code != 1 || !strings.Contains(stdout, tc.want) {
+				t.Fatalf("exit %d\n%s%s\nwant a line starting %q", code, stdout, stderr, tc.want)
+			}
+			db.exec(t, `DELETE FROM certificates WHERE serial = ?`, fixedSerial)
+			db.exec(t, `DELETE FROM revocations WHERE serial = ?`, serials[2])
+			db.restore(t, orig)
+			if out := mustCLI(t, "audit", "verify", "--dir", dir); !strings.HasPrefix(out, "OK: ") {
+				t.Fatalf("after putting it back: %s", out)
+			}
+		})
+	}
+
+	// The same checks against a witness's copy of one checkpoint only.
+	wfile := filepath.Join(t.TempDir(), "witness")
+	os.WriteFile(wfile, newest.Note(), 0o644)
+	db.exec(t, `DELETE FROM audit WHERE seq = ?`, n)
+	stdout, _, code := cli(t, "audit", "verify", "--dir", dir, "--checkpoint", wfile)
+	if want := fmt.Sprintf("FAIL: audit: record %d: missing: the checkpoint signed at", n); code != 1 || !strings.Contains(stdout, want) {
+		t.Fatalf("--checkpoint FILE: exit %d %s", code, stdout)
+	}
+	db.restore(t, orig)
+	// A forged checkpoint is refused, not believed.
+	forged := bytes.Replace(newest.Note(), []byte(fmt.Sprintf("\n%d\n", n)), []byte(fmt.Sprintf("\n%d\n", n+5)), 1)
+	os.WriteFile(wfile, forged, 0o644)
+	stdout, _, code = cli(t, "audit", "verify", "--dir", dir, "--checkpoint", wfile)
+	if code != 1 || !strings.Contains(stdout, "FAIL: auditcheck: checkpoint "+wfile+", note 1: checkpoint: signature does not verify") {
+		t.Fatalf("forged checkpoint: exit %d %s", code, stdout)
+	}
+	// --checkpoint URL: the server's own.
+	_, _, acfg, _ := cadir.AdminCredentials(dir)
+	if out := mustCLI(t, "audit", "verify", "--dir", dir, "--checkpoint", acfg.Listen.URL+wire.PathAuditCheckpoint); !strings.Contains(out, "OK: 1 checkpoints matched") {
+		t.Fatalf("--checkpoint URL: %s", out)
+	}
+}
+
+// TestAuditCheckpointOpenSSL: the checkpoint served at
+// GET /v1/audit/checkpoint verifies with openssl from the key served at
+// GET /v1/audit/key (no authentication for either), and a changed size
+// does not.
+func TestAuditCheckpointOpenSSL(t *testing.T) {
+	openssl := testenv.RequirePeer(t, "openssl")
+	dir := startServer(t)
+	code, note := publicGet(t, dir, wire.PathAuditCheckpoint)
+	if code != http.StatusOK {
+		t.Fatalf("GET checkpoint: %d %s", code, note)
+	}
+	code, key := publicGet(t, dir, wire.PathAuditKey)
+	if code != http.StatusOK || !bytes.HasPrefix(key, []byte("-----BEGIN PUBLIC KEY-----")) {
+		t.Fatalf("GET key: %d %s", code, key)
+	}
+	cfg, _ := config.LoadServer(dir)
+	if onDisk, _ := os.ReadFile(cfg.Path(cfg.Audit.PublicKey)); !bytes.Equal(onDisk, key) {
+		t.Fatalf("served key differs from %s", cfg.Audit.PublicKey)
+	}
+	// The note: text, a blank line, "— NAME base64(keyID || signature)".
+	i := bytes.LastIndex(note, []byte("\n\n"))
+	text := note[:i+1]
+	line := strings.TrimSpace(string(note[i+2:]))
+	fields := strings.Fields(line)
+	if len(fields) != 3 || fields[0] != "—" || fields[1] != "example.org/certgate/audit" {
+		t.Fatalf("signature line %q", line)
+	}
+	blob, err := base64.StdEncoding.DecodeString(fields[2])
+	if err != nil || len(blob) != 4+64 {
+		t.Fatalf("signature blob: %d bytes, %v", len(blob), err)
+	}
+	tmp := t.TempDir()
+	write := func(name string, b []byte) string {
+		p := filepath.Join(tmp, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	pub, txt, sig := write("audit.pub.pem", key), write("text", text), write("sig", blob[4:])
+	out, err := exec.Command(openssl, "pkeyutl", "-verify", "-pubin", "-inkey", pub, "-rawin", "-in", txt, "-sigfile", sig).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Signature Verified Successfully") {
+		t.Fatalf("openssl pkeyutl -verify: %v\n%s", err, out)
+	}
+	lines := strings.SplitN(string(text), "\n", 3)
+	forged := write("forged", []byte(lines[0]+"\n"+lines[1]+"0\n"+lines[2]))
+	out, err = exec.Command(openssl, "pkeyutl", "-verify", "-pubin", "-inkey", pub, "-rawin", "-in", forged, "-sigfile", sig).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "Signature Verification Failure") {
+		t.Fatalf("openssl accepted a changed size: %v\n%s", err, out)
+	}
+}
+
+// TestAuditKeyUpgrade: an installation made before audit keys (no key,
+// no audit section in its config) gets a key at its first start, recorded
+// in the audit log, and checkpoints from then on.
+func TestAuditKeyUpgrade(t *testing.T) {
+	t.Setenv("CERTGATE_PASSPHRASE", testPassphrase)
+	dir := filepath.Join(t.TempDir(), "ca")
+	mustCLI(t, "init", "--dir", dir, "--trust-domain", "example.org", "--listen", freeAddr(t))
+	cfgPath := filepath.Join(dir, config.FileName)
+	b, _ := os.ReadFile(cfgPath)
+	old := regexp.MustCompile(`(?ms)^audit:\n.*?\n\n`).ReplaceAll(b, nil)
+	if bytes.Contains(old, []byte("audit:")) {
+		t.Fatalf("audit section not removed:\n%s", old)
+	}
+	os.WriteFile(cfgPath, old, 0o600)
+	for _, f := range []string{"ca/audit.key", "ca/audit.pub.pem"} {
+		if err := os.Remove(filepath.Join(dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	serveDir(t, dir)
+	fi, err := os.Stat(filepath.Join(dir, "ca/audit.key"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("audit key after upgrade: %v %v", fi, err)
+	}
+	keyPEM, _ := os.ReadFile(filepath.Join(dir, "ca/audit.key"))
+	if !bytes.Contains(keyPEM, []byte("ENCRYPTED PRIVATE KEY")) {
+		t.Fatal("the audit key is not encrypted at rest")
+	}
+	v := auditVerifier(t, dir)
+	waitCheckpoint(t, dir, v, 1)
+	cl, err := adminClient(dir, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := cl.AuditRecords(context.Background(), 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keyRecs []wire.AuditRecord
+	for _, r := range recs {
+		if r.Action == audit.ActionAuditKey {
+			keyRecs = append(keyRecs, r)
+		}
+	}
+	pubPEM, _ := os.ReadFile(filepath.Join(dir, "ca/audit.pub.pem"))
+	var detail map[string]string
+	if len(keyRecs) != 2 || json.Unmarshal([]byte(keyRecs[1].Detail), &detail) != nil || detail["made_by"] != "upgrade" || detail["public_key"] != string(pubPEM) {
+		t.Fatalf("audit.key records: %+v", keyRecs)
+	}
+	if out := mustCLI(t, "audit", "verify", "--dir", dir); !strings.HasPrefix(out, "OK: ") {
+		t.Fatalf("audit verify after the upgrade: %s", out)
+	}
+}
