@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unique"
 
 	"github.com/certgate/certgate/internal/revocation"
 )
@@ -28,10 +29,14 @@ type peer struct {
 	resumed     bool
 	client      string
 
+	// The identity header values, built on the first request that sends
+	// one. They are a few KiB per certificate (two base64 certificates):
+	// interned, so that the connections of one certificate share one
+	// copy, kept while a handle to it is.
 	hdrOnce         sync.Once
-	clientCert      string // RFC 9440 Client-Cert
-	clientCertChain string // RFC 9440 Client-Cert-Chain
-	xfcc            string // Envoy X-Forwarded-Client-Cert
+	clientCert      unique.Handle[string] // RFC 9440 Client-Cert
+	clientCertChain unique.Handle[string] // RFC 9440 Client-Cert-Chain
+	xfcc            unique.Handle[string] // Envoy X-Forwarded-Client-Cert
 }
 
 func newPeer(cs *tls.ConnectionState, remote net.Addr, id string) *peer {
@@ -56,15 +61,16 @@ func newPeer(cs *tls.ConnectionState, remote net.Addr, id string) *peer {
 	return p
 }
 
-// identityHeaders computes the header values once per connection.
+// identityHeaders computes the header values once per connection, shared
+// with the other connections of the certificate.
 func (p *peer) identityHeaders(by string) {
 	p.hdrOnce.Do(func() {
-		p.clientCert = ":" + base64.StdEncoding.EncodeToString(p.leaf.Raw) + ":"
+		p.clientCert = unique.Make(":" + base64.StdEncoding.EncodeToString(p.leaf.Raw) + ":")
 		parts := make([]string, 0, len(p.chain)-1)
 		for _, c := range p.chain[1:] {
 			parts = append(parts, ":"+base64.StdEncoding.EncodeToString(c.Raw)+":")
 		}
-		p.clientCertChain = strings.Join(parts, ", ")
+		p.clientCertChain = unique.Make(strings.Join(parts, ", "))
 		var b strings.Builder
 		if by != "" {
 			b.WriteString("By=" + by + ";")
@@ -72,7 +78,7 @@ func (p *peer) identityHeaders(by string) {
 		b.WriteString("Hash=" + p.fingerprint)
 		b.WriteString(`;Subject="` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(p.leaf.Subject.String()) + `"`)
 		b.WriteString(";URI=" + p.id)
-		p.xfcc = b.String()
+		p.xfcc = unique.Make(b.String())
 	})
 }
 
@@ -97,6 +103,10 @@ type tracked struct {
 	// route), where no request is checked again; route names its route.
 	tunnel atomic.Bool
 	route  atomic.Pointer[string]
+	// parkedUntil is set by serveH1 when it stops waiting for the next
+	// request on its goroutine: the wait goes on, until then, on a new
+	// one (goServe). Only the goroutine serving the connection uses it.
+	parkedUntil time.Time
 }
 
 func (t *tracked) close() bool {

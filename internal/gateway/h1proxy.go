@@ -27,6 +27,7 @@ type h1session struct {
 	g     *Gateway
 	t     *tracked
 	tc    *tls.Conn
+	in    firstByte // what br reads
 	br    *bufio.Reader
 	bw    *bufio.Writer
 	head  []byte
@@ -36,39 +37,102 @@ type h1session struct {
 	entry accesslog.Entry
 }
 
-// h1Pool holds idle sessions with their buffers (about 20 KiB), so that a
-// new connection allocates none of them, as net/http pools its bufio
-// readers and writers.
+// h1Pool holds the sessions not serving a request, with their buffers
+// (about 20 KiB), so that serving allocates none of them, as net/http
+// pools its bufio readers and writers. A connection takes one only when
+// the first byte of a request has arrived and gives it back when the
+// request is done: a connection waiting for its next request holds no
+// buffer of its own (docs/benchmarks.md, idle connections).
 var h1Pool = sync.Pool{New: func() any {
-	return &h1session{
-		br:   bufio.NewReaderSize(nil, clientBufferSize),
+	s := &h1session{
 		bw:   bufio.NewWriterSize(nil, clientBufferSize),
 		head: make([]byte, 0, 1024),
 		out:  make([]byte, 0, 2048),
 	}
+	s.br = bufio.NewReaderSize(&s.in, clientBufferSize)
+	return s
 }}
 
 // maxPooledScratch bounds the head and out buffers a session keeps in the
 // pool; one that grew past it (a very large head) is dropped.
 const maxPooledScratch = 16 << 10
 
-func (g *Gateway) serveH1(t *tracked) {
-	s := h1Pool.Get().(*h1session)
-	s.g, s.t, s.tc = g, t, t.conn.(*tls.Conn)
-	s.br.Reset(s.tc)
-	s.bw.Reset(s.tc)
-	for s.serveOne() {
+// firstByte is what a session's reader reads: the byte that woke the
+// connection up, then the connection.
+type firstByte struct {
+	tc   *tls.Conn
+	b    byte
+	have bool
+}
+
+func (f *firstByte) Read(p []byte) (int, error) {
+	if f.have && len(p) > 0 {
+		p[0], f.have = f.b, false
+		return 1, nil
 	}
-	s.release()
+	return f.tc.Read(p)
+}
+
+// parkAfter is how long a connection waits for its next request on the
+// goroutine that served the last one. After that its wait moves to a new
+// goroutine (goServe): serving a request grows a goroutine's stack to 8
+// KiB and more, which it keeps until a garbage collection, and an idle
+// gateway hardly collects; a new goroutine starts with the runtime's
+// average stack, a few KiB when most connections wait. Under load requests
+// come sooner, so a busy connection never moves.
+const parkAfter = time.Second
+
+func (g *Gateway) serveH1(t *tracked) {
+	tc := t.conn.(*tls.Conn)
+	var first [1]byte
+	for {
+		// Wait for the next request with one byte of buffer: what
+		// crypto/tls holds is all the connection holds while it waits.
+		idleEnd := t.parkedUntil
+		deadline := idleEnd
+		if idleEnd.IsZero() {
+			now := time.Now()
+			idleEnd = now.Add(g.rt.Load().cfg.timeouts.idle)
+			deadline = now.Add(parkAfter)
+			if idleEnd.Before(deadline) {
+				deadline = idleEnd
+			}
+		}
+		t.parkedUntil = time.Time{}
+		tc.SetReadDeadline(deadline)
+		n, err := tc.Read(first[:])
+		if n == 0 {
+			if deadline.Before(idleEnd) && isTimeout(err) && g.ctx.Err() == nil {
+				t.parkedUntil = idleEnd
+			}
+			// Closed, idle timeout or a TLS error: nothing to answer.
+			return
+		}
+		s := h1Pool.Get().(*h1session)
+		s.g, s.t, s.tc = g, t, tc
+		s.in = firstByte{tc: tc, b: first[0], have: true}
+		s.br.Reset(&s.in)
+		s.bw.Reset(tc)
+		more := s.serveOne()
+		// Pipelined requests already read stay with this session.
+		for more && s.br.Buffered() > 0 {
+			more = s.serveOne()
+		}
+		s.release()
+		if !more {
+			return
+		}
+	}
 }
 
 // release returns the session to the pool. Nothing uses it any more: every
 // request, and a tunnel's copies both ways, finished before serveOne
-// returned false.
+// returned, and nothing is left in its reader.
 func (s *h1session) release() {
 	s.br.Reset(nil)
 	s.bw.Reset(nil)
 	s.g, s.t, s.tc = nil, nil, nil
+	s.in = firstByte{}
 	s.req.Reset()
 	s.cr = canonicalRequest{}
 	s.entry = accesslog.Entry{}
@@ -82,14 +146,11 @@ func (s *h1session) release() {
 // carry another.
 func (s *h1session) serveOne() bool {
 	rt := s.g.rt.Load()
-	to := &rt.cfg.timeouts
 	p := s.t.peer
-	s.tc.SetReadDeadline(time.Now().Add(to.idle))
-	if _, err := s.br.Peek(1); err != nil {
-		return false
-	}
+	// The request's first byte is here (serveH1): the header timeout runs
+	// from now.
 	start := time.Now()
-	s.tc.SetReadDeadline(start.Add(to.readHeader))
+	s.tc.SetReadDeadline(start.Add(rt.cfg.timeouts.readHeader))
 	head, err := h1.ReadHead(s.br, s.head, rt.cfg.maxHeader)
 	s.head = head
 	e := &s.entry

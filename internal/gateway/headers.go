@@ -178,13 +178,13 @@ func appendIdentityHeaders(b []byte, p *peer, hs headerSet, selfID string) []byt
 		p.identityHeaders(selfID)
 	}
 	if hs.clientCert {
-		b = h1.AppendHeaderString(b, HeaderClientCert, p.clientCert)
+		b = h1.AppendHeaderString(b, HeaderClientCert, p.clientCert.Value())
 	}
-	if hs.clientCertChain && p.clientCertChain != "" {
-		b = h1.AppendHeaderString(b, HeaderClientCertChain, p.clientCertChain)
+	if hs.clientCertChain && p.clientCertChain.Value() != "" {
+		b = h1.AppendHeaderString(b, HeaderClientCertChain, p.clientCertChain.Value())
 	}
 	if hs.xfcc {
-		b = h1.AppendHeaderString(b, HeaderXFCC, p.xfcc)
+		b = h1.AppendHeaderString(b, HeaderXFCC, p.xfcc.Value())
 	}
 	if hs.identity {
 		b = h1.AppendHeaderString(b, HeaderIdentity, p.id)
@@ -264,13 +264,13 @@ func setIdentityHeaders(h http.Header, p *peer, hs headerSet, selfID string) {
 		p.identityHeaders(selfID)
 	}
 	if hs.clientCert {
-		h[HeaderClientCert] = []string{p.clientCert}
+		h[HeaderClientCert] = []string{p.clientCert.Value()}
 	}
-	if hs.clientCertChain && p.clientCertChain != "" {
-		h[HeaderClientCertChain] = []string{p.clientCertChain}
+	if hs.clientCertChain && p.clientCertChain.Value() != "" {
+		h[HeaderClientCertChain] = []string{p.clientCertChain.Value()}
 	}
 	if hs.xfcc {
-		h[HeaderXFCC] = []string{p.xfcc}
+		h[HeaderXFCC] = []string{p.xfcc.Value()}
 	}
 	if hs.identity {
 		h[HeaderIdentity] = []string{p.id}

@@ -33,16 +33,54 @@ func (g *Gateway) acceptLoop(ln net.Listener, answer bool, serve func(*tracked))
 		g.wg.Add(1)
 		go func() {
 			defer g.wg.Done()
-			defer c.Close()
+			handedOff := false
+			defer func() {
+				if !handedOff {
+					c.Close()
+				}
+			}()
 			defer g.recovered(panicConnection, "client", c.RemoteAddr().String())
-			g.handshake(c, answer, serve)
+			t := g.handshake(c, answer)
+			if t == nil {
+				return
+			}
+			// The connection is served on a new goroutine and this one
+			// ends: its stack grew to the depth of a handshake (x509,
+			// ECDSA; 16 KiB and more) and would be kept, mostly unused,
+			// for as long as the connection waits for requests. A new
+			// goroutine starts with the runtime's average stack size.
+			handedOff = true
+			g.goServe(c, t, serve, true)
 		}()
 	}
 }
 
-// handshake runs the TLS handshake with its timeout, logs a failure, and
-// tracks the connection while serve runs.
-func (g *Gateway) handshake(c net.Conn, answer bool, serve func(*tracked)) {
+// goServe serves t on a new goroutine (tracking it first if first).
+// When serve parks the connection (serveH1, after a while without a
+// request), its wait goes on in another new goroutine with a small stack,
+// and so on: the connection is closed and forgotten only when serve
+// returns without parking it.
+func (g *Gateway) goServe(c net.Conn, t *tracked, serve func(*tracked), first bool) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		parked := false
+		defer func() {
+			if !parked {
+				c.Close()
+			}
+		}()
+		defer g.recovered(panicConnection, "client", t.peer.client)
+		if parked = g.serveTracked(t, serve, first); parked {
+			g.goServe(c, t, serve, false)
+		}
+	}()
+}
+
+// handshake runs the TLS handshake with its timeout and logs a failure.
+// It returns the connection to serve, or nil when it is done with it: the
+// handshake failed, or a refused client certificate was answered.
+func (g *Gateway) handshake(c net.Conn, answer bool) *tracked {
 	start := time.Now()
 	// No SetNoDelay: Go's TCP connections have Nagle off already.
 	rt := g.rt.Load()
@@ -55,42 +93,57 @@ func (g *Gateway) handshake(c net.Conn, answer bool, serve func(*tracked)) {
 	if err := tc.Handshake(); err != nil {
 		g.handshakeFailed(tc, c.RemoteAddr(), err, start)
 		c.Close()
-		return
+		return nil
 	}
 	if refused != nil {
 		if refused.Reason == ReasonNoCertificate && rt.legacy {
 			// A route takes legacy keys: each request is checked there,
 			// and answered as below when it brings none (legacykey.go).
 			g.serveLegacy(rt, tc, c, refused)
-			return
+			return nil
 		}
 		g.handshakeFailed(tc, c.RemoteAddr(), refused, start)
 		g.answerRefusal(rt, tc, c, refused)
-		return
+		return nil
 	}
 	c.SetDeadline(time.Time{})
 	cs := tc.ConnectionState()
 	id, _ := identity.FromCertificate(cs.PeerCertificates[0])
-	t := &tracked{conn: tc, raw: c, peer: newPeer(&cs, c.RemoteAddr(), id.String()), start: start}
-	g.tracker.add(t)
-	g.metrics.Handshake(ReasonOK.String())
-	g.metrics.ActiveConnections(1)
+	return &tracked{conn: tc, raw: c, peer: newPeer(&cs, c.RemoteAddr(), id.String()), start: start}
+}
+
+// serveTracked tracks the connection (from first on) while serve runs,
+// and stops tracking it and closes it when serve returns, unless serve
+// parked it: then it reports true and the connection stays as it is.
+func (g *Gateway) serveTracked(t *tracked, serve func(*tracked), first bool) (parked bool) {
+	if first {
+		g.tracker.add(t)
+		g.metrics.Handshake(ReasonOK.String())
+		g.metrics.ActiveConnections(1)
+	}
 	defer func() {
+		if parked {
+			return
+		}
 		g.tracker.remove(t)
 		t.close()
 		g.metrics.ActiveConnections(-1)
 	}()
 	if g.ctx.Err() != nil {
-		return
+		return false
 	}
 	// A revocation that landed between verifyConnection and add above
 	// found nothing to close: the set is swapped before its hooks run, so
 	// checking again after add leaves no gap.
-	if _, bad := issuerRevoked(g.revoked.Load(), t.peer.chain); g.revoked.Revoked(t.peer.serial) || bad {
-		g.cut(t, CutRevoked)
-		return
+	if first {
+		if _, bad := issuerRevoked(g.revoked.Load(), t.peer.chain); g.revoked.Revoked(t.peer.serial) || bad {
+			g.cut(t, CutRevoked)
+			return false
+		}
 	}
 	serve(t)
+	parked = !t.parkedUntil.IsZero()
+	return parked
 }
 
 // errNoClientCertificate is crypto/tls's error when a listener that
