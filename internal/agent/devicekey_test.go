@@ -2,8 +2,10 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -217,4 +219,71 @@ func TestKeysInTPM(t *testing.T) {
 		t.Fatalf("Workload API with a TPM key: %v", err)
 	}
 	objects("at the end")
+}
+
+// TestGatewayIdentityInTPM: a gateway's own identity with its key made in
+// a TPM (identity.key_store): enrolled by SetupGateway, it serves TLS
+// handshakes signed in the TPM, and after the agent renews it, with the
+// next key made in the same TPM.
+func TestGatewayIdentityInTPM(t *testing.T) {
+	store := testenv.SWTPM(t)
+	e := newEnv(t, time.Hour)
+	dir := filepath.Join(t.TempDir(), "gw")
+	o := GatewayOptions{Dir: dir, TrustDomain: td, Hosts: []string{"127.0.0.1"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyStore: store, Token: e.te.Token(t, "spiffe://"+td+"/gateway/gw1", time.Hour), Clock: e.clock, Log: slog.New(slog.DiscardHandler)}
+	g, err := SetupGateway(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyURI := func() string {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(dir, certgatetls.KeyURIFile))
+		if err != nil || !strings.HasPrefix(string(b), store+";public=") {
+			t.Fatalf("key.uri: %v", err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, certgatetls.KeyFile)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("key.pem beside a key in a TPM: %v", err)
+		}
+		attrs, err := devicekey.TPMObjectAttributes(string(b))
+		if err != nil || !attrs.FixedTPM || !attrs.FixedParent || !attrs.SensitiveDataOrigin {
+			t.Fatalf("TPM2_ReadPublic: %+v %v", attrs, err)
+		}
+		return string(b)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return g.Certificate(), nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { c.(*tls.Conn).Handshake(); c.Write([]byte("x")); c.Close() }()
+		}
+	}()
+	handshake := func(when string) {
+		t.Helper()
+		c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: e.te.Roots, Time: e.clock.Now})
+		if err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+		defer c.Close()
+		if got, want := c.ConnectionState().PeerCertificates[0].SerialNumber, g.Certificate().Leaf.SerialNumber; got.Cmp(want) != 0 {
+			t.Fatalf("%s: the gateway served %v, want %v", when, got, want)
+		}
+	}
+	first := keyURI()
+	handshake("enrolled")
+	run(t, g.Agent)
+	e.waitSleeping(t)
+	before := g.Certificate().Leaf.SerialNumber
+	e.clock.Set(g.Agent.Status().NextRenewal.Add(time.Second))
+	waitFor(t, "a renewal", func() bool { return g.Certificate().Leaf.SerialNumber.Cmp(before) != 0 })
+	if keyURI() == first {
+		t.Fatal("the renewal kept the key")
+	}
+	handshake("renewed")
 }

@@ -32,6 +32,10 @@ type GatewayOptions struct {
 	// empty. Either is used only while Dir holds no valid certificate.
 	Token, TokenFile string
 	KeyType          string // identity.key_type; keytype.Default if empty
+	// KeyStore (identity.key_store) is the device the key is made in: a
+	// pkcs11: or tpm: URI (enroll.Options.KeyStore); renewals make the
+	// next key in the same device. Empty: key.pem.
+	KeyStore string
 	// Hosts are identity.hosts as written (for the log); DNSNames and
 	// IPAddresses are the same hosts split by kind.
 	Hosts       []string
@@ -184,7 +188,7 @@ func redeemGatewayToken(ctx context.Context, o GatewayOptions, tok string) error
 			return fmt.Errorf("gateway: identity.key_type: %w", err)
 		}
 	}
-	res, err := enroll.Enroll(ctx, enroll.Options{Token: tok, OutDir: o.Dir, KeyType: kt, Now: o.Clock.Now, DNSNames: o.DNSNames, IPAddresses: o.IPAddresses, Force: o.Force})
+	res, err := enroll.Enroll(ctx, enroll.Options{Token: tok, OutDir: o.Dir, KeyType: kt, KeyStore: o.KeyStore, Now: o.Clock.Now, DNSNames: o.DNSNames, IPAddresses: o.IPAddresses, Force: o.Force})
 	if err != nil {
 		return fmt.Errorf("gateway: enrolling %s: %w", parsed.Identity, err)
 	}

@@ -71,6 +71,10 @@ type GatewayIdentity struct {
 	// KeyType is the type of key made at enrollment (default ecdsa-p256);
 	// renewals keep the type.
 	KeyType string `yaml:"key_type" doc:"key made at enrollment: ecdsa-p256 (default), ecdsa-p384, ed25519, rsa-2048, rsa-3072, rsa-4096" example:"ecdsa-p256"`
+	// KeyStore is the device the key is made in at enrollment, and by
+	// each renewal: a PKCS#11 token's RFC 7512 URI or a TPM's tpm: URI.
+	// Empty: key.pem.
+	KeyStore string `yaml:"key_store" doc:"make the key inside a device instead of key.pem, at enrollment and each renewal: a PKCS#11 token (pkcs11:token=T?module-path=M&pin-source=file:P) or a TPM 2.0 (tpm:device=/dev/tpmrm0, tpm:simulator=HOST:PORT); the directory records the key's URI in key.uri"`
 }
 
 // HostNames splits Hosts into DNS names and IP addresses.
@@ -709,8 +713,8 @@ func validateIdentity(bad func(field, format string, args ...any), g *Gateway) {
 				bad(f.name, "is required")
 			}
 		}
-		if len(id.Hosts) > 0 || id.TokenFile != "" || id.KeyType != "" {
-			bad("identity.dir", "is required with identity.hosts, identity.token_file or identity.key_type")
+		if len(id.Hosts) > 0 || id.TokenFile != "" || id.KeyType != "" || id.KeyStore != "" {
+			bad("identity.dir", "is required with identity.hosts, identity.token_file, identity.key_type or identity.key_store")
 		}
 		return
 	}
@@ -723,6 +727,9 @@ func validateIdentity(bad func(field, format string, args ...any), g *Gateway) {
 		if _, err := keytype.Parse(id.KeyType); err != nil {
 			bad("identity.key_type", "%v", err)
 		}
+	}
+	if id.KeyStore != "" && !strings.HasPrefix(id.KeyStore, "pkcs11:") && !strings.HasPrefix(id.KeyStore, "tpm:") {
+		bad("identity.key_store", "%q is neither a pkcs11: nor a tpm: URI", id.KeyStore)
 	}
 	if len(id.Hosts) == 0 {
 		bad("identity.hosts", "at least one DNS name or IP address is required")

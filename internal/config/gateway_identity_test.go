@@ -58,8 +58,10 @@ func TestParseGatewayIdentityErrors(t *testing.T) {
 		{"too many", strings.Replace(identityGateway, hosts, "hosts: ["+manyHosts(33)+"]", 1), "identity.hosts: at most 32 names, got 33"},
 		{"key type", strings.Replace(identityGateway, "token_file:", "key_type: dsa\n  token_file:", 1),
 			`identity.key_type: unsupported key type "dsa" (want one of ecdsa-p256, ecdsa-p384, ed25519, rsa-2048, rsa-3072, rsa-4096)`},
+		{"key store", strings.Replace(identityGateway, "token_file:", "key_store: /dev/tpmrm0\n  token_file:", 1),
+			`identity.key_store: "/dev/tpmrm0" is neither a pkcs11: nor a tpm: URI`},
 		{"no dir", strings.Replace(identityGateway, "  dir: gw\n", "", 1),
-			"bundle: is required\ncert: is required\nkey: is required\nidentity.dir: is required with identity.hosts, identity.token_file or identity.key_type"},
+			"bundle: is required\ncert: is required\nkey: is required\nidentity.dir: is required with identity.hosts, identity.token_file, identity.key_type or identity.key_store"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseGateway("gw.yaml", []byte(tc.yaml))

@@ -130,7 +130,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 		dns, ips := cfg.Identity.HostNames()
 		own, err = agent.SetupGateway(ctx, agent.GatewayOptions{
-			Dir: cfg.Identity.Dir, TrustDomain: cfg.TrustDomain, Token: o.Token, TokenFile: cfg.Identity.TokenFile, KeyType: cfg.Identity.KeyType,
+			Dir: cfg.Identity.Dir, TrustDomain: cfg.TrustDomain, Token: o.Token, TokenFile: cfg.Identity.TokenFile, KeyType: cfg.Identity.KeyType, KeyStore: cfg.Identity.KeyStore,
 			Hosts: cfg.Identity.Hosts, DNSNames: dns, IPAddresses: ips, ServerURLs: cfg.ServerURLs(), Force: o.ForceEnroll, Clock: ac, Log: log,
 		})
 		if err != nil {

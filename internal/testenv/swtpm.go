@@ -3,6 +3,7 @@ package testenv
 import (
 	"bytes"
 	"fmt"
+	mathrand "math/rand/v2"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -66,22 +67,27 @@ func SWTPM(t testing.TB) string {
 }
 
 // freePortPair finds a port P of 127.0.0.1 such that P and P+1 are both
-// free now.
+// free now. It looks below Linux's ephemeral range (32768 and up by
+// default): there, connections other tests make take ports densely, and
+// the port after a free one is often some connection's.
 func freePortPair() (int, error) {
-	for i := 0; i < 50; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	var last error
+	for i := 0; i < 200; i++ {
+		p := 20000 + mathrand.IntN(12000)
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
 		if err != nil {
-			return 0, err
+			last = err
+			continue
 		}
-		p := l.Addr().(*net.TCPAddr).Port
 		l2, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p+1)))
 		l.Close()
 		if err == nil {
 			l2.Close()
 			return p, nil
 		}
+		last = err
 	}
-	return 0, fmt.Errorf("no two consecutive free ports on 127.0.0.1")
+	return 0, fmt.Errorf("no two consecutive free ports on 127.0.0.1: %w", last)
 }
 
 // waitListening waits (generously: machines under load) until addr
