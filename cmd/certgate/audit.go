@@ -5,13 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/certgate/certgate/internal/auditcheck"
+	"github.com/certgate/certgate/internal/auditexport"
+	"github.com/certgate/certgate/internal/buildinfo"
 	"github.com/certgate/certgate/internal/cadir"
 	"github.com/certgate/certgate/internal/checkpoint"
+	"github.com/certgate/certgate/internal/syslog"
 )
 
 func newAuditCmd(s streams) *cobra.Command {
@@ -95,6 +99,80 @@ the first bad record.`,
 	f.add(verify)
 	verify.Flags().StringArrayVar(&sources, "checkpoint", nil, "signed checkpoints to check against: a file or an https:// URL (repeatable)")
 	verify.Flags().StringVar(&keyFile, "key", "", "the audit key's public half, PEM (default audit.public_key of --dir)")
-	cmd.AddCommand(verify)
+	cmd.AddCommand(verify, newAuditExportCmd(s))
+	return cmd
+}
+
+func newAuditExportCmd(s streams) *cobra.Command {
+	var f adminFlags
+	var since int64
+	var format, addr, caFile, certFile, keyFile, state, hostname string
+	cmd := &cobra.Command{
+		Use:   "export [--since SEQ] [--format json|cef] | --syslog HOST:PORT --state FILE",
+		Short: "Write the audit log for a SIEM (JSON lines or CEF), or send it to a syslog collector from where it stopped",
+		Long: `Without --syslog, writes the records after --since to stdout, one per line:
+json (as GET /v1/audit gives them) or cef (ArcSight CEF). With --syslog,
+sends every record after the one --state names (or after --since when the
+file does not exist yet) as RFC 5424 over TCP (TLS with --syslog-ca) and
+keeps sending new ones until stopped; --state then names the last record
+the collector took. A clean stop and start sends each record once; after
+a crash the last records may be sent again, never lost (each message
+carries its seq).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			if addr == "" {
+				for after := since; ; {
+					recs, err := cl.AuditRecords(cmd.Context(), after, 5000)
+					if err != nil {
+						return err
+					}
+					for _, r := range recs {
+						line, err := auditexport.Format(format, r, buildinfo.Read().Version)
+						if err != nil {
+							return err
+						}
+						if _, err := s.out.Write(line); err != nil {
+							return err
+						}
+						after = r.Seq
+					}
+					if len(recs) < 5000 {
+						return nil
+					}
+				}
+			}
+			if state == "" {
+				return errors.New("--syslog needs --state FILE: where the export remembers the last record delivered")
+			}
+			sc := syslog.Config{Address: addr}
+			if caFile != "" {
+				if sc.TLS, err = auditexport.TLSConfig(caFile, certFile, keyFile); err != nil {
+					return err
+				}
+			}
+			client, err := syslog.New(sc)
+			if err != nil {
+				return err
+			}
+			if hostname == "" {
+				hostname, _ = os.Hostname()
+			}
+			return (&auditexport.Shipper{Records: cl, Syslog: client, State: state, Since: since, Hostname: hostname,
+				Version: buildinfo.Read().Version, Log: slog.New(slog.NewJSONHandler(s.err, nil))}).Run(cmd.Context())
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().Int64Var(&since, "since", 0, "export the records after this seq")
+	cmd.Flags().StringVar(&format, "format", auditexport.FormatJSON, "json or cef (without --syslog)")
+	cmd.Flags().StringVar(&addr, "syslog", "", "send to this syslog collector, host:port, until stopped")
+	cmd.Flags().StringVar(&caFile, "syslog-ca", "", "roots that verify the collector: TLS (default plain TCP)")
+	cmd.Flags().StringVar(&certFile, "syslog-cert", "", "client certificate for the collector (with --syslog-key)")
+	cmd.Flags().StringVar(&keyFile, "syslog-key", "", "its key")
+	cmd.Flags().StringVar(&state, "state", "", "file holding the last record delivered (with --syslog)")
+	cmd.Flags().StringVar(&hostname, "hostname", "", "HOSTNAME of the syslog messages (default this host's name)")
 	return cmd
 }

@@ -3,18 +3,22 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/tls"
+	"crypto/x509"
 	"database/sql"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +27,10 @@ import (
 	"github.com/certgate/certgate/internal/cadir"
 	"github.com/certgate/certgate/internal/checkpoint"
 	"github.com/certgate/certgate/internal/config"
+	"github.com/certgate/certgate/internal/pemutil"
 	"github.com/certgate/certgate/internal/store/storetest"
+	"github.com/certgate/certgate/internal/syslog/syslogtest"
+	"github.com/certgate/certgate/internal/testca"
 	"github.com/certgate/certgate/internal/testenv"
 	"github.com/certgate/certgate/internal/wire"
 )
@@ -425,5 +432,135 @@ func TestAuditKeyUpgrade(t *testing.T) {
 	}
 	if out := mustCLI(t, "audit", "verify", "--dir", dir); !strings.HasPrefix(out, "OK: ") {
 		t.Fatalf("audit verify after the upgrade: %s", out)
+	}
+}
+
+// TestAuditExport: certgate audit export writes JSON lines and CEF from a
+// seq on, and with --syslog sends the log over TLS to a collector from
+// where it stopped: a clean stop and start sends nothing twice, a
+// collector outage loses nothing.
+func TestAuditExport(t *testing.T) {
+	dir := startServer(t)
+	for i := range 3 {
+		mustCLI(t, "token", "create", "--dir", dir, "--identity", fmt.Sprintf("spiffe://example.org/svc/e%d", i), "--ttl", "10m")
+	}
+	var recs []wire.AuditRecord
+	for _, line := range strings.Split(strings.TrimSuffix(mustCLI(t, "audit", "export", "--dir", dir), "\n"), "\n") {
+		var r wire.AuditRecord
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("json line %q: %v", line, err)
+		}
+		if r.Seq != int64(len(recs)+1) {
+			t.Fatalf("seq %d after %d records", r.Seq, len(recs))
+		}
+		recs = append(recs, r)
+	}
+	n := len(recs)
+	if n < 7 || recs[n-1].Action != audit.ActionTokenCreate {
+		t.Fatalf("%d records, last %+v", n, recs[n-1])
+	}
+	cef := strings.Split(strings.TrimSuffix(mustCLI(t, "audit", "export", "--dir", dir, "--since", "2", "--format", "cef"), "\n"), "\n")
+	if len(cef) != n-2 || !strings.HasPrefix(cef[0], "CEF:0|certgate|certgate|") || !strings.Contains(cef[0], " externalId=3 ") ||
+		!strings.Contains(cef[len(cef)-1], "|token.create|token.create|5|") || !strings.Contains(cef[len(cef)-1], "cs2="+recs[n-1].Hash) {
+		t.Fatalf("cef:\n%s", strings.Join(cef, "\n"))
+	}
+	if _, stderr, code := cli(t, "audit", "export", "--dir", dir, "--format", "xml"); code != 1 || !strings.Contains(stderr, `format "xml" is not json or cef`) {
+		t.Fatalf("bad format: %d %s", code, stderr)
+	}
+
+	// The syslog sink, over TLS with a client certificate.
+	ca := testca.New(t, "example.org")
+	srv := ca.Issue(t, testca.Server("spiffe://example.org/collector"), testca.WithIPs(net.ParseIP("127.0.0.1")))
+	cl := ca.Issue(t, testca.WithID("spiffe://example.org/svc/exporter"))
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Root)
+	r := syslogtest.Start(t, &tls.Config{Certificates: []tls.Certificate{srv.TLSCertificate()}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool})
+	tmp := t.TempDir()
+	caFile, certFile, keyFile, state := filepath.Join(tmp, "ca.pem"), filepath.Join(tmp, "cert.pem"), filepath.Join(tmp, "key.pem"), filepath.Join(tmp, "state")
+	os.WriteFile(caFile, pemutil.EncodeCertificates(ca.Root), 0o644)
+	tc := cl.TLSCertificate()
+	var chain []*x509.Certificate
+	for _, der := range tc.Certificate {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chain = append(chain, c)
+	}
+	os.WriteFile(certFile, pemutil.EncodeCertificates(chain...), 0o644)
+	keyPEM, err := pemutil.EncodePrivateKey(tc.PrivateKey.(crypto.Signer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(keyFile, keyPEM, 0o600)
+	export := func() (stop func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan int, 1)
+		var out, errb bytes.Buffer
+		go func() {
+			done <- run(ctx, []string{"audit", "export", "--dir", dir, "--syslog", r.Addr, "--syslog-ca", caFile, "--syslog-cert", certFile,
+				"--syslog-key", keyFile, "--state", state, "--hostname", "ca1"}, strings.NewReader(""), &out, &errb)
+		}()
+		return func() {
+			cancel()
+			if code := <-done; code != 0 {
+				t.Fatalf("audit export --syslog: exit %d\n%s%s", code, out.String(), errb.String())
+			}
+		}
+	}
+	seqs := func() []int64 {
+		var out []int64
+		for _, m := range r.Messages() {
+			if m.AppName != "certgate-audit" || m.Hostname != "ca1" || len(m.StructuredData) != 1 || !strings.HasPrefix(string(m.Msg), "CEF:0|certgate|") {
+				t.Fatalf("message %+v", m)
+			}
+			s, _ := strconv.ParseInt(m.StructuredData[0].Params[0].Value, 10, 64)
+			out = append(out, s)
+		}
+		return out
+	}
+	want := func(upTo int) string {
+		var w []int64
+		for i := 1; i <= upTo; i++ {
+			w = append(w, int64(i))
+		}
+		return fmt.Sprint(w)
+	}
+	waitState := func(seq int) {
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			if b, _ := os.ReadFile(state); strings.TrimSpace(string(b)) == fmt.Sprint(seq) {
+				return
+			}
+			if time.Now().After(deadline) {
+				b, _ := os.ReadFile(state)
+				t.Fatalf("state %q, want %d (collector has %v)", b, seq, seqs())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	stop := export()
+	r.WaitCount(n, 60*time.Second)
+	waitState(n)
+	stop()
+	if got := seqs(); fmt.Sprint(got) != want(n) {
+		t.Fatalf("first run sent %v, want %s (collector errors: %v)", got, want(n), r.Errors())
+	}
+	// Stopped, two records more; started again: only those are sent.
+	mustCLI(t, "token", "create", "--dir", dir, "--identity", "spiffe://example.org/svc/f1", "--ttl", "10m")
+	mustCLI(t, "token", "create", "--dir", dir, "--identity", "spiffe://example.org/svc/f2", "--ttl", "10m")
+	stop = export()
+	r.WaitCount(n+2, 60*time.Second)
+	waitState(n + 2)
+	// The collector goes away; a record meanwhile; it comes back.
+	r.Stop()
+	mustCLI(t, "token", "create", "--dir", dir, "--identity", "spiffe://example.org/svc/f3", "--ttl", "10m")
+	time.Sleep(1500 * time.Millisecond)
+	r.Restart()
+	r.WaitCount(n+3, 60*time.Second)
+	waitState(n + 3)
+	stop()
+	if got := seqs(); fmt.Sprint(got) != want(n+3) {
+		t.Fatalf("sent %v, want each of 1..%d once", got, n+3)
 	}
 }
