@@ -117,17 +117,8 @@ func TestChromiumAndTheRootNameConstraint(t *testing.T) {
 	}
 	hc.CloseIdleConnections()
 
-	autoSelectPolicy(t)
-	rootOnly := newBrowser(t, bundle, p12)
-	if dom := rootOnly.open(t, console); !strings.Contains(dom, "ERR_CERT_INVALID") || strings.Contains(dom, `<span id="viewer">`) {
-		t.Errorf("Chromium trusting only bundle.pem opened the console:\n%s", dom)
-	}
-	withInter := newBrowser(t, append(append([]byte{}, bundle...), interPEM...), p12)
-	if dom := withInter.open(t, console); !strings.Contains(dom, `<span id="viewer">spiffe://example.org/admin/`) {
-		t.Errorf("Chromium trusting the intermediate too:\n%s", dom)
-	}
-
-	// Why: the same CA functions, a leaf with and without a URI SAN.
+	// For why: the same CA functions make another root and intermediate,
+	// which sign a leaf with and without a URI SAN below.
 	rootKey, err := keytype.Generate(keytype.ECDSAP256)
 	if err != nil {
 		t.Fatal(err)
@@ -146,6 +137,17 @@ func TestChromiumAndTheRootNameConstraint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	autoSelectPolicy(t)
+	// The root-only browser trusts that root too: one browser less to start.
+	rootOnly := newBrowser(t, append(append([]byte{}, bundle...), pemutil.EncodeCertificates(r)...), p12)
+	if dom := rootOnly.open(t, console); !strings.Contains(dom, "ERR_CERT_INVALID") || strings.Contains(dom, `<span id="viewer">`) {
+		t.Errorf("Chromium trusting only bundle.pem opened the console:\n%s", dom)
+	}
+	withInter := newBrowser(t, append(append([]byte{}, bundle...), interPEM...), p12)
+	if dom := withInter.open(t, console); !strings.Contains(dom, `<span id="viewer">spiffe://example.org/admin/`) {
+		t.Errorf("Chromium trusting the intermediate too:\n%s", dom)
+	}
+
 	leafKey, err := keytype.Generate(keytype.ECDSAP256)
 	if err != nil {
 		t.Fatal(err)
@@ -169,9 +171,10 @@ func TestChromiumAndTheRootNameConstraint(t *testing.T) {
 		t.Cleanup(s.Close)
 		return s.URL + "/"
 	}
+	// Why: a leaf of that intermediate with and without a URI SAN.
 	server := &url.URL{Scheme: "spiffe", Host: "example.org", Path: "/server"}
 	withURI, withoutURI := serve([]*url.URL{server}), serve(nil)
-	b := newBrowser(t, pemutil.EncodeCertificates(r), nil)
+	b := rootOnly
 	if dom := b.open(t, withURI); !strings.Contains(dom, "ERR_CERT_INVALID") {
 		t.Errorf("a leaf with a URI SAN under the root's critical URI constraint:\n%s", dom)
 	}
