@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -24,6 +25,7 @@ import (
 	"time"
 
 	"github.com/certgate/certgate/internal/audit"
+	"github.com/certgate/certgate/internal/auditsign"
 	"github.com/certgate/certgate/internal/cadir"
 	"github.com/certgate/certgate/internal/checkpoint"
 	"github.com/certgate/certgate/internal/config"
@@ -382,8 +384,10 @@ func TestAuditCheckpointOpenSSL(t *testing.T) {
 }
 
 // TestAuditKeyUpgrade: an installation made before audit keys (no key,
-// no audit section in its config) gets a key at its first start, recorded
-// in the audit log, and checkpoints from then on.
+// no audit section in its config, no audit.key record) gets a key at its
+// first start, recorded in the audit log, and checkpoints from then on. A
+// replica with its own copy of the directory then refuses to start until
+// it has that key: without one, and with another.
 func TestAuditKeyUpgrade(t *testing.T) {
 	t.Setenv("CERTGATE_PASSPHRASE", testPassphrase)
 	dir := filepath.Join(t.TempDir(), "ca")
@@ -400,7 +404,32 @@ func TestAuditKeyUpgrade(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	serveDir(t, dir)
+	// The log as an older certgate wrote it: no audit.key record.
+	sdb, err := sql.Open("sqlite", filepath.Join(dir, "certgate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sdb.Close()
+	db := auditDB{db: sdb}
+	var olds []audit.Record
+	var prev *audit.Record
+	for _, r := range db.records(t) {
+		if r.Action == audit.ActionAuditKey {
+			continue
+		}
+		n := audit.Next(prev, r.Entry)
+		olds = append(olds, n)
+		prev = &olds[len(olds)-1]
+	}
+	db.restore(t, olds)
+
+	// A replica's copy of the directory, made before the upgrade, on the
+	// same store.
+	replica := filepath.Join(t.TempDir(), "replica")
+	copyDir(t, dir, replica)
+	setStore(t, replica, "sqlite://"+filepath.Join(dir, "certgate.db"))
+
+	stop := serveDir(t, dir)
 	fi, err := os.Stat(filepath.Join(dir, "ca/audit.key"))
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("audit key after upgrade: %v %v", fi, err)
@@ -427,11 +456,57 @@ func TestAuditKeyUpgrade(t *testing.T) {
 	}
 	pubPEM, _ := os.ReadFile(filepath.Join(dir, "ca/audit.pub.pem"))
 	var detail map[string]string
-	if len(keyRecs) != 2 || json.Unmarshal([]byte(keyRecs[1].Detail), &detail) != nil || detail["made_by"] != "upgrade" || detail["public_key"] != string(pubPEM) {
+	if len(keyRecs) != 1 || json.Unmarshal([]byte(keyRecs[0].Detail), &detail) != nil || detail["made_by"] != "upgrade" || detail["public_key"] != string(pubPEM) {
 		t.Fatalf("audit.key records: %+v", keyRecs)
 	}
 	if out := mustCLI(t, "audit", "verify", "--dir", dir); !strings.HasPrefix(out, "OK: ") {
 		t.Fatalf("audit verify after the upgrade: %s", out)
+	}
+	stop()
+
+	serve := func() error {
+		return runServer(context.Background(), slog.New(slog.DiscardHandler), replica, "127.0.0.1:0", []byte(testPassphrase), func(string) { t.Fatal("the replica started") })
+	}
+	want := fmt.Sprintf("cadir: %s does not exist, but the audit log records an audit key (record %d, made by system): copy ca/audit.key and ca/audit.pub.pem from the certgate directory that made it",
+		filepath.Join(replica, "ca/audit.key"), keyRecs[0].Seq)
+	if err := serve(); err == nil || err.Error() != want {
+		t.Fatalf("replica without the key: %v\nwant %s", err, want)
+	}
+	if _, _, err := auditsign.EnsureKey(filepath.Join(replica, "ca/audit.key"), filepath.Join(replica, "ca/audit.pub.pem"), []byte(testPassphrase)); err != nil {
+		t.Fatal(err)
+	}
+	want = fmt.Sprintf("cadir: %s is not the audit key the audit log records (record %d): copy ca/audit.key and ca/audit.pub.pem from the certgate directory that made it",
+		filepath.Join(replica, "ca/audit.key"), keyRecs[0].Seq)
+	if err := serve(); err == nil || err.Error() != want {
+		t.Fatalf("replica with another key: %v\nwant %s", err, want)
+	}
+	if n := len(db.records(t)); n != int(recs[len(recs)-1].Seq) {
+		t.Fatalf("a refused replica wrote to the log: %d records, %d before", n, recs[len(recs)-1].Seq)
+	}
+}
+
+func copyDir(t *testing.T, from, to string) {
+	t.Helper()
+	err := filepath.WalkDir(from, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(from, p)
+		if strings.HasPrefix(rel, "certgate.db") {
+			return nil
+		}
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(to, rel), 0o700)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		fi, _ := d.Info()
+		return os.WriteFile(filepath.Join(to, rel), b, fi.Mode().Perm())
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -396,13 +396,36 @@ func Open(ctx context.Context, dir string, passphrase []byte, clk clock.Clock) (
 
 // openAuditKey loads the audit key, making it for an installation made
 // before audit keys (recorded in the audit log: audit.key, by "upgrade").
+// A key the log does not record as its newest is refused: a replica with
+// its own copy of the directory would otherwise make a key of its own at
+// an upgrade, and sign checkpoints no witness of the others accepts.
 func openAuditKey(ctx context.Context, cfg *config.Server, st store.Store, passphrase []byte, clk clock.Clock) (*checkpoint.Signer, error) {
-	key, created, err := auditsign.EnsureKey(cfg.Path(cfg.Audit.Key), cfg.Path(cfg.Audit.PublicKey), passphrase)
+	keyPath := cfg.Path(cfg.Audit.Key)
+	rec, recorded, err := st.LastAudit(ctx, audit.ActionAuditKey)
+	if err != nil {
+		return nil, fmt.Errorf("cadir: %w", err)
+	}
+	var want struct {
+		PublicKey string `json:"public_key"`
+	}
+	if recorded {
+		if err := json.Unmarshal([]byte(rec.Detail), &want); err != nil {
+			return nil, fmt.Errorf("cadir: audit record %d (audit.key): %w", rec.Seq, err)
+		}
+		if _, err := os.Stat(keyPath); errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("cadir: %s does not exist, but the audit log records an audit key (record %d, made by %s): copy ca/audit.key and ca/audit.pub.pem from the certgate directory that made it", keyPath, rec.Seq, rec.Actor)
+		}
+	}
+	key, created, err := auditsign.EnsureKey(keyPath, cfg.Path(cfg.Audit.PublicKey), passphrase)
 	if errors.Is(err, pemutil.ErrWrongPassphrase) {
-		return nil, fmt.Errorf("cadir: %s: wrong passphrase", cfg.Path(cfg.Audit.Key))
+		return nil, fmt.Errorf("cadir: %s: wrong passphrase", keyPath)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("cadir: %w", err)
+	}
+	pub := string(checkpoint.MarshalPublicKey(key.Public().(ed25519.PublicKey)))
+	if recorded && pub != want.PublicKey {
+		return nil, fmt.Errorf("cadir: %s is not the audit key the audit log records (record %d): copy ca/audit.key and ca/audit.pub.pem from the certgate directory that made it", keyPath, rec.Seq)
 	}
 	if created {
 		if _, err := st.AppendAudit(ctx, auditKeyEntry(cfg, key, clk.Now(), "upgrade")); err != nil {

@@ -224,6 +224,8 @@ type Store interface {
 	// Unrecorded returns the certificates and revocations that have no
 	// audit record (rows added behind certgate's back).
 	Unrecorded(ctx context.Context) ([]Unrecorded, error)
+	// LastAudit returns the newest audit record of an action, if any.
+	LastAudit(ctx context.Context, action string) (audit.Record, bool, error)
 
 	// ListCAs returns every CA certificate, ordered by kind, generation and
 	// creation.

@@ -92,3 +92,21 @@ func (s *SQL) Unrecorded(ctx context.Context) ([]Unrecorded, error) {
 	}
 	return out, nil
 }
+
+// LastAudit returns the newest audit record of action, ok false when
+// there is none. It reads the whole table when action is rare: for
+// start-up checks, not for requests.
+func (s *SQL) LastAudit(ctx context.Context, action string) (audit.Record, bool, error) {
+	const what = "last audit record of an action"
+	if err := s.readCheck(what); err != nil {
+		return audit.Record{}, false, err
+	}
+	recs, err := queryAudit(ctx, s.rdb, s.d.bind(`SELECT `+auditColumns+` FROM audit WHERE action = ? ORDER BY seq DESC LIMIT 1`), action)
+	if err != nil {
+		return audit.Record{}, false, s.wrap(what, err)
+	}
+	if len(recs) == 0 {
+		return audit.Record{}, false, nil
+	}
+	return recs[0], true, nil
+}

@@ -187,3 +187,10 @@ func (f *Faulty) Unrecorded(ctx context.Context) ([]store.Unrecorded, error) {
 	}
 	return f.Store.Unrecorded(ctx)
 }
+
+func (f *Faulty) LastAudit(ctx context.Context, action string) (audit.Record, bool, error) {
+	if err := f.fail("LastAudit"); err != nil {
+		return audit.Record{}, false, err
+	}
+	return f.Store.LastAudit(ctx, action)
+}
