@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certgate/certgate/internal/agent"
 	"github.com/certgate/certgate/internal/audit"
 	"github.com/certgate/certgate/internal/auditsign"
 	"github.com/certgate/certgate/internal/cadir"
@@ -638,4 +639,67 @@ func TestAuditExport(t *testing.T) {
 	if got := seqs(); fmt.Sprint(got) != want(n+3) {
 		t.Fatalf("sent %v, want each of 1..%d once", got, n+3)
 	}
+}
+
+// TestAgentWitness: certgate agent remembers the server's audit checkpoint
+// in DIR/audit-checkpoint; shown one that does not extend what it
+// remembers (here the witness remembers a later checkpoint, signed with
+// the audit key, than the server can show: the server's log is "shorter"),
+// it logs the refusal, counts it in agent-status.json and keeps its memory.
+func TestAgentWitness(t *testing.T) {
+	dir := startServer(t)
+	tok := strings.TrimSpace(mustCLI(t, "token", "create", "--dir", dir, "--identity", "spiffe://example.org/svc/w", "--ttl", "10m"))
+	out := filepath.Join(t.TempDir(), "client")
+	mustCLI(t, "enroll", "--token", tok, "--out", out)
+	witness := filepath.Join(out, "audit-checkpoint")
+	_, errs, stop := startAgent(t, "--dir", out)
+	eventually(t, "the witness file", func() bool {
+		st, err := agent.ReadStatus(out)
+		return err == nil && st.AuditCheckpoint > 0
+	})
+	stop()
+	v := auditVerifier(t, dir)
+	note, _ := os.ReadFile(witness)
+	seen, err := v.Verify(note)
+	if err != nil {
+		t.Fatalf("the witness's memory: %v\n%s", err, note)
+	}
+	if pub, _ := os.ReadFile(witness + ".pub.pem"); !bytes.Equal(pub, mustRead(t, filepath.Join(dir, "ca/audit.pub.pem"))) {
+		t.Fatal("the witness pinned another key")
+	}
+	// A checkpoint of 100 more records than the log has, as if the log
+	// had been truncated since the witness saw it.
+	key, err := auditsign.LoadKey(filepath.Join(dir, "ca/audit.key"), []byte(testPassphrase))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, _ := checkpoint.NewSigner("example.org/certgate/audit", key)
+	later, err := signer.Sign(checkpoint.Checkpoint{Size: seen.Size + 100, Hash: bytes.Repeat([]byte{7}, 32), Time: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(witness, later.Note(), 0o644)
+	_, errs, stop = startAgent(t, "--dir", out)
+	eventually(t, "the alarm", func() bool {
+		st, err := agent.ReadStatus(out)
+		return err == nil && st.AuditAlarms == 1
+	})
+	stop()
+	st, _ := agent.ReadStatus(out)
+	if !strings.Contains(st.AuditError, fmt.Sprintf("is below the earlier %d (records removed)", seen.Size+100)) ||
+		!strings.Contains(errs.String(), "does not extend the one this witness saw") {
+		t.Fatalf("status %+v\nlog:\n%s", st, errs)
+	}
+	if !bytes.Equal(mustRead(t, witness), later.Note()) {
+		t.Fatal("the refused checkpoint replaced the witness's memory")
+	}
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

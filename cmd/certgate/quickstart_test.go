@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certgate/certgate/internal/auditcheck"
 	"github.com/certgate/certgate/internal/testenv"
 )
 
@@ -53,6 +55,12 @@ func TestQuickstartInProcess(t *testing.T) {
 	if out, errs, code := cli(t, strings.Fields(args)...); code != 0 || out != "revoked "+serial+" (keyCompromise)\n" {
 		t.Fatalf("the printed revoke command: exit %d\n%s%s", code, out, errs)
 	}
+	// The gateway, which has an identity of its own, is a witness of the
+	// server's audit log: it remembers the checkpoint it saw at start.
+	eventually(t, "the gateway's audit witness", func() bool {
+		b, err := os.ReadFile(filepath.Join(dir, "gateway", auditcheck.WitnessFile))
+		return err == nil && bytes.HasPrefix(b, []byte("demo.test/certgate/audit\n"))
+	})
 	cancel()
 	select {
 	case code := <-done:

@@ -264,6 +264,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.statusRevoked(ctx, cur) {
 		return a.stop(&StoppedError{Err: ErrRevoked, Serial: cur.Serial, NotAfter: cur.leaf().NotAfter})
 	}
+	a.witnessAtStart(ctx, cur)
 	a.o.Log.Info("agent started", "identity", cur.id.String(), "serial", cur.Serial,
 		"not_after", cur.leaf().NotAfter, "next_renewal", next, "valid_for", a.left(cur))
 	failures := 0
@@ -369,6 +370,22 @@ func (a *Agent) issuerRevoked(ctx context.Context, c *credentials) bool {
 		return false
 	}
 	return slices.Contains(st.RevokedIssuers, hex.EncodeToString(c.leaf().AuthorityKeyId))
+}
+
+// witnessAtStart shows the witness the server's checkpoint once at start
+// (then at every check of the CA's state).
+func (a *Agent) witnessAtStart(ctx context.Context, c *credentials) {
+	if a.o.AuditWitness == "" || a.o.CheckInterval < 0 {
+		return
+	}
+	u, _ := url.Parse(a.o.ServerURL) // checked by New
+	cl, err := apiclient.New(apiclient.Options{ServerURL: a.o.ServerURL, URLSource: a.o.ServerURLSource, Certificate: c.Certificate,
+		VerifyConnection: a.verifyServer(u.Hostname(), c.Roots), Timeout: a.o.RequestTimeout})
+	if err != nil {
+		return
+	}
+	defer cl.CloseIdleConnections()
+	a.witnessAudit(ctx, cl)
 }
 
 // witnessAudit shows the server's audit checkpoint to the witness: a
