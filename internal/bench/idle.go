@@ -189,6 +189,12 @@ func RunIdle(ctx context.Context, o IdleOptions) (*IdleResult, error) {
 		}
 	}
 	res.print(w)
+	// A server that closed some connections (an idle timeout, a
+	// connection limit) holds less than what is divided.
+	if res.FDsBefore >= 0 && res.FDsAfter >= 0 && res.FDsAfter-res.FDsBefore < res.Conns {
+		return res, fmt.Errorf("the server holds %d more open files for %d connections: it closed some while they were held",
+			res.FDsAfter-res.FDsBefore, res.Conns)
+	}
 	return res, nil
 }
 
