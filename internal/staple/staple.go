@@ -133,7 +133,14 @@ func (s *Stapler) fetchOne(c *tls.Certificate, key string) error {
 	if err != nil {
 		return fmt.Errorf("staple: issuer: %w", err)
 	}
-	req, err := ocsp.CreateRequest(c.Leaf, issuer, &ocsp.RequestOptions{Hash: crypto.SHA256})
+	// The CertID's hashes are SHA-1, as RFC 5019 2.1.1 requires of
+	// clients: the response echoes the request's CertID, and a client
+	// checking a staple against the certificate looks its status up by a
+	// CertID it builds itself, with SHA-1 in OpenSSL's
+	// OCSP_resp_find_status (testssl.sh, openssl ocsp -respin -cert): a
+	// SHA-256 CertID left them with "No Status found". SHA-1 only names
+	// the issuer here; the response's signature is the CA's own.
+	req, err := ocsp.CreateRequest(c.Leaf, issuer, &ocsp.RequestOptions{Hash: crypto.SHA1})
 	if err != nil {
 		return fmt.Errorf("staple: %w", err)
 	}
