@@ -653,7 +653,7 @@ func TestAgentWitness(t *testing.T) {
 	mustCLI(t, "enroll", "--token", tok, "--out", out)
 	witness := filepath.Join(out, "audit-checkpoint")
 	_, errs, stop := startAgent(t, "--dir", out)
-	eventually(t, "the witness file", func() bool {
+	waitFor(t, "the witness file", func() bool {
 		st, err := agent.ReadStatus(out)
 		return err == nil && st.AuditCheckpoint > 0
 	})
@@ -680,7 +680,7 @@ func TestAgentWitness(t *testing.T) {
 	}
 	os.WriteFile(witness, later.Note(), 0o644)
 	_, errs, stop = startAgent(t, "--dir", out)
-	eventually(t, "the alarm", func() bool {
+	waitFor(t, "the alarm", func() bool {
 		st, err := agent.ReadStatus(out)
 		return err == nil && st.AuditAlarms == 1
 	})
@@ -702,4 +702,14 @@ func mustRead(t *testing.T, p string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// waitFor is eventually with room for a loaded machine.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(90 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
 }

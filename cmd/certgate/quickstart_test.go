@@ -57,7 +57,7 @@ func TestQuickstartInProcess(t *testing.T) {
 	}
 	// The gateway, which has an identity of its own, is a witness of the
 	// server's audit log: it remembers the checkpoint it saw at start.
-	eventually(t, "the gateway's audit witness", func() bool {
+	waitFor(t, "the gateway's audit witness", func() bool {
 		b, err := os.ReadFile(filepath.Join(dir, "gateway", auditcheck.WitnessFile))
 		return err == nil && bytes.HasPrefix(b, []byte("demo.test/certgate/audit\n"))
 	})

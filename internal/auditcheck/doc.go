@@ -14,7 +14,9 @@
 // truncation; a larger size is an extension only if the records between
 // chain from the remembered head to the new one, so a witness that may
 // read the log (a gateway: the gateway role reads GET /v1/audit) fetches
-// them and recomputes the chain. One that may not (an agent, a plain
+// them and recomputes the chain; shown an older checkpoint (a replica that
+// signed less recently), it checks the same way that the older leads to
+// the one it remembers, and keeps that. One that may not (an agent, a plain
 // client) checks what the checkpoints alone show: the key, the signature,
 // the size never shrinking, the same size never changing hash, time never
 // going back; a rewrite that also grew the log is then left to the

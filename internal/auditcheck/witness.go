@@ -79,10 +79,22 @@ func (w *Watcher) Check(ctx context.Context) (checkpoint.Signed, error) {
 		if err != nil {
 			return checkpoint.Signed{}, err
 		}
-		if next, err := v.Verify(note); err == nil && next.Size > last.Size && last.Checkpoint.Origin == next.Origin {
+		next, err := v.Verify(note)
+		switch {
+		case err != nil || last.Checkpoint.Origin != next.Origin || !last.PublicKey().Equal(pub):
+		case next.Size > last.Size:
 			if err := w.extends(ctx, last.Checkpoint, next.Checkpoint); err != nil {
 				return checkpoint.Signed{}, w.alarm(err, last, note)
 			}
+		case next.Size < last.Size:
+			// An older checkpoint: a replica that signed less recently
+			// than the one seen before, or a truncated log. The records
+			// tell: the older must lead to the remembered one.
+			if err := w.extends(ctx, next.Checkpoint, last.Checkpoint); err != nil {
+				return checkpoint.Signed{}, w.alarm(fmt.Errorf("%w: size %d is below the earlier %d and the log does not lead from it to the earlier: %w",
+					checkpoint.ErrNotExtended, next.Size, last.Size, err), last, note)
+			}
+			return last, nil // the remembered one stays: it is newer
 		}
 	}
 	s, err := w.Witness.Observe(name, pub, note)

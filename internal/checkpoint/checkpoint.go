@@ -177,6 +177,9 @@ type Signed struct {
 
 func (s Signed) pubEqual(p ed25519.PublicKey) bool { return s.pub.Equal(p) }
 
+// PublicKey is the key the signature verified with.
+func (s Signed) PublicKey() ed25519.PublicKey { return s.pub }
+
 func keyHex(p ed25519.PublicKey) string { return fmt.Sprintf("%x", []byte(p)) }
 
 // Note is the signed note: text, blank line, signature line.

@@ -9,8 +9,9 @@
 //   - admin: every admin endpoint (tokens, revocation, certificates, the
 //     audit log, roles).
 //   - auditor: read only: certificates, the audit log, roles, the change feed.
-//   - gateway: follows the change feed and the revocation list; its
-//     certificates may also serve TLS (the gateway profile).
+//   - gateway: follows the change feed and the revocation list, and reads
+//     the audit log (a witness of its checkpoints, package auditcheck);
+//     its certificates may also serve TLS (the gateway profile).
 //   - issuer: mints enrollment tokens for, and revokes certificates of,
 //     identities inside its scope only.
 //
