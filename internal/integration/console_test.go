@@ -121,8 +121,9 @@ func waitSeen(t *testing.T, e *testenv.Env, id string) {
 	t.Fatalf("%s never reached the server's usage", id)
 }
 
-// consoleSession is a browser session in Go: the admin certificate and
-// a cookie jar, for what --dump-dom cannot do (submit a form).
+// consoleSession is a browser session in Go: a client certificate and a
+// cookie jar, for the forged posts a browser does not make (no cookie,
+// another session's cookie, a header set by hand).
 func consoleSession(t *testing.T, e *testenv.Env, cert *tls.Certificate) *http.Client {
 	jar, _ := cookiejar.New(nil)
 	tc := &tls.Config{RootCAs: e.Roots}

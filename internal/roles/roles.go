@@ -8,7 +8,8 @@
 //
 //   - admin: every admin endpoint (tokens, revocation, certificates, the
 //     audit log, roles).
-//   - auditor: read only: certificates, the audit log, roles, the change feed.
+//   - auditor: read only: certificates, the audit log, roles, the change feed,
+//     the web console's pages (without its write actions).
 //   - gateway: follows the change feed and the revocation list, and reads
 //     the audit log (a witness of its checkpoints, package auditcheck);
 //     its certificates may also serve TLS (the gateway profile).
