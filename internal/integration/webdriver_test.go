@@ -1,19 +1,19 @@
 package integration
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -88,40 +88,8 @@ func newBrowser(t *testing.T, trust []byte, clientP12 []byte) *chromeBrowser {
 		run(pk12util, "-i", p12, "-d", "sql:"+db, "-W", "test-password")
 	}
 
-	// chromedriver picks a free port (--port=0) and says which on stdout.
 	b.log = filepath.Join(b.home, "chromedriver.log")
-	cmd := exec.Command(driver, "--port=0", "--log-path="+b.log)
-	cmd.Env = append(os.Environ(), "HOME="+b.home) // Chromium finds the NSS database by HOME
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("chromedriver: %v", err)
-	}
-	t.Cleanup(func() {
-		if b.session != "" {
-			b.do("DELETE", "", nil, nil)
-		}
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	portRe := regexp.MustCompile(`started successfully on port (\d+)`)
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if m := portRe.FindStringSubmatch(sc.Text()); m != nil {
-				found <- m[1]
-			}
-		}
-	}()
-	var port string
-	select {
-	case port = <-found:
-	case <-time.After(browserStartTimeout):
-		t.Fatalf("chromedriver did not start within %v", browserStartTimeout)
-	}
+	port := b.startDriver(t, driver)
 
 	args := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -146,6 +114,69 @@ func newBrowser(t *testing.T, trust []byte, clientP12 []byte) *chromeBrowser {
 	}
 	b.session += "/" + created.SessionID
 	return b
+}
+
+// startDriver starts chromedriver on a free port of 127.0.0.1 and waits
+// until it says it is ready (GET /status). A port taken between choosing
+// and binding makes chromedriver exit: it is started again on another.
+func (b *chromeBrowser) startDriver(t *testing.T, driver string) string {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+		ln.Close()
+		out := &testenv.SyncBuffer{}
+		cmd := exec.Command(driver, "--port="+port, "--log-path="+b.log, "--append-log")
+		cmd.Env = append(os.Environ(), "HOME="+b.home) // Chromium finds the NSS database by HOME
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("chromedriver: %v", err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		t.Cleanup(func() {
+			if b.session != "" {
+				b.do("DELETE", "", nil, nil)
+				b.session = ""
+			}
+			cmd.Process.Kill()
+			<-exited
+		})
+		status := &http.Client{Timeout: 10 * time.Second}
+		deadline := time.Now().Add(browserStartTimeout)
+		for {
+			resp, err := status.Get("http://127.0.0.1:" + port + "/status")
+			if err == nil {
+				var st struct {
+					Value struct {
+						Ready bool `json:"ready"`
+					} `json:"value"`
+				}
+				json.NewDecoder(resp.Body).Decode(&st)
+				resp.Body.Close()
+				if st.Value.Ready {
+					return port
+				}
+			}
+			select {
+			case err := <-exited:
+				if attempt == 3 {
+					t.Fatalf("chromedriver on port %s exited: %v\n%s\n%s", port, err, out.String(), b.driverLog())
+				}
+				t.Logf("chromedriver on port %s exited (%v), starting it again on another port", port, err)
+				exited <- err // for the cleanup
+			case <-time.After(100 * time.Millisecond):
+				if time.Now().After(deadline) {
+					t.Fatalf("chromedriver on port %s not ready within %v\n%s\n%s", port, browserStartTimeout, out.String(), b.driverLog())
+				}
+				continue
+			}
+			break
+		}
+	}
 }
 
 // webDriverError is the error object of the W3C protocol.
@@ -252,6 +283,24 @@ func (b *chromeBrowser) click(t *testing.T, css string) {
 	if err := b.do("POST", "/element/"+b.find(t, css)+"/click", map[string]any{}, nil); err != nil {
 		t.Fatalf("click %s: %v", css, err)
 	}
+}
+
+// submit clicks the element matching the CSS selector, which submits a
+// form, and returns the DOM of the page that answers once it holds want.
+// chromedriver's click does not always wait for the navigation a form
+// submission starts (under load it may begin after the click returned),
+// so the page is read until the answer is there.
+func (b *chromeBrowser) submit(t *testing.T, css, want string) string {
+	t.Helper()
+	b.click(t, css)
+	var dom string
+	for deadline := time.Now().Add(pageLoadTimeout); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if dom = b.dom(t); strings.Contains(dom, want) {
+			return dom
+		}
+	}
+	t.Fatalf("after clicking %s: no %q within %v:\n%s", css, want, pageLoadTimeout, dom)
+	return ""
 }
 
 // typeInto types text into the input matching the CSS selector.
