@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/certgate/certgate/internal/metrics"
 	"github.com/certgate/certgate/internal/tlspolicy"
 )
 
@@ -35,9 +34,9 @@ type BaselineOptions struct {
 	// empty.
 	Bare bool
 	// Metrics, if set, is an address where /metrics serves the Go
-	// runtime's metrics (Prometheus Go and process collectors), as the
-	// gateway's metrics listener does: the idle-connection benchmark reads
-	// heap and stacks from it.
+	// runtime's memory gauges under the Prometheus Go collector's names,
+	// as the gateway's metrics listener has them: the idle-connection
+	// benchmark reads heap and stacks from it (runtime_metrics.go).
 	Metrics string
 }
 
@@ -86,7 +85,7 @@ func ServeBaseline(ctx context.Context, o BaselineOptions, ready func(addr strin
 		return fmt.Errorf("--listen: %w", err)
 	}
 	if o.Metrics != "" {
-		if _, err := metrics.Serve(ctx, o.Metrics, metrics.NewRegistry()); err != nil {
+		if err := serveRuntimeMetrics(ctx, o.Metrics); err != nil {
 			ln.Close()
 			return fmt.Errorf("--metrics: %w", err)
 		}
