@@ -6,11 +6,14 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/certgate/certgate/internal/devicekey"
 	"github.com/certgate/certgate/internal/keytype"
@@ -169,5 +172,46 @@ func TestTPMRefusals(t *testing.T) {
 	}
 	if _, err := devicekey.Load("tpm:device=/dev/tpmrm0"); err == nil || err.Error() != "devicekey: tpm:device=/dev/tpmrm0 names no key (public and private)" {
 		t.Errorf("Load without a key: %v", err)
+	}
+}
+
+// TestTPMNoAnswer: a simulator address where something listens but never
+// answers (not a TPM) is given up after TPMTimeout, not waited on forever.
+func TestTPMNoAnswer(t *testing.T) {
+	var addr string
+	for i := 0; i < 100 && addr == ""; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l2, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port+1)))
+		if err != nil {
+			l.Close()
+			continue
+		}
+		addr = l.Addr().String()
+		for _, ln := range []net.Listener{l, l2} {
+			t.Cleanup(func() { ln.Close() })
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					t.Cleanup(func() { c.Close() })
+					go io.Copy(io.Discard, c)
+				}
+			}()
+		}
+	}
+	if addr == "" {
+		t.Fatal("no two consecutive free ports")
+	}
+	defer func(d time.Duration) { devicekey.TPMTimeout = d }(devicekey.TPMTimeout)
+	devicekey.TPMTimeout = 2 * time.Second
+	_, _, err := devicekey.Generate("tpm:simulator="+addr, keytype.ECDSAP256, "")
+	if err == nil || err.Error() != "devicekey: TPM simulator="+addr+": no answer within 2s" {
+		t.Fatalf("a silent peer: %v", err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
@@ -189,12 +190,30 @@ func withTPM(u tpmURI, f func(transport.TPM) error) error {
 	if err != nil {
 		return fmt.Errorf("devicekey: TPM %s: %w", u.where(), err)
 	}
-	defer t.Close()
-	if err := f(t); err != nil {
+	done := make(chan error, 1)
+	go func() { done <- f(t) }()
+	timer := time.NewTimer(TPMTimeout)
+	defer timer.Stop()
+	select {
+	case err = <-done:
+		t.Close()
+	case <-timer.C:
+		// Something that is not a TPM (or a TPM that hangs) would hold a
+		// handshake forever. Closing the transport fails whatever f sends
+		// next, so it cannot interleave with the next operation.
+		t.Close()
+		return fmt.Errorf("devicekey: TPM %s: no answer within %v", u.where(), TPMTimeout)
+	}
+	if err != nil {
 		return fmt.Errorf("devicekey: TPM %s: %w", u.where(), err)
 	}
 	return nil
 }
+
+// TPMTimeout bounds one use of a TPM (making a key, or loading it and
+// signing): ECC operations take milliseconds to a few hundred on a
+// hardware TPM.
+var TPMTimeout = time.Minute
 
 // storagePrimary makes (derives again: the same template gives the same
 // key for as long as the owner hierarchy is not cleared) the owner
