@@ -89,6 +89,7 @@ var reloadEffect = map[string]string{
 	"identity.hosts":                  "the gateway's own identity is set up at start",
 	"identity.token_file":             "the gateway's own identity is set up at start",
 	"identity.key_type":               "the gateway's own identity is set up at start",
+	"identity.key_store":              "the gateway's own identity is set up at start",
 	"server.url":                      "the revocation source is connected at start",
 	"server.urls":                     "the revocation source is connected at start",
 	"server.ca":                       "the revocation source is connected at start",
