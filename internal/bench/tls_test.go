@@ -52,7 +52,7 @@ func TestTLSAgainstBaseline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Rows) != 12 || res.Rows[0].Target != "one" || res.Rows[1].Target != "two" || res.Rows[6].Target != "two" || res.Rows[0].Ops == 0 || res.Rows[0].ServerCPU == 0 {
+	if len(res.Rows) != 12 || res.Rows[0].Target != "one" || res.Rows[1].Target != "two" || res.Rows[6].Target != "two" {
 		t.Fatalf("result rows: %+v", res.Rows)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
@@ -60,17 +60,28 @@ func TestTLSAgainstBaseline(t *testing.T) {
 		!strings.HasPrefix(lines[1], "round ") {
 		t.Fatalf("output:\n%s", out.String())
 	}
-	// Round 1 runs one before two, round 2 two before one.
+	// Round 1 runs one before two, round 2 two before one. A 200 ms window
+	// can pass without a single operation when the machine is loaded (seen
+	// at load 28: a keep-alive row of 0), so a row may count none, but
+	// every mode and target counts some across the two rounds.
+	withOps := map[string]bool{}
 	for i, l := range lines[2:14] {
 		f := strings.Fields(l)
 		mode := []string{"full", "resumed", "keepalive"}[i%6/2]
 		name := []string{"one", "two"}[(i%2+i/6)%2]
-		if len(f) != 13 || f[0] != fmt.Sprint(1+i/6) || f[1] != mode || f[2] != name || f[3] == "0" || f[7] != "0" || f[12] != "TLS1.3/CurveP256/ecdsa-p256" {
-			t.Fatalf("row %q: want round %d, %s, %s, operations, no errors, TLS1.3/CurveP256/ecdsa-p256:\n%s", l, 1+i/6, mode, name, out.String())
+		if len(f) != 13 || f[0] != fmt.Sprint(1+i/6) || f[1] != mode || f[2] != name || f[7] != "0" || f[12] != "TLS1.3/CurveP256/ecdsa-p256" {
+			t.Fatalf("row %q: want round %d, %s, %s, no errors, TLS1.3/CurveP256/ecdsa-p256:\n%s", l, 1+i/6, mode, name, out.String())
 		}
+		if f[3] == "0" {
+			continue
+		}
+		withOps[mode+" "+name] = true
 		if !strings.HasSuffix(f[9], "%") || f[10] == "-" || f[11] == "-" {
 			t.Fatalf("row %q has no server CPU figures:\n%s", l, out.String())
 		}
+	}
+	if len(withOps) != 6 {
+		t.Fatalf("modes and targets with operations in some round: %v\n%s", withOps, out.String())
 	}
 	if lines[14] != "ratio one/two (median of 2 rounds; each round in brackets)" {
 		t.Fatalf("ratio header %q:\n%s", lines[14], out.String())
