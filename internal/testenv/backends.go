@@ -3,22 +3,69 @@ package testenv
 import (
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"sync"
 	"testing"
 )
 
-// FreeAddr returns a 127.0.0.1 address nothing listens on now.
+// FreeAddr returns a 127.0.0.1 address nothing listens on now, for a
+// process that must be told its address before it listens (certgate init
+// writes it into certgate.yaml; a child process is given --listen).
+//
+// The port is taken below the kernel's ephemeral range: a port from that
+// range, closed and handed out, is taken back by the next outgoing
+// connection or ":0" listener of any process often enough that a loaded
+// CI run saw "bind: address already in use" twice in one run (the load
+// tests open thousands of connections). Ports below the range are only
+// ever given out by this function: random ones, never twice in a process.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
+	lo, hi := freePortRange()
+	freeMu.Lock()
+	defer freeMu.Unlock()
+	for range 1000 {
+		port := lo + rand.IntN(hi-lo)
+		if freeGiven[port] {
+			continue
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue // a service listens there, or another test binary's
+		}
+		ln.Close()
+		freeGiven[port] = true
+		return ln.Addr().String()
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+var (
+	freeMu    sync.Mutex
+	freeGiven = map[int]bool{}
+)
+
+// freePortRange is [lo, hi): the 12,000 ports below the ephemeral range
+// (net.ipv4.ip_local_port_range, 32768 by default), or 20000-32768 when it
+// cannot be read or leaves no room.
+func freePortRange() (lo, hi int) {
+	hi = 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		var first, last int
+		if _, err := fmt.Sscan(string(b), &first, &last); err == nil && first > 11000 {
+			hi = first
+		}
+	}
+	lo = max(hi-12000, 10000)
+	return lo, hi
 }
 
 // Upstream serves plain HTTP until the test ends and returns its URL. It
