@@ -3,6 +3,7 @@ package gateway
 import (
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"time"
 
@@ -92,7 +93,7 @@ func (g *Gateway) handshake(c net.Conn, answer bool) *tracked {
 	c.SetDeadline(start.Add(rt.cfg.timeouts.handshake))
 	if err := tc.Handshake(); err != nil {
 		g.handshakeFailed(tc, c.RemoteAddr(), err, start)
-		c.Close()
+		lingerClose(c)
 		return nil
 	}
 	if refused != nil {
@@ -176,6 +177,34 @@ func (g *Gateway) handshakeFailed(tc *tls.Conn, remote net.Addr, err error, star
 		g.access.Log(&e)
 	}
 	g.log.Debug("handshake refused", "client", e.Client, "reason", e.Reason, "error", err)
+}
+
+// Lingering after a refused handshake: how long, and how many of the
+// client's bytes are read and dropped at most.
+const (
+	lingerTime  = time.Second
+	lingerBytes = 64 << 10
+)
+
+// lingerClose closes a connection whose handshake the gateway refused
+// without discarding the alert it sent. In TLS 1.3 the client's side of
+// the handshake is done before the server has checked its certificate, so
+// clients send data at once (openssl s_client its stdin, a TCP route's
+// client its protocol); closing with that data unread makes the kernel
+// send a reset, and a reset that overtakes the alert makes the client show
+// "connection reset" instead of the reason (seen with openssl s_client:
+// "write:errno=104", no "alert bad certificate"). So the write side is
+// shut first (the alert and a FIN go out), then what the client sends is
+// read and dropped until it closes, for at most lingerTime and
+// lingerBytes, the way nginx's lingering_close does.
+func lingerClose(c net.Conn) {
+	defer c.Close()
+	cw, ok := c.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	c.SetReadDeadline(time.Now().Add(lingerTime))
+	io.CopyN(io.Discard, c, lingerBytes)
 }
 
 // serveHTTP dispatches on the negotiated protocol.

@@ -18,7 +18,10 @@ import (
 // feed's CA state, not from its own chain.
 func TestNextIntermediatePublished(t *testing.T) {
 	f := newCASetup(t)
-	at := time.Now().Add(4 * time.Second).UTC().Truncate(time.Second)
+	// Far enough ahead that the command has published before it is due:
+	// under load (average 25) the command took more than 4 s and, finding
+	// the time passed, went on to activate at once.
+	at := time.Now().Add(12 * time.Second).UTC().Truncate(time.Second)
 	out := testenv.MustCLI(t, f.bin, "ca", "rotate-intermediate", "--dir", f.dir, "--at", at.Format(time.RFC3339))
 	if !strings.Contains(out, "intermediate rotation 1: published") {
 		t.Fatalf("rotate-intermediate --at:\n%s", out)
