@@ -48,8 +48,9 @@ func p12Of(t *testing.T, e *testenv.Env, cert tls.Certificate, legacy bool) []by
 // TestConsoleInChromium: headless Chromium with the admin's p12 imported
 // into its NSS database (pk12util) and chosen by the
 // AutoSelectCertificateForUrls policy loads /ui/ and lists the enrolled
-// identities with their last use (the DOM read over WebDriver; a screenshot is kept
-// as an artifact), and one identity's page with its certificates, usage by
+// identities with their last use (the DOM read over WebDriver and, for
+// /ui/, printed by chromium --dump-dom; a screenshot is kept as an
+// artifact), and one identity's page with its certificates, usage by
 // route, chart and revoke form. A browser without a certificate, and one
 // with a client certificate that is not an admin's, are refused.
 func TestConsoleInChromium(t *testing.T) {
@@ -81,6 +82,11 @@ func TestConsoleInChromium(t *testing.T) {
 		}
 	}
 	t.Logf("screenshot: %s", shot)
+	// The same page as chromium --dump-dom prints it, in a browser process
+	// of its own with the same NSS database.
+	if dom := admin.dumpDOM(t, e.URL+"/ui/"); !strings.Contains(dom, `">spiffe://example.org/svc/alice</a>`) || !strings.Contains(dom, `<span id="viewer">spiffe://example.org/admin/alice</span>`) {
+		t.Errorf("chromium --dump-dom /ui/:\n%s", dom)
+	}
 	dom = admin.open(t, e.URL+"/ui/identity?id="+aliceC.id)
 	admin.screenshot(t, filepath.Join(t.ArtifactDir(), "console-identity.png"))
 	for _, want := range []string{`<svg id="chart"`, `<form class="revoke" method="post" action="/ui/revoke">`, aliceC.serial, "<td>api</td>"} {

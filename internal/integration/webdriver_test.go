@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -249,6 +250,28 @@ func (b *chromeBrowser) open(t *testing.T, url string) string {
 		t.Fatalf("open %s: %v (a page that never loads is most often a client certificate prompt: the AutoSelectCertificateForUrls policy did not match)\n%s", url, err, b.driverLog())
 	}
 	return b.dom(t)
+}
+
+// dumpDOM loads url the way an operator checks a page from a shell:
+// chromium --headless --dump-dom in a process of its own, with this
+// browser's NSS database (its HOME: trust and client certificate) and a
+// fresh profile. It prints the DOM once the page has loaded.
+func (b *chromeBrowser) dumpDOM(t *testing.T, url string) string {
+	t.Helper()
+	bin := testenv.RequirePeer(t, "chromium")
+	ctx, cancel := context.WithTimeout(context.Background(), browserStartTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--user-data-dir="+t.TempDir(), "--dump-dom", url)
+	cmd.Env = append(os.Environ(), "HOME="+b.home)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium --dump-dom %s: %v (a page that never loads is most often a client certificate prompt)\n%s", url, err, stderr.String())
+	}
+	return string(out)
 }
 
 // dom returns the current page's DOM.
