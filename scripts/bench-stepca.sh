@@ -10,18 +10,37 @@
 # decrypt" takes out of ca.json). Both send over CLIENTS keep-alive
 # connections; the load generators are pinned to CPU CLIENT_CPU.
 #
-# Renewal against /1.0/rekey is not in this script.
+# MODE=renew measures renewal on new connections instead: certgate's
+# "certgate bench renew" (each renewal a new mTLS connection, full
+# handshake, presenting the current certificate, a new P-256 key and CSR to
+# POST /v1/renew, Connection: close) against step-ca's POST /1.0/rekey
+# (the call that also rotates the key: a new mTLS connection presenting
+# the current certificate, body {"csr": PEM} with a new P-256 key), sent by
+# scripts/stepca-rekey (Go crypto/tls, CLIENTS goroutines, one connection
+# per renewal, no session cache; a module of its own, standard library
+# only) after "scripts/stepca-load.py --rekey-prepare" has enrolled the
+# clients and made the CSRs (not measured). LOADGEN=python uses
+# "stepca-load.py --rekey" (Python ssl, CLIENTS threads) instead, which
+# drove step-ca to only about a quarter of its core here. Both print
+# p50/p99 latency, dial to answer.
 #
 # Needs step-ca and step 0.30.2 on PATH or in STEPBIN:
 #   CGO_ENABLED=0 go install github.com/smallstep/certificates/cmd/step-ca@v0.30.2
 #   CGO_ENABLED=0 go install github.com/smallstep/cli/cmd/step@v0.30.2
 # and python3 with cryptography and requests. Settings (environment):
-# ROUNDS (3), COUNT (2000 per round and server), CLIENTS (8), DURATION (20
+# MODE (issue or renew), LOADGEN (go or python, renew only), ROUNDS (3), COUNT (2000 per round and server), CLIENTS (8), DURATION (20
 # s, bounds each measurement), SERVER_CPU (0), CLIENT_CPU (1), BIN, KEEP.
 # 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+MODE=${MODE:-issue}
+LOADGEN=${LOADGEN:-go}
+case $MODE in
+  issue) noun=enrollments ;;
+  renew) noun=renewals ;;
+  *) echo "bench-stepca: unknown MODE $MODE (issue, renew)" >&2; exit 2 ;;
+esac
 ROUNDS=${ROUNDS:-3}
 COUNT=${COUNT:-2000}
 CLIENTS=${CLIENTS:-8}
@@ -66,19 +85,33 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 
+if [ "$MODE" = renew ] && [ "$LOADGEN" = go ]; then
+  echo "== building scripts/stepca-rekey" >&2
+  (cd scripts/stepca-rekey && go build -o "$work/stepca-rekey" .)
+fi
 print_host
 echo "certgate: $url pid $server_pid (SQLite WAL, synchronous=FULL); step-ca $(step-ca version 2>/dev/null | head -1) https://localhost:$sport pid $step_pid (badger v2, its default); both on CPU $SERVER_CPU"
-echo "settings: ROUNDS=$ROUNDS COUNT=$COUNT CLIENTS=$CLIENTS DURATION=${DURATION}s; load generators on CPU $CLIENT_CPU"
+echo "settings: MODE=$MODE LOADGEN=$LOADGEN ROUNDS=$ROUNDS COUNT=$COUNT CLIENTS=$CLIENTS DURATION=${DURATION}s; load generators on CPU $CLIENT_CPU"
 echo "load:     $(uptime)"
 
 cg_run() {
-  timeout 600 taskset -c "$CLIENT_CPU" "$cg" bench enroll --dir "$work/ca" --server "$url" --clients "$CLIENTS" \
+  timeout 600 taskset -c "$CLIENT_CPU" "$cg" bench "${MODE/issue/enroll}" --dir "$work/ca" --server "$url" --clients "$CLIENTS" \
     --count "$COUNT" --duration "${DURATION}s" --server-pid "$server_pid" >"$work/cg.out" 2>&1 || true
-  sed -n 's/.* \([0-9][0-9]*\) enrollments per CPU-second$/\1/p' "$work/cg.out"
+  sed -n "s/.* \([0-9][0-9]*\) $noun per CPU-second\$/\1/p" "$work/cg.out"
 }
 step_run() {
-  timeout 600 taskset -c "$CLIENT_CPU" python3 scripts/stepca-load.py "https://localhost:$sport" "$work/step-bundle.pem" admin \
+  rekey=()
+  if [ "$MODE" = renew ]; then
+    rm -f "$work"/rekey-*.pem "$work"/rekey-*.json
+    rekey=(--rekey "$work")
+    [ "$LOADGEN" = go ] && rekey=(--rekey-prepare "$work")
+  fi
+  timeout 600 taskset -c "$CLIENT_CPU" python3 scripts/stepca-load.py "${rekey[@]}" "https://localhost:$sport" "$work/step-bundle.pem" admin \
     "$work/prov.jwk" "$step_pid" "$COUNT" "$CLIENTS" "$DURATION" >"$work/step.out" 2>&1 || true
+  if [ "$MODE" = renew ] && [ "$LOADGEN" = go ]; then
+    timeout 600 taskset -c "$CLIENT_CPU" "$work/stepca-rekey" "https://localhost:$sport" "$work/step-bundle.pem" \
+      "$step_pid" "$COUNT" "$CLIENTS" "$DURATION" "$work" >>"$work/step.out" 2>&1 || true
+  fi
   sed -n 's/.*per server CPU-second \([0-9][0-9]*\)$/\1/p' "$work/step.out"
 }
 ratios=()
@@ -91,18 +124,18 @@ for r in $(seq 1 "$ROUNDS"); do
   else
     b=$(step_run); a=$(cg_run)
   fi
-  grep -E "^(rate|server CPU|errors)|enrollments" "$work/cg.out" | sed 's/^/certgate: /' | head -4
-  grep -E "issued|error" "$work/step.out" | sed 's/^/step-ca:  /'
+  grep -E "^(rate|server CPU|latency|errors)|$noun" "$work/cg.out" | sed 's/^/certgate: /' | head -5
+  grep -E "issued|renewed|error" "$work/step.out" | sed 's/^/step-ca:  /'
   if [ -z "$a" ] || [ -z "$b" ] || [ "$b" = 0 ]; then
     echo "bench-stepca: round $r has no figure (see above)" >&2
     status=1
     continue
   fi
   ratio=$(python3 -c "print(f'{$a / $b:.2f}')")
-  echo "round $r: certgate $a, step-ca $b enrollments per server CPU-second: ${ratio}x"
+  echo "round $r: certgate $a, step-ca $b $noun per server CPU-second: ${ratio}x"
   ratios+=("$ratio")
 done
 echo
 echo "load:     $(uptime)"
-[ ${#ratios[@]} -gt 0 ] && python3 -c "import statistics,sys; r=[float(x) for x in sys.argv[1:]]; print(f'issuance per server CPU-second, certgate/step-ca: {statistics.median(r):.2f}x [' + ' '.join(sys.argv[1:]) + ']')" "${ratios[@]}"
+[ ${#ratios[@]} -gt 0 ] && python3 -c "import statistics,sys; r=[float(x) for x in sys.argv[1:]]; print(f'$MODE per server CPU-second, certgate/step-ca: {statistics.median(r):.2f}x [' + ' '.join(sys.argv[1:]) + ']')" "${ratios[@]}"
 exit $status

@@ -1,0 +1,219 @@
+// Command stepca-rekey is the load generator of scripts/bench-stepca.sh
+// MODE=renew on the step-ca side: renewals through step-ca's POST
+// /1.0/rekey, each on a NEW mTLS connection (full handshake, no session
+// cache) presenting the client's current certificate, body {"csr": PEM}
+// with a new key, Connection: close. "scripts/stepca-load.py
+// --rekey-prepare" enrolls the clients and writes WORKDIR/rekey-I.pem
+// (certificate and key, 0600) and WORKDIR/rekey-I.json (the body) before;
+// this program loads them all before the clock starts.
+//
+// It is in Go rather than Python because Python's ssl with a thread pool
+// could not drive step-ca past about a quarter of its core from one core
+// (measured: 26%), while Go's crypto/tls costs the client about as much as
+// "certgate bench renew" costs on the certgate side, so both servers are
+// driven by load generators of the same kind.
+//
+// usage: stepca-rekey CA_URL ROOT PID COUNT CLIENTS DURATION WORKDIR
+//
+// It prints one line: renewals, errors, elapsed time, step-ca's CPU time
+// over the run (from /proc/PID/stat), the rate, latency p50/p99 (dial to
+// answer) and renewals per server CPU-second.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "stepca-rekey:", err)
+		os.Exit(1)
+	}
+}
+
+type client struct {
+	conf *tls.Config
+	req  []byte
+}
+
+func run(args []string) error {
+	if len(args) != 7 {
+		return errors.New("usage: stepca-rekey CA_URL ROOT PID COUNT CLIENTS DURATION WORKDIR")
+	}
+	u, err := url.Parse(args[0])
+	if err != nil {
+		return fmt.Errorf("CA URL: %w", err)
+	}
+	rootPEM, err := os.ReadFile(args[1])
+	if err != nil {
+		return fmt.Errorf("reading the roots: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(rootPEM) {
+		return fmt.Errorf("no certificate in %s", args[1])
+	}
+	var n [4]int
+	for i, a := range args[2:6] {
+		if n[i], err = strconv.Atoi(a); err != nil {
+			return fmt.Errorf("argument %q: %w", a, err)
+		}
+	}
+	pid, count, clients, duration := n[0], n[1], n[2], time.Duration(n[3])*time.Second
+	work := args[6]
+
+	cs := make([]client, count)
+	for i := range cs {
+		pair := filepath.Join(work, fmt.Sprintf("rekey-%d.pem", i))
+		cert, err := tls.LoadX509KeyPair(pair, pair)
+		if err != nil {
+			return fmt.Errorf("client %d: %w", i, err)
+		}
+		body, err := os.ReadFile(filepath.Join(work, fmt.Sprintf("rekey-%d.json", i)))
+		if err != nil {
+			return fmt.Errorf("client %d: %w", i, err)
+		}
+		cs[i] = client{
+			// A config of its own per client and no ClientSessionCache:
+			// every renewal is a full handshake.
+			conf: &tls.Config{RootCAs: roots, ServerName: u.Hostname(), Certificates: []tls.Certificate{cert}},
+			req: append([]byte("POST /1.0/rekey HTTP/1.1\r\nHost: "+u.Host+
+				"\r\nContent-Type: application/json\r\nContent-Length: "+strconv.Itoa(len(body))+
+				"\r\nConnection: close\r\n\r\n"), body...),
+		}
+	}
+	addr := net.JoinHostPort("127.0.0.1", u.Port())
+
+	var (
+		mu    sync.Mutex
+		next  int
+		ok    int
+		fails int
+		first string
+		lat   []time.Duration
+	)
+	deadline := time.Now().Add(duration)
+	c0, err := cpu(pid)
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				if i >= count {
+					return
+				}
+				start := time.Now()
+				err := renew(addr, cs[i])
+				el := time.Since(start)
+				mu.Lock()
+				if err == nil {
+					ok++
+					lat = append(lat, el)
+				} else {
+					fails++
+					if first == "" {
+						first = err.Error()
+					}
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	el := time.Since(t0)
+	c1, err := cpu(pid)
+	if err != nil {
+		return err
+	}
+	c := c1 - c0
+	slices.Sort(lat)
+	q := func(p float64) float64 {
+		if len(lat) == 0 {
+			return 0
+		}
+		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))]) / float64(time.Millisecond)
+	}
+	per := 0.0
+	if c > 0 {
+		per = float64(ok) / c.Seconds()
+	}
+	fmt.Printf("step-ca renewed %d errors %d in %.2fs, server CPU %.2fs (%.0f%% of one core), %.0f/s, latency p50 %.1fms p99 %.1fms, per server CPU-second %.0f\n",
+		ok, fails, el.Seconds(), c.Seconds(), 100*c.Seconds()/el.Seconds(), float64(ok)/el.Seconds(), q(0.5), q(0.99), per)
+	if first != "" {
+		fmt.Println("first error:", first)
+	}
+	return nil
+}
+
+// renew does one renewal on a new connection and checks that a certificate
+// came back.
+func renew(addr string, c client) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d := tls.Dialer{Config: c.conf}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("dial: %w", err)
+	}
+	defer conn.Close()
+	dl, _ := ctx.Deadline()
+	if err := conn.SetDeadline(dl); err != nil {
+		return fmt.Errorf("deadline: %w", err)
+	}
+	if _, err := conn.Write(c.req); err != nil {
+		return fmt.Errorf("request: %w", err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		return fmt.Errorf("response: %w", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return fmt.Errorf("response body: %w", err)
+	}
+	if resp.StatusCode != http.StatusCreated || !bytes.Contains(body, []byte(`"crt"`)) {
+		return fmt.Errorf("status %d: %s", resp.StatusCode, strings.TrimSpace(string(body[:min(len(body), 200)])))
+	}
+	return nil
+}
+
+// cpu is the user and system CPU time of process pid.
+func cpu(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("server CPU: %w", err)
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("server CPU: %w", err)
+	}
+	// USER_HZ is 100 on Linux.
+	return time.Duration(ut+st) * 10 * time.Millisecond, nil
+}
