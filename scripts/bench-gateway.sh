@@ -53,26 +53,6 @@ need_pinning servers
 make_work "${TMPDIR:-/tmp}"
 
 # free_port prints a TCP port on 127.0.0.1 that nothing listens on.
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# wait_line FILE PATTERN PID: wait up to 30 s for a line matching PATTERN
-# (sed -n expression printing the wanted part) in FILE while PID lives.
-wait_line() {
-  local file=$1 expr=$2 pid=$3 got=
-  for _ in $(seq 1 300); do
-    got=$(sed -n "$expr" "$file" 2>/dev/null | head -1)
-    if [ -n "$got" ]; then
-      echo "$got"
-      return 0
-    fi
-    kill -0 "$pid" 2>/dev/null || { echo "bench-gateway: process $pid exited:" >&2; cat "$work"/*.log >&2; return 1; }
-    sleep 0.1
-  done
-  echo "bench-gateway: timed out waiting for $file" >&2
-  return 1
-}
 
 build_certgate "$BIN"
 td=bench.example.org

@@ -41,44 +41,11 @@ BIN=${BIN:-}
 SERVERS=${SERVERS:-gateway bare nginx}
 
 . scripts/lib.sh
-if ! command -v nginx >/dev/null; then
-  echo "== installing nginx (apt)" >&2
-  apt-get install -y nginx-light >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y nginx-light >/dev/null; }
-fi
+install_nginx
 ngx=$(command -v nginx)
 ulimit -n "$(ulimit -Hn)"
 nofile=$(ulimit -n)
 make_work "${TMPDIR:-/tmp}"
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# wait_line FILE PATTERN PID: wait up to 60 s for a line matching PATTERN
-# (sed -n expression printing the wanted part) in FILE while PID lives.
-wait_line() {
-  local file=$1 expr=$2 pid=$3 got=
-  for _ in $(seq 1 600); do
-    got=$(sed -n "$expr" "$file" 2>/dev/null | head -1)
-    if [ -n "$got" ]; then
-      echo "$got"
-      return 0
-    fi
-    kill -0 "$pid" 2>/dev/null || { echo "bench-idle: process $pid exited:" >&2; cat "$work"/*.log >&2; return 1; }
-    sleep 0.1
-  done
-  echo "bench-idle: timed out waiting for $file" >&2
-  return 1
-}
-
-wait_port() {
-  for _ in $(seq 1 600); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "bench-idle: nothing listens on port $1 after 60 s" >&2
-  return 1
-}
 
 build_certgate "$BIN"
 td=bench.example.org

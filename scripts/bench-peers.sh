@@ -50,42 +50,9 @@ PAIRS=${PAIRS:-hs-bare hs-nginx all one null}
 
 . scripts/lib.sh
 need_pinning servers
-if ! command -v nginx >/dev/null; then
-  echo "== installing nginx (apt)" >&2
-  apt-get install -y nginx-light >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y nginx-light >/dev/null; }
-fi
+install_nginx
 ngx=$(command -v nginx)
 make_work "${TMPDIR:-/tmp}"
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# wait_line FILE PATTERN PID: wait up to 30 s for a line matching PATTERN
-# (sed -n expression printing the wanted part) in FILE while PID lives.
-wait_line() {
-  local file=$1 expr=$2 pid=$3 got=
-  for _ in $(seq 1 300); do
-    got=$(sed -n "$expr" "$file" 2>/dev/null | head -1)
-    if [ -n "$got" ]; then
-      echo "$got"
-      return 0
-    fi
-    kill -0 "$pid" 2>/dev/null || { echo "bench-peers: process $pid exited:" >&2; cat "$work"/*.log >&2; return 1; }
-    sleep 0.1
-  done
-  echo "bench-peers: timed out waiting for $file" >&2
-  return 1
-}
-
-wait_port() {
-  for _ in $(seq 1 300); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "bench-peers: nothing listens on port $1 after 30 s" >&2
-  return 1
-}
 
 build_certgate "$BIN"
 td=bench.example.org

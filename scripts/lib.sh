@@ -90,3 +90,45 @@ print_host() {
   echo "machine:  $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(uname -sr)"
   echo "go:       $(go version | cut -d' ' -f3-)"
 }
+
+# free_port prints a TCP port of 127.0.0.1 nothing listens on now.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_line FILE PATTERN PID: wait up to 60 s for a line matching PATTERN
+# (sed -n expression printing the wanted part) in FILE while PID lives;
+# print the part. Errors name the calling script.
+wait_line() {
+  local file=$1 expr=$2 pid=$3 got= me=${0##*/}
+  for _ in $(seq 1 600); do
+    got=$(sed -n "$expr" "$file" 2>/dev/null | head -1)
+    if [ -n "$got" ]; then
+      echo "$got"
+      return 0
+    fi
+    kill -0 "$pid" 2>/dev/null || { echo "${me%.sh}: process $pid exited:" >&2; cat "$work"/*.log >&2; return 1; }
+    sleep 0.1
+  done
+  echo "${me%.sh}: timed out waiting for $file" >&2
+  return 1
+}
+
+# wait_port PORT: wait up to 60 s until something listens on 127.0.0.1:PORT.
+wait_port() {
+  local me=${0##*/}
+  for _ in $(seq 1 600); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "${me%.sh}: nothing listens on port $1 after 60 s" >&2
+  return 1
+}
+
+# install_nginx: nginx from apt when it is missing (the peer of the
+# gateway benchmarks).
+install_nginx() {
+  command -v nginx >/dev/null && return 0
+  echo "== installing nginx (apt)" >&2
+  apt-get install -y nginx-light >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y nginx-light >/dev/null; }
+}
