@@ -28,7 +28,10 @@
 #   CGO_ENABLED=0 go install github.com/smallstep/certificates/cmd/step-ca@v0.30.2
 #   CGO_ENABLED=0 go install github.com/smallstep/cli/cmd/step@v0.30.2
 # and python3 with cryptography and requests. Settings (environment):
-# MODE (issue or renew), LOADGEN (go or python, renew only), ROUNDS (3), COUNT (2000 per round and server), CLIENTS (8), DURATION (20
+# MODE (issue or renew), LOADGEN (go or python, renew only), KEX (default:
+# the step-ca client offers Go's default key exchanges like "certgate bench
+# renew", and step-ca picks X25519MLKEM768 where certgate's server picks
+# X25519; x25519: the step-ca client offers X25519 only), ROUNDS (3), COUNT (2000 per round and server), CLIENTS (8), DURATION (20
 # s, bounds each measurement), SERVER_CPU (0), CLIENT_CPU (1), BIN, KEEP.
 # 127.0.0.1 only.
 set -euo pipefail
@@ -36,6 +39,7 @@ cd "$(dirname "$0")/.."
 
 MODE=${MODE:-issue}
 LOADGEN=${LOADGEN:-go}
+KEX=${KEX:-default}
 case $MODE in
   issue) noun=enrollments ;;
   renew) noun=renewals ;;
@@ -91,7 +95,7 @@ if [ "$MODE" = renew ] && [ "$LOADGEN" = go ]; then
 fi
 print_host
 echo "certgate: $url pid $server_pid (SQLite WAL, synchronous=FULL); step-ca $(step-ca version 2>/dev/null | head -1) https://localhost:$sport pid $step_pid (badger v2, its default); both on CPU $SERVER_CPU"
-echo "settings: MODE=$MODE LOADGEN=$LOADGEN ROUNDS=$ROUNDS COUNT=$COUNT CLIENTS=$CLIENTS DURATION=${DURATION}s; load generators on CPU $CLIENT_CPU"
+echo "settings: MODE=$MODE LOADGEN=$LOADGEN KEX=$KEX ROUNDS=$ROUNDS COUNT=$COUNT CLIENTS=$CLIENTS DURATION=${DURATION}s; load generators on CPU $CLIENT_CPU"
 echo "load:     $(uptime)"
 
 cg_run() {
@@ -110,7 +114,7 @@ step_run() {
     "$work/prov.jwk" "$step_pid" "$COUNT" "$CLIENTS" "$DURATION" >"$work/step.out" 2>&1 || true
   if [ "$MODE" = renew ] && [ "$LOADGEN" = go ]; then
     timeout 600 taskset -c "$CLIENT_CPU" "$work/stepca-rekey" "https://localhost:$sport" "$work/step-bundle.pem" \
-      "$step_pid" "$COUNT" "$CLIENTS" "$DURATION" "$work" >>"$work/step.out" 2>&1 || true
+      "$step_pid" "$COUNT" "$CLIENTS" "$DURATION" "$work" "$KEX" >>"$work/step.out" 2>&1 || true
   fi
   sed -n 's/.*per server CPU-second \([0-9][0-9]*\)$/\1/p' "$work/step.out"
 }
@@ -125,7 +129,7 @@ for r in $(seq 1 "$ROUNDS"); do
     b=$(step_run); a=$(cg_run)
   fi
   grep -E "^(rate|server CPU|latency|errors)|$noun" "$work/cg.out" | sed 's/^/certgate: /' | head -5
-  grep -E "issued|renewed|error" "$work/step.out" | sed 's/^/step-ca:  /'
+  grep -E "issued|renewed|key exchanges|error" "$work/step.out" | sed 's/^/step-ca:  /'
   if [ -z "$a" ] || [ -z "$b" ] || [ "$b" = 0 ]; then
     echo "bench-stepca: round $r has no figure (see above)" >&2
     status=1

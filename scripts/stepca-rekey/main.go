@@ -13,11 +13,18 @@
 // "certgate bench renew" costs on the certgate side, so both servers are
 // driven by load generators of the same kind.
 //
-// usage: stepca-rekey CA_URL ROOT PID COUNT CLIENTS DURATION WORKDIR
+// usage: stepca-rekey CA_URL ROOT PID COUNT CLIENTS DURATION WORKDIR [KEX]
+//
+// KEX "default" (the default) offers Go's default key exchanges, as
+// "certgate bench renew" does: step-ca then picks the hybrid
+// X25519MLKEM768, which certgate's server does not accept (it picks X25519).
+// KEX "x25519" offers X25519 only, so that both servers do the same
+// exchange.
 //
 // It prints one line: renewals, errors, elapsed time, step-ca's CPU time
 // over the run (from /proc/PID/stat), the rate, latency p50/p99 (dial to
-// answer) and renewals per server CPU-second.
+// answer), renewals per server CPU-second, and the key exchanges
+// negotiated.
 package main
 
 import (
@@ -54,8 +61,18 @@ type client struct {
 }
 
 func run(args []string) error {
-	if len(args) != 7 {
-		return errors.New("usage: stepca-rekey CA_URL ROOT PID COUNT CLIENTS DURATION WORKDIR")
+	if len(args) != 7 && len(args) != 8 {
+		return errors.New("usage: stepca-rekey CA_URL ROOT PID COUNT CLIENTS DURATION WORKDIR [KEX]")
+	}
+	var curves []tls.CurveID
+	if len(args) == 8 {
+		switch args[7] {
+		case "default":
+		case "x25519":
+			curves = []tls.CurveID{tls.X25519}
+		default:
+			return fmt.Errorf("KEX %q: want default or x25519", args[7])
+		}
 	}
 	u, err := url.Parse(args[0])
 	if err != nil {
@@ -77,6 +94,7 @@ func run(args []string) error {
 	}
 	pid, count, clients, duration := n[0], n[1], n[2], time.Duration(n[3])*time.Second
 	work := args[6]
+	kex := map[string]int{}
 
 	cs := make([]client, count)
 	for i := range cs {
@@ -92,7 +110,7 @@ func run(args []string) error {
 		cs[i] = client{
 			// A config of its own per client and no ClientSessionCache:
 			// every renewal is a full handshake.
-			conf: &tls.Config{RootCAs: roots, ServerName: u.Hostname(), Certificates: []tls.Certificate{cert}},
+			conf: &tls.Config{RootCAs: roots, ServerName: u.Hostname(), Certificates: []tls.Certificate{cert}, CurvePreferences: curves},
 			req: append([]byte("POST /1.0/rekey HTTP/1.1\r\nHost: "+u.Host+
 				"\r\nContent-Type: application/json\r\nContent-Length: "+strconv.Itoa(len(body))+
 				"\r\nConnection: close\r\n\r\n"), body...),
@@ -126,11 +144,12 @@ func run(args []string) error {
 					return
 				}
 				start := time.Now()
-				err := renew(addr, cs[i])
+				curve, err := renew(addr, cs[i])
 				el := time.Since(start)
 				mu.Lock()
 				if err == nil {
 					ok++
+					kex[curve.String()]++
 					lat = append(lat, el)
 				} else {
 					fails++
@@ -162,6 +181,7 @@ func run(args []string) error {
 	}
 	fmt.Printf("step-ca renewed %d errors %d in %.2fs, server CPU %.2fs (%.0f%% of one core), %.0f/s, latency p50 %.1fms p99 %.1fms, per server CPU-second %.0f\n",
 		ok, fails, el.Seconds(), c.Seconds(), 100*c.Seconds()/el.Seconds(), float64(ok)/el.Seconds(), q(0.5), q(0.99), per)
+	fmt.Printf("step-ca key exchanges %v\n", kex)
 	if first != "" {
 		fmt.Println("first error:", first)
 	}
@@ -170,35 +190,36 @@ func run(args []string) error {
 
 // renew does one renewal on a new connection and checks that a certificate
 // came back.
-func renew(addr string, c client) error {
+func renew(addr string, c client) (tls.CurveID, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	d := tls.Dialer{Config: c.conf}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return fmt.Errorf("dial: %w", err)
+		return 0, fmt.Errorf("dial: %w", err)
 	}
 	defer conn.Close()
+	curve := conn.(*tls.Conn).ConnectionState().CurveID
 	dl, _ := ctx.Deadline()
 	if err := conn.SetDeadline(dl); err != nil {
-		return fmt.Errorf("deadline: %w", err)
+		return 0, fmt.Errorf("deadline: %w", err)
 	}
 	if _, err := conn.Write(c.req); err != nil {
-		return fmt.Errorf("request: %w", err)
+		return 0, fmt.Errorf("request: %w", err)
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
-		return fmt.Errorf("response: %w", err)
+		return 0, fmt.Errorf("response: %w", err)
 	}
 	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if err != nil {
-		return fmt.Errorf("response body: %w", err)
+		return 0, fmt.Errorf("response body: %w", err)
 	}
 	if resp.StatusCode != http.StatusCreated || !bytes.Contains(body, []byte(`"crt"`)) {
-		return fmt.Errorf("status %d: %s", resp.StatusCode, strings.TrimSpace(string(body[:min(len(body), 200)])))
+		return 0, fmt.Errorf("status %d: %s", resp.StatusCode, strings.TrimSpace(string(body[:min(len(body), 200)])))
 	}
-	return nil
+	return curve, nil
 }
 
 // cpu is the user and system CPU time of process pid.
