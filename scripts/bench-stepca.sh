@@ -67,9 +67,6 @@ init_ca --trust-domain bench.example.org --key-type ecdsa-p256
 echo "== starting the certgate server (CPU $SERVER_CPU)" >&2
 start_server taskset -c "$SERVER_CPU"
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 echo "== step ca init and step-ca (CPU $SERVER_CPU)" >&2
 export STEPPATH=$work/step
 od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$work/step.pw"
