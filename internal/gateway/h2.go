@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -12,7 +11,6 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/certgate/certgate/internal/accesslog"
-	"github.com/certgate/certgate/internal/gateway/h1"
 )
 
 // h2server serves clients that negotiated HTTP/2. Requests go upstream
@@ -116,75 +114,14 @@ func (h *h2server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	out := r.Clone(r.Context())
-	out.RequestURI = ""
-	out.URL.Scheme, out.URL.Host = up.scheme, up.addr
-	// Opaque is sent as it is: the canonical path, exactly what was
-	// authorized.
-	out.URL.Opaque, out.URL.Path, out.URL.RawPath = up.basePath+cr.path, "", ""
-	out.URL.RawQuery, out.URL.ForceQuery = cr.query, cr.hasQ && cr.query == ""
-	out.Method = cr.method
-	out.Host = cr.host
-	out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/1.1", 1, 1
-	if r.ContentLength == 0 {
-		out.Body = nil
-	}
-	stripRequestHeaders(out.Header)
+	out := upstreamRequest(r, up, &cr)
 	if route.legacy != nil {
 		stripLegacyHeader(out.Header, route.legacy)
 	}
 	setIdentityHeaders(out.Header, p, route.hdr, rt.selfID)
 	setForwarding(out.Header, p, cr.host)
 	out.Header[HeaderRequestID] = []string{string(e.RequestID.AppendHex(nil))}
-	e.UpstreamURL = up.key
-	counter := &countingReader{r: r.Body}
-	if out.Body != nil {
-		out.Body = counter
-	}
-	resp, err := up.transport.RoundTrip(out)
-	e.BytesIn = counter.n
-	if err != nil {
-		status, reason, msg := 502, "upstream_unavailable", "upstream unavailable"
-		if isTimeout(err) || errors.Is(err, context.DeadlineExceeded) {
-			status, reason, msg = 504, "upstream_timeout", "upstream timed out"
-		}
-		e.Status, e.Reason, e.Error = status, reason, err.Error()
-		g.log.Warn("upstream request failed", "route", route.name, "upstream", up.addr, "status", status, "reason", reason, "error", err)
-		writeJSONResponse(w, status, errorJSON(codeFor(status), msg))
-		finish(route.name)
-		return
-	}
-	defer resp.Body.Close()
-	e.Upstream = time.Since(start)
-	e.Status = resp.StatusCode
-	for _, k := range []string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Proxy-Authenticate"} {
-		delete(resp.Header, k)
-	}
-	for k, v := range resp.Header {
-		w.Header()[k] = v
-	}
-	w.WriteHeader(resp.StatusCode)
-	rc := http.NewResponseController(w)
-	rc.Flush()
-	bp := h1.CopyBuffer()
-	defer h1.PutCopyBuffer(bp)
-	for {
-		n, rerr := resp.Body.Read(*bp)
-		if n > 0 {
-			e.BytesOut += int64(n)
-			if _, werr := w.Write((*bp)[:n]); werr != nil {
-				e.Error = werr.Error()
-				break
-			}
-			rc.Flush()
-		}
-		if rerr != nil {
-			if !errors.Is(rerr, io.EOF) {
-				e.Error = rerr.Error()
-			}
-			break
-		}
-	}
+	g.relay(w, r, out, up, route.name, nil, e)
 	finish(route.name)
 }
 

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -17,7 +16,6 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/certgate/certgate/internal/accesslog"
-	"github.com/certgate/certgate/internal/gateway/h1"
 	"github.com/certgate/certgate/internal/legacykey"
 	"github.com/certgate/certgate/internal/wire"
 )
@@ -291,19 +289,7 @@ func legacyHeaders(k legacykey.Key, sunset time.Time, link string) http.Header {
 func (ls *legacySession) forward(w http.ResponseWriter, r *http.Request, rt *runtime, hr *httpRoute, cr *canonicalRequest, k legacykey.Key, e *accesslog.Entry, extra http.Header) {
 	g := ls.g
 	up := hr.up
-	out := r.Clone(r.Context())
-	out.RequestURI = ""
-	out.URL.Scheme, out.URL.Host = up.scheme, up.addr
-	out.URL.Opaque, out.URL.Path, out.URL.RawPath = up.basePath+cr.path, "", ""
-	out.URL.RawQuery, out.URL.ForceQuery = cr.query, cr.hasQ && cr.query == ""
-	out.Method = cr.method
-	out.Host = cr.host
-	out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/1.1", 1, 1
-	out.Close = false
-	if r.ContentLength == 0 {
-		out.Body = nil
-	}
-	stripRequestHeaders(out.Header)
+	out := upstreamRequest(r, up, cr)
 	stripLegacyHeader(out.Header, hr.legacy)
 	if hr.hdr.identity {
 		out.Header[HeaderIdentity] = []string{k.Identity}
@@ -312,57 +298,7 @@ func (ls *legacySession) forward(w http.ResponseWriter, r *http.Request, rt *run
 	p := &peer{client: ls.client}
 	setForwarding(out.Header, p, cr.host)
 	out.Header[HeaderRequestID] = []string{string(e.RequestID.AppendHex(nil))}
-	e.UpstreamURL = up.key
-	counter := &countingReader{r: r.Body}
-	if out.Body != nil {
-		out.Body = counter
-	}
-	start := time.Now()
-	resp, err := up.transport.RoundTrip(out)
-	e.BytesIn = counter.n
-	if err != nil {
-		status, reason, msg := 502, "upstream_unavailable", "upstream unavailable"
-		if isTimeout(err) || errors.Is(err, context.DeadlineExceeded) {
-			status, reason, msg = 504, "upstream_timeout", "upstream timed out"
-		}
-		e.Status, e.Reason, e.Error = status, reason, err.Error()
-		g.log.Warn("upstream request failed", "route", hr.name, "upstream", up.addr, "status", status, "reason", reason, "error", err)
-		writeJSONResponse(w, status, errorJSON(codeFor(status), msg))
-		return
-	}
-	defer resp.Body.Close()
-	e.Upstream = time.Since(start)
-	e.Status = resp.StatusCode
-	for _, k := range []string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Proxy-Authenticate"} {
-		delete(resp.Header, k)
-	}
-	for k, v := range resp.Header {
-		w.Header()[k] = v
-	}
-	for k, v := range extra {
-		w.Header()[k] = v
-	}
-	w.WriteHeader(resp.StatusCode)
-	rc := http.NewResponseController(w)
-	bp := h1.CopyBuffer()
-	defer h1.PutCopyBuffer(bp)
-	for {
-		n, rerr := resp.Body.Read(*bp)
-		if n > 0 {
-			e.BytesOut += int64(n)
-			if _, werr := w.Write((*bp)[:n]); werr != nil {
-				e.Error = werr.Error()
-				break
-			}
-			rc.Flush()
-		}
-		if rerr != nil {
-			if !errors.Is(rerr, io.EOF) {
-				e.Error = rerr.Error()
-			}
-			break
-		}
-	}
+	g.relay(w, r, out, up, hr.name, extra, e)
 }
 
 // stripLegacyHeader removes the route's key header, by its normalized
