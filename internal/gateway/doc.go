@@ -35,7 +35,10 @@
 // x509.Verify would use and whose subject is the leaf's issuer name byte
 // for byte, and on any miss it falls back to x509.Verify: it may accept
 // sooner, never differently. TestChainDifferential holds it to that over
-// tens of thousands of generated chains.
+// tens of thousands of generated chains. A leaf whose signature was
+// checked under a cached issuer is remembered by the SHA-256 of its DER
+// (bounded, per trust generation), so the same certificate's next full
+// handshake skips that one signature check and nothing else.
 // Resumed sessions are checked again for expiry and revocation; crypto/tls
 // refuses to resume past the certificate's NotAfter by the injected clock,
 // and ticket keys rotate when the bundle changes.

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
 	"errors"
@@ -73,6 +74,10 @@ func refuse(r Reason, format string, args ...any) *VerifyError {
 // chains.
 const maxCachedIssuers = 256
 
+// maxCachedLeaves bounds the verified-leaf cache: about 100 bytes an
+// entry, so at most ~1 MiB however many distinct certificates connect.
+const maxCachedLeaves = 8192
+
 // maxFastCandidates bounds how many certificates the fast path looks at
 // for the leaf's issuer before it leaves the work to x509.Verify.
 const maxFastCandidates = 8
@@ -95,6 +100,14 @@ type trust struct {
 
 	mu       sync.RWMutex
 	verified map[string]*verifiedIssuer // keyed by the issuer's DER
+
+	// leaves remembers which leaf certificates have already had their
+	// signature checked against which verified issuer (leafMu guards it);
+	// leafHits and leafMisses count its use (tests, benchmarks).
+	leafMu             sync.RWMutex
+	leaves             map[[sha256.Size]byte]*verifiedIssuer
+	maxLeaves          int // maxCachedLeaves; smaller in tests
+	leafHits, leafMiss atomic.Uint64
 }
 
 // intermediates is an immutable set of known intermediates.
@@ -130,16 +143,21 @@ func newTrust(td string, roots, inter []*x509.Certificate) *trust {
 	for _, r := range roots {
 		pool.AddCert(r)
 	}
-	t := &trust{td: td, roots: pool, rootCerts: roots, verified: make(map[string]*verifiedIssuer)}
+	t := &trust{td: td, roots: pool, rootCerts: roots, verified: make(map[string]*verifiedIssuer),
+		leaves: make(map[[sha256.Size]byte]*verifiedIssuer), maxLeaves: maxCachedLeaves}
 	t.inter.Store(newIntermediates(inter))
 	return t
 }
 
 // setIntermediates replaces the known intermediates. The verified-issuer
 // cache stays: an entry serves only when its issuer is among what the
-// client sent or the known intermediates of the moment.
+// client sent or the known intermediates of the moment. The verified-leaf
+// cache is dropped (a rotation is rare; its leaves verify again once).
 func (t *trust) setIntermediates(certs []*x509.Certificate) {
 	t.inter.Store(newIntermediates(certs))
+	t.leafMu.Lock()
+	clear(t.leaves)
+	t.leafMu.Unlock()
 }
 
 func (t *trust) cached(raw []byte) *verifiedIssuer {
@@ -248,7 +266,7 @@ func (t *trust) fastPath(leaf *x509.Certificate, sent []*x509.Certificate, inter
 		if vi == nil || now.Before(vi.notBefore) || now.After(vi.notAfter) {
 			return false
 		}
-		return leaf.CheckSignatureFrom(c) == nil
+		return t.signedBy(leaf, c, vi)
 	}
 	for _, list := range [][]*x509.Certificate{sent, inter.certs, t.rootCerts} {
 		for _, c := range list {
@@ -261,6 +279,54 @@ func (t *trust) fastPath(leaf *x509.Certificate, sent []*x509.Certificate, inter
 		}
 	}
 	return false
+}
+
+// signedBy reports whether leaf's signature verifies under issuer c, whose
+// verified-issuer entry is vi, remembering a leaf that did.
+//
+// Why the verified-leaf cache is sound: the signature check is a pure
+// function of the leaf's DER (its to-be-signed bytes and its signature)
+// and the issuer's public key. An entry is keyed by the SHA-256 of the
+// whole leaf DER (a collision is out of reach, so equal keys mean equal
+// bytes) and holds the verifiedIssuer it was checked under, itself keyed
+// by the issuer's whole DER, key included; it serves only when the issuer
+// the fast path found for this handshake is that same entry. So a hit
+// stands for a check that would give the same answer again: only the
+// repeated ECDSA verification is skipped. Everything that changes with
+// time or state is still checked on every handshake, hit or miss: the
+// leaf's and the issuer's validity at now, clientAuth, not a CA, the
+// SPIFFE ID in the trust domain (verifyChain, fastPath), revocation of
+// the leaf and of its issuers (verifyConnection), and the certificate's
+// expiry while connected (the sweep). The cache belongs to one trust
+// generation (a reload builds a new one) and is dropped when the known
+// intermediates change; it is bounded by maxCachedLeaves. A client that
+// reconnects with the same certificate without resuming (many devices,
+// or every full handshake of the same client) is the case it serves.
+func (t *trust) signedBy(leaf, c *x509.Certificate, vi *verifiedIssuer) bool {
+	sum := sha256.Sum256(leaf.Raw)
+	t.leafMu.RLock()
+	hit := t.leaves[sum] == vi
+	t.leafMu.RUnlock()
+	if hit {
+		t.leafHits.Add(1)
+		return true
+	}
+	t.leafMiss.Add(1)
+	if leaf.CheckSignatureFrom(c) != nil {
+		return false
+	}
+	t.leafMu.Lock()
+	if len(t.leaves) >= t.maxLeaves {
+		// Full: drop an arbitrary entry (map order), which costs that
+		// leaf one signature check the next time it comes.
+		for k := range t.leaves {
+			delete(t.leaves, k)
+			break
+		}
+	}
+	t.leaves[sum] = vi
+	t.leafMu.Unlock()
+	return true
 }
 
 // Extensions that make a leaf's verdict depend on more than its issuer:
