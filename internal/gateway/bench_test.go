@@ -246,17 +246,3 @@ routes:
 		}
 	}
 }
-
-// BenchmarkAnsweringConfig is what answering refusals over HTTP adds to
-// every handshake on the HTTP listener: a clone of the TLS config with the
-// connection's verify and wrap-session closures.
-func BenchmarkAnsweringConfig(b *testing.B) {
-	e := newEnv(b, quiet())
-	b.ReportAllocs()
-	for b.Loop() {
-		var refused *VerifyError
-		if e.gw.answeringConfig(&refused) == nil {
-			b.Fatal("nil")
-		}
-	}
-}

@@ -69,8 +69,10 @@ type Gateway struct {
 	fresh   freshness
 
 	rt           atomic.Pointer[runtime]
-	tlsConfig    *tls.Config // the HTTP listener's, cloned per connection
+	tlsConfig    *tls.Config // the base of the two below; its ticket keys encrypt the HTTP listener's tickets
+	answerConfig *tls.Config // the HTTP listener's: refusals answered over HTTP (refusal.go)
 	tcpTLSConfig *tls.Config // TCP routes'
+	refusals     refusals    // the HTTP listener's handshakes refused and under way
 	tracker      *tracker
 	// own returns the gateway's certificate: Options.Certificate, or the
 	// one the current runtime loaded from files.
@@ -152,8 +154,7 @@ func New(cfg *Config, o Options) (*Gateway, error) {
 		// The chain is verified by verifyConnection, which also runs on
 		// resumed sessions; RequestClientCert lets it name the reason when
 		// a client sends no certificate at all. The HTTP listener answers
-		// a refusal over HTTP instead (see refusal.go), on a clone of this
-		// config made per connection.
+		// a refusal over HTTP instead (see refusal.go), on answerConfig.
 		ClientAuth:       tls.RequestClientCert,
 		GetCertificate:   func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return g.stapled(), nil },
 		VerifyConnection: g.verifyConnection,
@@ -168,6 +169,9 @@ func New(cfg *Config, o Options) (*Gateway, error) {
 	g.tcpTLSConfig = g.tlsConfig.Clone()
 	g.tcpTLSConfig.ClientAuth = tls.RequireAnyClientCert
 	g.tcpTLSConfig.NextProtos = nil
+	g.answerConfig = g.tlsConfig.Clone()
+	g.answerConfig.VerifyConnection = g.answeringVerify
+	g.answerConfig.WrapSession = g.answeringWrapSession
 	// The responder is the CA's: over https (a status URL on the server's
 	// API listener) its certificate chains to the bundle.
 	ocspRoots := x509.NewCertPool()
@@ -286,9 +290,8 @@ func (g *Gateway) rotateTicketKeys() {
 		panic("gateway: crypto/rand failed: " + err.Error())
 	}
 	g.tlsConfig.SetSessionTicketKeys([][32]byte{k})
-	if g.tcpTLSConfig != nil {
-		g.tcpTLSConfig.SetSessionTicketKeys([][32]byte{k})
-	}
+	g.answerConfig.SetSessionTicketKeys([][32]byte{k})
+	g.tcpTLSConfig.SetSessionTicketKeys([][32]byte{k})
 }
 
 // verifyConnection runs after every handshake, full or resumed.

@@ -10,6 +10,8 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -41,27 +43,110 @@ const refusalLinger = 5 * time.Second
 // connection is verified in full.
 var refusedSessionMarker = []byte("certgate-refused")
 
-// answeringConfig returns a config for one HTTP-listener connection whose
-// verifyConnection records a refusal in *refused instead of failing the
-// handshake, and marks the connection's session tickets.
-func (g *Gateway) answeringConfig(refused **VerifyError) *tls.Config {
-	cfg := g.tlsConfig.Clone()
-	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-		err := g.verifyConnection(cs)
-		var ve *VerifyError
-		if errors.As(err, &ve) {
-			*refused = ve
-			return nil
-		}
-		return err
+// The HTTP listener's handshakes run on one shared config (answerConfig)
+// whose VerifyConnection does not fail a refused certificate: it records
+// the refusal in g.refusals, keyed by the connection's own certificate
+// list, and the serving code takes it out after the handshake. Its
+// WrapSession marks the session ticket of a refused connection. (Before,
+// each connection got a clone of the config with two closures over its
+// own verdict: about 1 KiB allocated per handshake and kept per
+// connection.)
+//
+// The key is &PeerCertificates[0], the address of the first element of
+// the slice crypto/tls keeps for the connection (the ConnectionState
+// handed to VerifyConnection and WrapSession and the one
+// Conn.ConnectionState returns share it), not the *x509.Certificate: a
+// resumed connection's certificates come from crypto/tls's certificate
+// cache, so concurrent connections resuming with the same certificate
+// share the *x509.Certificate, while each connection's slice is its own
+// (TestRefusalKeyIsPerConnection pins both). A handshake without a
+// certificate records nothing: an empty list is a refusal by itself.
+
+// refusals holds the refusals of the HTTP listener's handshakes that are
+// under way; an entry lives from VerifyConnection until the handshake
+// returns, success or failure (takeRefusal).
+type refusals struct {
+	mu sync.Mutex
+	m  map[**x509.Certificate]*VerifyError
+	// recorded counts the refusals ever recorded (tests).
+	recorded atomic.Uint64
+}
+
+func (r *refusals) put(certs []*x509.Certificate, ve *VerifyError) {
+	r.mu.Lock()
+	if r.m == nil {
+		r.m = make(map[**x509.Certificate]*VerifyError)
 	}
-	cfg.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
-		if *refused != nil {
-			ss.Extra = append(ss.Extra, refusedSessionMarker)
-		}
-		return cfg.EncryptTicket(cs, ss)
+	r.m[&certs[0]] = ve
+	r.mu.Unlock()
+	r.recorded.Add(1)
+}
+
+func (r *refusals) has(certs []*x509.Certificate) bool {
+	r.mu.Lock()
+	_, ok := r.m[&certs[0]]
+	r.mu.Unlock()
+	return ok
+}
+
+func (r *refusals) take(certs []*x509.Certificate) *VerifyError {
+	r.mu.Lock()
+	ve, ok := r.m[&certs[0]]
+	if ok {
+		delete(r.m, &certs[0])
 	}
-	return cfg
+	r.mu.Unlock()
+	return ve
+}
+
+// len is the number of handshakes with a refusal recorded and not taken.
+func (r *refusals) len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.m)
+}
+
+// noCertificate is the refusal of a client that sent no certificate, as
+// verifyConnection words it.
+func noCertificate() *VerifyError { return refuse(ReasonNoCertificate, "no client certificate") }
+
+// answeringVerify is answerConfig's VerifyConnection: a refusal is
+// recorded for the serving code instead of failing the handshake.
+func (g *Gateway) answeringVerify(cs tls.ConnectionState) error {
+	err := g.verifyConnection(cs)
+	var ve *VerifyError
+	if errors.As(err, &ve) {
+		if len(cs.PeerCertificates) > 0 {
+			g.refusals.put(cs.PeerCertificates, ve)
+		}
+		return nil
+	}
+	return err
+}
+
+// answeringWrapSession is answerConfig's WrapSession: the ticket of a
+// refused connection is marked so that unwrapSession declines it.
+func (g *Gateway) answeringWrapSession(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+	if len(cs.PeerCertificates) == 0 || g.refusals.has(cs.PeerCertificates) {
+		ss.Extra = append(ss.Extra, refusedSessionMarker)
+	}
+	return g.tlsConfig.EncryptTicket(cs, ss)
+}
+
+// answeringHandshake runs the handshake of an HTTP-listener connection
+// and returns its state and its refusal, if any. The recorded refusal is
+// taken out whatever happens, a failed handshake or a panic included, so
+// g.refusals holds nothing for a connection whose handshake is over.
+func (g *Gateway) answeringHandshake(tc *tls.Conn) (cs tls.ConnectionState, refused *VerifyError, err error) {
+	defer func() {
+		cs = tc.ConnectionState()
+		if len(cs.PeerCertificates) > 0 {
+			refused = g.refusals.take(cs.PeerCertificates)
+		} else if err == nil {
+			refused = noCertificate()
+		}
+	}()
+	return cs, nil, tc.Handshake()
 }
 
 // unwrapSession decrypts a session ticket and declines one a refused

@@ -85,13 +85,23 @@ func (g *Gateway) handshake(c net.Conn, answer bool) *tracked {
 	start := time.Now()
 	// No SetNoDelay: Go's TCP connections have Nagle off already.
 	rt := g.rt.Load()
-	cfg, refused := g.tcpTLSConfig, (*VerifyError)(nil)
-	if answer {
-		cfg = g.answeringConfig(&refused)
-	}
-	tc := tls.Server(c, cfg)
+	var (
+		tc      *tls.Conn
+		cs      tls.ConnectionState
+		refused *VerifyError
+		err     error
+	)
 	c.SetDeadline(start.Add(rt.cfg.timeouts.handshake))
-	if err := tc.Handshake(); err != nil {
+	if answer {
+		tc = tls.Server(c, g.answerConfig)
+		cs, refused, err = g.answeringHandshake(tc)
+	} else {
+		tc = tls.Server(c, g.tcpTLSConfig)
+		if err = tc.Handshake(); err == nil {
+			cs = tc.ConnectionState()
+		}
+	}
+	if err != nil {
 		g.handshakeFailed(tc, c.RemoteAddr(), err, start)
 		lingerClose(c)
 		return nil
@@ -108,7 +118,6 @@ func (g *Gateway) handshake(c net.Conn, answer bool) *tracked {
 		return nil
 	}
 	c.SetDeadline(time.Time{})
-	cs := tc.ConnectionState()
 	id, _ := identity.FromCertificate(cs.PeerCertificates[0])
 	return &tracked{conn: tc, raw: c, peer: newPeer(&cs, c.RemoteAddr(), id.String()), start: start}
 }
