@@ -169,11 +169,16 @@ func (s *h1session) serveOne() bool {
 		}
 		return false
 	}
-	s.tc.SetReadDeadline(time.Time{})
 	req := &s.req
 	if he := h1.ParseRequest(head, req); he != nil {
 		s.refuse(e, he)
 		return false
+	}
+	// The header timeout does not bound a body or a tunnel. A request
+	// without either reads nothing more from the client before the next
+	// head, whose wait sets its own deadline: the clear is not needed.
+	if req.HasBody() || req.Upgrade {
+		s.tc.SetReadDeadline(time.Time{})
 	}
 	host := req.Host
 	if req.Authority != nil {
@@ -310,8 +315,11 @@ func (s *h1session) proxy(rt *runtime, route *httpRoute, e *accesslog.Entry) boo
 		s.out = s.appendUpstreamHead(s.out[:0], rt, route)
 		if !hasBody {
 			// The head alone: one write straight from s.out, not copied
-			// through uc.bw (with identity headers it is a few KiB).
-			if _, err := uc.c.Write(s.out); err != nil {
+			// through uc.bw (with identity headers it is a few KiB), then
+			// the wait for the answer without a read that would fail
+			// (writeAwait), so the header timeout is set first.
+			uc.c.SetReadDeadline(upStart.Add(up.headerTimeout))
+			if err := uc.writeAwait(s.out, reused, upStart); err != nil {
 				uc.c.Close()
 				if reused {
 					continue // a stale pooled connection: try the next one
@@ -339,8 +347,8 @@ func (s *h1session) proxy(rt *runtime, route *httpRoute, e *accesslog.Entry) boo
 				uc.c.Close()
 				return s.upstreamFailed(e, route, 502, "upstream_write_failed", err, true)
 			}
+			uc.c.SetReadDeadline(time.Now().Add(up.headerTimeout))
 		}
-		uc.c.SetReadDeadline(time.Now().Add(up.headerTimeout))
 		var head []byte
 		for {
 			head, err = h1.ReadHead(uc.br, uc.head, maxResponseHead)
@@ -367,11 +375,32 @@ func (s *h1session) proxy(rt *runtime, route *httpRoute, e *accesslog.Entry) boo
 			}
 			return s.upstreamFailed(e, route, 502, "upstream_bad_response", err, true)
 		}
-		uc.c.SetReadDeadline(time.Time{})
+		// The header timeout does not bound the body or a tunnel; where
+		// the whole answer is already buffered nothing more is read, and
+		// the connection's next request sets its own deadline before
+		// reading: the clear is not needed.
+		if !answerBuffered(uc, s.cr.method) {
+			uc.c.SetReadDeadline(time.Time{})
+		}
 		e.Upstream = time.Since(upStart)
 		break
 	}
 	return s.relayResponse(route, uc, e)
+}
+
+// answerBuffered reports whether the whole of uc's answer (head parsed)
+// to method is in its reader.
+func answerBuffered(uc *upConn, method string) bool {
+	if uc.resp.Status == 101 {
+		return false
+	}
+	switch uc.resp.Framing(method) {
+	case h1.FramingNone:
+		return true
+	case h1.FramingLength:
+		return int64(uc.br.Buffered()) >= uc.resp.ContentLength
+	}
+	return false
 }
 
 func (s *h1session) upstreamFailed(e *accesslog.Entry, route *httpRoute, status int, reason string, err error, closeAfter bool) bool {

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/certgate/certgate/internal/gateway/h1"
@@ -114,6 +115,64 @@ type upConn struct {
 	head      []byte
 	resp      h1.Response
 	idleSince time.Time
+
+	// rc is the socket of a plain TCP upstream (nil for TLS), for
+	// writeAwait; step is its callback, made once per connection so a
+	// request allocates none, and pending, wrote and werr its state.
+	rc      syscall.RawConn
+	step    func(uintptr) bool
+	pending []byte
+	wrote   bool
+	werr    error
+}
+
+// awaitFreshFor bounds how long a pooled connection may have waited for
+// writeAwait to wait for its answer without first trying a read; see
+// writeAwait.
+const awaitFreshFor = 100 * time.Millisecond
+
+// writeAwait writes p, a whole request head, and returns once the
+// upstream's answer is readable (or the read deadline, which the caller
+// set, passed), without the read that Go's netpoller otherwise tries
+// first and that fails with EAGAIN on nearly every request: the answer
+// cannot be there before the request was sent. It relies on the order
+// syscall.RawConn.Read guarantees: the socket's read readiness is reset
+// before step runs, so the readiness the answer brings, arriving after the
+// write inside step, wakes the wait. What arrived before that reset would
+// not wake it, so this is used only where nothing can be waiting unread:
+// a fresh connection, or one pooled for less than awaitFreshFor after its
+// last answer was read completely (put checks that nothing was left
+// buffered). Where it cannot be used it is a plain write, and a wait that
+// ends early only costs the read it would have saved. Errors of the wait
+// itself are left to the read that follows (a passed deadline, a closed
+// socket), which reports them as before.
+func (uc *upConn) writeAwait(p []byte, reused bool, now time.Time) error {
+	if uc.rc == nil || (reused && now.Sub(uc.idleSince) >= awaitFreshFor) {
+		_, err := uc.c.Write(p)
+		return err
+	}
+	uc.pending, uc.wrote, uc.werr = p, false, nil
+	uc.rc.Read(uc.step)
+	wrote, err := uc.wrote, uc.werr
+	uc.pending, uc.werr = nil, nil
+	if !wrote {
+		// The wait failed before step ran (a closed socket): the write
+		// reports it as it always did.
+		_, err = uc.c.Write(p)
+	}
+	return err
+}
+
+// awaitStep is writeAwait's callback: the first call writes and asks to
+// wait for readability (false), the next one, after the wait, ends it
+// without reading.
+func (uc *upConn) awaitStep(uintptr) bool {
+	if uc.wrote {
+		return true
+	}
+	uc.wrote = true
+	_, uc.werr = uc.c.Write(uc.pending)
+	return uc.werr != nil
 }
 
 // get returns an idle connection, or dials a new one. reused tells the
@@ -144,8 +203,12 @@ func (u *upstream) dial(ctx context.Context) (*upConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", u.addr, err)
 	}
+	var rc syscall.RawConn
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
+		if u.tlsConfig == nil {
+			rc, _ = tc.SyscallConn()
+		}
 	}
 	if u.tlsConfig != nil {
 		tc := tls.Client(c, u.tlsConfig)
@@ -155,11 +218,14 @@ func (u *upstream) dial(ctx context.Context) (*upConn, error) {
 		}
 		c = tc
 	}
-	return &upConn{
+	uc := &upConn{
 		c:  c,
 		br: bufio.NewReaderSize(c, upstreamBufferSize),
 		bw: bufio.NewWriterSize(c, upstreamBufferSize),
-	}, nil
+		rc: rc,
+	}
+	uc.step = uc.awaitStep
+	return uc, nil
 }
 
 // put returns a connection whose last response was read completely.

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"errors"
 	"io"
-	"strconv"
 	"sync"
 )
 
@@ -22,11 +21,18 @@ func PutCopyBuffer(b *[]byte) { copyBufPool.Put(b) }
 // back. With chunk set, each piece is written as an HTTP chunk and the
 // last chunk is written at EOF.
 func CopyStream(dst *bufio.Writer, src *bufio.Reader, n int64, chunk bool) (int64, error) {
+	if n >= 0 && !chunk && int64(src.Buffered()) >= n {
+		// The whole body is already buffered (a small answer read with
+		// its head): one copy, from src's buffer, and no copy buffer.
+		p, _ := src.Peek(int(n))
+		k, err := dst.Write(p)
+		src.Discard(k)
+		return int64(k), err
+	}
 	bp := CopyBuffer()
 	defer PutCopyBuffer(bp)
 	buf := *bp
 	var total int64
-	var sizeBuf [20]byte
 	for n < 0 || total < n {
 		want := len(buf)
 		if n >= 0 && n-total < int64(want) {
@@ -36,7 +42,7 @@ func CopyStream(dst *bufio.Writer, src *bufio.Reader, n int64, chunk bool) (int6
 		if k > 0 {
 			total += int64(k)
 			if chunk {
-				dst.Write(strconv.AppendInt(sizeBuf[:0], int64(k), 16))
+				writeChunkSize(dst, int64(k))
 				dst.WriteString("\r\n")
 			}
 			if _, werr := dst.Write(buf[:k]); werr != nil {
@@ -67,6 +73,19 @@ func CopyStream(dst *bufio.Writer, src *bufio.Reader, n int64, chunk bool) (int6
 		}
 	}
 	return total, nil
+}
+
+// writeChunkSize writes n in hex a byte at a time: a slice handed to
+// dst.Write escapes, and a stack buffer for it would be allocated on
+// every call.
+func writeChunkSize(dst *bufio.Writer, n int64) {
+	shift := 60
+	for shift > 0 && n>>shift == 0 {
+		shift -= 4
+	}
+	for ; shift >= 0; shift -= 4 {
+		dst.WriteByte("0123456789abcdef"[n>>shift&0xf])
+	}
 }
 
 var discardPool = sync.Pool{New: func() any { return bufio.NewWriterSize(io.Discard, 4<<10) }}

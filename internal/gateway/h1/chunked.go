@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 )
 
 // ErrChunked is wrapped by every malformed chunked body error.
@@ -23,7 +22,6 @@ const maxTrailer = 8 << 10
 // an HTTP/1.0 client, which reads to the end of the connection).
 func CopyChunked(dst *bufio.Writer, src *bufio.Reader, flush func() error, encode bool) (int64, error) {
 	var total int64
-	var sizeBuf [20]byte
 	for {
 		line, err := src.ReadSlice('\n')
 		if err != nil {
@@ -48,7 +46,7 @@ func CopyChunked(dst *bufio.Writer, src *bufio.Reader, flush func() error, encod
 			return total, flush()
 		}
 		if encode {
-			dst.Write(strconv.AppendInt(sizeBuf[:0], size, 16))
+			writeChunkSize(dst, size)
 			dst.WriteString("\r\n")
 		}
 		n, err := io.CopyN(dst, src, size)
