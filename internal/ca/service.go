@@ -67,6 +67,13 @@ type Service struct {
 	// clientLifetime is the client profile's lifetime, changed by a
 	// server's reload (SIGHUP) while issuances run.
 	clientLifetime atomic.Int64
+	// grants are the role grants last read from the store, used to pick
+	// the profile of an issuance when rolesChecked: the store then checks
+	// the choice under its write lock (store.Issuance.GatewayRole) and a
+	// stale copy costs one more attempt with grants read afresh, never a
+	// certificate of the wrong profile.
+	grants       atomic.Pointer[[]roles.Grant]
+	rolesChecked bool
 }
 
 // SetClientLifetime changes the lifetime of the client and gateway
@@ -96,8 +103,11 @@ func NewService(o ServiceOptions) (*Service, error) {
 	if o.MaxPrivilegedTokenTTL == 0 {
 		o.MaxPrivilegedTokenTTL = time.Hour
 	}
+	rolesChecked := false
 	if o.Roles == nil {
-		o.Roles, _ = o.Store.(RoleStore)
+		// Grants read from the store that records the certificate can be
+		// checked by it in the recording transaction.
+		o.Roles, rolesChecked = o.Store.(RoleStore)
 	}
 	if o.MaxTokenTTL == 0 {
 		o.MaxTokenTTL = 24 * time.Hour
@@ -105,7 +115,7 @@ func NewService(o ServiceOptions) (*Service, error) {
 	if o.Client.Name == "" {
 		o.Client = ClientProfile
 	}
-	svc := &Service{o: o, trustDomain: o.Hierarchy.Active.trustDomain}
+	svc := &Service{o: o, trustDomain: o.Hierarchy.Active.trustDomain, rolesChecked: rolesChecked}
 	svc.h.Store(o.Hierarchy)
 	svc.clientLifetime.Store(int64(o.Client.Lifetime))
 	o.Hierarchy, o.Issuer, o.Roots = nil, nil, nil
@@ -257,15 +267,7 @@ func (s *Service) Enroll(ctx context.Context, tok token.Token, csrPEM []byte) (I
 	if id.IsZero() || tok.ID == "" || len(tok.Secret) == 0 {
 		return Issued{}, ErrTokenInvalid
 	}
-	prof, opts, err := s.profileFor(ctx, id)
-	if err != nil {
-		return Issued{}, err
-	}
-	req, err := csr.ParseAndCheck(csrPEM, id, opts...)
-	if err != nil {
-		return Issued{}, err
-	}
-	return s.issue(ctx, requestOf(req), prof, issueMeta{
+	return s.issueFor(ctx, id, csrPEM, nil, issueMeta{
 		obtained: store.ObtainedEnroll, actor: id.String(), tokenID: tok.ID,
 		tokenHash: token.HashSecret(tok.Secret), tokenIdentity: id.String(),
 	})
@@ -284,15 +286,7 @@ func (s *Service) EnrollBootstrap(ctx context.Context, id identity.ID, csrPEM []
 	if id.Under(identity.AdminPrefix) || id.Under(identity.GatewayPrefix) {
 		return Issued{}, fmt.Errorf("%w: %s has a role; a bootstrap certificate cannot enroll it", ErrIdentity, id)
 	}
-	prof, opts, err := s.profileFor(ctx, id)
-	if err != nil {
-		return Issued{}, err
-	}
-	req, err := csr.ParseAndCheck(csrPEM, id, opts...)
-	if err != nil {
-		return Issued{}, err
-	}
-	return s.issue(ctx, requestOf(req), prof, issueMeta{obtained: store.ObtainedBootstrap, actor: actor})
+	return s.issueFor(ctx, id, csrPEM, nil, issueMeta{obtained: store.ObtainedBootstrap, actor: actor})
 }
 
 // Renewal errors. A client that gets one of these must enroll again with a
@@ -317,44 +311,81 @@ func (s *Service) Renew(ctx context.Context, current *x509.Certificate, csrPEM [
 	if !s.o.Clock.Now().Before(current.NotAfter) {
 		return Issued{}, ErrRenewExpired
 	}
-	prof, opts, err := s.profileFor(ctx, id)
-	if err != nil {
-		return Issued{}, err
+	newKey := func(req csr.Request) error {
+		type equaler interface{ Equal(crypto.PublicKey) bool }
+		if k, ok := req.PublicKey.(equaler); ok && k.Equal(current.PublicKey) {
+			return ErrSameKey
+		}
+		return nil
 	}
-	req, err := csr.ParseAndCheck(csrPEM, id, opts...)
-	if err != nil {
-		return Issued{}, err
-	}
-	type equaler interface{ Equal(crypto.PublicKey) bool }
-	if k, ok := req.PublicKey.(equaler); ok && k.Equal(current.PublicKey) {
-		return Issued{}, ErrSameKey
-	}
-	return s.issue(ctx, requestOf(req), prof, issueMeta{
+	return s.issueFor(ctx, id, csrPEM, newKey, issueMeta{
 		obtained: store.ObtainedRenew, actor: id.String(),
 		renewedFrom: SerialHex(current.SerialNumber), renewedFingerprint: Fingerprint(current),
 	})
 }
 
+// issueFor checks the CSR against id and the profile id's roles call for,
+// then issues it. The profile is chosen from the service's copy of the role
+// grants when the store can check that choice in the recording transaction
+// (store.Issuance.GatewayRole); if the grants changed since they were read
+// (store.ErrRolesChanged, nothing written) the CSR is checked and signed once
+// more with grants read afresh. check, if set, is an extra check of the
+// parsed CSR.
+func (s *Service) issueFor(ctx context.Context, id identity.ID, csrPEM []byte, check func(csr.Request) error, m issueMeta) (Issued, error) {
+	for attempt := 0; ; attempt++ {
+		prof, opts, gateway, err := s.profileFor(ctx, id, attempt > 0)
+		if err != nil {
+			return Issued{}, err
+		}
+		req, err := csr.ParseAndCheck(csrPEM, id, opts...)
+		if err != nil {
+			return Issued{}, err
+		}
+		if check != nil {
+			if err := check(req); err != nil {
+				return Issued{}, err
+			}
+		}
+		m.gatewayRole = gateway
+		iss, err := s.issue(ctx, requestOf(req), prof, m)
+		if errors.Is(err, store.ErrRolesChanged) && attempt == 0 {
+			continue
+		}
+		return iss, err
+	}
+}
+
 // profileFor picks the profile of an enrollment or renewal by role: the
 // certificates of identities granted the gateway role also serve TLS
-// (serverAuth, with the host names the CSR asks for). The grants are read
-// per issuance (one small indexed read) so that a revoked role takes
-// effect at the next renewal on every replica.
-func (s *Service) profileFor(ctx context.Context, id identity.ID) (Profile, []csr.Option, error) {
+// (serverAuth, with the host names the CSR asks for). So that a revoked
+// role takes effect at the next renewal on every replica, the choice is
+// checked against the grants in the store's recording transaction
+// (gateway, non-nil then); the grants it is made from are the service's
+// copy, read from the store if fresh is set or there is none yet. Without a
+// store that checks, the grants are read for every issuance (gateway nil).
+func (s *Service) profileFor(ctx context.Context, id identity.ID, fresh bool) (p Profile, opts []csr.Option, gateway *bool, err error) {
+	p = s.o.Client
 	if s.o.Roles != nil {
-		grants, err := s.o.Roles.RoleGrants(ctx)
-		if err != nil {
-			return Profile{}, nil, fmt.Errorf("ca: role grants: %w", err)
+		grants := s.grants.Load()
+		if grants == nil || fresh || !s.rolesChecked {
+			g, err := s.o.Roles.RoleGrants(ctx)
+			if err != nil {
+				return Profile{}, nil, nil, fmt.Errorf("ca: role grants: %w", err)
+			}
+			grants = &g
+			s.grants.Store(grants)
 		}
-		if roles.For(grants, id.String()).Gateway {
-			p := GatewayProfile
-			p.Lifetime = s.ClientLifetime()
-			return p, []csr.Option{csr.AllowHostnames()}, nil
+		gw := roles.For(*grants, id.String()).Gateway
+		if s.rolesChecked {
+			gateway = &gw
+		}
+		if gw {
+			p = GatewayProfile
+			opts = []csr.Option{csr.AllowHostnames()}
 		}
 	}
-	p := s.o.Client
 	p.Lifetime = s.ClientLifetime()
-	return p, nil, nil
+	return p, opts, gateway, nil
 }
 
 func requestOf(r csr.Request) Request {
@@ -381,6 +412,7 @@ type issueMeta struct {
 	// secret hash and identity, the renewed certificate's fingerprint.
 	tokenHash                         []byte
 	tokenIdentity, renewedFingerprint string
+	gatewayRole                       *bool
 }
 
 // issue is the pipeline: check (Prepare) -> sign -> record durably with its
@@ -431,7 +463,8 @@ func (s *Service) issue(ctx context.Context, r Request, p Profile, m issueMeta) 
 		err = s.o.Store.RecordIssuance(ctx, store.Issuance{
 			Cert: rec, TokenID: m.tokenID, Now: rec.IssuedAt,
 			TokenSecretHash: m.tokenHash, TokenIdentity: m.tokenIdentity, RenewedFingerprint: m.renewedFingerprint,
-			Audit: audit.Entry{Time: rec.IssuedAt, Actor: m.actor, Action: action, Subject: rec.Serial, Detail: string(detail)},
+			GatewayRole: m.gatewayRole,
+			Audit:       audit.Entry{Time: rec.IssuedAt, Actor: m.actor, Action: action, Subject: rec.Serial, Detail: string(detail)},
 		})
 		switch {
 		case err == nil:

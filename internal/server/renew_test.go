@@ -14,6 +14,7 @@ import (
 	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/keytype"
 	"github.com/certgate/certgate/internal/pemutil"
+	"github.com/certgate/certgate/internal/roles"
 	"github.com/certgate/certgate/internal/store"
 	"github.com/certgate/certgate/internal/testca"
 )
@@ -164,5 +165,36 @@ func TestGatewayEnroll(t *testing.T) {
 	leaf2, _ := pemutil.ParseCertificates([]byte(resp2.Certificate))
 	if len(leaf2[0].ExtKeyUsage) != 2 || leaf2[0].DNSNames[0] != "gw.example.org" {
 		t.Fatalf("renewed gateway certificate: %v %v", leaf2[0].ExtKeyUsage, leaf2[0].DNSNames)
+	}
+
+	// The role revoked behind the CA service's back (another replica, or
+	// the store directly): the service's copy of the grants is stale, the
+	// store's check refuses the gateway certificate it signed, and the
+	// renewal is checked again with the grants as they are now: no host
+	// names, client profile.
+	grants, err := e.store.RoleGrants(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range grants {
+		if g.Role == roles.Gateway && roles.For([]roles.Grant{g}, gwID).Gateway {
+			if err := e.store.RevokeRole(ctx, g, "test", e.clock.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	cur2 := tls.Certificate{Certificate: [][]byte{leaf2[0].Raw, inter[0].Raw}, PrivateKey: k2, Leaf: leaf2[0]}
+	k3, _ := keytype.Generate(keytype.ECDSAP256)
+	csr3, _ := csr.CreateWithHosts(k3, identity.MustParse(gwID), []string{"gw.example.org"}, nil)
+	_, err = e.client(&cur2).Renew(ctx, string(csr3))
+	wantAPIError(t, err, 400, "bad_csr", "csr: request has DNS SANs [gw.example.org] (only the SPIFFE ID is allowed)")
+	csr4, _ := csr.Create(k3, identity.MustParse(gwID))
+	resp4, err := e.client(&cur2).Renew(ctx, string(csr4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf4, _ := pemutil.ParseCertificates([]byte(resp4.Certificate))
+	if eku := leaf4[0].ExtKeyUsage; len(eku) != 1 || eku[0] != x509.ExtKeyUsageClientAuth {
+		t.Fatalf("renewal after the role was revoked: EKU %v, want client only", eku)
 	}
 }

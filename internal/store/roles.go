@@ -37,6 +37,8 @@ func (s *SQL) GrantRole(ctx context.Context, g roles.Grant) error {
 		return fmt.Errorf("store: %s: granted_by and granted_at are required", what)
 	}
 	return s.submit(ctx, what, func(ctx context.Context, w *wtx) error {
+		w.grantsRead = false
+		defer func() { w.grantsRead = false }()
 		var n int
 		if err := w.tx.QueryRowContext(ctx, s.d.bind(`SELECT COUNT(*) FROM role_grants WHERE role = ? AND holder = ? AND scope = ?`),
 			g.Role, g.Holder, g.Scope).Scan(&n); err != nil {
@@ -75,6 +77,8 @@ func (s *SQL) RevokeRole(ctx context.Context, g roles.Grant, by string, now time
 		return fmt.Errorf("store: %s: by and now are required", what)
 	}
 	return s.submit(ctx, what, func(ctx context.Context, w *wtx) error {
+		w.grantsRead = false
+		defer func() { w.grantsRead = false }()
 		res, err := w.tx.ExecContext(ctx, s.d.bind(`DELETE FROM role_grants WHERE role = ? AND holder = ? AND scope = ?`), g.Role, g.Holder, g.Scope)
 		if err != nil {
 			return s.wrap(what, err)
@@ -106,9 +110,18 @@ func (s *SQL) RoleGrants(ctx context.Context) ([]roles.Grant, error) {
 	if err := s.readCheck(what); err != nil {
 		return nil, err
 	}
-	rows, err := s.rdb.QueryContext(ctx, `SELECT role, holder, scope, granted_by, granted_at FROM role_grants ORDER BY role, holder, scope`)
+	out, err := scanGrants(s.rstmts[rsRoleGrants].QueryContext(ctx))
 	if err != nil {
 		return nil, s.wrap(what, err)
+	}
+	return out, nil
+}
+
+// scanGrants reads the rows of a role_grants query (stRoleGrants,
+// rsRoleGrants) and closes them.
+func scanGrants(rows *sql.Rows, err error) ([]roles.Grant, error) {
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
 	out := []roles.Grant{}
@@ -116,13 +129,13 @@ func (s *SQL) RoleGrants(ctx context.Context) ([]roles.Grant, error) {
 		var g roles.Grant
 		var at int64
 		if err := rows.Scan(&g.Role, &g.Holder, &g.Scope, &g.GrantedBy, &at); err != nil {
-			return nil, s.wrap(what, err)
+			return nil, err
 		}
 		g.GrantedAt = fromNanos(at)
 		out = append(out, g)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, s.wrap(what, err)
+		return nil, err
 	}
 	return out, nil
 }

@@ -43,6 +43,10 @@ var (
 	// store records as an intermediate that may not sign (next, retired,
 	// revoked, abandoned): the caller's view of the CA is stale.
 	ErrIssuerInactive = errors.New("issuer may not sign")
+	// ErrRolesChanged: the role grants no longer give the certificate's
+	// identity the role its profile was chosen for (Issuance.GatewayRole):
+	// the caller's copy of the grants is stale.
+	ErrRolesChanged = errors.New("role grants changed")
 	// ErrUnavailable wraps failures to reach or use the database (connection
 	// refused, disk I/O error, database locked past the timeout). The server
 	// maps it to 503.
@@ -146,8 +150,15 @@ type Issuance struct {
 	// at Now (ErrExpired). Checked under the write lock, a revocation that
 	// commits first always wins over the renewal.
 	RenewedFingerprint string
-	Now                time.Time
-	Audit              audit.Entry // appended in the same transaction
+	// GatewayRole, if set, makes the transaction check that the role
+	// grants give Cert.Identity the gateway role (true) or not (false):
+	// the caller chose the certificate's profile by role from grants it may
+	// have read earlier, and this check, under the write lock, makes that
+	// choice as good as one read in the recording transaction. If the grants
+	// say otherwise it is ErrRolesChanged and nothing is written.
+	GatewayRole *bool
+	Now         time.Time
+	Audit       audit.Entry // appended in the same transaction
 }
 
 // RevokeRequest selects certificates to revoke. Exactly one of Serial,

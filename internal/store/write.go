@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/certgate/certgate/internal/audit"
+	"github.com/certgate/certgate/internal/roles"
 )
 
 // CreateToken stores a new token and its audit record atomically.
@@ -68,6 +69,11 @@ func (s *SQL) RecordIssuance(ctx context.Context, is Issuance) error {
 		if err := s.checkIssuer(ctx, w, what, c.Issuer); err != nil {
 			return err
 		}
+		if is.GatewayRole != nil {
+			if err := s.checkGatewayRole(ctx, w, what, c.Identity, *is.GatewayRole); err != nil {
+				return err
+			}
+		}
 		_, err := w.exec(ctx, stCertInsert, c.Serial, c.Identity, c.CommonName, c.Fingerprint,
 			c.NotBefore.UnixNano(), c.NotAfter.UnixNano(), c.KeyType, c.Obtained, c.RenewedFrom,
 			c.TokenID, c.IssuedAt.UnixNano(), c.DER, c.Issuer)
@@ -123,6 +129,25 @@ func (s *SQL) checkIssuer(ctx context.Context, w *wtx, what, issuer string) erro
 	}
 	if state, bad := w.inactive[issuer]; bad {
 		return fmt.Errorf("store: %s: intermediate %s is %s: %w", what, issuer, state, ErrIssuerInactive)
+	}
+	return nil
+}
+
+// checkGatewayRole checks that the role grants give identity the gateway
+// role if gateway is set, and not if it is not. The grants are read once
+// per transaction (under the write lock, so no other process changes them
+// before the commit); GrantRole and RevokeRole in the same transaction
+// make the next check read them again.
+func (s *SQL) checkGatewayRole(ctx context.Context, w *wtx, what, identity string, gateway bool) error {
+	if !w.grantsRead {
+		grants, err := scanGrants(w.stmt(ctx, stRoleGrants).QueryContext(ctx))
+		if err != nil {
+			return s.wrap(what+": role grants", err)
+		}
+		w.grants, w.grantsRead = grants, true
+	}
+	if roles.For(w.grants, identity).Gateway != gateway {
+		return fmt.Errorf("store: %s: gateway role of %s: %w", what, identity, ErrRolesChanged)
 	}
 	return nil
 }

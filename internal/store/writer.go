@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/certgate/certgate/internal/audit"
+	"github.com/certgate/certgate/internal/roles"
 )
 
 // The write path.
@@ -258,6 +259,11 @@ type wtx struct {
 	// at the first issuance of the transaction (nil: not read yet).
 	inactive map[string]string
 	startPos int64 // the event head when the transaction began
+	// grants are the role grants, read at the first issuance of the
+	// transaction that checks a role (grantsRead); GrantRole and RevokeRole
+	// clear grantsRead.
+	grants     []roles.Grant
+	grantsRead bool
 }
 
 type wtxMark struct {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/certgate/certgate/internal/audit"
+	"github.com/certgate/certgate/internal/roles"
 )
 
 func testIssuance(serial string) Issuance {
@@ -87,5 +88,61 @@ func TestBatchWithFailingOperation(t *testing.T) {
 	certs, err := s.ListCertificates(ctx, CertFilter{})
 	if err != nil || len(certs) != 3 {
 		t.Errorf("%d certificates, %v; want 3", len(certs), err)
+	}
+}
+
+// The role grants an issuance's gateway-role check reads once per
+// transaction are read again after a grant in the same batch: an issuance
+// queued behind GrantRole sees the grant, one queued before it does not.
+func TestRoleCheckAfterGrantInSameBatch(t *testing.T) {
+	s, _ := openTemp(t, sqliteBusyTimeout)
+	ctx := context.Background()
+	entered, release := make(chan struct{}), make(chan struct{})
+	first := true
+	hook := func() {
+		if first {
+			first = false
+			close(entered)
+			<-release
+		}
+	}
+	s.beforeBatch.Store(&hook)
+	held := make(chan error, 1)
+	go func() { _, err := s.AppendAudit(ctx, entry("hold")); held <- err }()
+	<-entered // the writer holds a batch; the next three queue up together
+
+	yes := true
+	is := func(serial string) Issuance {
+		is := testIssuance(serial)
+		is.Cert.Identity = "spiffe://example.org/gw/" + serial
+		is.GatewayRole = &yes
+		return is
+	}
+	grant := roles.Grant{Role: roles.Gateway, Holder: "spiffe://example.org/gw/*", GrantedBy: "test", GrantedAt: time.Unix(1900000000, 0)}
+	ops := []func() error{
+		func() error { return s.RecordIssuance(ctx, is("a1")) },
+		func() error { return s.GrantRole(ctx, grant) },
+		func() error { return s.RecordIssuance(ctx, is("b1")) },
+	}
+	errs := make([]chan error, len(ops))
+	for i, op := range ops {
+		errs[i] = make(chan error, 1)
+		go func() { errs[i] <- op() }()
+		for len(s.queue) < i+1 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	close(release)
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errs[0]; !errors.Is(err, ErrRolesChanged) {
+		t.Errorf("gateway issuance before the grant: %v, want %v", err, ErrRolesChanged)
+	}
+	if err := <-errs[1]; err != nil {
+		t.Errorf("grant: %v", err)
+	}
+	if err := <-errs[2]; err != nil {
+		t.Errorf("gateway issuance after the grant in the same batch: %v", err)
 	}
 }

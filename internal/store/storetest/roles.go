@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"reflect"
 	"testing"
 
@@ -58,6 +59,45 @@ var roleTests = []subtest{
 		}
 		if n := len(e.auditLog()); n != 1 {
 			t.Errorf("%d audit records, want 1 (refusals are not recorded)", n)
+		}
+	}}, {"IssuanceChecksGatewayRole", func(t *testing.T, e *env) {
+		// The profile of a certificate is chosen by role before it is
+		// signed; Issuance.GatewayRole makes the recording transaction check
+		// that choice against the grants as they are under the write lock.
+		const gw = "spiffe://example.org/gw/a"
+		grant := roles.Grant{Role: roles.Gateway, Holder: "spiffe://example.org/gw/*", GrantedBy: Admin, GrantedAt: T0}
+		yes, no := true, false
+		record := func(gateway *bool) error {
+			is := NewIssuance(NewCertificate(gw, T0), "")
+			is.GatewayRole = gateway
+			return e.s.RecordIssuance(e.ctx, is)
+		}
+		if err := record(&yes); !errors.Is(err, store.ErrRolesChanged) {
+			t.Fatalf("gateway certificate without the grant: %v, want ErrRolesChanged", err)
+		}
+		if err := record(&no); err != nil {
+			t.Fatalf("client certificate without the grant: %v", err)
+		}
+		if err := e.s.GrantRole(e.ctx, grant); err != nil {
+			t.Fatal(err)
+		}
+		if err := record(&no); !errors.Is(err, store.ErrRolesChanged) {
+			t.Fatalf("client certificate after the grant: %v, want ErrRolesChanged", err)
+		}
+		if err := record(&yes); err != nil {
+			t.Fatalf("gateway certificate after the grant: %v", err)
+		}
+		if err := record(nil); err != nil {
+			t.Fatalf("no role check: %v", err)
+		}
+		if err := e.s.RevokeRole(e.ctx, grant, Admin, T0); err != nil {
+			t.Fatal(err)
+		}
+		if err := record(&yes); !errors.Is(err, store.ErrRolesChanged) {
+			t.Fatalf("gateway certificate after the revocation: %v, want ErrRolesChanged", err)
+		}
+		if got := len(e.auditLog()); got != 5 {
+			t.Errorf("%d audit records, want 5 (a refused issuance records nothing)", got)
 		}
 	}},
 }
