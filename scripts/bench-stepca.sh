@@ -8,7 +8,12 @@
 # enroll" through its admin API, step-ca's by scripts/stepca-load.py
 # (ES256 tokens signed with the provisioner key that "step crypto jwe
 # decrypt" takes out of ca.json). Both send over CLIENTS keep-alive
-# connections; the load generators are pinned to CPU CLIENT_CPU.
+# connections opened before the clock starts; the load generators are
+# pinned to CPU CLIENT_CPU. step-ca's requests are sent by "scripts/stepca-rekey
+# -sign" (Go, standard library only, like "certgate bench enroll") after
+# "stepca-load.py --sign-prepare" wrote them; LOADGEN=python sends them
+# from stepca-load.py itself (requests, CLIENTS threads), which drove step-ca
+# to only 29-40% of its core here.
 #
 # MODE=renew measures renewal on new connections instead: certgate's
 # "certgate bench renew" (each renewal a new mTLS connection, full
@@ -28,7 +33,7 @@
 #   CGO_ENABLED=0 go install github.com/smallstep/certificates/cmd/step-ca@v0.30.2
 #   CGO_ENABLED=0 go install github.com/smallstep/cli/cmd/step@v0.30.2
 # and python3 with cryptography and requests. Settings (environment):
-# MODE (issue or renew), LOADGEN (go or python, renew only), KEX (default:
+# MODE (issue or renew), LOADGEN (go or python), KEX (default:
 # the step-ca client offers Go's default key exchanges like "certgate bench
 # renew", and step-ca picks X25519MLKEM768 where certgate's server picks
 # X25519; x25519: the step-ca client offers X25519 only), ROUNDS (3), COUNT (2000 per round and server), CLIENTS (8), DURATION (20
@@ -86,7 +91,7 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 
-if [ "$MODE" = renew ] && [ "$LOADGEN" = go ]; then
+if [ "$LOADGEN" = go ]; then
   echo "== building scripts/stepca-rekey" >&2
   (cd scripts/stepca-rekey && go build -o "$work/stepca-rekey" .)
 fi
@@ -106,12 +111,18 @@ step_run() {
     rm -f "$work"/rekey-*.pem "$work"/rekey-*.json
     rekey=(--rekey "$work")
     [ "$LOADGEN" = go ] && rekey=(--rekey-prepare "$work")
+  elif [ "$LOADGEN" = go ]; then
+    rm -f "$work"/sign-*.json
+    rekey=(--sign-prepare "$work")
   fi
   timeout 600 taskset -c "$CLIENT_CPU" python3 scripts/stepca-load.py "${rekey[@]}" "https://localhost:$sport" "$work/step-bundle.pem" admin \
     "$work/prov.jwk" "$step_pid" "$COUNT" "$CLIENTS" "$DURATION" >"$work/step.out" 2>&1 || true
   if [ "$MODE" = renew ] && [ "$LOADGEN" = go ]; then
     timeout 600 taskset -c "$CLIENT_CPU" "$work/stepca-rekey" "https://localhost:$sport" "$work/step-bundle.pem" \
       "$step_pid" "$COUNT" "$CLIENTS" "$DURATION" "$work" "$KEX" >>"$work/step.out" 2>&1 || true
+  elif [ "$LOADGEN" = go ]; then
+    timeout 600 taskset -c "$CLIENT_CPU" "$work/stepca-rekey" -sign "https://localhost:$sport" "$work/step-bundle.pem" \
+      "$step_pid" "$COUNT" "$CLIENTS" "$DURATION" "$work" >>"$work/step.out" 2>&1 || true
   fi
   sed -n 's/.*per server CPU-second \([0-9][0-9]*\)$/\1/p' "$work/step.out"
 }

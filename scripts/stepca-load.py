@@ -25,7 +25,12 @@ client's rekey body to WORKDIR/rekey-I.json for the Go load generator
 scripts/stepca-rekey, which bench-stepca.sh uses by default: this one
 drives step-ca to only about a quarter of its core from one core.
 
-usage: stepca-load.py [--rekey WORKDIR | --rekey-prepare WORKDIR] CA_URL ROOT PROVISIONER JWK PID COUNT CLIENTS DURATION
+--sign-prepare WORKDIR stops after making the CSRs and tokens and writes
+each /1.0/sign body to WORKDIR/sign-I.json for "stepca-rekey -sign", the
+Go sender bench-stepca.sh uses for issuance by default (the Python sender
+drove step-ca to only 29-40% of its core).
+
+usage: stepca-load.py [--rekey WORKDIR | --rekey-prepare WORKDIR | --sign-prepare WORKDIR] CA_URL ROOT PROVISIONER JWK PID COUNT CLIENTS DURATION
 """
 import base64, json, os, socket, ssl, sys, threading, time, uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -55,7 +60,9 @@ def cpu(pid):
 
 def main():
     args = sys.argv[1:]
-    rekey_dir, prepare_only = None, False
+    rekey_dir, prepare_only, sign_dir = None, False, None
+    if args and args[0] == "--sign-prepare":
+        sign_dir, args = args[1], args[2:]
     if args and args[0] in ("--rekey", "--rekey-prepare"):
         prepare_only = args[0] == "--rekey-prepare"
         rekey_dir, args = args[1], args[2:]
@@ -85,6 +92,11 @@ def main():
         work.append(json.dumps({"csr": csr.public_bytes(serialization.Encoding.PEM).decode(), "ott": tok}))
         keys.append(k)
     print(f"prepared {count} CSRs and tokens in {time.time() - t0:.1f}s (not measured)", flush=True)
+    if sign_dir is not None:
+        for i, body in enumerate(work):
+            with open(os.path.join(sign_dir, f"sign-{i}.json"), "w") as f:
+                f.write(body)
+        return
     if rekey_dir is not None:
         return rekey(url, root, aud, work, keys, rekey_dir, pid, count, clients, duration, prepare_only)
     lock = threading.Lock()
