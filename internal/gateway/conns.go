@@ -107,6 +107,9 @@ type tracked struct {
 	// request on its goroutine: the wait goes on, until then, on a new
 	// one (goServe). Only the goroutine serving the connection uses it.
 	parkedUntil time.Time
+	// slot is the connection's place in the poller (park.go) plus one
+	// while it is parked, 0 otherwise; the poller's lock guards it.
+	slot int32
 }
 
 func (t *tracked) close() bool {

@@ -98,8 +98,11 @@ type Gateway struct {
 	ln       net.Listener
 	tcpLns   map[string]tcpListener
 	h2       *h2server
-	started  bool
-	closed   bool
+	// poller watches parked connections (park.go): set by Start, nil
+	// before or where it could not be made (nothing parks then).
+	poller  atomic.Pointer[poller]
+	started bool
+	closed  bool
 	// stopped is closed when the first Close has waited for every
 	// goroutine; a later Close waits for it too.
 	stopped chan struct{}
@@ -343,6 +346,15 @@ func (g *Gateway) Start(ctx context.Context) error {
 	g.started = true
 	g.stopped = make(chan struct{})
 	g.h2 = newH2Server(g)
+	if p, err := newPoller(g); err != nil {
+		// Connections wait on goroutines instead: more memory, same
+		// service.
+		g.log.Warn("idle connections will not be parked", "error", err)
+	} else if p != nil {
+		g.poller.Store(p)
+		g.wg.Add(1)
+		go p.run()
+	}
 	g.wg.Add(2)
 	go func() { defer g.wg.Done(); g.acceptLoop(ln, true, g.serveHTTP) }()
 	go func() { defer g.wg.Done(); g.sweepLoop() }()
@@ -558,6 +570,10 @@ func (g *Gateway) Close() error {
 	}
 	g.h2.close()
 	g.mu.Unlock()
+	// Parked connections have no goroutine that would notice their close.
+	for _, t := range g.poller.Load().shutdown() {
+		g.untrack(t)
+	}
 	for _, t := range g.tracker.collect(func(*tracked) bool { return true }) {
 		t.close()
 	}

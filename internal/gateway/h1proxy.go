@@ -74,12 +74,14 @@ func (f *firstByte) Read(p []byte) (int, error) {
 }
 
 // parkAfter is how long a connection waits for its next request on the
-// goroutine that served the last one. After that its wait moves to a new
-// goroutine (goServe): serving a request grows a goroutine's stack to 8
-// KiB and more, which it keeps until a garbage collection, and an idle
-// gateway hardly collects; a new goroutine starts with the runtime's
-// average stack, a few KiB when most connections wait. Under load requests
-// come sooner, so a busy connection never moves.
+// goroutine that served the last one. After that it is parked (park.go):
+// its goroutine ends and the poller watches its socket, a few dozen bytes
+// instead of a stack of 4 KiB and more that the heap goal counts again.
+// Without a poller (not Linux) its wait moves to a new goroutine
+// (goServe), which starts with the runtime's average stack: serving a
+// request grows a goroutine's stack to 8 KiB and more, which it keeps
+// until a garbage collection. Under load requests come sooner, so a busy
+// connection is never parked.
 const parkAfter = time.Second
 
 func (g *Gateway) serveH1(t *tracked) {
@@ -90,9 +92,13 @@ func (g *Gateway) serveH1(t *tracked) {
 		// crypto/tls holds is all the connection holds while it waits.
 		idleEnd := t.parkedUntil
 		deadline := idleEnd
-		if idleEnd.IsZero() {
+		if idleEnd.IsZero() || canPark {
 			now := time.Now()
-			idleEnd = now.Add(g.rt.Load().cfg.timeouts.idle)
+			if idleEnd.IsZero() {
+				idleEnd = now.Add(g.rt.Load().cfg.timeouts.idle)
+			}
+			// Woken by the poller with nothing to read (a record's
+			// beginning, a record without data), it parks again.
 			deadline = now.Add(parkAfter)
 			if idleEnd.Before(deadline) {
 				deadline = idleEnd

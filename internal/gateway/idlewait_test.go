@@ -11,8 +11,8 @@ import (
 )
 
 // A keep-alive connection waits for its next request holding no session
-// (serveH1): the first byte wakes it up, and after parkAfter its wait
-// moves to a new goroutine. None of that may change what a client sees.
+// (serveH1): the first byte wakes it up, and after parkAfter it is parked
+// (park.go). None of that may change what a client sees.
 func TestIdleWaitServesEveryRequest(t *testing.T) {
 	e := newEnv(t)
 	// A short idle timeout, by a reload of the same config with it.
@@ -51,11 +51,14 @@ func TestIdleWaitServesEveryRequest(t *testing.T) {
 	time.Sleep(20 * time.Millisecond) // read_header is 300ms
 	io.WriteString(c, "ET /three HTTP/1.1\r\nHost: api\r\n\r\n")
 	get("split")
-	// Idle longer than parkAfter: the wait moved to a new goroutine and
-	// the connection still serves.
+	// Idle longer than parkAfter: the connection is parked (its wait
+	// moved to a new goroutine where there is no poller) and still serves.
 	time.Sleep(parkAfter + 500*time.Millisecond)
 	if n := e.gw.Connections(); n != 1 {
 		t.Fatalf("connections after parking: %d", n)
+	}
+	if canPark && e.parked() != 1 {
+		t.Fatalf("parked connections: %d", e.parked())
 	}
 	io.WriteString(c, "GET /four HTTP/1.1\r\nHost: api\r\n\r\n")
 	get("after parking")

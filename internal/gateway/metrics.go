@@ -14,6 +14,11 @@ type Metrics interface {
 	TCPConnection(route, decision string, total time.Duration)
 	// ActiveConnections moves the gauge of open client connections.
 	ActiveConnections(delta int)
+	// ParkedConnections moves the gauge of open client connections
+	// waiting for their next request without a goroutine (parked: their
+	// socket is watched by the gateway's poller), a part of the active
+	// ones.
+	ParkedConnections(delta int)
 	// RevocationSet reports the size of the revoked set, the feed
 	// position it reflects and when it was last confirmed current.
 	RevocationSet(size int, position int64, updated time.Time)
@@ -28,7 +33,7 @@ type Metrics interface {
 	CertificateExpiry(notAfter time.Time)
 	// Panic counts a panic the gateway recovered from (and logged with
 	// its stack): where is "connection", "http2_request", "tunnel",
-	// "sweep", "revocation_hook" or "reload".
+	// "sweep", "revocation_hook", "reload" or "poller".
 	Panic(where string)
 	// RateLimited counts a request refused 429 by its route's rate limit.
 	RateLimited(route string)
@@ -50,6 +55,7 @@ func (nopMetrics) Handshake(string)                                          {}
 func (nopMetrics) Request(string, int, string, time.Duration, time.Duration) {}
 func (nopMetrics) TCPConnection(string, string, time.Duration)               {}
 func (nopMetrics) ActiveConnections(int)                                     {}
+func (nopMetrics) ParkedConnections(int)                                     {}
 func (nopMetrics) RevocationSet(int, int64, time.Time)                       {}
 func (nopMetrics) RevocationStale(bool)                                      {}
 func (nopMetrics) ConnectionCut(string)                                      {}

@@ -14,6 +14,7 @@ const (
 	panicSweep          = "sweep"
 	panicRevocationHook = "revocation_hook"
 	panicReload         = "reload"
+	panicPoller         = "poller"
 )
 
 // recovered is deferred at the top of every goroutine the gateway starts

@@ -50,7 +50,13 @@ func (g *Gateway) cut(t *tracked, reason string) bool {
 	if !t.closed.CompareAndSwap(false, true) {
 		return false
 	}
+	// A parked connection has no goroutine to notice the close and
+	// forget it: whoever takes it out of the poller does (park.go).
+	parked := g.poller.Load().unpark(t)
 	t.raw.Close()
+	if parked {
+		g.untrack(t)
+	}
 	g.metrics.ConnectionCut(reason)
 	p := t.peer
 	e := accesslog.Entry{

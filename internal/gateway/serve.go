@@ -58,9 +58,11 @@ func (g *Gateway) acceptLoop(ln net.Listener, answer bool, serve func(*tracked))
 
 // goServe serves t on a new goroutine (tracking it first if first).
 // When serve parks the connection (serveH1, after a while without a
-// request), its wait goes on in another new goroutine with a small stack,
-// and so on: the connection is closed and forgotten only when serve
-// returns without parking it.
+// request), the poller watches it with no goroutine (park.go), and starts
+// goServe again when the client sends something; without a poller its
+// wait goes on in another new goroutine with a small stack. The
+// connection is closed and forgotten only when serve returns without
+// parking it (or the poller closes it at its idle timeout).
 func (g *Gateway) goServe(c net.Conn, t *tracked, serve func(*tracked), first bool) {
 	g.wg.Add(1)
 	go func() {
@@ -73,7 +75,12 @@ func (g *Gateway) goServe(c net.Conn, t *tracked, serve func(*tracked), first bo
 		}()
 		defer g.recovered(panicConnection, "client", t.peer.client)
 		if parked = g.serveTracked(t, serve, first); parked {
-			g.goServe(c, t, serve, false)
+			// Its socket is watched without a goroutine until the client
+			// sends something (park.go); where it cannot be, the wait
+			// goes on in a new goroutine.
+			if !g.poller.Load().park(t, serve, t.parkedUntil) {
+				g.goServe(c, t, serve, false)
+			}
 		}
 	}()
 }
@@ -132,12 +139,9 @@ func (g *Gateway) serveTracked(t *tracked, serve func(*tracked), first bool) (pa
 		g.metrics.ActiveConnections(1)
 	}
 	defer func() {
-		if parked {
-			return
+		if !parked {
+			g.untrack(t)
 		}
-		g.tracker.remove(t)
-		t.close()
-		g.metrics.ActiveConnections(-1)
 	}()
 	if g.ctx.Err() != nil {
 		return false

@@ -17,6 +17,7 @@ type Gateway struct {
 	upstream    *prometheus.HistogramVec
 	tcp         *prometheus.CounterVec
 	active      prometheus.Gauge
+	parked      prometheus.Gauge
 	revSize     prometheus.Gauge
 	revPosition prometheus.Gauge
 	revUpdated  atomic.Int64 // unix nanoseconds
@@ -99,6 +100,10 @@ func NewGateway(reg prometheus.Registerer, now func() time.Time) *Gateway {
 		active: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "certgate_gateway_active_connections", Help: "Open client connections.",
 		}),
+		parked: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "certgate_gateway_parked_connections",
+			Help: "Open client connections waiting for their next request without a goroutine (part of the active ones).",
+		}),
 		revSize: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "certgate_gateway_revocation_set_size", Help: "Revoked serials held in memory.",
 		}),
@@ -168,7 +173,7 @@ func NewGateway(reg prometheus.Registerer, now func() time.Time) *Gateway {
 	})
 	g.cuts.WithLabelValues("revoked")
 	reg.MustRegister(g.accessDrops)
-	reg.MustRegister(g.handshakes, g.requests, g.latency, g.upstream, g.tcp, g.active, g.revSize, revAge, g.certExpiry,
+	reg.MustRegister(g.handshakes, g.requests, g.latency, g.upstream, g.tcp, g.active, g.parked, g.revSize, revAge, g.certExpiry,
 		g.revPosition, g.revStale, g.cuts, g.panics, g.rateLimited, feedConnected, feedPosition, feedLag, &authCollector{g: g})
 	return g
 }
@@ -239,6 +244,9 @@ func (g *Gateway) TCPConnection(route, decision string, _ time.Duration) {
 
 // ActiveConnections moves the open connections gauge.
 func (g *Gateway) ActiveConnections(delta int) { g.active.Add(float64(delta)) }
+
+// ParkedConnections moves the parked connections gauge.
+func (g *Gateway) ParkedConnections(delta int) { g.parked.Add(float64(delta)) }
 
 // RevocationSet records the set's size, position and freshness.
 func (g *Gateway) RevocationSet(size int, position int64, updated time.Time) {
