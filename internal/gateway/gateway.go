@@ -73,7 +73,11 @@ type Gateway struct {
 	answerConfig *tls.Config // the HTTP listener's: refusals answered over HTTP (refusal.go)
 	tcpTLSConfig *tls.Config // TCP routes'
 	refusals     refusals    // the HTTP listener's handshakes refused and under way
-	tracker      *tracker
+	// hsJobs hands an accepted connection to a waiting handshaker;
+	// hsIdle counts the handshakers waiting (serve.go).
+	hsJobs  chan hsJob
+	hsIdle  atomic.Int32
+	tracker *tracker
 	// own returns the gateway's certificate: Options.Certificate, or the
 	// one the current runtime loaded from files.
 	own       func() *tls.Certificate
@@ -120,7 +124,7 @@ func New(cfg *Config, o Options) (*Gateway, error) {
 		clock: o.Clock, log: o.Logger, access: o.AccessLog, usage: o.Usage, metrics: o.Metrics,
 		reqIDs:  newRequestIDs(),
 		revoked: o.Revocations, sweep: o.SweepInterval, fresh: freshness{max: o.MaxStaleness},
-		tracker: newTracker(), pools: map[string]*upstream{}, tcpLns: map[string]tcpListener{},
+		tracker: newTracker(), pools: map[string]*upstream{}, tcpLns: map[string]tcpListener{}, hsJobs: make(chan hsJob),
 		interSrc: map[string][]*x509.Certificate{},
 	}
 	if g.clock == nil {

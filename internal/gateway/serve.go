@@ -31,29 +31,98 @@ func (g *Gateway) acceptLoop(ln net.Listener, answer bool, serve func(*tracked))
 			continue
 		}
 		backoff = 0
-		g.wg.Add(1)
-		go func() {
-			defer g.wg.Done()
-			handedOff := false
-			defer func() {
-				if !handedOff {
-					c.Close()
-				}
-			}()
-			defer g.recovered(panicConnection, "client", c.RemoteAddr().String())
-			t := g.handshake(c, answer)
-			if t == nil {
-				return
-			}
-			// The connection is served on a new goroutine and this one
-			// ends: its stack grew to the depth of a handshake (x509,
-			// ECDSA; 16 KiB and more) and would be kept, mostly unused,
-			// for as long as the connection waits for requests. A new
-			// goroutine starts with the runtime's average stack size.
-			handedOff = true
-			g.goServe(c, t, serve, true)
-		}()
+		j := hsJob{c: c, answer: answer, serve: serve}
+		select {
+		case g.hsJobs <- j: // a handshaker was waiting
+		default:
+			g.wg.Add(1)
+			go g.handshaker(j)
+		}
 	}
+}
+
+// Handshakes run on handshakers: goroutines that, after a handshake, wait
+// a while for the next connection instead of ending. A full handshake
+// needs a deep stack (x509, ECDSA, HKDF: 16-32 KiB), and a new goroutine
+// starts with the runtime's average stack size, so before, every
+// handshake grew its stack by copying it two or three times (runtime
+// newstack/copystack, ~4% of the gateway's CPU under full handshakes). A
+// handshaker keeps its grown stack for the next one. Their number is not
+// bounded (a connection never waits for a handshaker: one is started when
+// none is idle) but at most maxIdleHandshakers wait at once, and a
+// handshaker waiting handshakerIdle ends: at most ~8 stacks of 32 KiB
+// kept. The connection is served on a new goroutine (goServe) as before,
+// with a small stack.
+const (
+	maxIdleHandshakers = 8
+	handshakerIdle     = 10 * time.Second
+)
+
+// hsJob is an accepted connection waiting for its handshake.
+type hsJob struct {
+	c      net.Conn
+	answer bool
+	serve  func(*tracked)
+}
+
+// handshaker runs j's handshake, then the handshakes it is handed while
+// it waits (see above).
+func (g *Gateway) handshaker(j hsJob) {
+	defer g.wg.Done()
+	var idle *time.Timer
+	for {
+		g.handshakeAndServe(j)
+		if g.hsIdle.Add(1) > maxIdleHandshakers {
+			g.hsIdle.Add(-1)
+			return
+		}
+		if idle == nil {
+			idle = time.NewTimer(handshakerIdle)
+		} else {
+			idle.Reset(handshakerIdle)
+		}
+		select {
+		case j = <-g.hsJobs:
+			g.hsIdle.Add(-1)
+		case <-idle.C:
+			g.hsIdle.Add(-1)
+			return
+		case <-g.ctx.Done():
+			g.hsIdle.Add(-1)
+			idle.Stop()
+			return
+		}
+	}
+}
+
+// handshakeAndServe runs the handshake of j and hands the connection to
+// a new goroutine to be served. A panic is recovered here, so that the
+// handshaker goes on.
+func (g *Gateway) handshakeAndServe(j hsJob) {
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			j.c.Close()
+		}
+	}()
+	defer g.recoveredConn(j.c)
+	t := g.handshake(j.c, j.answer)
+	if t == nil {
+		return
+	}
+	handedOff = true
+	g.goServe(j.c, t, j.serve, true)
+}
+
+// recoveredConn is recovered for a connection, naming its client only
+// when there was a panic (the address is not formatted for every
+// connection).
+func (g *Gateway) recoveredConn(c net.Conn) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	g.notePanic(panicConnection, v, "client", c.RemoteAddr().String())
 }
 
 // goServe serves t on a new goroutine (tracking it first if first).
