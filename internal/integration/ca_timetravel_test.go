@@ -352,6 +352,14 @@ routes:
 		// Let the feed and the reload reach the gateway and the SDK (real
 		// time).
 		time.Sleep(20 * time.Millisecond)
+		// The gateway's own agent renews its certificate on the fake
+		// clock too, but waitAgents does not see it; on a loaded machine
+		// its renewal and the reload can lag the clock by steps. Wait
+		// (real time) until both servers present a certificate valid at
+		// now, as they would long before it expired in real time.
+		for _, cl := range clients {
+			waitServing(t, clk.Now(), strings.TrimSuffix(strings.TrimPrefix(cl.target, "https://"), "/x"), cl.a.GetClientCertificate)
+		}
 		for c := range clients {
 			verify(c)
 			request(c)
@@ -465,4 +473,25 @@ func mustKey(t *testing.T) interface{ Public() crypto.PublicKey } {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// waitServing waits, up to 30 s of real time, until the TLS server at addr
+// presents a leaf certificate valid at now. It only waits: a server that
+// never catches up fails the request that follows, with its error.
+func waitServing(t *testing.T, now time.Time, addr string, clientCert func(*tls.CertificateRequestInfo) (*tls.Certificate, error)) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		// Only the validity period is read here; the request that
+		// follows verifies the chain.
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true,
+			GetClientCertificate: clientCert})
+		if err != nil {
+			continue
+		}
+		pc := c.ConnectionState().PeerCertificates
+		c.Close()
+		if len(pc) > 0 && !now.Before(pc[0].NotBefore) && now.Before(pc[0].NotAfter) {
+			return
+		}
+	}
 }
