@@ -17,6 +17,8 @@ import (
 	"github.com/certgate/certgate/internal/roles"
 	"github.com/certgate/certgate/internal/store"
 	"github.com/certgate/certgate/internal/testca"
+	"github.com/certgate/certgate/internal/testenv"
+	"github.com/certgate/certgate/internal/wire"
 )
 
 func csrFor(t *testing.T, key crypto.Signer, id string) string {
@@ -196,5 +198,41 @@ func TestGatewayEnroll(t *testing.T) {
 	leaf4, _ := pemutil.ParseCertificates([]byte(resp4.Certificate))
 	if eku := leaf4[0].ExtKeyUsage; len(eku) != 1 || eku[0] != x509.ExtKeyUsageClientAuth {
 		t.Fatalf("renewal after the role was revoked: EKU %v, want client only", eku)
+	}
+}
+
+// TestGatewayEnrollAfterGrant: a gateway role granted after the CA service
+// read its copy of the grants (here for an earlier enrollment) is seen by
+// the next enrollment: its host names are not refused on the stale copy.
+// The store is the real one (no storetest.Faulty): only a store that checks
+// the role in its recording transaction makes the service keep a copy.
+func TestGatewayEnrollAfterGrant(t *testing.T) {
+	te := testenv.Start(t)
+	ctx := context.Background()
+	admin := te.Client(t, &te.AdminCert)
+	// testenv grants every /gateway/ identity the role: not this time.
+	if _, err := admin.RevokeRole(ctx, wire.RoleChange{Role: "gateway", Holder: "spiffe://" + te.TrustDomain + "/gateway/*"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := te.Client(t, nil).Enroll(ctx, te.Token(t, svcID, 0), newCSR(t, keytype.ECDSAP256, svcID)); err != nil {
+		t.Fatal(err)
+	}
+	gwID := "spiffe://" + te.TrustDomain + "/gateway/late"
+	if _, err := admin.GrantRole(ctx, wire.RoleChange{Role: "gateway", Holder: gwID}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := admin.CreateRoleToken(ctx, gwID, "gateway", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := keytype.Generate(keytype.ECDSAP256)
+	csrPEM, _ := csr.CreateWithHosts(key, identity.MustParse(gwID), []string{"late.example.org"}, nil)
+	resp, err := te.Client(t, nil).Enroll(ctx, tok.Token, string(csrPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := pemutil.ParseCertificates([]byte(resp.Certificate))
+	if len(leaf[0].DNSNames) != 1 || leaf[0].DNSNames[0] != "late.example.org" {
+		t.Fatalf("gateway certificate after a late grant: DNS %v", leaf[0].DNSNames)
 	}
 }
