@@ -275,7 +275,13 @@ func (s *h1session) refuse(e *accesslog.Entry, he *h1.Error) {
 }
 
 func (s *h1session) finish(e *accesslog.Entry, route string) {
-	e.Duration = time.Since(e.Time)
+	s.finishAt(e, route, time.Now())
+}
+
+// finishAt is finish for a request that ended at end (a clock read the
+// caller made anyway).
+func (s *h1session) finishAt(e *accesslog.Entry, route string, end time.Time) {
+	e.Duration = end.Sub(e.Time)
 	s.g.metrics.Request(route, e.Status, e.Decision, e.Duration, e.Upstream)
 	s.g.logAccess(e)
 }
@@ -313,11 +319,14 @@ func (s *h1session) proxy(rt *runtime, route *httpRoute, e *accesslog.Entry) boo
 	for {
 		var reused bool
 		var err error
-		uc, reused, err = up.get(s.g.ctx)
+		upStart := time.Now()
+		uc, reused, err = up.get(s.g.ctx, upStart)
 		if err != nil {
 			return s.upstreamFailed(e, route, 502, "upstream_unavailable", err, hasBody)
 		}
-		upStart := time.Now()
+		if !reused {
+			upStart = time.Now() // the upstream time does not count the dial
+		}
 		s.out = s.appendUpstreamHead(s.out[:0], rt, route)
 		if !hasBody {
 			// The head alone: one write straight from s.out, not copied
@@ -483,16 +492,17 @@ func (s *h1session) relayResponse(route *httpRoute, uc *upConn, e *accesslog.Ent
 	if err == nil {
 		err = s.bw.Flush()
 	}
+	end := time.Now()
 	if err != nil || mode == h1.FramingEOF || resp.Close {
 		uc.c.Close()
 	} else {
-		route.up.put(uc)
+		route.up.put(uc, end)
 	}
 	if err != nil {
 		e.Error = err.Error()
 		closeAfter = true
 	}
-	s.finish(e, route.name)
+	s.finishAt(e, route.name, end)
 	return !closeAfter
 }
 

@@ -177,8 +177,8 @@ func (uc *upConn) awaitStep(uintptr) bool {
 
 // get returns an idle connection, or dials a new one. reused tells the
 // caller whether a failure before the first response byte may be retried.
-func (u *upstream) get(ctx context.Context) (uc *upConn, reused bool, err error) {
-	now := time.Now()
+// now is the time (the caller's clock read, used again for the request).
+func (u *upstream) get(ctx context.Context, now time.Time) (uc *upConn, reused bool, err error) {
 	u.mu.Lock()
 	for len(u.idle) > 0 {
 		uc = u.idle[len(u.idle)-1]
@@ -228,9 +228,10 @@ func (u *upstream) dial(ctx context.Context) (*upConn, error) {
 	return uc, nil
 }
 
-// put returns a connection whose last response was read completely.
-func (u *upstream) put(uc *upConn) {
-	uc.idleSince = time.Now()
+// put returns a connection whose last response was read completely, at
+// now.
+func (u *upstream) put(uc *upConn, now time.Time) {
+	uc.idleSince = now
 	u.mu.Lock()
 	if u.closed || len(u.idle) >= u.maxIdle || uc.br.Buffered() > 0 {
 		u.mu.Unlock()
