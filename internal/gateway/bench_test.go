@@ -191,9 +191,26 @@ func BenchmarkVerifyChain(b *testing.B) {
 			b.Fatal("intermediate not cached")
 		}
 		for b.Loop() {
+			// A leaf not seen before: its signature is checked.
+			tr.leafMu.Lock()
+			clear(tr.leaves)
+			tr.leafMu.Unlock()
 			if _, err := tr.verifyChain(certs, now); err != nil {
 				b.Fatal(err)
 			}
+		}
+	})
+	b.Run("cached-leaf", func(b *testing.B) {
+		tr := newTrust(td, []*x509.Certificate{ca.Root}, nil)
+		tr.verifyChain(certs, now)
+		tr.verifyChain(certs, now)
+		for b.Loop() {
+			if _, err := tr.verifyChain(certs, now); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if tr.leafHits.Load() == 0 {
+			b.Fatal("no cache hit")
 		}
 	})
 }
