@@ -30,11 +30,18 @@
 # request they answered (warm-ups included), nginx's too: the script fails
 # otherwise.
 #
+# Not by default, what a lower GC percentage costs the gateway (issue 16,
+# idle connections: its memory side is GOGC=... scripts/bench-idle.sh): a
+# second file-logging gateway with GOGC=$GC_ALT compared with the first
+# (Go's default GOGC) on handshakes (gc-hs) and keep-alive requests with
+# all identity headers (gc-ka).
+#
 # Settings (environment): ROUNDS (3), DURATION (5s), WARMUP (1s),
 # CONCURRENCY (32), SERVER_CPU (0), CLIENT_CPU (1), KEEP (1 keeps the
 # directory), BIN (a certgate binary instead of building one), PAIRS
-# (default "hs-bare hs-nginx all one null"). Installs nginx from apt if it
-# is missing. 127.0.0.1 only; every step is bounded by a timeout.
+# (default "hs-bare hs-nginx all one null"; also gc-hs gc-ka), GC_ALT
+# (50). Installs nginx from apt if it is missing. 127.0.0.1 only; every
+# step is bounded by a timeout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,6 +54,7 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 KEEP=${KEEP:-0}
 BIN=${BIN:-}
 PAIRS=${PAIRS:-hs-bare hs-nginx all one null}
+GC_ALT=${GC_ALT:-50}
 
 . scripts/lib.sh
 need_pinning servers
@@ -65,7 +73,7 @@ pids+=($!)
 server_url=$(wait_line "$work/server.out" 's/^certgate server listening on //p' "${pids[-1]}")
 "$cg" token create --dir "$work/ca" --identity "spiffe://$td/svc/bench" 2>/dev/null >"$work/client.token"
 timeout 60 "$cg" enroll --token "$(cat "$work/client.token")" --out "$work/client" --key-type ecdsa-p256 >/dev/null
-for g in file null; do
+for g in file null gc; do
   "$cg" role grant --dir "$work/ca" gateway "spiffe://$td/gateway/$g" >/dev/null
   "$cg" token create --dir "$work/ca" --identity "spiffe://$td/gateway/$g" --role gateway 2>/dev/null >"$work/$g.token"
 done
@@ -75,11 +83,11 @@ taskset -c "$CLIENT_CPU" "$cg" bench upstream --listen 127.0.0.1:0 >"$work/upstr
 pids+=($!)
 upstream=$(wait_line "$work/upstream.out" 's/^upstream listening on //p' "${pids[-1]}")
 
-# gateway NAME ACCESS_LOG_PATH ROUTES: a gateway on CPU $SERVER_CPU; sets
-# gw_pid and gw_addr.
+# gateway NAME ACCESS_LOG_PATH ROUTES [GOGC]: a gateway on CPU $SERVER_CPU
+# (GOGC: Go's default unless given); sets gw_pid and gw_addr.
 one_header="    headers: {client_cert: false, client_cert_chain: false, xfcc: false, identity: true, serial: false}"
 gateway() {
-  local name=$1 path=$2 routes=$3 port
+  local name=$1 path=$2 routes=$3 gogc=${4:-} port
   port=$(free_port)
   cat >"$work/gw-$name.yaml" <<EOF
 listen: 127.0.0.1:$port
@@ -95,12 +103,15 @@ metrics:
   listen: 127.0.0.1:0
 access_log:
   path: "$path"
+  # every rotated file kept: the line check below counts them all (the
+  # default keeps 5, fewer than a run with every pair writes)
+  max_backups: 0
 routes:
 $routes
 EOF
   local out=$work/gw-$name.out
   [ "$path" = - ] && out=/dev/null # the access log is standard output
-  taskset -c "$SERVER_CPU" "$cg" gateway --config "$work/gw-$name.yaml" >"$out" 2>"$work/gw-$name.log" &
+  env ${gogc:+GOGC=$gogc} taskset -c "$SERVER_CPU" "$cg" gateway --config "$work/gw-$name.yaml" >"$out" 2>"$work/gw-$name.log" &
   gw_pid=$!
   pids+=("$gw_pid")
   wait_line "$work/gw-$name.log" '/gateway listening/p' "$gw_pid" >/dev/null
@@ -123,6 +134,14 @@ gateway null - "  - name: one
     allow: [\"spiffe://$td/svc/*\"]
 $one_header"
 gwnull=$gw_addr gw_pid_null=$gw_pid
+case " $PAIRS " in
+  *" gc-"*)
+    gateway gc "$work/gw-gc-access.log" "  - name: all
+    path_prefix: /all
+    upstream: http://$upstream
+    allow: [\"spiffe://$td/svc/*\"]" "$GC_ALT"
+    gwgc=$gw_addr gw_pid_gc=$gw_pid ;;
+esac
 
 echo "== starting the bare Go server (CPU $SERVER_CPU) with the gateway's certificate" >&2
 taskset -c "$SERVER_CPU" "$cg" bench baseline --bare --listen 127.0.0.1:0 --cert "$work/gw-file/cert.pem" --key "$work/gw-file/key.pem" \
@@ -262,7 +281,11 @@ for p in $PAIRS; do
       --addr "$gw" --compare "127.0.0.1:$ngx_port" --names gateway,nginx --server-pid "$gw_pid_file" --compare-pid "$ngx_pid" ;;
     null) run "keep-alive, one identity header, log to /dev/null (nginx: access_log off)" --mode keepalive --path /one/x \
       --addr "$gwnull" --compare "127.0.0.1:$ngx_null_port" --names gateway-null,nginx-nolog --server-pid "$gw_pid_null" --compare-pid "$ngx_pid" ;;
-    *) echo "bench-peers: unknown pair $p (hs-bare hs-nginx all one null)" >&2; exit 2 ;;
+    gc-hs) run "handshakes: gateway (GOGC default) vs gateway GOGC=$GC_ALT (GET /denied, 403)" --mode full,resumed --path /denied \
+      --addr "$gw" --compare "$gwgc" --names gateway,gateway-gogc$GC_ALT --server-pid "$gw_pid_file" --compare-pid "$gw_pid_gc" ;;
+    gc-ka) run "keep-alive, all identity headers, JSON log to a file: gateway (GOGC default) vs gateway GOGC=$GC_ALT" --mode keepalive --path /all/x \
+      --addr "$gw" --compare "$gwgc" --names gateway,gateway-gogc$GC_ALT --server-pid "$gw_pid_file" --compare-pid "$gw_pid_gc" ;;
+    *) echo "bench-peers: unknown pair $p (hs-bare hs-nginx all one null gc-hs gc-ka)" >&2; exit 2 ;;
   esac
 done
 
