@@ -39,6 +39,7 @@ func newServerCmd(s streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			server.SetGCDefault()
 			level := new(slog.LevelVar)
 			log := slog.New(slog.NewJSONHandler(s.err, logOptions(level)))
 			hup, stop := hangups()
