@@ -88,27 +88,12 @@ func run(args []string) error {
 			return fmt.Errorf("KEX %q: want default or x25519", args[7])
 		}
 	}
-	u, err := url.Parse(args[0])
+	c, err := parseCommon(args[:6])
 	if err != nil {
-		return fmt.Errorf("CA URL: %w", err)
+		return err
 	}
-	rootPEM, err := os.ReadFile(args[1])
-	if err != nil {
-		return fmt.Errorf("reading the roots: %w", err)
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(rootPEM) {
-		return fmt.Errorf("no certificate in %s", args[1])
-	}
-	var n [4]int
-	for i, a := range args[2:6] {
-		if n[i], err = strconv.Atoi(a); err != nil {
-			return fmt.Errorf("argument %q: %w", a, err)
-		}
-	}
-	pid, count, clients, duration := n[0], n[1], n[2], time.Duration(n[3])*time.Second
+	u, roots, count := c.url, c.roots, c.count
 	work := args[6]
-	kex := map[string]int{}
 
 	cs := make([]client, count)
 	for i := range cs {
@@ -131,7 +116,60 @@ func run(args []string) error {
 		}
 	}
 	addr := net.JoinHostPort("127.0.0.1", u.Port())
+	var kexMu sync.Mutex
+	kex := map[string]int{}
+	return c.measure("renewed", func(i int) error {
+		curve, err := renew(addr, cs[i])
+		if err == nil {
+			kexMu.Lock()
+			kex[curve.String()]++
+			kexMu.Unlock()
+		}
+		return err
+	}, func() { fmt.Printf("step-ca key exchanges %v\n", kex) }, false)
+}
 
+// common are the arguments both modes take: CA_URL ROOT PID COUNT CLIENTS
+// DURATION.
+type common struct {
+	url                 *url.URL
+	roots               *x509.CertPool
+	pid, count, clients int
+	duration            time.Duration
+}
+
+func parseCommon(args []string) (common, error) {
+	var c common
+	var err error
+	if c.url, err = url.Parse(args[0]); err != nil {
+		return c, fmt.Errorf("CA URL: %w", err)
+	}
+	rootPEM, err := os.ReadFile(args[1])
+	if err != nil {
+		return c, fmt.Errorf("reading the roots: %w", err)
+	}
+	c.roots = x509.NewCertPool()
+	if !c.roots.AppendCertsFromPEM(rootPEM) {
+		return c, fmt.Errorf("no certificate in %s", args[1])
+	}
+	var n [4]int
+	for i, a := range args[2:6] {
+		if n[i], err = strconv.Atoi(a); err != nil {
+			return c, fmt.Errorf("argument %q: %w", a, err)
+		}
+	}
+	c.pid, c.count, c.clients, c.duration = n[0], n[1], n[2], time.Duration(n[3])*time.Second
+	return c, nil
+}
+
+// measure runs one(0..count-1) from CLIENTS goroutines until all were sent
+// or DURATION passed, and prints one line: how many succeeded ("step-ca
+// VERB N"), errors, elapsed time, step-ca's CPU time over the run (from
+// /proc/PID/stat), the rate, latency p50/p99 and the figure per server
+// CPU-second; then whatever after prints, and the first error. A goroutine
+// whose call failed stops if stopOnError (its keep-alive connection is
+// gone).
+func (c common) measure(verb string, one func(i int) error, after func(), stopOnError bool) error {
 	var (
 		mu    sync.Mutex
 		next  int
@@ -140,30 +178,29 @@ func run(args []string) error {
 		first string
 		lat   []time.Duration
 	)
-	deadline := time.Now().Add(duration)
-	c0, err := cpu(pid)
+	deadline := time.Now().Add(c.duration)
+	c0, err := cpu(c.pid)
 	if err != nil {
 		return err
 	}
 	t0 := time.Now()
 	var wg sync.WaitGroup
-	for range clients {
+	for range c.clients {
 		wg.Go(func() {
 			for time.Now().Before(deadline) {
 				mu.Lock()
 				i := next
 				next++
 				mu.Unlock()
-				if i >= count {
+				if i >= c.count {
 					return
 				}
 				start := time.Now()
-				curve, err := renew(addr, cs[i])
+				err := one(i)
 				el := time.Since(start)
 				mu.Lock()
 				if err == nil {
 					ok++
-					kex[curve.String()]++
 					lat = append(lat, el)
 				} else {
 					fails++
@@ -172,16 +209,19 @@ func run(args []string) error {
 					}
 				}
 				mu.Unlock()
+				if err != nil && stopOnError {
+					return
+				}
 			}
 		})
 	}
 	wg.Wait()
 	el := time.Since(t0)
-	c1, err := cpu(pid)
+	c1, err := cpu(c.pid)
 	if err != nil {
 		return err
 	}
-	c := c1 - c0
+	used := c1 - c0
 	slices.Sort(lat)
 	q := func(p float64) float64 {
 		if len(lat) == 0 {
@@ -190,12 +230,14 @@ func run(args []string) error {
 		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))]) / float64(time.Millisecond)
 	}
 	per := 0.0
-	if c > 0 {
-		per = float64(ok) / c.Seconds()
+	if used > 0 {
+		per = float64(ok) / used.Seconds()
 	}
-	fmt.Printf("step-ca renewed %d errors %d in %.2fs, server CPU %.2fs (%.0f%% of one core), %.0f/s, latency p50 %.1fms p99 %.1fms, per server CPU-second %.0f\n",
-		ok, fails, el.Seconds(), c.Seconds(), 100*c.Seconds()/el.Seconds(), float64(ok)/el.Seconds(), q(0.5), q(0.99), per)
-	fmt.Printf("step-ca key exchanges %v\n", kex)
+	fmt.Printf("step-ca %s %d errors %d in %.2fs, server CPU %.2fs (%.0f%% of one core), %.0f/s, latency p50 %.1fms p99 %.1fms, per server CPU-second %.0f\n",
+		verb, ok, fails, el.Seconds(), used.Seconds(), 100*used.Seconds()/el.Seconds(), float64(ok)/el.Seconds(), q(0.5), q(0.99), per)
+	if after != nil {
+		after()
+	}
 	if first != "" {
 		fmt.Println("first error:", first)
 	}

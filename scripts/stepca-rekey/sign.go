@@ -4,19 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -26,25 +22,11 @@ func sign(args []string) error {
 	if len(args) != 7 {
 		return errors.New("usage: stepca-rekey -sign CA_URL ROOT PID COUNT CLIENTS DURATION WORKDIR")
 	}
-	u, err := url.Parse(args[0])
+	c, err := parseCommon(args[:6])
 	if err != nil {
-		return fmt.Errorf("CA URL: %w", err)
+		return err
 	}
-	rootPEM, err := os.ReadFile(args[1])
-	if err != nil {
-		return fmt.Errorf("reading the roots: %w", err)
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(rootPEM) {
-		return fmt.Errorf("no certificate in %s", args[1])
-	}
-	var n [4]int
-	for i, a := range args[2:6] {
-		if n[i], err = strconv.Atoi(a); err != nil {
-			return fmt.Errorf("argument %q: %w", a, err)
-		}
-	}
-	pid, count, clients, duration := n[0], n[1], n[2], time.Duration(n[3])*time.Second
+	u, count := c.url, c.count
 	reqs := make([][]byte, count)
 	for i := range reqs {
 		body, err := os.ReadFile(filepath.Join(args[6], fmt.Sprintf("sign-%d.json", i)))
@@ -54,92 +36,36 @@ func sign(args []string) error {
 		reqs[i] = append([]byte("POST /1.0/sign HTTP/1.1\r\nHost: "+u.Host+
 			"\r\nContent-Type: application/json\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"), body...)
 	}
-	conf := &tls.Config{RootCAs: roots, ServerName: u.Hostname()}
+	conf := &tls.Config{RootCAs: c.roots, ServerName: u.Hostname()}
 	addr := net.JoinHostPort("127.0.0.1", u.Port())
 	// One keep-alive connection per client, opened and used once before
 	// the clock starts: the handshakes are not measured.
-	conns := make([]*conn, clients)
+	conns := make([]*conn, c.clients)
 	for i := range conns {
-		c, err := tls.Dial("tcp", addr, conf)
+		tc, err := tls.Dial("tcp", addr, conf)
 		if err != nil {
 			return fmt.Errorf("dial: %w", err)
 		}
-		defer c.Close()
-		conns[i] = &conn{c: c, r: bufio.NewReader(c)}
+		defer tc.Close()
+		conns[i] = &conn{c: tc, r: bufio.NewReader(tc)}
 		if _, err := conns[i].do([]byte("GET /health HTTP/1.1\r\nHost: "+u.Host+"\r\n\r\n"), http.StatusOK, nil); err != nil {
 			return fmt.Errorf("warm-up: %w", err)
 		}
 	}
 
-	var (
-		mu    sync.Mutex
-		next  int
-		ok    int
-		fails int
-		first string
-		lat   []time.Duration
-	)
-	deadline := time.Now().Add(duration)
-	c0, err := cpu(pid)
-	if err != nil {
-		return err
+	// Each goroutine of measure takes the next free connection and keeps it.
+	free := make(chan *conn, len(conns))
+	for _, cn := range conns {
+		free <- cn
 	}
-	t0 := time.Now()
-	var wg sync.WaitGroup
-	for _, c := range conns {
-		wg.Go(func() {
-			for time.Now().Before(deadline) {
-				mu.Lock()
-				i := next
-				next++
-				mu.Unlock()
-				if i >= count {
-					return
-				}
-				start := time.Now()
-				_, err := c.do(reqs[i], http.StatusCreated, []byte(`"crt"`))
-				el := time.Since(start)
-				mu.Lock()
-				if err == nil {
-					ok++
-					lat = append(lat, el)
-				} else {
-					fails++
-					if first == "" {
-						first = err.Error()
-					}
-				}
-				mu.Unlock()
-				if err != nil {
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	el := time.Since(t0)
-	c1, err := cpu(pid)
-	if err != nil {
-		return err
-	}
-	c := c1 - c0
-	slices.Sort(lat)
-	q := func(p float64) float64 {
-		if len(lat) == 0 {
-			return 0
+	return c.measure("issued", func(i int) error {
+		cn := <-free
+		_, err := cn.do(reqs[i], http.StatusCreated, []byte(`"crt"`))
+		if err == nil {
+			free <- cn // a failed connection is not used again
 		}
-		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))]) / float64(time.Millisecond)
-	}
-	per := 0.0
-	if c > 0 {
-		per = float64(ok) / c.Seconds()
-	}
-	fmt.Printf("step-ca issued %d errors %d in %.2fs, server CPU %.2fs (%.0f%% of one core), %.0f/s, latency p50 %.1fms p99 %.1fms, per server CPU-second %.0f\n",
-		ok, fails, el.Seconds(), c.Seconds(), 100*c.Seconds()/el.Seconds(), float64(ok)/el.Seconds(), q(0.5), q(0.99), per)
-	if first != "" {
-		fmt.Println("first error:", first)
-	}
-	return nil
+		return err
+	}, nil, true)
 }
 
 // conn is one keep-alive connection.
