@@ -24,6 +24,27 @@ func testIssuance(serial string) Issuance {
 	return Issuance{Cert: c, Now: now, Audit: audit.Entry{Time: now, Actor: "test", Action: audit.ActionIssue, Subject: serial}}
 }
 
+// holdWriter makes the writer hold its next batch (one audit record) until
+// release is called, so that what is queued meanwhile forms one batch; held
+// receives the held operation's answer.
+func holdWriter(t *testing.T, s *SQL) (release func(), held <-chan error) {
+	t.Helper()
+	entered, rel := make(chan struct{}), make(chan struct{})
+	first := true
+	hook := func() {
+		if first {
+			first = false
+			close(entered)
+			<-rel
+		}
+	}
+	s.beforeBatch.Store(&hook)
+	h := make(chan error, 1)
+	go func() { _, err := s.AppendAudit(context.Background(), entry("hold")); h <- err }()
+	<-entered
+	return func() { close(rel) }, h
+}
+
 // A batch in which one operation fails is run again with a savepoint
 // around each operation: the others commit, the failing one writes
 // nothing, and the audit chain has no gap.
@@ -33,19 +54,7 @@ func TestBatchWithFailingOperation(t *testing.T) {
 	if err := s.RecordIssuance(ctx, testIssuance("a1")); err != nil {
 		t.Fatal(err)
 	}
-	entered, release := make(chan struct{}), make(chan struct{})
-	first := true
-	hook := func() {
-		if first {
-			first = false
-			close(entered)
-			<-release
-		}
-	}
-	s.beforeBatch.Store(&hook)
-	held := make(chan error, 1)
-	go func() { _, err := s.AppendAudit(ctx, entry("hold")); held <- err }()
-	<-entered // the writer holds a batch; the next three queue up together
+	release, held := holdWriter(t, s) // the next three queue up together
 
 	serials := []string{"b1", "a1", "c1"} // a1 is already recorded
 	errs := make([]chan error, len(serials))
@@ -56,7 +65,7 @@ func TestBatchWithFailingOperation(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	close(release)
+	release()
 	if err := <-held; err != nil {
 		t.Fatal(err)
 	}
@@ -97,19 +106,7 @@ func TestBatchWithFailingOperation(t *testing.T) {
 func TestRoleCheckAfterGrantInSameBatch(t *testing.T) {
 	s, _ := openTemp(t, sqliteBusyTimeout)
 	ctx := context.Background()
-	entered, release := make(chan struct{}), make(chan struct{})
-	first := true
-	hook := func() {
-		if first {
-			first = false
-			close(entered)
-			<-release
-		}
-	}
-	s.beforeBatch.Store(&hook)
-	held := make(chan error, 1)
-	go func() { _, err := s.AppendAudit(ctx, entry("hold")); held <- err }()
-	<-entered // the writer holds a batch; the next three queue up together
+	release, held := holdWriter(t, s) // the next three queue up together
 
 	yes := true
 	is := func(serial string) Issuance {
@@ -132,7 +129,7 @@ func TestRoleCheckAfterGrantInSameBatch(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	close(release)
+	release()
 	if err := <-held; err != nil {
 		t.Fatal(err)
 	}
