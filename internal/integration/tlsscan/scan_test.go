@@ -27,6 +27,24 @@ var testsslAllowed = map[string]string{
 	"cert_notAfter":         "short-lived certificate: the same finding, given as the date",
 }
 
+// testsslRaces are testssl.sh checks that can fail for want of what the
+// scanner itself did not wait for, with why; only their "check failed
+// because of connect problem" warning is let through. Session resumption:
+// testssl.sh runs openssl s_client -sess_out with stdin closed, and
+// s_client hangs up as soon as the handshake is done. A server that asks
+// for a client certificate in TLS 1.3 (the server and the gateway both
+// do) sends its session ticket only after the client's Finished
+// (RFC 8446 4.6.1; crypto/tls readClientFinished), so s_client often
+// leaves without one, writes no session, and the -sess_in connection that
+// follows fails on the empty file: "connect problem" (seen in 2 of 3 CI
+// runs, and by hand: 1 of 8 s_client runs against the quickstart's gateway
+// wrote no session). Resumption itself is tested with Go clients (the
+// gateway's resumed handshakes and refused sessions never resumed).
+var testsslRaces = map[string]string{
+	"sessionresumption_ticket": "s_client exits before a ticket sent after the client's Finished arrives",
+	"sessionresumption_ID":     "the same race, by session ID",
+}
+
 // testsslChecks are the testssl.sh checks run: server defaults (-S: the
 // certificate, its chain against the CA bundle, its lifetime, OCSP
 // stapling and the staple's status). Protocols, ciphers, groups and the
@@ -81,6 +99,10 @@ func judgeTestssl(t *testing.T, findings []testsslFinding) (above []string, stap
 		case "OK", "INFO", "LOW", "DEBUG":
 			continue
 		}
+		if why, ok := testsslRaces[f.ID]; ok && f.Severity == "WARN" && f.Finding == "check failed because of connect problem" {
+			t.Logf("testssl.sh %s %s: %s (inconclusive: %s)", f.Severity, f.ID, f.Finding, why)
+			continue
+		}
 		if why, ok := testsslAllowed[f.ID]; ok {
 			t.Logf("testssl.sh %s %s: %s (allowed: %s)", f.Severity, f.ID, f.Finding, why)
 			continue
@@ -88,18 +110,6 @@ func judgeTestssl(t *testing.T, findings []testsslFinding) (above []string, stap
 		above = append(above, fmt.Sprintf("%s %s: %s", f.Severity, f.ID, f.Finding))
 	}
 	return above, stapled, revocation
-}
-
-// onlyConnectProblems reports whether every finding is testssl.sh's
-// warning that a check could not connect ("check failed because of
-// connect problem"), which is about the scanner's run, not the server.
-func onlyConnectProblems(above []string) bool {
-	for _, a := range above {
-		if !strings.HasPrefix(a, "WARN ") || !strings.Contains(a, "connect problem") {
-			return false
-		}
-	}
-	return true
 }
 
 // sslscanDoc is the part of sslscan's --xml= output the test judges.
@@ -242,14 +252,6 @@ func TestTLSScan(t *testing.T) {
 			}
 
 			above, stapled, revocation := judgeTestssl(t, runTestssl(t, testssl, tg.addr, bundle))
-			if len(above) > 0 && onlyConnectProblems(above) {
-				// testssl.sh could not connect for a check (a scanner
-				// process starved on a loaded machine): that says
-				// nothing of the TLS configuration, so the scan is run
-				// once more and judged on its own.
-				t.Logf("testssl.sh could not connect for some checks, scanning again:\n%s", strings.Join(above, "\n"))
-				above, stapled, revocation = judgeTestssl(t, runTestssl(t, testssl, tg.addr, bundle))
-			}
 			if len(above) > 0 {
 				t.Errorf("testssl.sh findings above LOW on the %s:\n%s", tg.name, strings.Join(above, "\n"))
 			}
