@@ -58,6 +58,18 @@ def cpu(pid):
     return (int(fields[11]) + int(fields[12])) / 100.0
 
 
+def measured(pid, clients, run):
+    """Runs run on clients threads; returns the wall seconds and the
+    server's CPU seconds they took."""
+    c0, t1 = cpu(pid), time.time()
+    ts = [threading.Thread(target=run) for _ in range(clients)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return time.time() - t1, cpu(pid) - c0
+
+
 def main():
     args = sys.argv[1:]
     rekey_dir, prepare_only, sign_dir = None, False, None
@@ -125,13 +137,7 @@ def main():
                     state["err"] += 1
                     state["first"] = state["first"] or msg
 
-    c0, t1 = cpu(pid), time.time()
-    ts = [threading.Thread(target=run) for _ in range(clients)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    el, c = time.time() - t1, cpu(pid) - c0
+    el, c = measured(pid, clients, run)
     print(f"step-ca issued {state['ok']} errors {state['err']} in {el:.2f}s, server CPU {c:.2f}s, "
           f"{state['ok'] / el:.0f}/s, per server CPU-second {state['ok'] / c if c else 0:.0f}")
     if state["first"]:
@@ -225,13 +231,7 @@ def rekey(url, root, aud, work, keys, workdir, pid, count, clients, duration, pr
                     state["err"] += 1
                     state["first"] = state["first"] or msg
 
-    c0, t1 = cpu(pid), time.time()
-    ts = [threading.Thread(target=run) for _ in range(clients)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    el, c = time.time() - t1, cpu(pid) - c0
+    el, c = measured(pid, clients, run)
     lat = sorted(state["lat"])
 
     def q(p):
