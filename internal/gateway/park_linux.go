@@ -218,16 +218,44 @@ func (p *poller) waitMillis() int {
 func (p *poller) dispatch(events []syscall.EpollEvent) (more bool) {
 	more = true
 	defer p.g.recovered(panicPoller)
-	type woken struct {
-		t     *tracked
-		serve func(*tracked)
-	}
-	var wake []woken
-	var expired []*tracked
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
+	wake, expired, open := p.collect(events)
+	if !open {
 		return false
+	}
+	for _, w := range wake {
+		p.g.goServe(w.t.raw, w.t, w.serve, false)
+	}
+	if len(expired) > 0 {
+		// Closing sends close_notify, a write that could wait (for up to
+		// crypto/tls's 5 s) on a client that reads nothing: not here.
+		p.g.wg.Add(1)
+		go func() {
+			defer p.g.wg.Done()
+			defer p.g.recovered(panicConnection)
+			for _, t := range expired {
+				p.g.untrack(t)
+			}
+		}()
+	}
+	return true
+}
+
+// woken is a connection taken out of the poller to be served.
+type woken struct {
+	t     *tracked
+	serve func(*tracked)
+}
+
+// collect takes out of the poller, under its lock, the connections whose
+// events arrived and those past their idle timeout; open is false once
+// the poller is shut down. The lock is released by a defer, so that a
+// panic here (recovered by dispatch) cannot leave it held and stop every
+// park, wake and cut after it.
+func (p *poller) collect(events []syscall.EpollEvent) (wake []woken, expired []*tracked, open bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, nil, false
 	}
 	for _, ev := range events {
 		if ev.Fd == wakeData {
@@ -251,21 +279,5 @@ func (p *poller) dispatch(events []syscall.EpollEvent) (more bool) {
 		t, _ := p.take(p.d.h[0])
 		expired = append(expired, t)
 	}
-	p.mu.Unlock()
-	for _, w := range wake {
-		p.g.goServe(w.t.raw, w.t, w.serve, false)
-	}
-	if len(expired) > 0 {
-		// Closing sends close_notify, a write that could wait (for up to
-		// crypto/tls's 5 s) on a client that reads nothing: not here.
-		p.g.wg.Add(1)
-		go func() {
-			defer p.g.wg.Done()
-			defer p.g.recovered(panicConnection)
-			for _, t := range expired {
-				p.g.untrack(t)
-			}
-		}()
-	}
-	return true
+	return wake, expired, true
 }
