@@ -13,6 +13,7 @@ const (
 	stEventInsert
 	stTokenInsert
 	stTokenRedeem
+	stTokenRedeemReturning
 	stTokenState
 	stCertInsert
 	stCertForRevoke
@@ -46,6 +47,12 @@ var stmtText = [numStmts]string{
 	// NULL wins; everyone else affects no row.
 	stTokenRedeem: `UPDATE tokens SET redeemed_at = ?, serial = ?
 		WHERE id = ? AND redeemed_at IS NULL AND expires_at > ?`,
+	// The same redemption, answering the token's secret hash and identity:
+	// an enrollment checks them after the row is flipped, and a mismatch
+	// fails the operation, which rolls the redemption back with it.
+	stTokenRedeemReturning: `UPDATE tokens SET redeemed_at = ?, serial = ?
+		WHERE id = ? AND redeemed_at IS NULL AND expires_at > ?
+		RETURNING secret_hash, identity`,
 	stTokenState: `SELECT expires_at, redeemed_at FROM tokens WHERE id = ?`,
 	stCertInsert: `INSERT INTO certificates (serial, identity, common_name, fingerprint,
 		not_before, not_after, key_type, obtained, renewed_from, token_id, issued_at, der, issuer)

@@ -52,12 +52,13 @@ func (s *SQL) RecordIssuance(ctx context.Context, is Issuance) error {
 	}
 	return s.submit(ctx, what, func(ctx context.Context, w *wtx) error {
 		if is.TokenID != "" {
+			var err error
 			if is.TokenSecretHash != nil || is.TokenIdentity != "" {
-				if err := s.checkToken(ctx, w, what, is); err != nil {
-					return err
-				}
+				err = s.redeemChecked(ctx, w, what, is)
+			} else {
+				err = s.redeem(ctx, w, what, is.TokenID, c.Serial, is.Now.UnixNano())
 			}
-			if err := s.redeem(ctx, w, what, is.TokenID, c.Serial, is.Now.UnixNano()); err != nil {
+			if err != nil {
 				return err
 			}
 		}
@@ -152,6 +153,42 @@ func (s *SQL) checkGatewayRole(ctx context.Context, w *wtx, what, identity strin
 	return nil
 }
 
+// redeemChecked redeems the issuance's token and checks its stored secret
+// hash (in constant time) and identity against what the issuance presents,
+// in one statement (UPDATE ... RETURNING) when the token is unused and
+// unexpired: a mismatch returns ErrTokenMismatch, and the failed operation
+// is rolled back with its redemption (a savepoint, or the transaction), so
+// a token is redeemed only by an issuance that presents its secret. When no
+// row was redeemed, the token is read again to say why, in the order of
+// checkToken then redeem: unknown or mismatched first, so a wrong secret
+// learns nothing of the token's state; then used or expired.
+func (s *SQL) redeemChecked(ctx context.Context, w *wtx, what string, is Issuance) error {
+	now := is.Now.UnixNano()
+	var hash []byte
+	var identity string
+	err := w.stmt(ctx, stTokenRedeemReturning).QueryRowContext(ctx, now, is.Cert.Serial, is.TokenID, now).Scan(&hash, &identity)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		if err := s.checkToken(ctx, w, what, is); err != nil {
+			return err
+		}
+		return s.redeem(ctx, w, what, is.TokenID, is.Cert.Serial, now)
+	case err != nil:
+		return s.wrap(what+": token "+is.TokenID, err)
+	}
+	if !tokenMatches(is, hash, identity) {
+		return fmt.Errorf("store: %s: token %s: %w", what, is.TokenID, ErrTokenMismatch)
+	}
+	return nil
+}
+
+// tokenMatches compares a token's stored secret hash (in constant time) and
+// identity with what the issuance presents; an unset one is not compared.
+func tokenMatches(is Issuance, hash []byte, identity string) bool {
+	hashOK := is.TokenSecretHash == nil || subtle.ConstantTimeCompare(hash, is.TokenSecretHash) == 1
+	return hashOK && (is.TokenIdentity == "" || identity == is.TokenIdentity)
+}
+
 // checkToken compares the token's stored secret hash (in constant time)
 // and identity with what the issuance presents.
 func (s *SQL) checkToken(ctx context.Context, w *wtx, what string, is Issuance) error {
@@ -164,8 +201,7 @@ func (s *SQL) checkToken(ctx context.Context, w *wtx, what string, is Issuance) 
 	case err != nil:
 		return s.wrap(what, err)
 	}
-	hashOK := is.TokenSecretHash == nil || subtle.ConstantTimeCompare(hash, is.TokenSecretHash) == 1
-	if !hashOK || (is.TokenIdentity != "" && identity != is.TokenIdentity) {
+	if !tokenMatches(is, hash, identity) {
 		return fmt.Errorf("store: %s: %w", what, ErrTokenMismatch)
 	}
 	return nil

@@ -2,6 +2,8 @@ package storetest
 
 import (
 	"bytes"
+	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -60,6 +62,88 @@ var checkedTests = []subtest{
 		again.TokenSecretHash, again.TokenIdentity = tok.SecretHash, tok.Identity
 		wantErr(t, e.s.RecordIssuance(e.ctx, again), store.ErrTokenUsed,
 			"store: record issuance "+again.Cert.Serial+": token "+tok.ID+": token already redeemed")
+	}},
+	{"TokenMismatchBeforeState", func(t *testing.T, e *env) {
+		// A wrong secret learns nothing of the token's state: a used or
+		// an expired token answers a mismatch, as an unused one does.
+		used := e.createToken("spiffe://example.org/svc/a", 15*time.Minute)
+		if err := e.s.RecordIssuance(e.ctx, NewIssuance(NewCertificate(used.Identity, T0.Add(time.Minute)), used.ID)); err != nil {
+			t.Fatal(err)
+		}
+		expired := e.createToken("spiffe://example.org/svc/b", time.Minute)
+		for _, tc := range []struct {
+			tok store.Token
+			now time.Time
+		}{{used, T0.Add(2 * time.Minute)}, {expired, T0.Add(time.Hour)}} {
+			wrong := bytes.Clone(tc.tok.SecretHash)
+			wrong[0] ^= 1
+			is := NewIssuance(NewCertificate(tc.tok.Identity, tc.now), tc.tok.ID)
+			is.TokenSecretHash, is.TokenIdentity = wrong, tc.tok.Identity
+			wantErr(t, e.s.RecordIssuance(e.ctx, is), store.ErrTokenMismatch,
+				"store: record issuance "+is.Cert.Serial+": token "+tc.tok.ID+": token secret or identity does not match")
+		}
+		is := NewIssuance(NewCertificate(expired.Identity, T0.Add(time.Hour)), expired.ID)
+		is.TokenSecretHash, is.TokenIdentity = expired.SecretHash, expired.Identity
+		wantErr(t, e.s.RecordIssuance(e.ctx, is), store.ErrTokenExpired,
+			"store: record issuance "+is.Cert.Serial+": token "+expired.ID+": token expired")
+		e.wantNothingIssued(is.Cert.Serial, 3)
+	}},
+	{"TokenMismatchInBatch", func(t *testing.T, e *env) {
+		// Issuances with the right secret and with a wrong one, sent
+		// together so that the writer batches them: the mismatched ones
+		// fail and their redemption is rolled back with them (the token
+		// stays unused), the others commit.
+		const n = 16
+		target := e.createToken("spiffe://example.org/svc/target", 15*time.Minute)
+		wrong := bytes.Clone(target.SecretHash)
+		wrong[5] ^= 1
+		toks := make([]store.Token, n)
+		for i := range toks {
+			toks[i] = e.createToken("spiffe://example.org/svc/ok", 15*time.Minute)
+		}
+		errs := make([]error, 2*n)
+		var wg sync.WaitGroup
+		for i := range 2 * n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				tok, hash := target, wrong
+				if i%2 == 0 {
+					tok = toks[i/2]
+					hash = tok.SecretHash
+				}
+				is := NewIssuance(NewCertificate(tok.Identity, T0.Add(time.Minute)), tok.ID)
+				is.TokenSecretHash, is.TokenIdentity = hash, tok.Identity
+				errs[i] = e.s.RecordIssuance(e.ctx, is)
+			}()
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if i%2 == 0 && err != nil {
+				t.Errorf("issuance %d with the right secret: %v", i, err)
+			}
+			if i%2 == 1 && !errors.Is(err, store.ErrTokenMismatch) {
+				t.Errorf("issuance %d with a wrong secret: %v, want a mismatch", i, err)
+			}
+		}
+		if got, _ := e.s.GetToken(e.ctx, target.ID); !got.RedeemedAt.IsZero() || got.Serial != "" {
+			t.Errorf("token redeemed by mismatched issuances: %+v", got)
+		}
+		for _, tok := range toks {
+			if got, _ := e.s.GetToken(e.ctx, tok.ID); got.RedeemedAt.IsZero() {
+				t.Errorf("token %s not redeemed", tok.ID)
+			}
+		}
+		if n2 := e.certCount(); n2 != n {
+			t.Errorf("%d certificates stored, want %d", n2, n)
+		}
+		// The target token still works with its secret.
+		is := NewIssuance(NewCertificate(target.Identity, T0.Add(2*time.Minute)), target.ID)
+		is.TokenSecretHash, is.TokenIdentity = target.SecretHash, target.Identity
+		if err := e.s.RecordIssuance(e.ctx, is); err != nil {
+			t.Fatalf("issuance with the right secret after the mismatches: %v", err)
+		}
+		e.auditLog()
 	}},
 	{"RenewalChecked", func(t *testing.T, e *env) {
 		cur := e.issue("spiffe://example.org/svc/a", T0)
