@@ -249,7 +249,7 @@ routes:
 	e.revoked.Update(revocation.NewSet(1, e.clock.Now(), serials...))
 	leaf := e.ca.Issue(b, testca.WithID("spiffe://example.org/team/finance/carol"))
 	cs := tls.ConnectionState{PeerCertificates: leaf.Chain, Version: tls.VersionTLS13}
-	p := newPeer(&cs, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 50000}, "spiffe://example.org/team/finance/carol")
+	p := newPeer(&cs, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 50000}, leafInfoFor(e.gw.rt.Load(), &cs))
 	g := e.gw
 	b.ReportAllocs()
 	for b.Loop() {

@@ -1,19 +1,15 @@
 package gateway
 
 import (
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/hex"
 	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 	"unique"
-
-	"github.com/certgate/certgate/internal/revocation"
 )
 
 // peer is what the handshake established about a client, computed once per
@@ -39,15 +35,15 @@ type peer struct {
 	xfcc            unique.Handle[string] // Envoy X-Forwarded-Client-Cert
 }
 
-func newPeer(cs *tls.ConnectionState, remote net.Addr, id string) *peer {
+// newPeer is the peer record of a connection whose leaf's record is li.
+func newPeer(cs *tls.ConnectionState, remote net.Addr, li *leafInfo) *peer {
 	leaf := cs.PeerCertificates[0]
-	sum := sha256.Sum256(leaf.Raw)
 	p := &peer{
 		leaf:        leaf,
 		chain:       cs.PeerCertificates,
-		id:          id,
-		serial:      revocation.SerialOf(leaf),
-		fingerprint: hex.EncodeToString(sum[:]),
+		id:          li.id,
+		serial:      li.serial,
+		fingerprint: li.fingerprint,
 		notAfter:    leaf.NotAfter,
 		tlsVersion:  tlsVersionName(cs.Version),
 		resumed:     cs.DidResume,

@@ -18,7 +18,6 @@ import (
 
 	"github.com/certgate/certgate/internal/accesslog"
 	"github.com/certgate/certgate/internal/clock"
-	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/legacykey"
 	"github.com/certgate/certgate/internal/ratelimit"
 	"github.com/certgate/certgate/internal/revocation"
@@ -309,6 +308,7 @@ func (g *Gateway) verifyConnection(cs tls.ConnectionState) error {
 	if len(certs) == 0 {
 		return refuse(ReasonNoCertificate, "no client certificate")
 	}
+	var serial string
 	if cs.DidResume {
 		// The chain verified when the session was made (ticket keys rotate
 		// when the bundle changes); check what time and revocation change.
@@ -317,14 +317,21 @@ func (g *Gateway) verifyConnection(cs tls.ConnectionState) error {
 				return refuse(ReasonExpired, "certificate expired at %s, now is %s", c.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 			}
 		}
-		if _, err := identity.FromCertificateIn(certs[0], rt.trust.td); err != nil {
-			return refuse(ReasonBadIdentity, "%w", err)
+		// The identity in the trust domain, from the leaf's record
+		// (leafinfo.go): a resumed session's certificate is crypto/tls's
+		// cached one, the same object connection after connection.
+		li, verr := rt.trust.leafInfos.get(certs[0], rt.trust.td)
+		if verr != nil {
+			return verr
 		}
+		serial = li.serial
 	} else if _, verr := rt.trust.verifyChain(certs, now); verr != nil {
 		return verr
+	} else {
+		serial = revocation.SerialOf(certs[0])
 	}
-	if g.revoked.Revoked(revocation.SerialOf(certs[0])) {
-		return refuse(ReasonRevoked, "certificate serial %s is revoked", revocation.SerialOf(certs[0]))
+	if g.revoked.Revoked(serial) {
+		return refuse(ReasonRevoked, "certificate serial %s is revoked", serial)
 	}
 	if k, ok := issuerRevoked(g.revoked.Load(), certs); ok {
 		return refuse(ReasonRevoked, "certificate was issued through a revoked CA certificate (key %s); renew it under the active intermediate", k)

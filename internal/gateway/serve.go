@@ -194,8 +194,8 @@ func (g *Gateway) handshake(c net.Conn, answer bool) *tracked {
 		return nil
 	}
 	c.SetDeadline(time.Time{})
-	id, _ := identity.FromCertificate(cs.PeerCertificates[0])
-	return &tracked{conn: tc, raw: c, peer: newPeer(&cs, c.RemoteAddr(), id.String()), start: start}
+	li := leafInfoFor(rt, &cs)
+	return &tracked{conn: tc, raw: c, peer: newPeer(&cs, c.RemoteAddr(), li), start: start}
 }
 
 // serveTracked tracks the connection (from first on) while serve runs,

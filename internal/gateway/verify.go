@@ -108,6 +108,9 @@ type trust struct {
 	leaves             map[[sha256.Size]byte]*verifiedIssuer
 	maxLeaves          int // maxCachedLeaves; smaller in tests
 	leafHits, leafMiss atomic.Uint64
+
+	// leafInfos is the record of each recent client leaf (leafinfo.go).
+	leafInfos leafInfos
 }
 
 // intermediates is an immutable set of known intermediates.
@@ -145,6 +148,7 @@ func newTrust(td string, roots, inter []*x509.Certificate) *trust {
 	}
 	t := &trust{td: td, roots: pool, rootCerts: roots, verified: make(map[string]*verifiedIssuer),
 		leaves: make(map[[sha256.Size]byte]*verifiedIssuer), maxLeaves: maxCachedLeaves}
+	t.leafInfos.max = maxCachedLeafInfos
 	t.inter.Store(newIntermediates(inter))
 	return t
 }
