@@ -248,8 +248,8 @@ func (s *h1session) forbid(e *accesslog.Entry, dec authz.Decision) bool {
 	e.Status = 403
 	// A request body is not drained: the connection closes instead.
 	closeAfter := s.req.Close || s.req.HasBody()
-	body := forbiddenJSON(s.t.peer.id, s.cr.method, s.cr.host, s.cr.path)
-	s.writeJSON(403, body, closeAfter)
+	var buf [512]byte
+	s.writeJSON(403, appendForbiddenJSON(buf[:0], s.t.peer.id, s.cr.method, s.cr.host, s.cr.path), closeAfter)
 	s.finish(e, e.Route)
 	return !closeAfter
 }

@@ -302,6 +302,30 @@ func errorJSON(code, msg string) []byte {
 
 // forbiddenJSON names the identity and the request, never the routes.
 func forbiddenJSON(id, method, host, path string) []byte {
+	return appendForbiddenJSON(nil, id, method, host, path)
+}
+
+// appendForbiddenJSON appends forbiddenJSON's body to dst: the bytes
+// json.Marshal gives (TestForbiddenJSONIsMarshal), without its
+// reflection and allocations when every string is plain ASCII (nearly
+// always: identities, methods, canonical hosts and paths), by
+// json.Marshal otherwise.
+func appendForbiddenJSON(dst []byte, id, method, host, path string) []byte {
+	if !plainJSON(id) || !plainJSON(method) || !plainJSON(host) || !plainJSON(path) {
+		return append(dst, forbiddenJSONMarshal(id, method, host, path)...)
+	}
+	dst = append(dst, `{"error":{"code":"forbidden","message":"this identity is not allowed to make this request"},"identity":"`...)
+	dst = append(dst, id...)
+	dst = append(dst, `","request":{"method":"`...)
+	dst = append(dst, method...)
+	dst = append(dst, `","host":"`...)
+	dst = append(dst, host...)
+	dst = append(dst, `","path":"`...)
+	dst = append(dst, path...)
+	return append(dst, `"}}`...)
+}
+
+func forbiddenJSONMarshal(id, method, host, path string) []byte {
 	type reqInfo struct {
 		Method string `json:"method"`
 		Host   string `json:"host"`
@@ -313,6 +337,19 @@ func forbiddenJSON(id, method, host, path string) []byte {
 		Request  reqInfo  `json:"request"`
 	}{apiError{"forbidden", "this identity is not allowed to make this request"}, id, reqInfo{method, host, path}})
 	return b
+}
+
+// plainJSON reports whether json.Marshal writes s as it is between its
+// quotes: printable ASCII without the characters it escapes (", \ and,
+// with its HTML escaping, <, > and &).
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 func codeFor(status int) string {

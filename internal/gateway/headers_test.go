@@ -152,3 +152,24 @@ routes:
 		})
 	}
 }
+
+// appendForbiddenJSON gives json.Marshal's bytes, on its fast path and
+// off it.
+func TestForbiddenJSONIsMarshal(t *testing.T) {
+	for _, in := range [][4]string{
+		{"spiffe://example.org/svc/a", "GET", "api.example.org:8443", "/denied"},
+		{"", "", "", ""},
+		{"spiffe://example.org/svc/a", "GET", "a", "/x?q=<script>&b=\"c\""},
+		{"spiffe://example.org/svc/é", "GET", "a", "/\x00\b\f\n\t\x7f\u2028"},
+		{"spiffe://example.org/svc/a", "GET", "a", "/\xff\\"},
+	} {
+		want := forbiddenJSONMarshal(in[0], in[1], in[2], in[3])
+		var buf [8]byte
+		if got := appendForbiddenJSON(buf[:0], in[0], in[1], in[2], in[3]); string(got) != string(want) {
+			t.Errorf("%q:\n got %s\nwant %s", in, got, want)
+		}
+		if got := appendForbiddenJSON([]byte("x"), in[0], in[1], in[2], in[3]); string(got) != "x"+string(want) {
+			t.Errorf("%q appended to x: %s", in, got)
+		}
+	}
+}
