@@ -125,6 +125,17 @@ func (g *Gateway) recoveredConn(c net.Conn) {
 	g.notePanic(panicConnection, v, "client", c.RemoteAddr().String())
 }
 
+// recoveredPeer is recovered for a tracked connection; the attributes of
+// the panic's log line are made only when there was one (as arguments of
+// recovered they were two allocations per connection).
+func (g *Gateway) recoveredPeer(t *tracked) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	g.notePanic(panicConnection, v, "client", t.peer.client)
+}
+
 // goServe serves t on a new goroutine (tracking it first if first).
 // When serve parks the connection (serveH1, after a while without a
 // request), the poller watches it with no goroutine (park.go), and starts
@@ -142,7 +153,7 @@ func (g *Gateway) goServe(c net.Conn, t *tracked, serve func(*tracked), first bo
 				c.Close()
 			}
 		}()
-		defer g.recovered(panicConnection, "client", t.peer.client)
+		defer g.recoveredPeer(t)
 		if parked = g.serveTracked(t, serve, first); parked {
 			// Its socket is watched without a goroutine until the client
 			// sends something (park.go); where it cannot be, the wait
@@ -204,7 +215,7 @@ func (g *Gateway) handshake(c net.Conn, answer bool) *tracked {
 func (g *Gateway) serveTracked(t *tracked, serve func(*tracked), first bool) (parked bool) {
 	if first {
 		g.tracker.add(t)
-		g.metrics.Handshake(ReasonOK.String())
+		g.metrics.Handshake(reasonNames[ReasonOK])
 		g.metrics.ActiveConnections(1)
 	}
 	defer func() {
