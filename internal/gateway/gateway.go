@@ -74,9 +74,15 @@ type Gateway struct {
 	refusals     refusals    // the HTTP listener's handshakes refused and under way
 	// hsJobs hands an accepted connection to a waiting handshaker;
 	// hsIdle counts the handshakers waiting (serve.go).
-	hsJobs  chan hsJob
-	hsIdle  atomic.Int32
-	tracker *tracker
+	hsJobs chan hsJob
+	hsIdle atomic.Int32
+	// waiting counts the HTTP/1.1 connections waiting for their next
+	// request on a goroutine (serveH1); past parkPressure of them, a
+	// connection waits parkAfterBusy instead of parkAfter before it
+	// parks (h1proxy.go).
+	waiting      atomic.Int32
+	parkPressure atomic.Int32 // parkPressure (h1proxy.go); tests set others
+	tracker      *tracker
 	// own returns the gateway's certificate: Options.Certificate, or the
 	// one the current runtime loaded from files.
 	own       func() *tls.Certificate
@@ -126,6 +132,7 @@ func New(cfg *Config, o Options) (*Gateway, error) {
 		tracker: newTracker(), pools: map[string]*upstream{}, tcpLns: map[string]tcpListener{}, hsJobs: make(chan hsJob),
 		interSrc: map[string][]*x509.Certificate{},
 	}
+	g.parkPressure.Store(parkPressure)
 	if g.clock == nil {
 		g.clock = clock.Real{}
 	}

@@ -82,7 +82,27 @@ func (f *firstByte) Read(p []byte) (int, error) {
 // request grows a goroutine's stack to 8 KiB and more, which it keeps
 // until a garbage collection. Under load requests come sooner, so a busy
 // connection is never parked.
+//
+// Except when many connections wait at once: past parkPressure of them
+// waiting on goroutines, a connection that starts its wait waits only
+// parkAfterBusy. Connections opened faster than parkAfter drains them
+// (thousands a second, each answered a first request and then silent)
+// would otherwise keep a second's worth of goroutines waiting, 8 KiB of
+// stack each: ~11 MiB at the peak of 5,000 connections opened at ~1,300
+// a second, which the heap keeps after the stacks are freed and which
+// raises the garbage collector's goal as much again (docs/benchmarks.md,
+// idle connections). parkPressure goroutines wait the whole parkAfter
+// still (the first to come, and those coming as they leave), so a
+// keep-alive load with fewer connections in flight (the benchmarks': 32)
+// never parks a busy connection; a connection parked too early is woken
+// by its next request's bytes like any other (level-triggered: bytes
+// that came before the park wake it at once).
 const parkAfter = time.Second
+
+const (
+	parkPressure  = 128
+	parkAfterBusy = 20 * time.Millisecond
+)
 
 func (g *Gateway) serveH1(t *tracked) {
 	tc := t.conn.(*tls.Conn)
@@ -99,14 +119,20 @@ func (g *Gateway) serveH1(t *tracked) {
 			}
 			// Woken by the poller with nothing to read (a record's
 			// beginning, a record without data), it parks again.
-			deadline = now.Add(parkAfter)
+			wait := parkAfter
+			if canPark && g.waiting.Load() >= g.parkPressure.Load() {
+				wait = parkAfterBusy
+			}
+			deadline = now.Add(wait)
 			if idleEnd.Before(deadline) {
 				deadline = idleEnd
 			}
 		}
 		t.parkedUntil = time.Time{}
 		tc.SetReadDeadline(deadline)
+		g.waiting.Add(1)
 		n, err := tc.Read(first[:])
+		g.waiting.Add(-1)
 		if n == 0 {
 			if deadline.Before(idleEnd) && isTimeout(err) && g.ctx.Err() == nil {
 				t.parkedUntil = idleEnd

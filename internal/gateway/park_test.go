@@ -352,3 +352,84 @@ func TestManyParkedConnections(t *testing.T) {
 	serveAll(hs)
 	waitFor(t, "all parked at the end", func() bool { return e.parked() == n && m.parked.Load() == n })
 }
+
+// TestParkSoonerUnderPressure: a connection waits parkAfter for its next
+// request on its goroutine, but only parkAfterBusy once parkPressure
+// connections wait on goroutines (h1proxy.go); what a client sees does
+// not change, and the count of waiting connections goes back to zero.
+func TestParkSoonerUnderPressure(t *testing.T) {
+	e, _ := parkEnv(t)
+	leaf := e.ca.Issue(t, withSvc("a"))
+
+	// One connection, the default pressure: it waits the whole parkAfter.
+	calm := e.h1conn(t, leaf)
+	if err := calm.do("/calm"); err != nil {
+		t.Fatal(err)
+	}
+	answered := time.Now()
+	time.Sleep(parkAfter / 2)
+	if e.parked() != 0 {
+		t.Fatalf("parked %v after its request, before parkAfter (%v)", time.Since(answered), parkAfter)
+	}
+	waitFor(t, "the calm connection parked", func() bool { return e.parked() == 1 })
+
+	// A pressure of 0: every wait is parkAfterBusy.
+	e.gw.parkPressure.Store(0)
+	h := e.h1conn(t, leaf)
+	if err := h.do("/busy"); err != nil {
+		t.Fatal(err)
+	}
+	answered = time.Now()
+	waitFor(t, "the connection parked", func() bool { return e.parked() == 2 })
+	if d := time.Since(answered); d >= parkAfter*3/4 {
+		t.Fatalf("parked %v after its request under pressure, want about %v", d, parkAfterBusy)
+	}
+	// Keep-alive requests with pauses shorter and longer than
+	// parkAfterBusy (served on the goroutine, or woken from the poller),
+	// pipelined requests, a request whose first byte comes alone.
+	for i := range 12 {
+		if err := h.do(fmt.Sprintf("/ka/%d", i)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(i%4) * parkAfterBusy)
+	}
+	io.WriteString(h.c, "GET /p1 HTTP/1.1\r\nHost: api\r\n\r\nGET /p2 HTTP/1.1\r\nHost: api\r\n\r\n")
+	for _, p := range []string{"/p1", "/p2"} {
+		if err := h.get(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	io.WriteString(h.c, "G")
+	time.Sleep(3 * parkAfterBusy) // parked meanwhile; read_header is 300ms
+	io.WriteString(h.c, "ET /split HTTP/1.1\r\nHost: api\r\n\r\n")
+	if err := h.get("/split"); err != nil {
+		t.Fatal(err)
+	}
+	// Many connections at once, each with a few requests.
+	var wg sync.WaitGroup
+	errs := make(chan error, 40)
+	for i := range 40 {
+		c := e.h1conn(t, leaf)
+		wg.Go(func() {
+			for j := range 5 {
+				if err := c.do(fmt.Sprintf("/many/%d/%d", i, j)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	waitFor(t, "all parked", func() bool { return e.parked() == 42 })
+	if n := e.gw.waiting.Load(); n != 0 {
+		t.Fatalf("%d connections counted as waiting on goroutines, all parked", n)
+	}
+	if err := calm.do("/calm-again"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "all parked again", func() bool { return e.parked() == 42 && e.gw.waiting.Load() == 0 })
+}
