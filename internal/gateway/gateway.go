@@ -82,7 +82,11 @@ type Gateway struct {
 	// parks (h1proxy.go).
 	waiting      atomic.Int32
 	parkPressure atomic.Int32 // parkPressure (h1proxy.go); tests set others
-	tracker      *tracker
+	// handshakes counts the completed handshakes, releaseMin overrides
+	// releaseMinNew when set (tests): release.go.
+	handshakes atomic.Uint64
+	releaseMin atomic.Int32
+	tracker    *tracker
 	// own returns the gateway's certificate: Options.Certificate, or the
 	// one the current runtime loaded from files.
 	own       func() *tls.Certificate
@@ -370,8 +374,9 @@ func (g *Gateway) Start(ctx context.Context) error {
 		g.log.Warn("idle connections will not be parked", "error", err)
 	} else if p != nil {
 		g.poller.Store(p)
-		g.wg.Add(1)
+		g.wg.Add(2)
 		go p.run()
+		go g.releaseLoop()
 	}
 	g.wg.Add(2)
 	go func() { defer g.wg.Done(); g.acceptLoop(ln, true, g.serveHTTP) }()

@@ -15,6 +15,7 @@ const (
 	panicRevocationHook = "revocation_hook"
 	panicReload         = "reload"
 	panicPoller         = "poller"
+	panicRelease        = "release"
 )
 
 // recovered is deferred at the top of every goroutine the gateway starts

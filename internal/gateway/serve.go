@@ -217,6 +217,7 @@ func (g *Gateway) serveTracked(t *tracked, serve func(*tracked), first bool) (pa
 		g.tracker.add(t)
 		g.metrics.Handshake(reasonNames[ReasonOK])
 		g.metrics.ActiveConnections(1)
+		g.handshakes.Add(1)
 	}
 	defer func() {
 		if !parked {
