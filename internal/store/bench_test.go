@@ -20,29 +20,41 @@ const benchParallelism = 64
 // (certificate + audit record, one fsync'ed commit per batch), with many
 // concurrent callers.
 func BenchmarkRecordIssuance(b *testing.B) {
-	b.Run("sqlite", func(b *testing.B) { benchRecordIssuance(b, storetest.NewSQLite(b), false) })
-	b.Run("sqlite-token", func(b *testing.B) { benchRecordIssuance(b, storetest.NewSQLite(b), true) })
-	b.Run("postgres", func(b *testing.B) { benchRecordIssuance(b, openPostgres(b), false) })
-	b.Run("postgres-token", func(b *testing.B) { benchRecordIssuance(b, openPostgres(b), true) })
+	b.Run("sqlite", func(b *testing.B) { benchRecordIssuance(b, storetest.NewSQLite(b), noToken) })
+	b.Run("sqlite-token", func(b *testing.B) { benchRecordIssuance(b, storetest.NewSQLite(b), withToken) })
+	b.Run("sqlite-token-checked", func(b *testing.B) { benchRecordIssuance(b, storetest.NewSQLite(b), checkedToken) })
+	b.Run("postgres", func(b *testing.B) { benchRecordIssuance(b, openPostgres(b), noToken) })
+	b.Run("postgres-token", func(b *testing.B) { benchRecordIssuance(b, openPostgres(b), withToken) })
+	b.Run("postgres-token-checked", func(b *testing.B) { benchRecordIssuance(b, openPostgres(b), checkedToken) })
 }
 
-// benchRecordIssuance records b.N issuances; withToken redeems a token
-// (created before the timer starts) in each.
-func benchRecordIssuance(b *testing.B, s store.Store, withToken bool) {
+// How a benchmarked issuance uses a token.
+const (
+	noToken      = iota
+	withToken    // redeemed
+	checkedToken // redeemed, its secret hash and identity checked, as an enrollment's
+)
+
+// benchRecordIssuance records b.N issuances; with a token (created before
+// the timer starts) in each unless token is noToken.
+func benchRecordIssuance(b *testing.B, s store.Store, token int) {
 	ctx := context.Background()
 	issuances := make([]store.Issuance, b.N)
 	for i := range issuances {
 		// Like a server's: issuance times increase, identities differ.
 		c := storetest.NewCertificate(fmt.Sprintf("spiffe://example.org/bench/%d", i), storetest.T0.Add(time.Duration(i)*time.Microsecond))
-		tokenID := ""
-		if withToken {
-			tok := storetest.NewToken(c.Identity, storetest.T0, time.Hour)
-			if err := s.CreateToken(ctx, tok, storetest.TokenEntry(tok)); err != nil {
-				b.Fatal(err)
-			}
-			tokenID = tok.ID
+		if token == noToken {
+			issuances[i] = storetest.NewIssuance(c, "")
+			continue
 		}
-		issuances[i] = storetest.NewIssuance(c, tokenID)
+		tok := storetest.NewToken(c.Identity, storetest.T0, time.Hour)
+		if err := s.CreateToken(ctx, tok, storetest.TokenEntry(tok)); err != nil {
+			b.Fatal(err)
+		}
+		issuances[i] = storetest.NewIssuance(c, tok.ID)
+		if token == checkedToken {
+			issuances[i].TokenSecretHash, issuances[i].TokenIdentity = tok.SecretHash, tok.Identity
+		}
 	}
 	var next atomic.Int64
 	b.SetParallelism(benchParallelism)

@@ -102,6 +102,8 @@ func (postgresDialect) lockWrites(ctx context.Context, tx *sql.Tx) error {
 // stays at 64.
 func (postgresDialect) maxBatch() int { return 64 }
 
+func (postgresDialect) redeemReturning() bool { return true }
+
 // eventsAppended queues the notification; PostgreSQL delivers it at
 // COMMIT, and never for a transaction that rolls back. The listener of
 // each replica compares the schema with its own (listen.go).

@@ -36,6 +36,12 @@ type dialect interface {
 	// maxBatch is how many write operations one transaction commits at
 	// most.
 	maxBatch() int
+	// redeemReturning says whether an enrollment's token is redeemed and
+	// read back in one UPDATE ... RETURNING (PostgreSQL: one round trip
+	// fewer) rather than read, then updated (SQLite, where RETURNING
+	// buffers its rows in an ephemeral table and costs more than the
+	// SELECT it saves).
+	redeemReturning() bool
 }
 
 // SQL is the database/sql implementation of [Store]. Writes go through one

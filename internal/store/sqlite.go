@@ -141,6 +141,8 @@ func (sqliteDialect) lockWrites(context.Context, *sql.Tx) error { return nil }
 // transaction stays short (a few milliseconds).
 func (sqliteDialect) maxBatch() int { return 256 }
 
+func (sqliteDialect) redeemReturning() bool { return false }
+
 func (sqliteDialect) eventsAppended(context.Context, *sql.Tx, int64) error { return nil }
 
 // A read transaction in WAL mode sees one snapshot from its first read on.

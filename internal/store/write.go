@@ -53,9 +53,15 @@ func (s *SQL) RecordIssuance(ctx context.Context, is Issuance) error {
 	return s.submit(ctx, what, func(ctx context.Context, w *wtx) error {
 		if is.TokenID != "" {
 			var err error
-			if is.TokenSecretHash != nil || is.TokenIdentity != "" {
+			checked := is.TokenSecretHash != nil || is.TokenIdentity != ""
+			switch {
+			case checked && s.d.redeemReturning():
 				err = s.redeemChecked(ctx, w, what, is)
-			} else {
+			case checked:
+				if err = s.checkToken(ctx, w, what, is); err == nil {
+					err = s.redeem(ctx, w, what, is.TokenID, c.Serial, is.Now.UnixNano())
+				}
+			default:
 				err = s.redeem(ctx, w, what, is.TokenID, c.Serial, is.Now.UnixNano())
 			}
 			if err != nil {
@@ -155,7 +161,8 @@ func (s *SQL) checkGatewayRole(ctx context.Context, w *wtx, what, identity strin
 
 // redeemChecked redeems the issuance's token and checks its stored secret
 // hash (in constant time) and identity against what the issuance presents,
-// in one statement (UPDATE ... RETURNING) when the token is unused and
+// in one statement (UPDATE ... RETURNING; dialects whose redeemReturning is
+// set, others run checkToken then redeem) when the token is unused and
 // unexpired: a mismatch returns ErrTokenMismatch, and the failed operation
 // is rolled back with its redemption (a savepoint, or the transaction), so
 // a token is redeemed only by an issuance that presents its secret. When no
