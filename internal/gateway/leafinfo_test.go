@@ -185,3 +185,36 @@ func TestLeafInfoCacheInResumedHandshakes(t *testing.T) {
 		}
 	})
 }
+
+// The tracker's per-serial lists: add, remove in any order, remove twice
+// or untracked, and what serial, collect and count see.
+func TestTrackerLists(t *testing.T) {
+	tr := newTracker()
+	conn := func(serial string) *tracked { return &tracked{peer: &peer{serial: serial}} }
+	a1, a2, a3, b1 := conn("a"), conn("a"), conn("a"), conn("b")
+	for _, c := range []*tracked{a1, a2, a3, b1} {
+		tr.add(c)
+	}
+	tr.add(a2) // twice: once
+	if tr.count() != 4 || len(tr.serial("a")) != 3 || len(tr.serial("b")) != 1 || len(tr.serial("c")) != 0 {
+		t.Fatalf("count %d, a %d, b %d", tr.count(), len(tr.serial("a")), len(tr.serial("b")))
+	}
+	for _, c := range []*tracked{a2, a2, conn("a"), a3} { // middle, again, never tracked, head
+		tr.remove(c)
+	}
+	if got := tr.serial("a"); len(got) != 1 || got[0] != a1 || tr.count() != 2 {
+		t.Fatalf("after removals: a %v, count %d", got, tr.count())
+	}
+	if all := tr.collect(func(*tracked) bool { return true }); len(all) != 2 {
+		t.Fatalf("collect: %d", len(all))
+	}
+	tr.remove(a1)
+	tr.remove(b1)
+	if tr.count() != 0 || len(tr.bySerial) != 0 {
+		t.Fatalf("empty tracker: count %d, %d serials", tr.count(), len(tr.bySerial))
+	}
+	tr.add(a2) // removed connections can be tracked again
+	if got := tr.serial("a"); len(got) != 1 || got[0] != a2 {
+		t.Fatalf("re-added: %v", got)
+	}
+}
