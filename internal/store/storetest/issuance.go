@@ -113,8 +113,11 @@ var issuanceTests = []subtest{
 			t.Errorf("%d audit records, want 2 (issue + token)", n)
 		}
 	}},
-	{"ConcurrentRedemption2", func(t *testing.T, e *env) { concurrentRedemption(t, e, 2) }},
-	{"ConcurrentRedemption20", func(t *testing.T, e *env) { concurrentRedemption(t, e, 20) }},
+	{"ConcurrentRedemption2", func(t *testing.T, e *env) { concurrentRedemption(t, e, 2, false) }},
+	{"ConcurrentRedemption20", func(t *testing.T, e *env) { concurrentRedemption(t, e, 20, false) }},
+	// With the secret hash and identity checked, as an enrollment's
+	// (PostgreSQL redeems and reads them back in one statement).
+	{"ConcurrentCheckedRedemption20", func(t *testing.T, e *env) { concurrentRedemption(t, e, 20, true) }},
 	{"Invalid", invalidIssuances},
 	{"CanceledContext", func(t *testing.T, e *env) {
 		ctx, cancel := context.WithCancel(e.ctx)
@@ -139,7 +142,8 @@ func (e *env) wantNothingIssued(serial string, audits int) {
 }
 
 // concurrentRedemption races n issuances for one token: exactly one wins.
-func concurrentRedemption(t *testing.T, e *env, n int) {
+// checked sets the token's secret hash and identity on each issuance.
+func concurrentRedemption(t *testing.T, e *env, n int, checked bool) {
 	tok := e.createToken("spiffe://example.org/svc/race", 15*time.Minute)
 	errs := make([]error, n)
 	certs := make([]store.Certificate, n)
@@ -151,7 +155,11 @@ func concurrentRedemption(t *testing.T, e *env, n int) {
 		go func() {
 			defer wg.Done()
 			<-start
-			errs[i] = e.s.RecordIssuance(e.ctx, NewIssuance(certs[i], tok.ID))
+			is := NewIssuance(certs[i], tok.ID)
+			if checked {
+				is.TokenSecretHash, is.TokenIdentity = tok.SecretHash, tok.Identity
+			}
+			errs[i] = e.s.RecordIssuance(e.ctx, is)
 		}()
 	}
 	close(start)
