@@ -39,6 +39,7 @@ connections get the renewed certificate, open ones carry on.`,
 			if cfgPath == "" {
 				return errors.New("--config: no gateway config given")
 			}
+			gateway.SetGCDefault()
 			sighup, stop := hangups()
 			defer stop()
 			return gatewayd.Run(cmd.Context(), gatewayd.Options{
