@@ -16,7 +16,8 @@
 # stacks and goroutines from their metrics listener; then the server is
 # stopped. The order of the servers rotates from round to round. The
 # report gives KiB per idle connection per server and round, the median,
-# and the ratios gateway/bare and gateway/nginx (median of the rounds'
+# the peak while they were opened (VmHWM above the RSS before them, per
+# connection), and the ratios gateway/bare and gateway/nginx (median of the rounds'
 # ratios, each round in brackets).
 #
 # Settings (environment): CONNS ("5000 20000"), ROUNDS (2), SETTLE (5s),
@@ -230,6 +231,7 @@ function med(list,   a, n, i, j, t) { n = split(list, a, " "); for (i = 1; i <= 
   return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
 { r = kv($0, "round"); s = kv($0, "name"); n = kv($0, "conns"); v = kv($0, "rss_kib")
   key = n SUBSEP s; val[n, s, r] = v; list[key] = list[key] " " v; conns[n] = 1; if (r > maxr) maxr = r
+  pk = kv($0, "peak_kib"); if (pk != "") peak[key] = peak[key] " " pk
   h = kv($0, "memstats_heap_inuse_bytes"); if (h != "") heap[key] = heap[key] " " h
   st = kv($0, "memstats_stack_inuse_bytes"); if (st != "") stack[key] = stack[key] " " st }
 END {
@@ -237,6 +239,7 @@ END {
   for (n in conns) {
     for (i = 1; i <= ns; i++) { key = n SUBSEP sv[i]; if (!(key in list)) continue
       line = sprintf("%6d conns  %-8s %7.1f KiB [%s]", n, sv[i], med(list[key]), substr(list[key], 2))
+      if (key in peak) line = line sprintf("   peak %.1f KiB [%s]", med(peak[key]), substr(peak[key], 2))
       if (key in heap) line = line sprintf("   runtime: heap in use %.1f KiB [%s], stacks %.1f KiB [%s]", med(heap[key]), substr(heap[key], 2), med(stack[key]), substr(stack[key], 2))
       print line }
     for (i = 2; i <= ns; i++) { rl = ""

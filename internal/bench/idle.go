@@ -60,6 +60,10 @@ type IdleResult struct {
 	Conns               int // connections open and answered when memory was read
 	Elapsed             time.Duration
 	RSSBefore, RSSAfter int64 // bytes
+	// RSSPeak is the highest resident memory of the server process so far
+	// (VmHWM) when memory was read: the peak while the connections were
+	// opened, unless the process was larger before them.
+	RSSPeak             int64
 	FDsBefore, FDsAfter int
 	// Runtime holds the go_* gauges before and after, when MetricsURL
 	// was given.
@@ -72,6 +76,15 @@ func (r *IdleResult) PerConn() float64 {
 		return 0
 	}
 	return float64(r.RSSAfter-r.RSSBefore) / float64(r.Conns)
+}
+
+// PeakPerConn is the server's peak resident memory above what it was
+// before the connections, per connection, in bytes (0 when not read).
+func (r *IdleResult) PeakPerConn() float64 {
+	if r.Conns == 0 || r.RSSPeak == 0 {
+		return 0
+	}
+	return float64(r.RSSPeak-r.RSSBefore) / float64(r.Conns)
 }
 
 // RuntimePerConn is the growth of one runtime gauge per connection, and
@@ -180,6 +193,9 @@ func RunIdle(ctx context.Context, o IdleOptions) (*IdleResult, error) {
 		return nil, fmt.Errorf("--timeout: %w", ctx.Err())
 	}
 	if res.RSSAfter, err = ProcessRSS(o.ServerPID); err != nil {
+		return nil, err
+	}
+	if res.RSSPeak, err = processStatusKB(o.ServerPID, "VmHWM"); err != nil {
 		return nil, err
 	}
 	res.FDsAfter = processFDs(o.ServerPID)
@@ -308,9 +324,21 @@ func ProcessRSS(pid int) (int64, error) {
 	return parseRSS(pid, string(data))
 }
 
-func parseRSS(pid int, status string) (int64, error) {
+// processStatusKB returns the field (VmRSS, VmHWM) of /proc/PID/status in
+// bytes. Linux only.
+func processStatusKB(pid int, field string) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("bench: memory of process %d: %w", pid, err)
+	}
+	return parseStatusKB(pid, string(data), field)
+}
+
+func parseRSS(pid int, status string) (int64, error) { return parseStatusKB(pid, status, "VmRSS") }
+
+func parseStatusKB(pid int, status, field string) (int64, error) {
 	for line := range strings.Lines(status) {
-		v, ok := strings.CutPrefix(line, "VmRSS:")
+		v, ok := strings.CutPrefix(line, field+":")
 		if !ok {
 			continue
 		}
@@ -320,9 +348,9 @@ func parseRSS(pid int, status string) (int64, error) {
 				return n << 10, nil
 			}
 		}
-		return 0, fmt.Errorf("bench: memory of process %d: VmRSS line %q does not parse", pid, strings.TrimSpace(line))
+		return 0, fmt.Errorf("bench: memory of process %d: %s line %q does not parse", pid, field, strings.TrimSpace(line))
 	}
-	return 0, fmt.Errorf("bench: memory of process %d: no VmRSS in /proc/%d/status", pid, pid)
+	return 0, fmt.Errorf("bench: memory of process %d: no %s in /proc/%d/status", pid, field, pid)
 }
 
 // processFDs counts the open files of pid, -1 if they cannot be read.
@@ -385,7 +413,8 @@ func (r *IdleResult) print(w io.Writer) {
 	fmt.Fprintf(w, "%s: %d connections open and answered in %s (client GOMAXPROCS %d); server RSS %.1f MiB before, %.1f MiB after; open files %+d\n",
 		r.Name, r.Conns, r.Elapsed.Round(time.Millisecond), runtime.GOMAXPROCS(0),
 		float64(r.RSSBefore)/(1<<20), float64(r.RSSAfter)/(1<<20), r.FDsAfter-r.FDsBefore)
-	fmt.Fprintf(w, "%s: %.1f KiB RSS per idle connection\n", r.Name, r.PerConn()/1024)
+	fmt.Fprintf(w, "%s: %.1f KiB RSS per idle connection; peak while opening %.1f KiB per connection (VmHWM %.1f MiB)\n",
+		r.Name, r.PerConn()/1024, r.PeakPerConn()/1024, float64(r.RSSPeak)/(1<<20))
 	for _, g := range idleGauges {
 		v, ok := r.RuntimePerConn(g.name)
 		if !ok {
@@ -399,7 +428,7 @@ func (r *IdleResult) print(w io.Writer) {
 	}
 	// One line for scripts: name, connections, bytes per connection, and
 	// the runtime gauges' growth per connection.
-	fmt.Fprintf(w, "idle-result name=%s conns=%d rss_kib=%.2f", r.Name, r.Conns, r.PerConn()/1024)
+	fmt.Fprintf(w, "idle-result name=%s conns=%d rss_kib=%.2f peak_kib=%.2f", r.Name, r.Conns, r.PerConn()/1024, r.PeakPerConn()/1024)
 	for _, g := range idleGauges {
 		if v, ok := r.RuntimePerConn(g.name); ok {
 			if strings.HasSuffix(g.name, "_bytes") {

@@ -99,6 +99,9 @@ func TestParseRSS(t *testing.T) {
 	if _, err := parseRSS(7, "VmRSS:\t 12 MB\n"); err == nil || err.Error() != `bench: memory of process 7: VmRSS line "VmRSS:\t 12 MB" does not parse` {
 		t.Fatal(err)
 	}
+	if n, err := parseStatusKB(7, "VmPeak:\t  100 kB\nVmHWM:\t  4096 kB\nVmRSS:\t   2048 kB\n", "VmHWM"); err != nil || n != 4096<<10 {
+		t.Fatalf("VmHWM: %d, %v", n, err)
+	}
 }
 
 func TestParseGoGauges(t *testing.T) {
