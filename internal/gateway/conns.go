@@ -107,6 +107,10 @@ type tracked struct {
 	// listed says it is there; the tracker's lock guards them.
 	next, prev *tracked
 	listed     bool
+	// onHandshaker is set while an HTTP/1.1 connection is served on the
+	// handshaker that ran its handshake (serve.go, serveFirst): its waits
+	// for a request are then at most handshakerWait.
+	onHandshaker bool
 	// slot is the connection's place in the poller (park.go) plus one
 	// while it is parked, 0 otherwise; the poller's lock guards it.
 	slot int32

@@ -123,6 +123,9 @@ func (g *Gateway) serveH1(t *tracked) {
 			if canPark && g.waiting.Load() >= g.parkPressure.Load() {
 				wait = parkAfterBusy
 			}
+			if t.onHandshaker {
+				wait = min(wait, handshakerWait)
+			}
 			deadline = now.Add(wait)
 			if idleEnd.Before(deadline) {
 				deadline = idleEnd

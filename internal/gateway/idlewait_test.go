@@ -85,3 +85,53 @@ func TestIdleWaitServesEveryRequest(t *testing.T) {
 		t.Fatalf("access log paths %v", paths)
 	}
 }
+
+// An HTTP/1.1 connection is served on its handshaker while its requests
+// come within handshakerWait (serveFirst); a longer wait moves to a new
+// goroutine, before the first request or between two, and the idle
+// timeout still runs from the last answer.
+func TestServedOnHandshakerThenHandedOff(t *testing.T) {
+	e := newEnv(t)
+	cfg, err := os.ReadFile(e.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(e.cfgPath, strings.Replace(string(cfg), "timeouts:\n", "timeouts:\n  idle: 2s\n", 1))
+	if err := e.gw.ReloadFrom(e.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	leaf := e.ca.Issue(t, withSvc("a"))
+	for _, firstPause := range []time.Duration{0, 3 * handshakerWait} {
+		c := e.dial(leaf)
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		br := bufio.NewReader(c)
+		get := func(what string) {
+			t.Helper()
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("pause %v: %s: %v", firstPause, what, err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("pause %v: %s: %d", firstPause, what, resp.StatusCode)
+			}
+		}
+		time.Sleep(firstPause)
+		io.WriteString(c, "GET /one HTTP/1.1\r\nHost: api\r\n\r\n")
+		get("first")
+		io.WriteString(c, "GET /two HTTP/1.1\r\nHost: api\r\n\r\n")
+		get("second, at once")
+		time.Sleep(3 * handshakerWait)
+		io.WriteString(c, "GET /three HTTP/1.1\r\nHost: api\r\n\r\n")
+		get("third, after a pause")
+		last := time.Now()
+		if _, err := br.ReadByte(); err != io.EOF {
+			t.Fatalf("pause %v: idle connection: read %v, want EOF at the idle timeout", firstPause, err)
+		}
+		if d := time.Since(last); d < 1900*time.Millisecond || d > 10*time.Second {
+			t.Errorf("pause %v: closed %v after the last answer, want the 2s idle timeout", firstPause, d)
+		}
+		c.Close()
+	}
+}

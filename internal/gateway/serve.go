@@ -51,11 +51,24 @@ func (g *Gateway) acceptLoop(ln net.Listener, answer bool, serve func(*tracked))
 // bounded (a connection never waits for a handshaker: one is started when
 // none is idle) but at most maxIdleHandshakers wait at once, and a
 // handshaker waiting handshakerIdle ends: at most ~8 stacks of 32 KiB
-// kept. The connection is served on a new goroutine (goServe) as before,
-// with a small stack.
+// kept.
+//
+// An HTTP/1.1 connection is served on its handshaker for as long as its
+// requests come within handshakerWait of the connection's start or of the
+// last answer (serveFirst): a client that sends one request and closes
+// (the resumed-handshake benchmark, most API clients) is served, answered
+// and closed on one goroutine, as the bare Go server does, instead of
+// starting a second goroutine whose small stack grew again for every
+// connection (docs/benchmarks.md, resumed handshakes). When a wait passes
+// handshakerWait, it goes on on a new goroutine with a small stack
+// (goServe), parked after parkAfter as before; so a connection waiting
+// for its next request never holds the handshaker's stack for more than
+// handshakerWait. HTTP/2 and TCP route connections are served on a new
+// goroutine at once.
 const (
 	maxIdleHandshakers = 8
 	handshakerIdle     = 10 * time.Second
+	handshakerWait     = 20 * time.Millisecond
 )
 
 // hsJob is an accepted connection waiting for its handshake.
@@ -111,7 +124,31 @@ func (g *Gateway) handshakeAndServe(j hsJob) {
 		return
 	}
 	handedOff = true
-	g.goServe(j.c, t, j.serve, true)
+	if !t.onHandshaker {
+		g.goServe(j.c, t, j.serve, true)
+		return
+	}
+	g.serveFirst(j.c, t, j.serve)
+}
+
+// serveFirst serves an HTTP/1.1 connection on its handshaker (see above)
+// until a wait for its next request passes handshakerWait, then hands
+// the connection and the rest of its wait to a new goroutine. A panic is
+// recovered by the handshaker (handshakeAndServe).
+func (g *Gateway) serveFirst(c net.Conn, t *tracked, serve func(*tracked)) {
+	waiting := false
+	defer func() {
+		if !waiting {
+			c.Close()
+		}
+	}()
+	waiting = g.serveTracked(t, serve, true)
+	t.onHandshaker = false
+	if waiting {
+		// t.parkedUntil holds the end of its idle timeout: the new
+		// goroutine waits on until parkAfter, then parks it.
+		g.goServe(c, t, serve, false)
+	}
 }
 
 // recoveredConn is recovered for a connection, naming its client only
@@ -206,7 +243,8 @@ func (g *Gateway) handshake(c net.Conn, answer bool) *tracked {
 	}
 	c.SetDeadline(time.Time{})
 	li := leafInfoFor(rt, &cs)
-	return &tracked{conn: tc, raw: c, peer: newPeer(&cs, c.RemoteAddr(), li), start: start}
+	return &tracked{conn: tc, raw: c, peer: newPeer(&cs, c.RemoteAddr(), li), start: start,
+		onHandshaker: answer && cs.NegotiatedProtocol != "h2"}
 }
 
 // serveTracked tracks the connection (from first on) while serve runs,
