@@ -104,8 +104,10 @@ metrics:
 access_log:
   path: "$path"
   # every rotated file kept: the line check below counts them all (the
-  # default keeps 5, fewer than a run with every pair writes)
-  max_backups: 0
+  # default keeps 5, fewer than a run with every pair writes; 0 is taken
+  # as unset and gives that default too, although the reference says "any
+  # number")
+  max_backups: 100000
 routes:
 $routes
 EOF
