@@ -23,6 +23,9 @@ func BenchmarkRecordIssuance(b *testing.B) {
 	b.Run("sqlite", func(b *testing.B) { benchRecordIssuance(b, storetest.NewSQLite(b), noToken) })
 	b.Run("sqlite-token", func(b *testing.B) { benchRecordIssuance(b, storetest.NewSQLite(b), withToken) })
 	b.Run("sqlite-token-checked", func(b *testing.B) { benchRecordIssuance(b, storetest.NewSQLite(b), checkedToken) })
+	// 8 callers at -cpu 1: the load shape of scripts/bench-stepca.sh (8
+	// clients, the server pinned to one core), where batches are small.
+	b.Run("sqlite-token-checked-8", func(b *testing.B) { benchRecordIssuance(b, storetest.NewSQLite(b), checkedToken8) })
 	b.Run("postgres", func(b *testing.B) { benchRecordIssuance(b, openPostgres(b), noToken) })
 	b.Run("postgres-token", func(b *testing.B) { benchRecordIssuance(b, openPostgres(b), withToken) })
 	b.Run("postgres-token-checked", func(b *testing.B) { benchRecordIssuance(b, openPostgres(b), checkedToken) })
@@ -30,9 +33,10 @@ func BenchmarkRecordIssuance(b *testing.B) {
 
 // How a benchmarked issuance uses a token.
 const (
-	noToken      = iota
-	withToken    // redeemed
-	checkedToken // redeemed, its secret hash and identity checked, as an enrollment's
+	noToken       = iota
+	withToken     // redeemed
+	checkedToken  // redeemed, its secret hash and identity checked, as an enrollment's
+	checkedToken8 // checkedToken with 8 callers per GOMAXPROCS instead of benchParallelism
 )
 
 // benchRecordIssuance records b.N issuances; with a token (created before
@@ -52,12 +56,16 @@ func benchRecordIssuance(b *testing.B, s store.Store, token int) {
 			b.Fatal(err)
 		}
 		issuances[i] = storetest.NewIssuance(c, tok.ID)
-		if token == checkedToken {
+		if token == checkedToken || token == checkedToken8 {
 			issuances[i].TokenSecretHash, issuances[i].TokenIdentity = tok.SecretHash, tok.Identity
 		}
 	}
 	var next atomic.Int64
-	b.SetParallelism(benchParallelism)
+	if token == checkedToken8 {
+		b.SetParallelism(8)
+	} else {
+		b.SetParallelism(benchParallelism)
+	}
 	cpu0 := cpuTime()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {

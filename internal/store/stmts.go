@@ -7,8 +7,7 @@ const (
 	stSavepoint stmtID = iota
 	stRollbackTo
 	stRelease
-	stAuditHead
-	stEventHead
+	stHeads
 	stAuditInsert
 	stEventInsert
 	stTokenInsert
@@ -35,8 +34,11 @@ var stmtText = [numStmts]string{
 	stSavepoint:  `SAVEPOINT op`,
 	stRollbackTo: `ROLLBACK TO SAVEPOINT op`,
 	stRelease:    `RELEASE SAVEPOINT op`,
-	stAuditHead:  `SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`,
-	stEventHead:  `SELECT COALESCE(MAX(position), 0) FROM events`,
+	// The event head, and the audit head (NULL, NULL before the first
+	// record), in one row: one statement per transaction instead of two.
+	stHeads: `SELECT (SELECT COALESCE(MAX(position), 0) FROM events),
+		(SELECT seq FROM audit ORDER BY seq DESC LIMIT 1),
+		(SELECT hash FROM audit ORDER BY seq DESC LIMIT 1)`,
 	stAuditInsert: `INSERT INTO audit (seq, time, actor, action, subject, detail, prev_hash, hash)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 	stEventInsert: `INSERT INTO events (position, time, kind, serial, identity, reason, not_after, issuer)
