@@ -121,14 +121,13 @@ func (postgresDialect) readTx() *sql.TxOptions {
 
 // postgresUnique maps the constraint names of the migrations to columns.
 var postgresUnique = map[string]string{
-	"certificates_pkey":            "certificates.serial",
-	"certificates_fingerprint_key": "certificates.fingerprint",
-	"tokens_pkey":                  "tokens.id",
-	"revocations_pkey":             "revocations.serial",
-	"events_pkey":                  "events.position",
-	"audit_pkey":                   "audit.seq",
-	"ca_certificates_pkey":         "ca_certificates.fingerprint",
-	"ca_rotations_pkey":            "ca_rotations.id",
+	"certificates_pkey":    "certificates.serial",
+	"tokens_pkey":          "tokens.id",
+	"revocations_pkey":     "revocations.serial",
+	"events_pkey":          "events.position",
+	"audit_pkey":           "audit.seq",
+	"ca_certificates_pkey": "ca_certificates.fingerprint",
+	"ca_rotations_pkey":    "ca_rotations.id",
 }
 
 func (postgresDialect) uniqueViolation(err error) (string, bool) {

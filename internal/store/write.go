@@ -85,11 +85,11 @@ func (s *SQL) RecordIssuance(ctx context.Context, is Issuance) error {
 			c.NotBefore.UnixNano(), c.NotAfter.UnixNano(), c.KeyType, c.Obtained, c.RenewedFrom,
 			c.TokenID, c.IssuedAt.UnixNano(), c.DER, c.Issuer)
 		if err != nil {
-			switch col, _ := s.d.uniqueViolation(err); col {
-			case "certificates.serial":
+			// The fingerprint is not checked for uniqueness (no index since
+			// schema version 6): it is the hash of the DER, which holds the
+			// serial.
+			if col, _ := s.d.uniqueViolation(err); col == "certificates.serial" {
 				return fmt.Errorf("store: %s: %w", what, ErrDuplicateSerial)
-			case "certificates.fingerprint":
-				return fmt.Errorf("store: %s: a certificate with fingerprint %s is already recorded", what, c.Fingerprint)
 			}
 			return s.wrap(what, err)
 		}
