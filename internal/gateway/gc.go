@@ -17,9 +17,10 @@ import (
 // benchmarks), so with GOGC=100 the heap goal is the runtime's minimum,
 // 4 MiB, and the collector ran every ~2.5 MiB allocated: 11.9% of the
 // gateway's CPU under resumed handshakes (docs/benchmarks.md, "A heap
-// headroom floor"). GOGC=400 everywhere would cut that but would also let
-// a gateway holding 5,000 idle connections (~80 MiB live) grow to five
-// times its live heap while they are opened, instead of twice.
+// headroom floor for the gateway"). GOGC=400 everywhere would cut that
+// but would also let a gateway holding 5,000 idle connections (~80 MiB
+// live) grow to five times its live heap while they are opened, instead
+// of twice.
 //
 // So after each collection the target is set from the live heap it
 // found: 100 * gcMinHeadroom / live, at least 100 and at most
@@ -28,9 +29,13 @@ import (
 // to 16 MiB live it is about live + 16 MiB; above 16 MiB live it is Go's
 // default, twice the live heap. The heap goal is so at most 12 MiB above
 // Go's default at any size, and the same once the live heap passes 16 MiB
-// (many open connections). The same idea as a memory
-// ballast or the GC tuners in use elsewhere (e.g. bytedance/gopkg's
-// gctuner), without a ballast.
+// (many open connections). The same idea as a memory ballast or the GC
+// tuners in use elsewhere (e.g. bytedance/gopkg's gctuner), without a
+// ballast. Measured against GOGC=100: 146 collections instead of ~950
+// under the same handshake load, 1-3% more handshakes per CPU-second on
+// a quiet machine (more under contention), the same idle and peak memory
+// per connection at 5,000 and 19,900 connections, and 12 MiB more RSS
+// for a gateway with a small live heap under load (53.6 against 41.8 MiB).
 //
 // GOGC in the environment turns this off: the runtime's value is kept,
 // like GOMEMLIMIT, which also still bounds the heap with the tuner on.

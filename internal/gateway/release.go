@@ -10,7 +10,7 @@ import (
 // while the connection is idle; the rest is garbage the collector frees
 // at its next cycle, but the runtime keeps the pages it freed: its
 // scavenger returns only what exceeds the heap goal (twice the live heap
-// with Go's default GOGC), so the process stays at the highest the heap
+// once it passes 16 MiB, gc.go), so the process stays at the highest the heap
 // reached while the connections were opened, between once and twice what
 // they hold (docs/benchmarks.md, idle connections). A lower GOGC would
 // cost every handshake and request 10-15% to shrink that.
