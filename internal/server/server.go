@@ -114,6 +114,10 @@ type Server struct {
 	// gateways are the feed streams and usage reports of this replica,
 	// for the console's gateways page.
 	gateways gatewayBook
+
+	// chainPEM and bundlePEM keep the PEM text of the last chain and
+	// bundle answered to an enrollment or a renewal.
+	chainPEM, bundlePEM pemText
 }
 
 // serverTrust is the client verification of one hierarchy.
