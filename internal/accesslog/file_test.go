@@ -199,6 +199,19 @@ func TestRetention(t *testing.T) {
 	if names, _ := dirState(t, dir2); len(names) != 3 || names[0] != "a-20261205T010503.000Z-000004.log" {
 		t.Fatalf("count retention: %v", names)
 	}
+	// MaxBackups 0 (max_backups: 0 in gateway.yaml): every rotated file
+	// is kept.
+	dir3 := t.TempDir()
+	s, _ = openFileSink(FileOptions{Path: filepath.Join(dir3, "a.log")}, c)
+	for range 12 {
+		s.write(e.AppendJSON(nil))
+		s.rotate()
+		c.Advance(time.Second)
+	}
+	s.close()
+	if names, _ := dirState(t, dir3); len(names) != 13 {
+		t.Fatalf("MaxBackups 0 kept %d files, want 12 rotated and the active one: %v", len(names), names)
+	}
 }
 
 func TestOpenError(t *testing.T) {

@@ -154,10 +154,11 @@ type GatewayAccessLog struct {
 	RotateEvery *Duration `yaml:"rotate_every" doc:"rotate a non-empty file this long after it was opened; 0s: never by time"`
 	// Compress gzips rotated files.
 	Compress bool `yaml:"compress" doc:"gzip rotated files"`
-	// Retention of rotated files: at most MaxBackups (0: any number), none
-	// older than MaxAge (0: any age), and rotated files plus the active
-	// one never more than MaxTotalSizeMB (0: no limit).
-	MaxBackups     int      `yaml:"max_backups" doc:"rotated files kept at most (0: any number)"`
+	// Retention of rotated files: at most MaxBackups (default 5; an
+	// explicit 0: any number, which is why it is a pointer: unset and 0
+	// differ), none older than MaxAge (0: any age), and rotated files plus
+	// the active one never more than MaxTotalSizeMB (0: no limit).
+	MaxBackups     *int     `yaml:"max_backups" doc:"rotated files kept at most (0: any number)"`
 	MaxAge         Duration `yaml:"max_age" doc:"rotated files older than this are deleted (0s: any age)"`
 	MaxTotalSizeMB int      `yaml:"max_total_size_mb" doc:"rotated files plus the active one never take more (0: no limit); at least max_size_mb, twice that with compress"`
 	// Query logs the query string with the path.
@@ -365,6 +366,15 @@ type GatewaySharing struct {
 // Std returns d as a time.Duration.
 func (d Duration) Std() time.Duration { return time.Duration(d) }
 
+// Backups is the number of rotated files kept at most (0: any number):
+// max_backups, or its default when the file does not set it.
+func (a *GatewayAccessLog) Backups() int {
+	if a.MaxBackups == nil {
+		return DefaultAccessLogMaxBackups
+	}
+	return *a.MaxBackups
+}
+
 // Gateway defaults.
 const (
 	DefaultGatewayListen          = ":8443"
@@ -517,8 +527,9 @@ func (g *Gateway) setDefaults(dir string) {
 	if g.AccessLog.MaxSizeMB == 0 {
 		g.AccessLog.MaxSizeMB = DefaultAccessLogMaxSizeMB
 	}
-	if g.AccessLog.MaxBackups == 0 {
-		g.AccessLog.MaxBackups = DefaultAccessLogMaxBackups
+	if g.AccessLog.MaxBackups == nil {
+		n := DefaultAccessLogMaxBackups
+		g.AccessLog.MaxBackups = &n
 	}
 	if g.AccessLog.RotateEvery == nil {
 		d := Duration(DefaultAccessLogRotateEvery)
@@ -838,7 +849,7 @@ func (g *Gateway) ServerURLs() []string {
 func HeaderOn(b *bool) bool { return b == nil || *b }
 
 func validateAccessLog(bad func(field, format string, args ...any), a *GatewayAccessLog) {
-	if a.MaxSizeMB < 0 || a.MaxBackups < 0 || a.MaxTotalSizeMB < 0 || a.MaxAge < 0 || (a.RotateEvery != nil && *a.RotateEvery < 0) {
+	if a.MaxSizeMB < 0 || a.Backups() < 0 || a.MaxTotalSizeMB < 0 || a.MaxAge < 0 || (a.RotateEvery != nil && *a.RotateEvery < 0) {
 		bad("access_log", "max_size_mb, max_backups, max_total_size_mb, max_age and rotate_every must not be negative")
 	}
 	// The active file grows to max_size_mb while a rotated one is being

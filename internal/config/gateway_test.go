@@ -114,10 +114,26 @@ func TestParseGatewayAccessLog(t *testing.T) {
 	if g.AccessLog.OnOverflow != "drop" || g.AccessLog.Syslog.SpoolDir != "" {
 		t.Fatalf("defaults = %+v", g.AccessLog)
 	}
+	// max_backups: unset is the default, an explicit 0 keeps any number
+	// of rotated files (it was once taken as unset: a load run lost all
+	// but 5 files of its access log).
+	for _, tc := range []struct {
+		block string
+		want  int
+	}{{"", DefaultAccessLogMaxBackups}, {"  max_backups: 0\n", 0}, {"  max_backups: 12\n", 12}} {
+		g, err := ParseGateway("gw.yaml", []byte(withLog(tc.block)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := g.AccessLog.Backups(); got != tc.want {
+			t.Errorf("%q: max_backups = %d, want %d", tc.block, got, tc.want)
+		}
+	}
 	for _, tc := range []struct{ block, err string }{
 		{"  on_overflow: wait\n", `config gw.yaml: access_log.on_overflow: must be "drop" or "block", got "wait"`},
 		{"  max_total_size_mb: 150\n  compress: true\n", "config gw.yaml: access_log.max_total_size_mb: must be at least 200 (max_size_mb, twice with compress), got 150"},
 		{"  max_age: -1h\n", "config gw.yaml: access_log: max_size_mb, max_backups, max_total_size_mb, max_age and rotate_every must not be negative"},
+		{"  max_backups: -1\n", "config gw.yaml: access_log: max_size_mb, max_backups, max_total_size_mb, max_age and rotate_every must not be negative"},
 		{"  syslog: {address: nohost}\n", `config gw.yaml: access_log.syslog.address: must be host:port, got "nohost"`},
 		{"  syslog: {address: 'h:1', tls: {cert: a.pem}}\n", "config gw.yaml: access_log.syslog.tls: cert and key go together\naccess_log.syslog.tls.ca: is required with a client certificate (it turns TLS on)"},
 		{"  syslog: {tls: {ca: a.pem}}\n", "config gw.yaml: access_log.syslog.address: is required with the other syslog settings"},

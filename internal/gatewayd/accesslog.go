@@ -28,7 +28,7 @@ func openAccessLog(c *config.GatewayAccessLog, out io.Writer, clk clock.Clock, l
 	if c.Path != "-" {
 		o.File = &accesslog.FileOptions{
 			Path: c.Path, MaxSize: int64(c.MaxSizeMB) << 20, RotateEvery: c.RotateEvery.Std(), Compress: c.Compress,
-			MaxBackups: c.MaxBackups, MaxAge: c.MaxAge.Std(), MaxTotal: int64(c.MaxTotalSizeMB) << 20,
+			MaxBackups: c.Backups(), MaxAge: c.MaxAge.Std(), MaxTotal: int64(c.MaxTotalSizeMB) << 20,
 		}
 	}
 	if te := c.TamperEvidence; te.Key != "" && o.File != nil {
