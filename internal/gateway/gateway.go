@@ -359,7 +359,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		return errors.New("gateway: already started")
 	}
 	rt := g.rt.Load()
-	ln, err := net.Listen("tcp", rt.cfg.listen)
+	ln, err := listen(rt.cfg.listen)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
@@ -414,7 +414,7 @@ func (g *Gateway) startTCPLocked(rt *runtime) error {
 			continue
 		}
 		r := rt.tcp[name]
-		ln, err := net.Listen("tcp", r.listen)
+		ln, err := listen(r.listen)
 		if err != nil {
 			return fmt.Errorf("gateway: tcp route %q: %w", name, err)
 		}
