@@ -87,6 +87,10 @@ func (postgresDialect) name() string { return "postgres" }
 
 func (postgresDialect) bind(q string) string { return rebindQ(q) }
 
+// keepsHeads: no, replicas write between this one's transactions, and
+// PostgreSQL has no cheap way to tell; the heads are read in each.
+func (postgresDialect) keepsHeads() bool { return false }
+
 // lockWrites takes the store's advisory lock until the transaction ends.
 // Every write appends to the audit chain, so writers of all replicas take
 // turns here; within a process the writer batches, so the lock is taken

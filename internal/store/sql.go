@@ -42,6 +42,10 @@ type dialect interface {
 	// buffers its rows in an ephemeral table and costs more than the
 	// SELECT it saves).
 	redeemReturning() bool
+	// keepsHeads reports whether the writer may keep the chain heads
+	// between transactions, checking the database's data version (SQLite:
+	// sqlite.FileControl) under the write lock instead of reading them.
+	keepsHeads() bool
 }
 
 // SQL is the database/sql implementation of [Store]. Writes go through one
@@ -53,6 +57,10 @@ type SQL struct {
 
 	stmts  [numStmts]*sql.Stmt     // prepared on wdb for the writer
 	rstmts [numReadStmts]*sql.Stmt // prepared on rdb for hot reads
+
+	// heads are what the writer kept of its last commit when the dialect
+	// keepsHeads; owned by the writer goroutine. See wtx.start.
+	heads headCache
 
 	// writeTimeout bounds one write transaction; past it the batch fails as
 	// unavailable instead of hanging callers on a stuck database.

@@ -146,6 +146,11 @@ func (sqliteDialect) name() string { return "sqlite" }
 
 func (sqliteDialect) bind(q string) string { return q }
 
+// keepsHeads: the SQLite writer keeps the chain heads between its
+// transactions while the file's data version shows no other writer (see
+// wtx.start).
+func (sqliteDialect) keepsHeads() bool { return true }
+
 // lockWrites does nothing: the writer's connection begins every transaction
 // with BEGIN IMMEDIATE (_txlock=immediate), which takes the write lock.
 func (sqliteDialect) lockWrites(context.Context, *sql.Tx) error { return nil }

@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"sync/atomic"
 
+	"modernc.org/sqlite"
+
 	"github.com/certgate/certgate/internal/audit"
 	"github.com/certgate/certgate/internal/roles"
 )
@@ -185,11 +187,26 @@ func (s *SQL) commitBatch(ops []*writeOp, savepoints bool) (errs []error, last i
 	ctx, cancel := context.WithTimeout(context.Background(), s.writeTimeout)
 	defer cancel()
 
-	tx, err := s.wdb.BeginTx(ctx, nil)
-	if err != nil {
+	w := &wtx{s: s}
+	var tx *sql.Tx
+	var err error
+	if s.d.keepsHeads() {
+		// On a connection of its own for the batch, to read the data
+		// version through the driver (wtx.start).
+		conn, err := s.wdb.Conn(ctx)
+		if err != nil {
+			return fail("begin", err)
+		}
+		defer conn.Close() // after the transaction ended: back to the pool
+		w.conn = conn
+		tx, err = conn.BeginTx(ctx, nil)
+		if err != nil {
+			return fail("begin", err)
+		}
+	} else if tx, err = s.wdb.BeginTx(ctx, nil); err != nil {
 		return fail("begin", err)
 	}
-	w := &wtx{s: s, tx: tx}
+	w.tx = tx
 	if err := w.start(ctx); err != nil {
 		tx.Rollback()
 		return fail("begin", err)
@@ -247,6 +264,7 @@ func (s *SQL) commitBatch(ops []*writeOp, savepoints bool) (errs []error, last i
 	if err := tx.Commit(); err != nil {
 		return fail("commit", err)
 	}
+	w.committed()
 	if !w.appended {
 		return errs, 0, true
 	}
@@ -280,6 +298,11 @@ type wtx struct {
 	// clear grantsRead.
 	grants     []roles.Grant
 	grantsRead bool
+	// SQLite (dialect keepsHeads): the batch's connection, its driver
+	// connection and the data version read at the start.
+	conn        *sql.Conn
+	driverConn  any
+	dataVersion uint32
 }
 
 type wtxMark struct {
@@ -296,9 +319,46 @@ func (w *wtx) reset(m wtxMark) { w.head, w.pos, w.appended = m.head, m.pos, m.ap
 // every transaction (one statement, two index lookups) keeps them right
 // even when another process wrote in between: a PostgreSQL replica, or a
 // second process on the same SQLite file.
+//
+// On SQLite the writer keeps the heads of its last commit (headCache) and
+// reads the file's data version instead (SQLITE_FCNTL_DATA_VERSION, a
+// call into the driver, no statement), under the write lock (BEGIN
+// IMMEDIATE has begun the read transaction, which is where SQLite sees
+// other connections' commits). The data version moves on every commit to
+// the file, by this connection or any other of any process, and a commit
+// of this connection moves it by exactly one: SQLite's own PRAGMA
+// data_version is this counter less this connection's commits. The kept
+// heads are used only on the same driver connection and at the data
+// version one past the one their transaction began at, i.e. when nothing
+// but that transaction's own commit was written since; otherwise the heads
+// are read as before. If that ever failed, the primary keys of audit.seq
+// and events.position would refuse the stale head's next record: a failed
+// batch, never a forked chain. PostgreSQL reads them in every
+// transaction: replicas write between this one's.
 func (w *wtx) start(ctx context.Context) error {
 	if err := w.s.d.lockWrites(ctx, w.tx); err != nil {
 		return err
+	}
+	if w.conn != nil {
+		if err := w.conn.Raw(func(dc any) error {
+			fc, ok := dc.(sqlite.FileControl)
+			if !ok {
+				return fmt.Errorf("driver connection %T has no file control", dc)
+			}
+			v, err := fc.FileControlDataVersion("main")
+			w.driverConn, w.dataVersion = dc, v
+			return err
+		}); err != nil {
+			return err
+		}
+		c := &w.s.heads
+		valid := c.valid && c.driverConn == w.driverConn && c.dataVersion == w.dataVersion
+		// Kept only until a commit of this writer replaces them.
+		c.valid = false
+		if valid {
+			w.pos, w.head, w.startPos = c.pos, c.head, c.pos
+			return nil
+		}
 	}
 	var seq sql.NullInt64
 	var hash []byte
@@ -310,6 +370,25 @@ func (w *wtx) start(ctx context.Context) error {
 	}
 	w.startPos = w.pos
 	return nil
+}
+
+// headCache is what the SQLite writer keeps of its last commit: the chain
+// heads after it, the driver connection it was made on and the data
+// version the file has after it.
+type headCache struct {
+	valid       bool
+	driverConn  any
+	dataVersion uint32
+	pos         int64
+	head        *audit.Record
+}
+
+// committed keeps the heads of w, whose transaction has committed.
+func (w *wtx) committed() {
+	if w.conn == nil {
+		return
+	}
+	w.s.heads = headCache{valid: true, driverConn: w.driverConn, dataVersion: w.dataVersion + 1, pos: w.pos, head: w.head}
 }
 
 func (w *wtx) stmt(ctx context.Context, id stmtID) *sql.Stmt {
