@@ -2,6 +2,7 @@ package ca
 
 import (
 	"crypto"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -60,6 +61,9 @@ type Issuer struct {
 	CRLURL    string
 	OCSPURL   string
 	IssuerURL string
+	// sigAlg is the signature algorithm of its first leaf, parsed; later
+	// leaves are built from their template (leafFromTemplate).
+	sigAlg atomic.Pointer[signatureAlgorithm]
 }
 
 // NewIssuer checks that key belongs to the intermediate cert and returns an
@@ -182,7 +186,23 @@ func (i *Issuer) Issue(p *Prepared) (*x509.Certificate, error) {
 	if !p.used.CompareAndSwap(false, true) {
 		return nil, ErrReused
 	}
-	return sign(p.tmpl, i.cert, p.pub, i.key)
+	der, err := x509.CreateCertificate(rand.Reader, p.tmpl, i.cert, p.pub, i.key)
+	if err != nil {
+		return nil, fmt.Errorf("ca: sign: %w", err)
+	}
+	if sa := i.sigAlg.Load(); sa != nil {
+		if cert, ok := leafFromTemplate(der, p.tmpl, i.cert, p.pub, sa); ok {
+			return cert, nil
+		}
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("ca: parse what was signed: %w", err)
+	}
+	if sa, ok := signatureAlgorithmOf(cert); ok {
+		i.sigAlg.Store(sa)
+	}
+	return cert, nil
 }
 
 // Fingerprint is the lowercase hex SHA-256 of a certificate's DER.
