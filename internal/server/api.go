@@ -86,7 +86,18 @@ func classify(err error) error {
 
 // decode reads exactly one JSON object with no unknown fields.
 func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
+	switch v := v.(type) {
+	case *wire.EnrollRequest:
+		return decodeStrings(r.Body, v, [2]string{"token", "csr"}, [2]*string{&v.Token, &v.CSR})
+	case *wire.RenewRequest:
+		return decodeStrings(r.Body, v, [2]string{"csr", ""}, [2]*string{&v.CSR, nil})
+	}
+	return decodeJSON(r.Body, v)
+}
+
+// decodeJSON is decode with encoding/json.
+func decodeJSON(body io.Reader, v any) error {
+	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var tooBig *http.MaxBytesError
