@@ -429,10 +429,19 @@ func (s *Service) issue(ctx context.Context, r Request, p Profile, m issueMeta) 
 	h := s.h.Load()
 	iss, chain := h.Active, h.Chain
 	if m.issuer != nil && m.issuer != iss {
-		if h.Status[m.issuer.KeyID()] != m.issuer {
+		// The caller's issuer may come from an earlier hierarchy: a reload
+		// (a rotation, the schedule retiring an intermediate, another
+		// replica's change) builds new Issuer values for the same
+		// certificates, and the status service may hold the old one for a
+		// moment. It is the same issuer if the current hierarchy has the
+		// same certificate answering status; sign with the current value.
+		cur := h.Status[m.issuer.KeyID()]
+		if cur == nil || !cur.cert.Equal(m.issuer.cert) {
 			return Issued{}, fmt.Errorf("ca: issuer %s does not answer for its certificates any more", m.issuer.KeyID())
 		}
-		iss, chain = m.issuer, []*x509.Certificate{m.issuer.cert}
+		if cur != iss {
+			iss, chain = cur, []*x509.Certificate{cur.cert}
+		}
 	}
 	for attempt := 0; ; attempt++ {
 		prepared, err := iss.Prepare(r, p)

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/certgate/certgate/internal/ca"
+	"github.com/certgate/certgate/internal/identity"
 	"github.com/certgate/certgate/internal/keytype"
 	"github.com/certgate/certgate/internal/store"
 )
@@ -159,5 +160,79 @@ func TestStatusPerIssuer(t *testing.T) {
 	if len(rl.RevokedCertificateEntries) != 1 || rl.RevokedCertificateEntries[0].SerialNumber.Cmp(i1.SerialNumber) != 0 ||
 		rl.RevokedCertificateEntries[0].ReasonCode != 1 || rl.ThisUpdate.Before(revokedAt.Truncate(time.Second)) {
 		t.Errorf("root CRL = %+v, want I1 revoked for keyCompromise", rl.RevokedCertificateEntries)
+	}
+}
+
+// TestSignerIssuedBySupersededIssuerValue: a hierarchy reload (a rotation,
+// the schedule, another replica) builds new ca.Issuer values for the same
+// certificates while the status service may still hold the old ones; an
+// OCSP signer asked of an old value is issued by the current value of the
+// same certificate (a server once stopped at start on this race, "does not
+// answer for its certificates any more"), and refused only once that
+// certificate no longer answers status.
+func TestSignerIssuedBySupersededIssuerValue(t *testing.T) {
+	f := newFixture(t, Settings{})
+	ctx := context.Background()
+	keys := mapKeys{}
+	rootKey, _ := keytype.Generate(keytype.ECDSAP256)
+	root, err := ca.CreateRoot(ca.RootOptions{TrustDomain: td, Key: rootKey, Now: f.clock.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys[ca.Fingerprint(root)] = rootKey
+	inter := func(gen int) *x509.Certificate {
+		k, _ := keytype.Generate(keytype.ECDSAP256)
+		c, err := ca.CreateIntermediate(ca.IntermediateOptions{Root: root, RootKey: rootKey, Key: k, Now: f.clock.Now(), Generation: gen})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[ca.Fingerprint(c)] = k
+		return c
+	}
+	i1, i2 := inter(1), inter(2)
+	opts := ca.HierarchyOptions{TrustDomain: td, URLs: ca.URLs{Base: "http://status.example"}, Keys: keys, Clock: f.clock}
+	set := func(rows ...store.CACert) *ca.Hierarchy {
+		t.Helper()
+		h, err := ca.BuildHierarchy(ctx, rows, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.authz.SetHierarchy(h); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	rootRow := caRow(store.CAKindRoot, store.CAActive, 1, root, root)
+	both := []store.CACert{rootRow, caRow(store.CAKindIntermediate, store.CARetiring, 1, i1, root), caRow(store.CAKindIntermediate, store.CAActive, 2, i2, root)}
+	old := set(both...)
+	cur := set(both...) // the same rows again: new Issuer values
+	if old.Status[ca.KeyID(i1)] == cur.Status[ca.KeyID(i1)] || old.Active == cur.Active {
+		t.Fatal("the rebuilt hierarchy reused the Issuer values; the test needs new ones")
+	}
+	id := identity.MustParse("spiffe://" + td + SignerPath)
+	issue := func(by *ca.Issuer) (ca.Issued, error) {
+		key, _ := keytype.Generate(keytype.ECDSAP256)
+		return f.authz.IssueDirectBy(ctx, by, ca.Request{PublicKey: key.Public(), Identity: id}, ca.OCSPSigningProfile, store.ObtainedServer, id.String())
+	}
+	for _, c := range []struct {
+		name string
+		by   *ca.Issuer
+		cert *x509.Certificate
+	}{{"retiring", old.Status[ca.KeyID(i1)], i1}, {"active", old.Active, i2}} {
+		got, err := issue(c.by)
+		if err != nil {
+			t.Fatalf("%s intermediate, the old Issuer value: %v", c.name, err)
+		}
+		if err := got.Cert.CheckSignatureFrom(c.cert); err != nil {
+			t.Fatalf("%s intermediate: the signer is not signed by it: %v", c.name, err)
+		}
+	}
+	// i1 retired: it answers status no more, whatever the value.
+	set(rootRow, caRow(store.CAKindIntermediate, store.CAActive, 2, i2, root))
+	for _, by := range []*ca.Issuer{old.Status[ca.KeyID(i1)], cur.Status[ca.KeyID(i1)]} {
+		want := "ca: issuer " + ca.KeyID(i1) + " does not answer for its certificates any more"
+		if _, err := issue(by); err == nil || err.Error() != want {
+			t.Fatalf("retired intermediate: %v, want %q", err, want)
+		}
 	}
 }
