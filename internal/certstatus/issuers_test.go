@@ -35,14 +35,11 @@ func caRow(kind, state string, gen int, cert, parent *x509.Certificate) store.CA
 	}
 }
 
-// TestStatusPerIssuer: two intermediates under one root, the old one
-// retiring. Each answers OCSP and publishes a CRL for its own certificates
-// only ("unknown" for another's serial, and for a serial it never issued);
-// once the old one is revoked it answers nothing (unauthorized, no CRL) and
-// the root's CRL lists it.
-func TestStatusPerIssuer(t *testing.T) {
-	f := newFixture(t, Settings{})
-	ctx := context.Background()
+// twoIntermediates makes a root and two intermediates of generations 1
+// and 2 under it, keys in memory, and returns them with set, which builds
+// the hierarchy of the CA rows given and makes it f's authority's.
+func twoIntermediates(t *testing.T, f *fixture) (root, i1, i2 *x509.Certificate, set func(rows ...store.CACert) *ca.Hierarchy) {
+	t.Helper()
 	keys := mapKeys{}
 	rootKey, _ := keytype.Generate(keytype.ECDSAP256)
 	root, err := ca.CreateRoot(ca.RootOptions{TrustDomain: td, Key: rootKey, Now: f.clock.Now()})
@@ -59,18 +56,31 @@ func TestStatusPerIssuer(t *testing.T) {
 		keys[ca.Fingerprint(c)] = k
 		return c
 	}
-	i1, i2 := inter(1), inter(2)
+	i1, i2 = inter(1), inter(2)
 	opts := ca.HierarchyOptions{TrustDomain: td, URLs: ca.URLs{Base: "http://status.example"}, Keys: keys, Clock: f.clock}
-	set := func(rows ...store.CACert) {
+	set = func(rows ...store.CACert) *ca.Hierarchy {
 		t.Helper()
-		h, err := ca.BuildHierarchy(ctx, rows, opts)
+		h, err := ca.BuildHierarchy(context.Background(), rows, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if err := f.authz.SetHierarchy(h); err != nil {
 			t.Fatal(err)
 		}
+		return h
 	}
+	return root, i1, i2, set
+}
+
+// TestStatusPerIssuer: two intermediates under one root, the old one
+// retiring. Each answers OCSP and publishes a CRL for its own certificates
+// only ("unknown" for another's serial, and for a serial it never issued);
+// once the old one is revoked it answers nothing (unauthorized, no CRL) and
+// the root's CRL lists it.
+func TestStatusPerIssuer(t *testing.T) {
+	f := newFixture(t, Settings{})
+	ctx := context.Background()
+	root, i1, i2, set := twoIntermediates(t, f)
 	rootRow := caRow(store.CAKindRoot, store.CAActive, 1, root, root)
 	set(rootRow, caRow(store.CAKindIntermediate, store.CAActive, 1, i1, root))
 	a := f.leaf(t, "/svc/a")
@@ -173,35 +183,7 @@ func TestStatusPerIssuer(t *testing.T) {
 func TestSignerIssuedBySupersededIssuerValue(t *testing.T) {
 	f := newFixture(t, Settings{})
 	ctx := context.Background()
-	keys := mapKeys{}
-	rootKey, _ := keytype.Generate(keytype.ECDSAP256)
-	root, err := ca.CreateRoot(ca.RootOptions{TrustDomain: td, Key: rootKey, Now: f.clock.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys[ca.Fingerprint(root)] = rootKey
-	inter := func(gen int) *x509.Certificate {
-		k, _ := keytype.Generate(keytype.ECDSAP256)
-		c, err := ca.CreateIntermediate(ca.IntermediateOptions{Root: root, RootKey: rootKey, Key: k, Now: f.clock.Now(), Generation: gen})
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys[ca.Fingerprint(c)] = k
-		return c
-	}
-	i1, i2 := inter(1), inter(2)
-	opts := ca.HierarchyOptions{TrustDomain: td, URLs: ca.URLs{Base: "http://status.example"}, Keys: keys, Clock: f.clock}
-	set := func(rows ...store.CACert) *ca.Hierarchy {
-		t.Helper()
-		h, err := ca.BuildHierarchy(ctx, rows, opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := f.authz.SetHierarchy(h); err != nil {
-			t.Fatal(err)
-		}
-		return h
-	}
+	root, i1, i2, set := twoIntermediates(t, f)
 	rootRow := caRow(store.CAKindRoot, store.CAActive, 1, root, root)
 	both := []store.CACert{rootRow, caRow(store.CAKindIntermediate, store.CARetiring, 1, i1, root), caRow(store.CAKindIntermediate, store.CAActive, 2, i2, root)}
 	old := set(both...)
