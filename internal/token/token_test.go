@@ -1,7 +1,9 @@
 package token
 
 import (
+	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -116,4 +118,126 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("re-parse: %v", err)
 		}
 	})
+}
+
+// decodeWireJSON is what Parse did before decodeWire: encoding/json alone.
+func decodeWireJSON(raw []byte, w *wire) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	return dec.Decode(w)
+}
+
+// checkDecodeWire fails t if decodeWire and encoding/json disagree on raw:
+// one accepts and the other refuses, or they fill different values.
+func checkDecodeWire(t *testing.T, raw []byte) {
+	t.Helper()
+	var got, want wire
+	gerr, werr := decodeWire(raw, &got), decodeWireJSON(raw, &want)
+	if (gerr == nil) != (werr == nil) {
+		t.Fatalf("%q: decodeWire %v, encoding/json %v", raw, gerr, werr)
+	}
+	if gerr == nil && got != want {
+		t.Fatalf("%q: decodeWire %+v, encoding/json %+v", raw, got, want)
+	}
+}
+
+func TestDecodeWireDifferential(t *testing.T) {
+	good, _ := Mint(claims())
+	canon := func(t Token) string {
+		s := t.String()
+		b, _ := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(s, Prefix))
+		return string(b)
+	}
+	c := canon(good)
+	amp := good
+	amp.ServerURL = "https://a.example/?x=1&y=<2>" // json.Marshal escapes & < >
+	neg := good
+	neg.ExpiresAt = time.Unix(-62135596800, 0)
+	payloads := []string{
+		c, canon(amp), canon(neg),
+		c + " ", " " + c, c + "x", c + `{}`, c + "\n" + c,
+		strings.Replace(c, `"u":"https`, `"u":"h\u0074tps`, 1),
+		strings.Replace(c, `"u":"https`, `"U":"https`, 1), // encoding/json folds case
+		strings.Replace(c, `"u":`, `"u" :`, 1),
+		strings.Replace(c, `,"i":`, `,"u":"https://b","i":`, 1), // a duplicate field: the last wins
+		strings.Replace(c, `,"i":`, `,"x":"y","i":`, 1),
+		strings.Replace(c, `{"u":`, `{"i":"spiffe://example.org/z","u":`, 1),
+		`{"u":"","i":"","e":0,"r":"","k":"","s":""}`,
+		`{"u":"","i":"","e":-0,"r":"","k":"","s":""}`,
+		`{"u":"","i":"","e":-,"r":"","k":"","s":""}`,
+		`{"u":"","i":"","e":01,"r":"","k":"","s":""}`,
+		`{"u":"","i":"","e":1.5,"r":"","k":"","s":""}`,
+		`{"u":"","i":"","e":1e3,"r":"","k":"","s":""}`,
+		`{"u":"","i":"","e":"1","r":"","k":"","s":""}`,
+		`{"u":"","i":"","e":999999999999999999,"r":"","k":"","s":""}`,
+		`{"u":"","i":"","e":-999999999999999999,"r":"","k":"","s":""}`,
+		`{"u":"","i":"","e":9223372036854775807,"r":"","k":"","s":""}`,
+		`{"u":"","i":"","e":9223372036854775808,"r":"","k":"","s":""}`,
+		`{"u":"","i":"","e":1,"r":"","k":"","s":"` + "\x7f" + `"}`,
+		`{"u":"","i":"","e":1,"r":"","k":"","s":"` + "\t" + `"}`,
+		`{"u":"","i":"","e":1,"r":"","k":"","s":"` + "\xff" + `"}`,
+		`{"u":"","i":"","e":1,"r":"","k":"","s":"é"}`,
+		`{"u":"","i":"","e":1,"r":"","k":"","s":"\""}`,
+		`{"u":"","i":"","e":1,"r":"","k":"","s":"a,b"}`,
+		`{"u":"","i":"","e":1,"r":"","k":"","s":null}`,
+		`{"u":"","i":"","e":null,"r":"","k":"","s":""}`,
+		`{"u":"","i":"","e":1,"r":"","k":""}`,
+		`{"u":"","i":"","e":1,"r":"","k":"","s":""`,
+		`{"u":"","i":"","e":1,"r":"","k":"","s":"}`,
+		`{"u":"","i":"","e":1,`, `{"u":"`, `{`, ``, `null`, `[]`,
+	}
+	for _, p := range payloads {
+		checkDecodeWire(t, []byte(p))
+	}
+	// The form String writes is the one read without encoding/json.
+	var w wire
+	if !canonicalWire([]byte(c), &w) || w.ID != good.ID || w.Expires != good.ExpiresAt.Unix() {
+		t.Fatalf("a minted token is not read directly: %+v", w)
+	}
+	if canonicalWire([]byte(canon(amp)), &w) {
+		t.Fatal("an escaped URL was read directly")
+	}
+}
+
+func FuzzDecodeWire(f *testing.F) {
+	good, _ := Mint(claims())
+	b, _ := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(good.String(), Prefix))
+	f.Add(b)
+	f.Add([]byte(`{"u":"","i":"","e":-0,"r":"","k":"","s":""}`))
+	f.Add([]byte(`{"u":"","i":"","e":1,"r":"","k":"","s":"\""}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		checkDecodeWire(t, raw)
+	})
+}
+
+// BenchmarkDecodeWire compares the payload decoding of a minted token
+// before (encoding-json) and after (decodeWire) in one run.
+func BenchmarkDecodeWire(b *testing.B) {
+	good, _ := Mint(claims())
+	raw, _ := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(good.String(), Prefix))
+	for _, bc := range []struct {
+		name   string
+		decode func([]byte, *wire) error
+	}{{"encoding-json", decodeWireJSON}, {"decodeWire", decodeWire}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				var w wire
+				if err := bc.decode(raw, &w); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkParse(b *testing.B) {
+	good, _ := Mint(claims())
+	s := good.String()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Parse(s); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
