@@ -425,6 +425,21 @@ type issueMeta struct {
 // issue is the pipeline: check (Prepare) -> sign -> record durably with its
 // audit record -> return. A serial collision (astronomically unlikely with
 // 159 random bits, but checked by the store) gets one fresh serial.
+// issueDetail is the detail of an issuance's audit entry. Its fields are
+// in the order of their names, so it encodes as the map it replaced did
+// (encoding/json sorts a map's keys): entries written before and after read
+// the same (TestIssueDetailJSON). A struct, because marshalling the map was
+// ~1% of the server's CPU per enrollment.
+type issueDetail struct {
+	Fingerprint string    `json:"fingerprint"`
+	Identity    string    `json:"identity"`
+	NotAfter    time.Time `json:"not_after"`
+	Obtained    string    `json:"obtained"`
+	Profile     string    `json:"profile"`
+	RenewedFrom string    `json:"renewed_from"`
+	Token       string    `json:"token"`
+}
+
 func (s *Service) issue(ctx context.Context, r Request, p Profile, m issueMeta) (Issued, error) {
 	h := s.h.Load()
 	iss, chain := h.Active, h.Chain
@@ -471,10 +486,9 @@ func (s *Service) issue(ctx context.Context, r Request, p Profile, m issueMeta) 
 		if m.obtained == store.ObtainedRenew {
 			action = audit.ActionRenew
 		}
-		detail, _ := json.Marshal(map[string]any{
-			"identity": rec.Identity, "profile": p.Name, "obtained": m.obtained,
-			"not_after": rec.NotAfter, "fingerprint": rec.Fingerprint,
-			"token": m.tokenID, "renewed_from": m.renewedFrom,
+		detail, _ := json.Marshal(issueDetail{
+			Fingerprint: rec.Fingerprint, Identity: rec.Identity, NotAfter: rec.NotAfter,
+			Obtained: m.obtained, Profile: p.Name, RenewedFrom: m.renewedFrom, Token: m.tokenID,
 		})
 		err = s.o.Store.RecordIssuance(ctx, store.Issuance{
 			Cert: rec, TokenID: m.tokenID, Now: rec.IssuedAt,
