@@ -2,7 +2,6 @@ package ca
 
 import (
 	"crypto"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -64,6 +63,8 @@ type Issuer struct {
 	// sigAlg is the signature algorithm of its first leaf, parsed; later
 	// leaves are built from their template (leafFromTemplate).
 	sigAlg atomic.Pointer[signatureAlgorithm]
+	// exts are the extensions its leaves of each profile share, encoded.
+	exts extCache
 }
 
 // NewIssuer checks that key belongs to the intermediate cert and returns an
@@ -186,7 +187,7 @@ func (i *Issuer) Issue(p *Prepared) (*x509.Certificate, error) {
 	if !p.used.CompareAndSwap(false, true) {
 		return nil, ErrReused
 	}
-	der, err := x509.CreateCertificate(rand.Reader, p.tmpl, i.cert, p.pub, i.key)
+	der, err := createCertificate(p.tmpl, i.cert, p.pub, i.key, &i.exts)
 	if err != nil {
 		return nil, fmt.Errorf("ca: sign: %w", err)
 	}

@@ -54,6 +54,11 @@ func SerialHex(n *big.Int) string { return n.Text(16) }
 // section 4.2.1.2 method (1): SHA-1 of the subjectPublicKey bit string. It is
 // an identifier, not a security function, which is why SHA-1 is fine here.
 func subjectKeyID(pub crypto.PublicKey) ([]byte, error) {
+	if key, _, ok := publicKeyBytes(pub); ok {
+		// The same bytes, without encoding/asn1's reflection per leaf.
+		sum := sha1.Sum(key)
+		return sum[:], nil
+	}
 	der, err := x509.MarshalPKIXPublicKey(pub)
 	if err != nil {
 		return nil, fmt.Errorf("ca: public key: %w", err)
