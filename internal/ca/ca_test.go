@@ -20,7 +20,7 @@ type testCA struct {
 	clock       *clock.Fake
 }
 
-func newTestCA(t *testing.T, kt keytype.Type) testCA {
+func newTestCA(t testing.TB, kt keytype.Type) testCA {
 	t.Helper()
 	clk := clock.NewFake(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC))
 	rk, err := keytype.Generate(kt)

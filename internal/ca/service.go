@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -63,6 +64,7 @@ type Service struct {
 	o           ServiceOptions
 	trustDomain string
 	h           atomic.Pointer[Hierarchy]
+	prints      atomic.Pointer[rootPrints] // of h, see rootPrints
 	reload      atomic.Pointer[func(context.Context) error]
 	// clientLifetime is the client profile's lifetime, changed by a
 	// server's reload (SIGHUP) while issuances run.
@@ -146,25 +148,41 @@ func (s *Service) Roots() []*x509.Certificate { return s.h.Load().Roots }
 
 // RootFingerprint is the hex SHA-256 of the root the active intermediate
 // chains to (the first root of the bundle if none does), as put in tokens.
-func (s *Service) RootFingerprint() string {
-	h := s.h.Load()
-	for _, r := range h.Roots {
-		if h.Active.cert.CheckSignatureFrom(r) == nil {
-			return Fingerprint(r)
-		}
-	}
-	return Fingerprint(h.Roots[0])
-}
+func (s *Service) RootFingerprint() string { return s.rootPrints().active }
 
 // TrustsRoot reports whether the root with SHA-256 fingerprint fp (hex) is
 // in the trust bundle: a token pinned to it may be redeemed.
 func (s *Service) TrustsRoot(fp string) bool {
-	for _, r := range s.h.Load().Roots {
-		if Fingerprint(r) == fp {
-			return true
+	return slices.Contains(s.rootPrints().all, fp)
+}
+
+// rootPrints are the fingerprints of a hierarchy's roots, worked out once
+// per hierarchy (which is immutable): finding the active root checks a
+// signature, and every token minted and every enrollment asks.
+type rootPrints struct {
+	h      *Hierarchy
+	active string
+	all    []string
+}
+
+func (s *Service) rootPrints() *rootPrints {
+	h := s.h.Load()
+	if p := s.prints.Load(); p != nil && p.h == h {
+		return p
+	}
+	p := &rootPrints{h: h}
+	for _, r := range h.Roots {
+		fp := Fingerprint(r)
+		p.all = append(p.all, fp)
+		if p.active == "" && h.Active.cert.CheckSignatureFrom(r) == nil {
+			p.active = fp
 		}
 	}
-	return false
+	if p.active == "" {
+		p.active = p.all[0]
+	}
+	s.prints.Store(p)
+	return p
 }
 
 // TrustDomain is the trust domain this CA issues for.
