@@ -91,6 +91,10 @@ func (postgresDialect) bind(q string) string { return rebindQ(q) }
 // PostgreSQL has no cheap way to tell; the heads are read in each.
 func (postgresDialect) keepsHeads() bool { return false }
 
+// watchesContext: a statement waits on the network and on other sessions'
+// locks; the writer's deadline ends the wait.
+func (postgresDialect) watchesContext() bool { return true }
+
 // lockWrites takes the store's advisory lock until the transaction ends.
 // Every write appends to the audit chain, so writers of all replicas take
 // turns here; within a process the writer batches, so the lock is taken

@@ -42,6 +42,10 @@ type dialect interface {
 	// buffers its rows in an ephemeral table and costs more than the
 	// SELECT it saves).
 	redeemReturning() bool
+	// watchesContext reports whether a write transaction runs under the
+	// writer's deadline (writeTimeout), its statements interrupted when it
+	// passes; if not, only the wait for the connection does.
+	watchesContext() bool
 	// keepsHeads reports whether the writer may keep the chain heads
 	// between transactions, checking the database's data version (SQLite:
 	// sqlite.FileControl) under the write lock instead of reading them.
@@ -63,7 +67,9 @@ type SQL struct {
 	heads headCache
 
 	// writeTimeout bounds one write transaction; past it the batch fails as
-	// unavailable instead of hanging callers on a stuck database.
+	// unavailable instead of hanging callers on a stuck database. On SQLite
+	// (dialect watchesContext false) it bounds the wait for the writer's
+	// connection only, see sqliteDialect.watchesContext.
 	writeTimeout time.Duration
 
 	queue   chan *writeOp

@@ -187,13 +187,19 @@ func (s *SQL) commitBatch(ops []*writeOp, savepoints bool) (errs []error, last i
 	ctx, cancel := context.WithTimeout(context.Background(), s.writeTimeout)
 	defer cancel()
 
+	// connCtx bounds the wait for the writer's connection, ctx the
+	// transaction (see dialect.watchesContext).
+	connCtx := ctx
+	if !s.d.watchesContext() {
+		ctx = context.Background()
+	}
 	w := &wtx{s: s}
 	var tx *sql.Tx
 	var err error
 	if s.d.keepsHeads() {
 		// On a connection of its own for the batch, to read the data
 		// version through the driver (wtx.start).
-		conn, err := s.wdb.Conn(ctx)
+		conn, err := s.wdb.Conn(connCtx)
 		if err != nil {
 			return fail("begin", err)
 		}
