@@ -36,7 +36,7 @@ func BenchmarkRecordIssuance(b *testing.B) {
 const (
 	noToken       = iota
 	withToken     // redeemed
-	checkedToken  // redeemed, its secret hash and identity checked, as an enrollment's
+	checkedToken  // redeemed, its secret hash and identity checked, the (absent) gateway role checked, as an enrollment's
 	checkedToken8 // checkedToken with 8 callers per GOMAXPROCS instead of benchParallelism
 )
 
@@ -57,6 +57,7 @@ func benchRecordIssuance(b *testing.B, s store.Store, token int) {
 		issuances[i] = storetest.NewIssuance(c, tokens[i].ID)
 		if token == checkedToken || token == checkedToken8 {
 			issuances[i].TokenSecretHash, issuances[i].TokenIdentity = tokens[i].SecretHash, tokens[i].Identity
+			issuances[i].GatewayRole = new(false)
 		}
 	}
 	if token != noToken {

@@ -2,13 +2,16 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"modernc.org/sqlite"
 
 	"github.com/certgate/certgate/internal/audit"
+	"github.com/certgate/certgate/internal/roles"
 )
 
 // Two store handles on one SQLite file (two processes, as far as SQLite can
@@ -118,6 +121,66 @@ func TestHeadCacheOtherConnection(t *testing.T) {
 	}
 	if r.Seq != 4 {
 		t.Fatalf("seq %d, want 4", r.Seq)
+	}
+}
+
+// The writer keeps the gateway grants of its last commit with the heads,
+// and uses them only as it uses the heads: a grant made through another
+// handle on the file (another process) is seen by the next issuance.
+func TestHeadCacheGrants(t *testing.T) {
+	ctx := context.Background()
+	a, path := openTemp(t, sqliteBusyTimeout)
+	b, _, _, err := openSQLite(ctx, path, sqliteBusyTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	yes, no := true, false
+	n := 0
+	record := func(gateway *bool) error {
+		n++
+		is := testIssuance(fmt.Sprintf("%x", n))
+		is.Cert.Identity = "spiffe://example.org/gw/a"
+		is.GatewayRole = gateway
+		return a.RecordIssuance(ctx, is)
+	}
+	if err := record(&no); err != nil {
+		t.Fatal(err)
+	}
+	if !a.heads.valid || !a.heads.grantsRead || len(a.heads.gatewayGrants) != 0 {
+		t.Fatalf("kept after an issuance that checked the role: %+v, want no gateway grants, read", a.heads)
+	}
+	// The kept grants are what the next transaction checks against: here
+	// a grant the database does not hold.
+	grant := roles.Grant{Role: roles.Gateway, Holder: "spiffe://example.org/gw/*", GrantedBy: "test", GrantedAt: time.Unix(1900000000, 0)}
+	a.heads.gatewayGrants = []roles.Grant{grant}
+	if err := record(&yes); err != nil {
+		t.Fatalf("with the kept grants giving the role: %v", err)
+	}
+	if err := record(&no); !errors.Is(err, ErrRolesChanged) {
+		t.Fatalf("with the kept grants giving the role: %v, want %v", err, ErrRolesChanged)
+	}
+	// That batch committed nothing, so kept nothing: the next reads the
+	// grants.
+	if err := record(&no); err != nil {
+		t.Fatalf("after a batch that committed nothing: %v", err)
+	}
+	// Another handle grants the role for real, then revokes it: a reads
+	// the grants again each time.
+	if err := b.GrantRole(ctx, grant); err != nil {
+		t.Fatal(err)
+	}
+	if err := record(&yes); err != nil {
+		t.Fatalf("after another handle granted the role: %v", err)
+	}
+	if err := b.RevokeRole(ctx, grant, "test", time.Unix(1900000000, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := record(&yes); !errors.Is(err, ErrRolesChanged) {
+		t.Fatalf("after another handle revoked the role: %v, want %v", err, ErrRolesChanged)
+	}
+	if err := record(&no); err != nil {
+		t.Fatalf("after another handle revoked the role: %v", err)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -143,17 +144,21 @@ func (s *SQL) checkIssuer(ctx context.Context, w *wtx, what, issuer string) erro
 // checkGatewayRole checks that the role grants give identity the gateway
 // role if gateway is set, and not if it is not. The grants are read once
 // per transaction (under the write lock, so no other process changes them
-// before the commit); GrantRole and RevokeRole in the same transaction
-// make the next check read them again.
+// before the commit), or kept from the SQLite writer's last commit (see
+// wtx.committed); GrantRole and RevokeRole in the same transaction make
+// the next check read them again. Only the gateway grants are kept:
+// roles.For compiles the holder pattern of every grant it is given, and
+// only those decide the gateway role.
 func (s *SQL) checkGatewayRole(ctx context.Context, w *wtx, what, identity string, gateway bool) error {
 	if !w.grantsRead {
 		grants, err := scanGrants(w.stmt(ctx, stRoleGrants).QueryContext(ctx))
 		if err != nil {
 			return s.wrap(what+": role grants", err)
 		}
-		w.grants, w.grantsRead = grants, true
+		w.gatewayGrants = slices.DeleteFunc(grants, func(g roles.Grant) bool { return g.Role != roles.Gateway })
+		w.grantsRead = true
 	}
-	if roles.For(w.grants, identity).Gateway != gateway {
+	if roles.For(w.gatewayGrants, identity).Gateway != gateway {
 		return fmt.Errorf("store: %s: gateway role of %s: %w", what, identity, ErrRolesChanged)
 	}
 	return nil

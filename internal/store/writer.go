@@ -299,11 +299,12 @@ type wtx struct {
 	// at the first issuance of the transaction (nil: not read yet).
 	inactive map[string]string
 	startPos int64 // the event head when the transaction began
-	// grants are the role grants, read at the first issuance of the
-	// transaction that checks a role (grantsRead); GrantRole and RevokeRole
-	// clear grantsRead.
-	grants     []roles.Grant
-	grantsRead bool
+	// gatewayGrants are the role grants of the gateway role, read at the
+	// first issuance of the transaction that checks a role, or kept from
+	// the writer's last commit with the heads (grantsRead); GrantRole and
+	// RevokeRole clear grantsRead.
+	gatewayGrants []roles.Grant
+	grantsRead    bool
 	// SQLite (dialect keepsHeads): the batch's connection, its driver
 	// connection and the data version read at the start.
 	conn        *sql.Conn
@@ -363,6 +364,7 @@ func (w *wtx) start(ctx context.Context) error {
 		c.valid = false
 		if valid {
 			w.pos, w.head, w.startPos = c.pos, c.head, c.pos
+			w.gatewayGrants, w.grantsRead = c.gatewayGrants, c.grantsRead
 			return nil
 		}
 	}
@@ -379,22 +381,30 @@ func (w *wtx) start(ctx context.Context) error {
 }
 
 // headCache is what the SQLite writer keeps of its last commit: the chain
-// heads after it, the driver connection it was made on and the data
-// version the file has after it.
+// heads after it, the gateway grants if it read them (and changed no grant
+// after), the driver connection it was made on and the data version the
+// file has after it.
 type headCache struct {
-	valid       bool
-	driverConn  any
-	dataVersion uint32
-	pos         int64
-	head        *audit.Record
+	valid         bool
+	driverConn    any
+	dataVersion   uint32
+	pos           int64
+	head          *audit.Record
+	gatewayGrants []roles.Grant
+	grantsRead    bool
 }
 
-// committed keeps the heads of w, whose transaction has committed.
+// committed keeps the heads of w, whose transaction has committed, and its
+// gateway grants: the grants as of its commit, since a GrantRole or
+// RevokeRole after the last read clears grantsRead. Like the heads, they
+// are used only while nothing else wrote to the file (see start), so the
+// next transactions of this writer skip reading role_grants.
 func (w *wtx) committed() {
 	if w.conn == nil {
 		return
 	}
-	w.s.heads = headCache{valid: true, driverConn: w.driverConn, dataVersion: w.dataVersion + 1, pos: w.pos, head: w.head}
+	w.s.heads = headCache{valid: true, driverConn: w.driverConn, dataVersion: w.dataVersion + 1, pos: w.pos, head: w.head,
+		gatewayGrants: w.gatewayGrants, grantsRead: w.grantsRead}
 }
 
 func (w *wtx) stmt(ctx context.Context, id stmtID) *sql.Stmt {
