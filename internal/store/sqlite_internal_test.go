@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"modernc.org/sqlite"
 
 	"github.com/certgate/certgate/internal/audit"
 )
@@ -34,7 +37,7 @@ func TestSQLiteSettings(t *testing.T) {
 	ctx := context.Background()
 	for pragma, want := range map[string]string{
 		"journal_mode": "wal",
-		"synchronous":  "2", // FULL: the WAL is fsynced at every commit
+		"synchronous":  "2", // FULL: the WAL is synced at every commit
 		"foreign_keys": "1",
 		"busy_timeout": "5000",
 	} {
@@ -45,6 +48,9 @@ func TestSQLiteSettings(t *testing.T) {
 		if got != want {
 			t.Errorf("writer PRAGMA %s = %s, want %s", pragma, got, want)
 		}
+	}
+	if runtime.GOOS == "linux" && !sqlite.FdatasyncEnabled() {
+		t.Error("commits sync with fsync, want fdatasync")
 	}
 	var qo string
 	if err := s.rdb.QueryRowContext(ctx, "PRAGMA query_only").Scan(&qo); err != nil || qo != "1" {
