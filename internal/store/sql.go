@@ -37,10 +37,10 @@ type dialect interface {
 	// most.
 	maxBatch() int
 	// redeemReturning says whether an enrollment's token is redeemed and
-	// read back in one UPDATE ... RETURNING (PostgreSQL: one round trip
-	// fewer) rather than read, then updated (SQLite, where RETURNING
-	// buffers its rows in an ephemeral table and costs more than the
-	// SELECT it saves).
+	// read back in one UPDATE ... RETURNING and checked in Go (PostgreSQL:
+	// one round trip fewer) rather than redeemed by an UPDATE that checks
+	// it (SQLite, where RETURNING buffers its rows in an ephemeral table
+	// and cost more than a SELECT and an UPDATE: stTokenRedeemMatching).
 	redeemReturning() bool
 	// watchesContext reports whether a write transaction runs under the
 	// writer's deadline (writeTimeout), its statements interrupted when it
@@ -116,6 +116,9 @@ func newSQL(ctx context.Context, d dialect, wdb, rdb *sql.DB) (*SQL, error) {
 		evCh:         make(chan struct{}),
 	}
 	for id, q := range stmtText {
+		if stmtID(id) == stTokenRedeemMatching && d.redeemReturning() {
+			continue // calls a function only the SQLite store registers
+		}
 		st, err := wdb.PrepareContext(ctx, d.bind(q))
 		if err != nil {
 			s.closeStmts()

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/subtle"
 	"database/sql"
 	"database/sql/driver"
 	"errors"
@@ -91,6 +92,12 @@ func openSQLite(ctx context.Context, path string, busyTimeout time.Duration) (s 
 		// ErrFdatasyncUnavailable (macOS, Windows): fsync as before.
 		sqlite.Fdatasync(true)
 	})
+	sqliteFuncs.Do(func() {
+		sqliteFuncsErr = sqlite.RegisterDeterministicScalarFunction(sqliteHashEqualName, 2, sqliteHashEqual)
+	})
+	if sqliteFuncsErr != nil {
+		return nil, 0, 0, fmt.Errorf("store: sqlite: %w", sqliteFuncsErr)
+	}
 	d := sqliteDialect{}
 	name := (&url.URL{Scheme: "file", Path: abs}).String()
 	common := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)", busyTimeout.Milliseconds())
@@ -151,6 +158,29 @@ func openSQLite(ctx context.Context, path string, busyTimeout time.Duration) (s 
 // commit.
 var sqliteSync sync.Once
 
+// sqliteFuncs registers the SQL functions of the store's SQLite statements
+// with the driver, for every connection opened after (the first open).
+var (
+	sqliteFuncs    sync.Once
+	sqliteFuncsErr error
+)
+
+// sqliteHashEqualName is the SQL name of sqliteHashEqual.
+const sqliteHashEqualName = "certgate_hash_equal"
+
+// sqliteHashEqual(stored, presented) is 1 if the two blobs are equal,
+// compared in constant time (crypto/subtle), else 0: the token's secret
+// hash is checked inside the redeeming UPDATE (stTokenRedeemMatching), in
+// Go, never by SQLite's memcmp.
+func sqliteHashEqual(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, error) {
+	stored, ok1 := args[0].([]byte)
+	presented, ok2 := args[1].([]byte)
+	if !ok1 || !ok2 {
+		return nil, fmt.Errorf("%s: arguments %T, %T, want two blobs", sqliteHashEqualName, args[0], args[1])
+	}
+	return int64(subtle.ConstantTimeCompare(stored, presented)), nil
+}
+
 func sqliteOpenErr(path string, err error) error {
 	if (sqliteDialect{}).unavailable(err) {
 		return fmt.Errorf("store: sqlite %s: %w: %w", path, ErrUnavailable, err)
@@ -194,6 +224,10 @@ func (sqliteDialect) lockWrites(context.Context, *sql.Tx) error { return nil }
 // transaction stays short (a few milliseconds).
 func (sqliteDialect) maxBatch() int { return 256 }
 
+// redeemReturning: no, the token is redeemed by an UPDATE that checks the
+// secret hash (constant time, in Go: sqliteHashEqual) and the identity in
+// its WHERE clause (stTokenRedeemMatching): one statement and no
+// RETURNING, which SQLite answers through an ephemeral table.
 func (sqliteDialect) redeemReturning() bool { return false }
 
 func (sqliteDialect) eventsAppended(context.Context, *sql.Tx, int64) error { return nil }

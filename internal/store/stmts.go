@@ -13,6 +13,7 @@ const (
 	stTokenInsert
 	stTokenRedeem
 	stTokenRedeemReturning
+	stTokenRedeemMatching
 	stTokenState
 	stCertInsert
 	stCertForRevoke
@@ -55,6 +56,15 @@ var stmtText = [numStmts]string{
 	stTokenRedeemReturning: `UPDATE tokens SET redeemed_at = ?, serial = ?
 		WHERE id = ? AND redeemed_at IS NULL AND expires_at > ?
 		RETURNING secret_hash, identity`,
+	// The same redemption, only if the token's secret hash (unless the
+	// presented one is NULL) and identity (unless the presented one is
+	// empty) are the ones presented; the hash compared by
+	// certgate_hash_equal, in constant time (SQLite only: sqliteHashEqual,
+	// not prepared on other dialects). A mismatch redeems nothing.
+	// Arguments: now, serial, id, now, hash, hash, identity, identity.
+	stTokenRedeemMatching: `UPDATE tokens SET redeemed_at = ?, serial = ?
+		WHERE id = ? AND redeemed_at IS NULL AND expires_at > ?
+		AND (? IS NULL OR ` + sqliteHashEqualName + `(secret_hash, ?)) AND (? = '' OR identity = ?)`,
 	stTokenState: `SELECT expires_at, redeemed_at FROM tokens WHERE id = ?`,
 	stCertInsert: `INSERT INTO certificates (serial, identity, common_name, fingerprint,
 		not_before, not_after, key_type, obtained, renewed_from, token_id, issued_at, der, issuer)

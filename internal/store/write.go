@@ -59,9 +59,7 @@ func (s *SQL) RecordIssuance(ctx context.Context, is Issuance) error {
 			case checked && s.d.redeemReturning():
 				err = s.redeemChecked(ctx, w, what, is)
 			case checked:
-				if err = s.checkToken(ctx, w, what, is); err == nil {
-					err = s.redeem(ctx, w, what, is.TokenID, c.Serial, is.Now.UnixNano())
-				}
+				err = s.redeemMatching(ctx, w, what, is)
 			default:
 				err = s.redeem(ctx, w, what, is.TokenID, c.Serial, is.Now.UnixNano())
 			}
@@ -167,7 +165,7 @@ func (s *SQL) checkGatewayRole(ctx context.Context, w *wtx, what, identity strin
 // redeemChecked redeems the issuance's token and checks its stored secret
 // hash (in constant time) and identity against what the issuance presents,
 // in one statement (UPDATE ... RETURNING; dialects whose redeemReturning is
-// set, others run checkToken then redeem) when the token is unused and
+// set, others redeemMatching) when the token is unused and
 // unexpired: a mismatch returns ErrTokenMismatch, and the failed operation
 // is rolled back with its redemption (a savepoint, or the transaction), so
 // a token is redeemed only by an issuance that presents its secret. When no
@@ -181,10 +179,7 @@ func (s *SQL) redeemChecked(ctx context.Context, w *wtx, what string, is Issuanc
 	err := w.stmt(ctx, stTokenRedeemReturning).QueryRowContext(ctx, now, is.Cert.Serial, is.TokenID, now).Scan(&hash, &identity)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		if err := s.checkToken(ctx, w, what, is); err != nil {
-			return err
-		}
-		return s.redeem(ctx, w, what, is.TokenID, is.Cert.Serial, now)
+		return s.notRedeemed(ctx, w, what, is)
 	case err != nil:
 		return s.wrap(what+": token "+is.TokenID, err)
 	}
@@ -192,6 +187,43 @@ func (s *SQL) redeemChecked(ctx context.Context, w *wtx, what string, is Issuanc
 		return fmt.Errorf("store: %s: token %s: %w", what, is.TokenID, ErrTokenMismatch)
 	}
 	return nil
+}
+
+// redeemMatching redeems the issuance's token in one statement that also
+// checks its stored secret hash (in constant time, by a Go function:
+// sqliteHashEqual) and identity against what the issuance presents, on
+// dialects whose redeemReturning is not set (SQLite): a token is redeemed
+// only by an issuance that presents its secret, and a mismatch changes
+// nothing. When no row was redeemed, the token is read again to say why,
+// as redeemChecked does.
+func (s *SQL) redeemMatching(ctx context.Context, w *wtx, what string, is Issuance) error {
+	now := is.Now.UnixNano()
+	var hash any // NULL: not compared
+	if is.TokenSecretHash != nil {
+		hash = is.TokenSecretHash
+	}
+	res, err := w.exec(ctx, stTokenRedeemMatching, now, is.Cert.Serial, is.TokenID, now, hash, hash, is.TokenIdentity, is.TokenIdentity)
+	if err != nil {
+		return s.wrap(what+": token "+is.TokenID, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return s.wrap(what+": token "+is.TokenID, err)
+	}
+	if n == 1 {
+		return nil
+	}
+	return s.notRedeemed(ctx, w, what, is)
+}
+
+// notRedeemed says why a checked redemption redeemed no row, in the order
+// of checkToken then redeem: unknown or mismatched first, so a wrong
+// secret learns nothing of the token's state; then used or expired.
+func (s *SQL) notRedeemed(ctx context.Context, w *wtx, what string, is Issuance) error {
+	if err := s.checkToken(ctx, w, what, is); err != nil {
+		return err
+	}
+	return s.redeem(ctx, w, what, is.TokenID, is.Cert.Serial, is.Now.UnixNano())
 }
 
 // tokenMatches compares a token's stored secret hash (in constant time) and

@@ -63,6 +63,42 @@ var checkedTests = []subtest{
 		wantErr(t, e.s.RecordIssuance(e.ctx, again), store.ErrTokenUsed,
 			"store: record issuance "+again.Cert.Serial+": token "+tok.ID+": token already redeemed")
 	}},
+	{"TokenPartlyChecked", func(t *testing.T, e *env) {
+		// Only the secret hash, or only the identity, presented: the other
+		// is not compared.
+		wrongHash := func(tok store.Token) []byte {
+			h := bytes.Clone(tok.SecretHash)
+			h[7] ^= 1
+			return h
+		}
+		for _, tc := range []struct {
+			name     string
+			hash     func(store.Token) []byte
+			identity func(store.Token) string
+			wantErr  bool
+		}{
+			{"hash", func(tok store.Token) []byte { return tok.SecretHash }, func(store.Token) string { return "" }, false},
+			{"identity", func(store.Token) []byte { return nil }, func(tok store.Token) string { return tok.Identity }, false},
+			{"wrong hash", wrongHash, func(store.Token) string { return "" }, true},
+			{"wrong identity", func(store.Token) []byte { return nil }, func(store.Token) string { return "spiffe://example.org/svc/other" }, true},
+		} {
+			tok := e.createToken("spiffe://example.org/svc/a", 15*time.Minute)
+			is := NewIssuance(NewCertificate(tok.Identity, T0.Add(time.Minute)), tok.ID)
+			is.TokenSecretHash, is.TokenIdentity = tc.hash(tok), tc.identity(tok)
+			err := e.s.RecordIssuance(e.ctx, is)
+			got, _ := e.s.GetToken(e.ctx, tok.ID)
+			if !tc.wantErr {
+				if err != nil || got.Serial != is.Cert.Serial {
+					t.Errorf("%s: %v, token redeemed for %q; want redeemed for %q", tc.name, err, got.Serial, is.Cert.Serial)
+				}
+				continue
+			}
+			wantErr(t, err, store.ErrTokenMismatch, "store: record issuance "+is.Cert.Serial+": token "+tok.ID+": token secret or identity does not match")
+			if !got.RedeemedAt.IsZero() {
+				t.Errorf("%s: token redeemed by a mismatched issuance: %+v", tc.name, got)
+			}
+		}
+	}},
 	{"TokenMismatchBeforeState", func(t *testing.T, e *env) {
 		// A wrong secret learns nothing of the token's state: a used or
 		// an expired token answers a mismatch, as an unused one does.
