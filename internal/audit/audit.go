@@ -72,28 +72,25 @@ const domain = "certgate-audit-v1"
 // Link computes the hash of r, which covers every field of r and r.PrevHash.
 // r.Hash is ignored.
 func Link(r Record) []byte {
-	var b bytes.Buffer
-	field := func(p []byte) {
-		var n [8]byte
-		binary.BigEndian.PutUint64(n[:], uint64(len(p)))
-		b.Write(n[:])
-		b.Write(p)
-	}
-	num := func(v int64) {
-		var n [8]byte
-		binary.BigEndian.PutUint64(n[:], uint64(v))
-		field(n[:])
-	}
-	field([]byte(domain))
-	num(r.Seq)
-	num(r.Time.UTC().UnixNano())
-	field([]byte(r.Actor))
-	field([]byte(r.Action))
-	field([]byte(r.Subject))
-	field([]byte(r.Detail))
-	field(r.PrevHash)
-	sum := sha256.Sum256(b.Bytes())
+	// Each field is its length (8 bytes, big endian), then its bytes; the
+	// two numbers are 8-byte fields. Sized once: the store appends a
+	// record to the chain in every write.
+	b := make([]byte, 0, 8*8+len(domain)+16+len(r.Actor)+len(r.Action)+len(r.Subject)+len(r.Detail)+len(r.PrevHash))
+	b = field(b, domain)
+	b = binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(b, 8), uint64(r.Seq))
+	b = binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(b, 8), uint64(r.Time.UTC().UnixNano()))
+	b = field(b, r.Actor)
+	b = field(b, r.Action)
+	b = field(b, r.Subject)
+	b = field(b, r.Detail)
+	b = field(b, r.PrevHash)
+	sum := sha256.Sum256(b)
 	return sum[:]
+}
+
+// field appends p to b as one field of Link: its length, then its bytes.
+func field[T string | []byte](b []byte, p T) []byte {
+	return append(binary.BigEndian.AppendUint64(b, uint64(len(p))), p...)
 }
 
 // Next returns the record that follows prev (nil for the first) for entry e.

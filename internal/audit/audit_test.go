@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"testing"
@@ -61,5 +62,33 @@ func TestVerify(t *testing.T) {
 				t.Fatalf("got %v\nwant %s", err, tc.want)
 			}
 		})
+	}
+}
+
+// The hashes of a chain are stored: Link's bytes never change. These are
+// the hashes of chain(3) as Link computed them when chains were first
+// written (bytes.Buffer), kept when it was rewritten with append.
+func TestLinkGolden(t *testing.T) {
+	want := []string{
+		"67202b0cf89ab30d4ca17f92a75663145dc496c918f33e35583c3e11c8952f85",
+		"0659c53a42b931bc82298b5e08f50c6badc019262e7268edc3ed5ed6440d6548",
+		"8c6014076554b52f3ee80290748bc0aa8cafc4ba678da5c3a4806e6215706843",
+	}
+	for i, r := range chain(3) {
+		if got := hex.EncodeToString(r.Hash); got != want[i] {
+			t.Errorf("record %d: hash %s, want %s", r.Seq, got, want[i])
+		}
+	}
+}
+
+// BenchmarkLink hashes an issuance's record as the server writes it.
+func BenchmarkLink(b *testing.B) {
+	r := Next(nil, Entry{Time: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC), Actor: "spiffe://bench.example.org/admin/a", Action: ActionIssue,
+		Subject: "5f0c3a9be1d24c7f8a6b0e2d9c1f4a37",
+		Detail: `{"fingerprint":"3f1b6c0e9a2d4f8b7c5e1a0d9b8c7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b0a","identity":"spiffe://bench.example.org/bench/1234",` +
+			`"not_after":"2026-11-28T12:00:00Z","obtained":"enroll","profile":"client","renewed_from":"","token":"0123456789abcdef01234567"}`})
+	b.ReportAllocs()
+	for b.Loop() {
+		Link(r)
 	}
 }
