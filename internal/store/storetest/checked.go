@@ -98,6 +98,20 @@ var checkedTests = []subtest{
 				t.Errorf("%s: token redeemed by a mismatched issuance: %+v", tc.name, got)
 			}
 		}
+		// A presented hash that is empty is refused before any statement,
+		// and the token stays unredeemed: stTokenRedeemMatching takes a
+		// NULL hash for "not presented", and a driver may bind an empty
+		// blob as NULL.
+		tok := e.createToken("spiffe://example.org/svc/a", 15*time.Minute)
+		is := NewIssuance(NewCertificate(tok.Identity, T0.Add(time.Minute)), tok.ID)
+		is.TokenSecretHash = []byte{}
+		err := e.s.RecordIssuance(e.ctx, is)
+		if want := "store: record issuance " + is.Cert.Serial + ": token secret hash is 0 bytes, want 32 (SHA-256)"; err == nil || err.Error() != want {
+			t.Errorf("empty hash: %v, want %s", err, want)
+		}
+		if got, _ := e.s.GetToken(e.ctx, tok.ID); !got.RedeemedAt.IsZero() {
+			t.Errorf("empty hash: token redeemed: %+v", got)
+		}
 	}},
 	{"TokenMismatchBeforeState", func(t *testing.T, e *env) {
 		// A wrong secret learns nothing of the token's state: a used or
