@@ -20,6 +20,8 @@ import (
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/certgate/certgate/internal/keytype"
 )
 
 // createCertificate returns what x509.CreateCertificate(rand.Reader, tmpl,
@@ -104,17 +106,18 @@ func mustMarshal(v any) []byte {
 // issuer key pub, for the key types certgate's CAs have; ok is false for
 // any other.
 func signingAlgorithm(pub crypto.PublicKey) (signing, bool) {
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		switch k.Curve {
-		case elliptic.P256():
-			return signECDSAP256, true
-		case elliptic.P384():
-			return signECDSAP384, true
-		}
-	case ed25519.PublicKey:
+	kt, err := keytype.Of(pub)
+	if err != nil {
+		return signing{}, false
+	}
+	switch kt {
+	case keytype.ECDSAP256:
+		return signECDSAP256, true
+	case keytype.ECDSAP384:
+		return signECDSAP384, true
+	case keytype.Ed25519:
 		return signEd25519, true
-	case *rsa.PublicKey:
+	case keytype.RSA2048, keytype.RSA3072, keytype.RSA4096:
 		return signRSA, true
 	}
 	return signing{}, false

@@ -416,11 +416,7 @@ func TestIssueRefusesWrongSignature(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		key, _ := keytype.Generate(keytype.ECDSAP256)
-		p, err := iss.Prepare(Request{PublicKey: key.Public(), Identity: identity.MustParse("spiffe://example.org/a")}, ClientProfile)
-		if err != nil {
-			t.Fatal(err)
-		}
+		p := prepareClient(t, iss)
 		if _, err := iss.Issue(p); err == nil || err.Error() != tc.want {
 			t.Errorf("%s: %v, want %s", tc.kt, err, tc.want)
 		}
@@ -429,6 +425,17 @@ func TestIssueRefusesWrongSignature(t *testing.T) {
 			t.Errorf("%s: CreateCertificate says %v, not %s", tc.kt, err, want)
 		}
 	}
+}
+
+// prepareClient prepares a client leaf of iss for a new P-256 key.
+func prepareClient(t *testing.T, iss *Issuer) *Prepared {
+	t.Helper()
+	key, _ := keytype.Generate(keytype.ECDSAP256)
+	p, err := iss.Prepare(Request{PublicKey: key.Public(), Identity: identity.MustParse("spiffe://example.org/a")}, ClientProfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // failingSigner fails every signature.
@@ -444,12 +451,7 @@ func TestIssueSignerError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, _ := keytype.Generate(keytype.ECDSAP256)
-	p, err := iss.Prepare(Request{PublicKey: key.Public(), Identity: identity.MustParse("spiffe://example.org/a")}, ClientProfile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := iss.Issue(p); err == nil || err.Error() != "ca: sign: token removed" {
+	if _, err := iss.Issue(prepareClient(t, iss)); err == nil || err.Error() != "ca: sign: token removed" {
 		t.Fatalf("%v", err)
 	}
 }
