@@ -22,12 +22,7 @@ import (
 // by the primary key) or link to the wrong hash.
 func TestHeadCacheTwoHandles(t *testing.T) {
 	ctx := context.Background()
-	a, path := openTemp(t, sqliteBusyTimeout)
-	b, _, _, err := openSQLite(ctx, path, sqliteBusyTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
+	a, b := openTwoHandles(t)
 
 	var want int64
 	appendOne := func(s *SQL, name string) {
@@ -97,12 +92,7 @@ func TestHeadCacheTwoHandles(t *testing.T) {
 // versions of two connections are not comparable.
 func TestHeadCacheOtherConnection(t *testing.T) {
 	ctx := context.Background()
-	a, path := openTemp(t, sqliteBusyTimeout)
-	b, _, _, err := openSQLite(ctx, path, sqliteBusyTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
+	a, b := openTwoHandles(t)
 	for i := 0; i < 2; i++ {
 		if _, err := a.AppendAudit(ctx, entry("a")); err != nil {
 			t.Fatal(err)
@@ -129,12 +119,7 @@ func TestHeadCacheOtherConnection(t *testing.T) {
 // handle on the file (another process) is seen by the next issuance.
 func TestHeadCacheGrants(t *testing.T) {
 	ctx := context.Background()
-	a, path := openTemp(t, sqliteBusyTimeout)
-	b, _, _, err := openSQLite(ctx, path, sqliteBusyTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
+	a, b := openTwoHandles(t)
 	yes, no := true, false
 	n := 0
 	record := func(gateway *bool) error {
@@ -240,4 +225,18 @@ func (s *SQL) currentDataVersion(t *testing.T) uint32 {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// openTwoHandles opens two store handles on one new SQLite file: two
+// processes, as far as SQLite can tell (each has its own writer
+// connection).
+func openTwoHandles(t *testing.T) (a, b *SQL) {
+	t.Helper()
+	a, path := openTemp(t, sqliteBusyTimeout)
+	b, _, _, err := openSQLite(context.Background(), path, sqliteBusyTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return a, b
 }
